@@ -1,0 +1,155 @@
+"""The registry in SQL: post journal entries with balances kept beside them, remember
+instructions for idempotency, and read back what the audit needs."""
+
+from __future__ import annotations
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from central import domain
+from central.adapters import tables as t
+from rail_protocol.envelope import now_ms
+from rail_protocol.errors import RailError
+
+
+async def ensure_accounts(conn: AsyncConnection, account_ids: list[str]) -> None:
+    existing = set(
+        (await conn.execute(
+            sa.select(t.accounts.c.account_id).where(t.accounts.c.account_id.in_(account_ids))
+        )).scalars()
+    )
+    missing = [a for a in account_ids if a not in existing]
+    if missing:
+        await conn.execute(t.accounts.insert(), [{"account_id": a, "balance_fen": 0} for a in missing])
+
+
+async def post_entry(conn: AsyncConnection, entry: domain.Entry, reference: str) -> int:
+    """Write `entry` and move the balances in the caller's transaction. A guarded account is
+    debited only where its balance covers it (a conditional UPDATE, so concurrent entries
+    cannot overdraw it); on a shortfall this raises and the caller's transaction rolls back."""
+    # One order for every transaction's row locks, so two entries never deadlock.
+    for posting in sorted(entry.postings, key=lambda p: p.account):
+        stmt = (
+            t.accounts.update()
+            .where(t.accounts.c.account_id == posting.account)
+            .values(balance_fen=t.accounts.c.balance_fen + posting.amount_fen)
+        )
+        if posting.amount_fen < 0 and domain.is_guarded(posting.account):
+            stmt = stmt.where(t.accounts.c.balance_fen >= -posting.amount_fen)
+        result = await conn.execute(stmt)
+        if result.rowcount != 1:
+            raise RailError(domain.shortfall_code(posting.account))
+    entry_id = (
+        await conn.execute(
+            t.journal_entries.insert()
+            .values(kind=entry.kind, bank_id=entry.bank_id, reference=reference,
+                    created_ms=now_ms())
+            .returning(t.journal_entries.c.entry_id)
+        )
+    ).scalar_one()
+    await conn.execute(
+        t.postings.insert(),
+        [{"entry_id": entry_id, "account_id": p.account, "amount_fen": p.amount_fen}
+         for p in entry.postings],
+    )
+    return entry_id
+
+
+async def balances(conn: AsyncConnection, account_ids: list[str]) -> dict[str, int]:
+    rows = await conn.execute(
+        sa.select(t.accounts.c.account_id, t.accounts.c.balance_fen)
+        .where(t.accounts.c.account_id.in_(account_ids))
+    )
+    return {row.account_id: row.balance_fen for row in rows}
+
+
+# --- instructions: idempotency by (signer, id) ----------------------------------------
+
+async def find_instruction(conn: AsyncConnection, signer: str, instruction_id: str):
+    return (
+        await conn.execute(
+            sa.select(t.instructions).where(
+                t.instructions.c.signer == signer,
+                t.instructions.c.instruction_id == instruction_id,
+            )
+        )
+    ).first()
+
+
+async def record_instruction(conn: AsyncConnection, env, status: str, result: dict) -> None:
+    """Insert the instruction's outcome; the primary key makes a second insert fail, which is
+    how two concurrent tries of one instruction end with one effect."""
+    await conn.execute(
+        t.instructions.insert().values(
+            signer=env.signer, instruction_id=env.id, type=env.type, digest=env.digest(),
+            status=status, result=orjson.dumps(result).decode(), expires_ms=env.expires_ms,
+            created_ms=now_ms(),
+        )
+    )
+
+
+# --- banks ----------------------------------------------------------------------------
+
+async def find_bank(conn: AsyncConnection, bank_id: str):
+    return (await conn.execute(sa.select(t.banks).where(t.banks.c.bank_id == bank_id))).first()
+
+
+async def find_bank_by_key(conn: AsyncConnection, key_id: str):
+    return (await conn.execute(sa.select(t.banks).where(t.banks.c.key_id == key_id))).first()
+
+
+async def bank_ids(conn: AsyncConnection) -> list[str]:
+    return list((await conn.execute(sa.select(t.banks.c.bank_id).order_by("bank_id"))).scalars())
+
+
+# --- audit reads ----------------------------------------------------------------------
+
+async def audit_inputs(conn: AsyncConnection) -> dict:
+    stored = {r.account_id: r.balance_fen for r in await conn.execute(sa.select(t.accounts))}
+    posted = {
+        r.account_id: int(r.total)
+        for r in await conn.execute(
+            sa.select(t.postings.c.account_id, sa.func.sum(t.postings.c.amount_fen).label("total"))
+            .group_by(t.postings.c.account_id)
+        )
+    }
+    unbalanced = list(
+        (await conn.execute(
+            sa.select(t.postings.c.entry_id)
+            .group_by(t.postings.c.entry_id)
+            .having(sa.func.sum(t.postings.c.amount_fen) != 0)
+        )).scalars()
+    )
+    entry_count = (await conn.execute(sa.select(sa.func.count()).select_from(t.journal_entries))).scalar_one()
+    return {
+        "stored_balances": stored,
+        "posted_balances": posted,
+        "unbalanced_entries": unbalanced,
+        "entry_count": entry_count,
+        "bank_ids": await bank_ids(conn),
+    }
+
+
+async def journal_page(conn: AsyncConnection, after_entry_id: int, limit: int) -> list[dict]:
+    entries = (
+        await conn.execute(
+            sa.select(t.journal_entries)
+            .where(t.journal_entries.c.entry_id > after_entry_id)
+            .order_by(t.journal_entries.c.entry_id)
+            .limit(limit)
+        )
+    ).all()
+    if not entries:
+        return []
+    ids = [e.entry_id for e in entries]
+    by_entry: dict[int, list[dict]] = {i: [] for i in ids}
+    for p in await conn.execute(
+        sa.select(t.postings).where(t.postings.c.entry_id.in_(ids)).order_by(t.postings.c.posting_id)
+    ):
+        by_entry[p.entry_id].append({"account": p.account_id, "amount_fen": p.amount_fen})
+    return [
+        {"entry_id": e.entry_id, "kind": e.kind, "bank_id": e.bank_id, "reference": e.reference,
+         "created_ms": e.created_ms, "postings": by_entry[e.entry_id]}
+        for e in entries
+    ]

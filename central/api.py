@@ -1,0 +1,102 @@
+"""Central's HTTP routes: thin, each parses, calls one service, answers."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from central.services import Central
+from rail_service.http import JSON, bearer_token, read_json
+
+OperatorToken = Annotated[str | None, Depends(bearer_token)]
+
+
+def get_central(request: Request) -> Central:
+    return request.app.state.central
+
+
+CentralDep = Annotated[Central, Depends(get_central)]
+
+router = APIRouter(prefix="/v1", default_response_class=JSON)
+
+
+@router.get("/health", tags=["meta"])
+async def health() -> dict:
+    """Liveness."""
+    return {"status": "ok"}
+
+
+@router.get("/central", tags=["certification"])
+async def identity(central: CentralDep) -> dict:
+    """Central's public key, with which banks check certificates and receipts."""
+    return central.identity()
+
+
+@router.post("/banks", tags=["certification"], status_code=201)
+async def register_bank(request: Request, central: CentralDep, token: OperatorToken) -> dict:
+    """Register a bank node (operator only; signed by the bank's key) and certify its key."""
+    central.check_operator(token)
+    return await central.register_bank(await read_json(request))
+
+
+@router.get("/banks/{bank_id}/certificate", tags=["certification"])
+async def certificate(bank_id: str, central: CentralDep) -> dict:
+    """The bank's key certificate, signed by central."""
+    return await central.certificate(bank_id)
+
+
+@router.get("/banks/{bank_id}", tags=["registry"])
+async def bank(bank_id: str, central: CentralDep, token: OperatorToken) -> dict:
+    """A bank's reserves and e-CNY holding (operator only)."""
+    central.check_operator(token)
+    return await central.bank_view(bank_id)
+
+
+@router.post("/banks/{bank_id}/reserve-deposits", tags=["reserves"], status_code=201)
+async def deposit_reserves(
+    bank_id: str, request: Request, central: CentralDep, token: OperatorToken
+) -> dict:
+    """Credit a bank's reserve account (operator only; idempotent by deposit_id)."""
+    central.check_operator(token)
+    body = await read_json(request)
+    body = body if isinstance(body, dict) else {}
+    return await central.deposit_reserves(bank_id, body.get("deposit_id"), body.get("amount_fen"))
+
+
+@router.post("/issuance", tags=["issuance"])
+async def issue(request: Request, central: CentralDep) -> dict:
+    """Issue e-CNY to the signing bank against its reserves."""
+    return await central.issue(await read_json(request))
+
+
+@router.post("/redemption", tags=["issuance"])
+async def redeem(request: Request, central: CentralDep) -> dict:
+    """Redeem e-CNY from the signing bank back into its reserves."""
+    return await central.redeem(await read_json(request))
+
+
+@router.get("/supply", tags=["registry"])
+async def supply(central: CentralDep, token: OperatorToken) -> dict:
+    """Total e-CNY issued and what each bank holds (operator only)."""
+    central.check_operator(token)
+    return await central.supply()
+
+
+@router.get("/journal", tags=["registry"])
+async def journal(
+    central: CentralDep,
+    token: OperatorToken,
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict:
+    """The registration centre's journal, a page at a time (operator only)."""
+    central.check_operator(token)
+    return await central.journal(after, limit)
+
+
+@router.get("/audit", tags=["registry"])
+async def audit(central: CentralDep, token: OperatorToken) -> dict:
+    """Recompute conservation of money from the journal (operator only)."""
+    central.check_operator(token)
+    return (await central.audit()).to_dict()

@@ -1,0 +1,208 @@
+"""Central's use cases. Each has the same shape: check the instruction, open a transaction,
+ask the domain for the entry, post it, commit, answer with a signed receipt."""
+
+from __future__ import annotations
+
+import hmac
+from pathlib import Path
+
+import orjson
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from central import domain
+from central.adapters import registry_sql as sql
+from central.adapters import tables as t
+from rail_protocol import envelope
+from rail_protocol.envelope import Envelope, now_ms, sign_statement
+from rail_protocol.errors import RailError
+from rail_protocol.keys import PublicKey, SigningKey
+from rail_protocol.money import parse_fen
+from rail_service.db import migrate
+from rail_service.instructions import execute_once
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+REGISTER_BANK = "central.register_bank"
+ISSUE = "central.issue"
+REDEEM = "central.redeem"
+
+
+class _Log:
+    find = staticmethod(sql.find_instruction)
+    record = staticmethod(sql.record_instruction)
+
+
+class Central:
+    """The issuer, wired to its database and its own signing key."""
+
+    def __init__(self, engine: AsyncEngine, key: SigningKey, operator_token: str) -> None:
+        self.engine = engine
+        self.key = key
+        self._operator_token = operator_token.encode()
+
+    async def start(self) -> None:
+        await migrate(self.engine, MIGRATIONS, "central_alembic_version")
+        async with self.engine.begin() as conn:
+            await sql.ensure_accounts(conn, list(domain.SYSTEM_ACCOUNTS))
+
+    def check_operator(self, token: str | None) -> None:
+        """Operator actions need the operator credential; compared in constant time."""
+        if not token or not hmac.compare_digest(token.encode(), self._operator_token):
+            raise RailError("unauthorized")
+
+    def identity(self) -> dict:
+        return {"key_id": self.key.key_id, "public_key": self.key.public_key.to_text(),
+                "currency": "CNY"}
+
+    # --- certification centre ---------------------------------------------------------
+
+    async def register_bank(self, raw: object) -> dict:
+        """Register a bank node and certify its key. The request is signed by the bank's own
+        key (proof that the registrant holds it). Registering again with the same key returns
+        the same certificate; another key for a registered bank is refused."""
+        env = Envelope.parse(raw)
+        body = env.body
+        bank_id = domain.check_bank_id(body.get("bank_id"))
+        name = body.get("name")
+        if not isinstance(name, str) or not 1 <= len(name) <= 128:
+            raise RailError("invalid_field", "name must be 1-128 characters")
+        public_key = PublicKey.from_text(body.get("public_key", ""))
+        envelope.verify(env, public_key, expected_type=REGISTER_BANK)
+        async with self.engine.begin() as conn:
+            existing = await sql.find_bank(conn, bank_id)
+            if existing is not None:
+                if existing.key_id != public_key.key_id:
+                    raise RailError("bank_key_conflict")
+                return orjson.loads(existing.certificate)
+            if await sql.find_bank_by_key(conn, public_key.key_id) is not None:
+                raise RailError("bank_key_conflict", "that key already belongs to another bank")
+            certificate = sign_statement(self.key, {
+                "type": "central.bank_certificate", "bank_id": bank_id, "name": name,
+                "public_key": public_key.to_text(), "key_id": public_key.key_id,
+                "issued_ms": now_ms(),
+            })
+            try:
+                await conn.execute(t.banks.insert().values(
+                    bank_id=bank_id, name=name, key_id=public_key.key_id,
+                    public_key=public_key.to_text(),
+                    certificate=orjson.dumps(certificate).decode(), registered_ms=now_ms(),
+                ))
+                await sql.ensure_accounts(conn, list(domain.bank_accounts(bank_id)))
+            except IntegrityError:
+                raise RailError("bank_key_conflict", "registered concurrently; retry") from None
+        return certificate
+
+    async def bank_by_signer(self, key_id: str):
+        async with self.engine.connect() as conn:
+            bank = await sql.find_bank_by_key(conn, key_id)
+        if bank is None:
+            raise RailError("unknown_key", "the signer is not a registered bank's key")
+        return bank
+
+    # --- reserves, issue, redeem ------------------------------------------------------
+
+    async def deposit_reserves(self, bank_id: str, deposit_id: object, amount_fen: object) -> dict:
+        """An operator records a bank's reserve deposit; `deposit_id` makes it idempotent."""
+        amount = parse_fen(amount_fen)
+        if not isinstance(deposit_id, str) or not 8 <= len(deposit_id) <= 64:
+            raise RailError("invalid_field", "deposit_id must be 8-64 characters")
+        try:
+            async with self.engine.begin() as conn:
+                if await sql.find_bank(conn, bank_id) is None:
+                    raise RailError("unknown_bank")
+                entry_id = await sql.post_entry(
+                    conn, domain.reserve_deposit(bank_id, amount), f"deposit:{deposit_id}")
+                await conn.execute(t.reserve_deposits.insert().values(
+                    deposit_id=deposit_id, bank_id=bank_id, amount_fen=amount, entry_id=entry_id))
+                return await self._bank_figures(conn, bank_id, entry_id=entry_id)
+        except IntegrityError:
+            async with self.engine.connect() as conn:
+                row = (await conn.execute(t.reserve_deposits.select().where(
+                    t.reserve_deposits.c.deposit_id == deposit_id))).first()
+                if row is None or row.bank_id != bank_id or row.amount_fen != amount:
+                    raise RailError("deposit_id_reused") from None
+                return {**await self._bank_figures(conn, bank_id, entry_id=row.entry_id),
+                        "repeated": True}
+
+    async def issue(self, raw: object) -> dict:
+        """Issue e-CNY to the signing bank, never beyond its reserves."""
+        return await self._move(raw, ISSUE, domain.issue)
+
+    async def redeem(self, raw: object) -> dict:
+        """Redeem e-CNY from the signing bank, never beyond its holding."""
+        return await self._move(raw, REDEEM, domain.redeem)
+
+    async def _move(self, raw: object, kind: str, make_entry) -> dict:
+        env = Envelope.parse(raw)
+        bank = await self.bank_by_signer(env.signer)
+        envelope.verify(env, PublicKey.from_text(bank.public_key), expected_type=kind,
+                        check_expiry=False)
+        if env.body.get("bank_id") != bank.bank_id:
+            raise RailError("signer_mismatch", "a bank may only move its own e-CNY")
+        amount = parse_fen(env.body.get("amount_fen"))
+
+        async def apply(conn: AsyncConnection) -> dict:
+            entry_id = await sql.post_entry(conn, make_entry(bank.bank_id, amount),
+                                            f"{env.signer}:{env.id}")
+            figures = await self._bank_figures(conn, bank.bank_id, entry_id=entry_id)
+            return {"status": "done", "receipt": sign_statement(self.key, {
+                "type": "central.receipt", "instruction_id": env.id, "instruction_type": kind,
+                "amount_fen": amount, "at_ms": now_ms(), **figures,
+            })}
+
+        return await execute_once(self.engine, _Log, env, apply)
+
+    async def _bank_figures(self, conn: AsyncConnection, bank_id: str, **extra) -> dict:
+        reserve, holding = domain.bank_accounts(bank_id)
+        found = await sql.balances(conn, [reserve, holding])
+        return {"bank_id": bank_id, "reserves_fen": found.get(reserve, 0),
+                "holding_fen": found.get(holding, 0), **extra}
+
+    # --- views ------------------------------------------------------------------------
+
+    async def bank_view(self, bank_id: str) -> dict:
+        async with self.engine.connect() as conn:
+            bank = await sql.find_bank(conn, bank_id)
+            if bank is None:
+                raise RailError("unknown_bank")
+            figures = await self._bank_figures(conn, bank_id)
+        return {**figures, "name": bank.name, "key_id": bank.key_id,
+                "certificate": orjson.loads(bank.certificate)}
+
+    async def certificate(self, bank_id: str) -> dict:
+        async with self.engine.connect() as conn:
+            bank = await sql.find_bank(conn, bank_id)
+        if bank is None:
+            raise RailError("unknown_bank")
+        return orjson.loads(bank.certificate)
+
+    async def supply(self) -> dict:
+        async with self.engine.connect() as conn:
+            ids = await sql.bank_ids(conn)
+            accounts = [a for b in ids for a in domain.bank_accounts(b)]
+            found = await sql.balances(conn, accounts + list(domain.SYSTEM_ACCOUNTS))
+        return {
+            "currency": "CNY",
+            "total_issued_fen": -found.get(domain.ISSUANCE, 0),
+            "backing_fen": found.get(domain.BACKING, 0),
+            "in_flight_fen": found.get(domain.IN_FLIGHT, 0),
+            "banks": [{"bank_id": b,
+                       "reserves_fen": found.get(domain.reserve_account(b), 0),
+                       "holding_fen": found.get(domain.holding_account(b), 0)} for b in ids],
+        }
+
+    async def journal(self, after_entry_id: int, limit: int) -> dict:
+        async with self.engine.connect() as conn:
+            entries = await sql.journal_page(conn, after_entry_id, min(max(limit, 1), 500))
+        return {"entries": entries,
+                "next_after": entries[-1]["entry_id"] if entries else after_entry_id}
+
+    async def audit(self) -> domain.AuditReport:
+        """Recompute conservation from the journal, in one consistent snapshot."""
+        async with self.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                await conn.exec_driver_sql(
+                    "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            inputs = await sql.audit_inputs(conn)
+        return domain.audit(**inputs)

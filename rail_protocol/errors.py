@@ -1,0 +1,82 @@
+"""Typed errors: every refusal on the rail has a snake_case code, an HTTP status and a
+human message. Services raise `RailError`; the HTTP edge maps it to a 4xx body
+`{"error": {"code": ..., "message": ...}}` and never to a 500."""
+
+from __future__ import annotations
+
+# code -> (HTTP status, one paragraph of explanation). One place for every code.
+CODES: dict[str, tuple[int, str]] = {
+    # --- request shape -------------------------------------------------------------
+    "malformed_json": (400, "The body is not valid JSON, or JSON of the wrong shape."),
+    "payload_too_large": (413, "The body is larger than the rail accepts for one request."),
+    "invalid_field": (422, "A field is missing, of the wrong type, or out of range."),
+    "invalid_amount": (422, "Amounts are positive integers in fen below the rail's ceiling; "
+                            "floats, strings, negatives and booleans are refused."),
+    "float_not_allowed": (422, "Floats never appear in anything the rail signs or moves."),
+    # --- signatures and instructions ------------------------------------------------
+    "unsigned": (401, "A money-moving request must be a signed instruction envelope."),
+    "bad_signature": (401, "The signature does not verify against the signer's key."),
+    "unknown_key": (401, "The signer's key id is not registered here."),
+    "expired": (400, "The instruction's expiry has passed; sign a new one."),
+    "not_yet_valid": (400, "The instruction claims to be created in the future."),
+    "ttl_too_long": (400, "The instruction lives longer than the rail allows."),
+    "replayed": (409, "This instruction was already executed and its validity window is "
+                      "over; a replay has no effect."),
+    "instruction_id_reused": (409, "The same instruction id was used with different content."),
+    "wrong_instruction_type": (400, "The envelope's type does not match this endpoint."),
+    "signer_mismatch": (403, "The signer may not act for the account named in the body."),
+    # --- operators ------------------------------------------------------------------
+    "unauthorized": (401, "This operation needs the operator credential."),
+    # --- central ledger -------------------------------------------------------------
+    "unknown_bank": (404, "No bank node with that id is registered at central."),
+    "bank_key_conflict": (409, "The bank is registered with a different key."),
+    "insufficient_reserves": (409, "Issuing this much would exceed the bank's reserves; "
+                                   "e-CNY is 100% backed."),
+    "insufficient_holdings": (409, "The bank holds less e-CNY than it asked to redeem."),
+    "deposit_id_reused": (409, "The same reserve deposit id was used with another amount."),
+    "not_found": (404, "No such resource."),
+    # --- merchant QR codes ----------------------------------------------------------
+    "qr_malformed": (422, "The QR payload is truncated, has duplicate, unknown or missing "
+                          "fields, or is not an EMVCo merchant-presented payload of this rail."),
+    "qr_bad_crc": (422, "The QR payload's CRC-16 does not match: it was misread or altered."),
+    "qr_wrong_currency": (422, "The QR payload is not in CNY (ISO 4217 numeric 156)."),
+    "qr_invalid_amount": (422, "The QR payload's amount is malformed, zero or out of range."),
+    # --- bank node: wallets, limits, payments ---------------------------------------
+    "unknown_wallet": (404, "No wallet with that id at this bank."),
+    "wallet_closed": (409, "The wallet is closed and can neither pay nor receive."),
+    "wallet_exists": (409, "A wallet with that phone number or key already exists here."),
+    "wrong_key": (403, "The instruction is not signed by the key of the wallet it debits."),
+    "insufficient_funds": (409, "The wallet's balance (and top-up on use, if on) is less "
+                                "than the amount."),
+    "per_payment_cap_exceeded": (409, "The amount is above the wallet class's per-payment cap."),
+    "daily_cap_exceeded": (409, "The payment would take the wallet past its class's daily cap."),
+    "balance_cap_exceeded": (409, "The credit would take the payee past its class's balance cap "
+                                  "and it has no linked deposit account to sweep the excess to."),
+    "self_payment": (422, "A wallet cannot pay itself."),
+    "no_linked_account": (409, "The wallet has no linked deposit account for this."),
+    "insufficient_deposit": (409, "The deposit account holds less than the amount."),
+    "vault_empty": (503, "The bank's e-CNY vault is short and central could not refill it; "
+                         "retry later."),
+    "rate_limited": (429, "Too many requests from this wallet; slow down."),
+    "upstream_unavailable": (503, "A party this request depends on did not answer; the "
+                                  "instruction may be retried with the same id."),
+}
+
+
+class RailError(Exception):
+    """A refusal with a machine-readable code. Raising one must leave nothing written."""
+
+    def __init__(self, code: str, message: str | None = None, **details: object) -> None:
+        if code not in CODES:
+            raise ValueError(f"unknown error code {code!r}")
+        self.code = code
+        self.status = CODES[code][0]
+        self.message = message or CODES[code][1]
+        self.details = details
+        super().__init__(f"{code}: {self.message}")
+
+    def to_dict(self) -> dict:
+        body: dict = {"code": self.code, "message": self.message}
+        if self.details:
+            body["details"] = self.details
+        return {"error": body}

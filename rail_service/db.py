@@ -1,0 +1,64 @@
+"""Database engines and migrations, one way for every service.
+
+PostgreSQL (asyncpg) in tests, CI and production; SQLite (aiosqlite) only as the demo's
+embedded default. Schema changes go through each service's Alembic migrations."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+
+def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    """An async engine for `url`; SQLite gets WAL, a busy timeout and foreign keys."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # noqa: ANN001
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+async def migrate(engine: AsyncEngine, migrations_dir: Path, version_table: str) -> None:
+    """Bring the schema to the newest migration (idempotent: a no-op when current)."""
+
+    def _upgrade(sync_conn) -> None:  # noqa: ANN001
+        cfg = Config()
+        cfg.set_main_option("script_location", str(migrations_dir))
+        cfg.attributes["connection"] = sync_conn
+        cfg.attributes["version_table"] = version_table
+        command.upgrade(cfg, "head")
+
+    async with engine.begin() as conn:
+        await conn.run_sync(_upgrade)
+
+
+def run_migrations_online(context) -> None:  # noqa: ANN001
+    """The body of every service's Alembic env.py: migrate the connection it was handed."""
+    connection = context.config.attributes["connection"]
+    context.configure(
+        connection=connection,
+        version_table=context.config.attributes.get("version_table", "alembic_version"),
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").lower() in ("1", "true", "yes")

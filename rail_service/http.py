@@ -1,0 +1,80 @@
+"""The HTTP edge every service shares: strict JSON bodies, typed errors, operator auth.
+
+Bodies are read as bytes and parsed by the rail's own strict parser (no floats, bounded
+size), not coerced by a model: `5.0` must be refused as an amount, never read as 5."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+import orjson
+from fastapi import FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from rail_protocol.canonical import MAX_BODY_BYTES, parse_json
+from rail_protocol.errors import RailError
+
+log = logging.getLogger("yuanrail.http")
+
+
+class JSON(Response):
+    """orjson responses: fast, and integers stay integers."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def error_response(status: int, code: str, message: str) -> JSON:
+    return JSON({"error": {"code": code, "message": message}}, status_code=status)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every failure to a typed JSON error; an unexpected one is logged, never leaked."""
+
+    @app.exception_handler(RailError)
+    async def _rail_error(_request: Request, exc: RailError) -> JSON:
+        return JSON(exc.to_dict(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSON:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return error_response(422, "invalid_field", f"{where}: {first.get('msg', 'invalid')}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSON:
+        code = {404: "not_found", 405: "not_found"}.get(exc.status_code, "invalid_field")
+        return error_response(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSON:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal", "internal error; nothing was acknowledged")
+
+
+async def read_json(request: Request, max_bytes: int = MAX_BODY_BYTES) -> Any:
+    """Read and strictly parse the body, refusing oversized ones before reading them."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
+        raise RailError("payload_too_large", f"body over {max_bytes} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise RailError("payload_too_large", f"body over {max_bytes} bytes")
+        chunks.append(chunk)
+    if size == 0:
+        raise RailError("malformed_json", "the body is empty")
+    return parse_json(b"".join(chunks), max_bytes=max_bytes)
+
+
+def bearer_token(authorization: Annotated[str | None, Header()] = None) -> str | None:
+    """The operator's credential from `Authorization: Bearer <token>`."""
+    if authorization and authorization.startswith("Bearer "):
+        return authorization[len("Bearer "):].strip()
+    return None
