@@ -1,0 +1,1 @@
+"""A commercial bank node: wallets, deposits, signed payments, interbank routing."""

@@ -1,0 +1,1 @@
+"""The `yuanrail` command: run central, bank nodes, the demo and the audit."""
