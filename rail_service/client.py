@@ -39,7 +39,14 @@ class JSONClient:
                                                params=params or None)
         except httpx.TransportError as exc:
             raise RailError("upstream_unavailable", f"{self.http.base_url}: {exc!r}") from None
-        data = orjson.loads(response.content) if response.content else None
+        return self._decode(response)
+
+    def _decode(self, response: httpx.Response) -> Any:
+        try:
+            data = orjson.loads(response.content) if response.content else None
+        except orjson.JSONDecodeError:
+            raise RailError("upstream_unavailable",
+                            f"HTTP {response.status_code}: not JSON") from None
         if response.status_code >= 400:
             error = (data or {}).get("error", {}) if isinstance(data, dict) else {}
             code = error.get("code")

@@ -1,0 +1,213 @@
+"""A bank's books in SQL: wallets locked for a debit, credits appended, balances kept beside
+the postings in the same transaction, and everything the audit recomputes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bank.adapters import tables as t
+from bank.domain.ledger import VAULT, Posting
+from bank.domain.wallets import ClassLimits, WalletState
+from rail_protocol.errors import RailError
+
+
+async def class_limits(conn: AsyncConnection) -> dict[int, ClassLimits]:
+    rows = await conn.execute(sa.select(t.wallet_classes))
+    return {r.kyc_class: ClassLimits(r.kyc_class, r.balance_cap_fen, r.per_payment_cap_fen,
+                                     r.daily_cap_fen) for r in rows}
+
+
+async def wallet_row(conn: AsyncConnection, wallet_id: str, *, lock: bool = False):
+    stmt = sa.select(t.wallets).where(t.wallets.c.wallet_id == wallet_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    return (await conn.execute(stmt)).first()
+
+
+async def wallet_by_key(conn: AsyncConnection, key_id: str):
+    return (await conn.execute(sa.select(t.wallets).where(t.wallets.c.key_id == key_id))).first()
+
+
+async def lock_wallet(conn: AsyncConnection, wallet_id: str) -> tuple[object, WalletState]:
+    """Lock the wallet's row and fold its appended credits into its balance. Everything a
+    debit decides is then decided on a balance no one else can change under it."""
+    row = await wallet_row(conn, wallet_id, lock=True)
+    if row is None:
+        raise RailError("unknown_wallet", f"no wallet {wallet_id} at this bank")
+    folded = (await conn.execute(
+        t.wallet_credits.delete().where(t.wallet_credits.c.wallet_id == wallet_id)
+        .returning(t.wallet_credits.c.amount_fen)
+    )).scalars().all()
+    state = WalletState(
+        wallet_id=row.wallet_id, status=row.status, kyc_class=row.kyc_class,
+        balance_fen=row.balance_fen + sum(folded), day=row.day,
+        spent_today_fen=row.spent_today_fen, topup_on_use=row.topup_on_use,
+        deposit_account=row.deposit_account,
+    )
+    return row, state
+
+
+async def save_wallet(conn: AsyncConnection, state: WalletState) -> None:
+    """Write back a locked wallet's balance and daily spend."""
+    await conn.execute(
+        t.wallets.update().where(t.wallets.c.wallet_id == state.wallet_id)
+        .values(balance_fen=state.balance_fen, day=state.day,
+                spent_today_fen=state.spent_today_fen)
+    )
+
+
+async def append_credit(conn: AsyncConnection, wallet_id: str, amount_fen: int) -> None:
+    """Credit a wallet without touching its row: the hot-merchant path."""
+    if amount_fen:
+        await conn.execute(t.wallet_credits.insert().values(wallet_id=wallet_id,
+                                                            amount_fen=amount_fen))
+
+
+async def wallet_balance(conn: AsyncConnection, wallet_id: str) -> int:
+    row = (await conn.execute(
+        sa.select(t.wallets.c.balance_fen).where(t.wallets.c.wallet_id == wallet_id)
+    )).first()
+    if row is None:
+        raise RailError("unknown_wallet")
+    credits = (await conn.execute(
+        sa.select(sa.func.coalesce(sa.func.sum(t.wallet_credits.c.amount_fen), 0))
+        .where(t.wallet_credits.c.wallet_id == wallet_id)
+    )).scalar_one()
+    return row.balance_fen + int(credits)
+
+
+# --- deposit accounts and the vault: guarded balances, conditional updates ------------
+
+async def move_deposit(conn: AsyncConnection, account_id: str, delta_fen: int) -> None:
+    """Move a deposit account's balance; a debit happens only if the balance covers it."""
+    if not delta_fen:
+        return
+    stmt = (t.deposit_accounts.update()
+            .where(t.deposit_accounts.c.account_id == account_id)
+            .values(balance_fen=t.deposit_accounts.c.balance_fen + delta_fen))
+    if delta_fen < 0:
+        stmt = stmt.where(t.deposit_accounts.c.balance_fen >= -delta_fen)
+    if (await conn.execute(stmt)).rowcount != 1:
+        raise RailError("insufficient_deposit")
+
+
+async def deposit_balance(conn: AsyncConnection, account_id: str | None) -> int:
+    if not account_id:
+        return 0
+    value = (await conn.execute(
+        sa.select(t.deposit_accounts.c.balance_fen)
+        .where(t.deposit_accounts.c.account_id == account_id)
+    )).scalar_one_or_none()
+    return value or 0
+
+
+class VaultShort(Exception):
+    """The vault cannot cover a movement; the service refills it from central and retries."""
+
+    def __init__(self, needed_fen: int) -> None:
+        self.needed_fen = needed_fen
+
+
+async def move_vault(conn: AsyncConnection, delta_fen: int) -> None:
+    if not delta_fen:
+        return
+    stmt = (t.system_balances.update().where(t.system_balances.c.account == VAULT)
+            .values(balance_fen=t.system_balances.c.balance_fen + delta_fen))
+    if delta_fen < 0:
+        stmt = stmt.where(t.system_balances.c.balance_fen >= -delta_fen)
+    if (await conn.execute(stmt)).rowcount != 1:
+        raise VaultShort(-delta_fen)
+
+
+async def vault_balance(conn: AsyncConnection) -> int:
+    return (await conn.execute(
+        sa.select(t.system_balances.c.balance_fen).where(t.system_balances.c.account == VAULT)
+    )).scalar_one()
+
+
+# --- transactions and postings ---------------------------------------------------------
+
+async def insert_transaction(conn: AsyncConnection, **values) -> int:
+    return (await conn.execute(
+        t.transactions.insert().values(**values).returning(t.transactions.c.txn_id)
+    )).scalar_one()
+
+
+async def insert_postings(conn: AsyncConnection, txn_id: int, postings: Iterable[Posting]) -> None:
+    rows = [{"txn_id": txn_id, "account": p.account, "amount_fen": p.amount_fen}
+            for p in postings]
+    if rows:
+        await conn.execute(t.postings.insert(), rows)
+
+
+async def find_transaction(conn: AsyncConnection, signer: str, instruction_id: str):
+    return (await conn.execute(
+        sa.select(t.transactions).where(t.transactions.c.signer == signer,
+                                        t.transactions.c.instruction_id == instruction_id)
+    )).first()
+
+
+async def transaction_by_id(conn: AsyncConnection, txn_id: int):
+    return (await conn.execute(
+        sa.select(t.transactions).where(t.transactions.c.txn_id == txn_id))).first()
+
+
+async def transaction_by_transfer(conn: AsyncConnection, transfer_id: str):
+    return (await conn.execute(
+        sa.select(t.transactions).where(t.transactions.c.transfer_id == transfer_id))).first()
+
+
+async def set_transaction_status(conn: AsyncConnection, txn_id: int, *, from_status: str,
+                                 to_status: str, now_ms: int, **values) -> bool:
+    """Change a transaction's status only from the one expected: the second of two racing
+    finishers changes nothing and learns so."""
+    result = await conn.execute(
+        t.transactions.update()
+        .where(t.transactions.c.txn_id == txn_id, t.transactions.c.status == from_status)
+        .values(status=to_status, updated_ms=now_ms, **values)
+    )
+    return result.rowcount == 1
+
+
+# --- audit reads -------------------------------------------------------------------------
+
+async def audit_inputs(conn: AsyncConnection) -> dict:
+    posted = {
+        r.account: int(r.total) for r in await conn.execute(
+            sa.select(t.postings.c.account, sa.func.sum(t.postings.c.amount_fen).label("total"))
+            .group_by(t.postings.c.account))
+    }
+    per_txn = await conn.execute(
+        sa.select(t.postings.c.txn_id, t.postings.c.account, t.postings.c.amount_fen))
+    sums: dict[tuple[int, bool], int] = {}
+    for r in per_txn:
+        key = (r.txn_id, r.account.startswith("dep:"))
+        sums[key] = sums.get(key, 0) + r.amount_fen
+    unbalanced = sorted({txn for (txn, _), total in sums.items() if total != 0})
+    credits = {
+        r.wallet_id: int(r.total) for r in await conn.execute(
+            sa.select(t.wallet_credits.c.wallet_id,
+                      sa.func.sum(t.wallet_credits.c.amount_fen).label("total"))
+            .group_by(t.wallet_credits.c.wallet_id))
+    }
+    wallets = [
+        {"wallet_id": r.wallet_id, "kyc_class": r.kyc_class,
+         "balance_fen": r.balance_fen + credits.get(r.wallet_id, 0)}
+        for r in await conn.execute(sa.select(t.wallets.c.wallet_id, t.wallets.c.kyc_class,
+                                              t.wallets.c.balance_fen))
+    ]
+    deposits = {r.account_id: r.balance_fen
+                for r in await conn.execute(sa.select(t.deposit_accounts))}
+    processing = [
+        {"transfer_id": r.transfer_id, "amount_fen": r.amount_fen}
+        for r in await conn.execute(
+            sa.select(t.transactions.c.transfer_id, t.transactions.c.amount_fen)
+            .where(t.transactions.c.kind == "interbank_out",
+                   t.transactions.c.status == "processing"))
+    ]
+    return {"posted": posted, "unbalanced_txns": unbalanced, "wallets": wallets,
+            "deposits": deposits, "vault_fen": await vault_balance(conn),
+            "limits": await class_limits(conn), "processing_out": processing}

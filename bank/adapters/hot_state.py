@@ -1,0 +1,76 @@
+"""Hot state in Redis, all of it rebuildable: losing Redis loses no money and lets no replay
+through, because the database's unique keys are the authority. Redis only makes repeats
+cheaper, rate-limits chatty wallets and carries notification streams."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+log = logging.getLogger("yuanrail.bank.redis")
+
+
+class HotState:
+    def __init__(self, url: str, prefix: str, *, rate_per_s: int = 50) -> None:
+        self.redis = aioredis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+        self.prefix = prefix
+        self.rate_per_s = rate_per_s
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    async def admit(self, wallet_id: str, signer: str, instruction_id: str, ttl_ms: int,
+                    now_ms: int) -> tuple[bool, bool]:
+        """One round trip for the hot path: (within the wallet's rate, instruction seen
+        before in its validity window). With Redis down: (True, False), and the database's
+        unique key still stops a second effect."""
+        rate_key = f"{self.prefix}:rate:{wallet_id}:{now_ms // 1000}"
+        seen_key = f"{self.prefix}:seen:{signer}:{instruction_id}"
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.incr(rate_key).expire(rate_key, 2)
+                pipe.set(seen_key, b"1", nx=True, px=max(ttl_ms, 1))
+                count, _, fresh = await pipe.execute()
+        except RedisError as exc:
+            log.warning("hot state skipped, Redis unavailable: %r", exc)
+            return True, False
+        allowed = self.rate_per_s <= 0 or count <= self.rate_per_s
+        return allowed, not fresh
+
+    async def remember(self, signer: str, instruction_id: str, digest: str, outcome: dict,
+                       ttl_ms: int) -> None:
+        """Cache a final outcome so a repeat is answered without the database."""
+        try:
+            await self.redis.set(f"{self.prefix}:done:{signer}:{instruction_id}",
+                                 orjson.dumps({"digest": digest, "outcome": outcome}),
+                                 px=max(ttl_ms, 1))
+        except RedisError as exc:
+            log.warning("outcome not cached: %r", exc)
+
+    async def recall(self, signer: str, instruction_id: str) -> dict | None:
+        try:
+            raw = await self.redis.get(f"{self.prefix}:done:{signer}:{instruction_id}")
+        except RedisError:
+            return None
+        return orjson.loads(raw) if raw else None
+
+    async def publish(self, stream: str, event: dict) -> None:
+        """Append to a bounded notification stream (a wallet's or a merchant's)."""
+        try:
+            await self.redis.xadd(f"{self.prefix}:events:{stream}",
+                                  {"event": orjson.dumps(event)}, maxlen=1000, approximate=True)
+        except RedisError as exc:
+            log.warning("notification not published: %r", exc)
+
+    async def read_events(self, stream: str, after: str = "0-0", count: int = 100,
+                          block_ms: int | None = None) -> list[tuple[str, dict]]:
+        entries = await self.redis.xread({f"{self.prefix}:events:{stream}": after},
+                                         count=count, block=block_ms)
+        out = []
+        for _name, items in entries or []:
+            for entry_id, fields in items:
+                out.append((entry_id.decode(), orjson.loads(fields[b"event"])))
+        return out

@@ -1,0 +1,80 @@
+"""SQLAlchemy Core tables of a bank node's books (the schema itself lives in migrations)."""
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+wallet_classes = sa.Table(
+    "wallet_classes", metadata,
+    sa.Column("kyc_class", sa.Integer, primary_key=True),
+    sa.Column("balance_cap_fen", sa.BigInteger),
+    sa.Column("per_payment_cap_fen", sa.BigInteger),
+    sa.Column("daily_cap_fen", sa.BigInteger),
+)
+deposit_accounts = sa.Table(
+    "deposit_accounts", metadata,
+    sa.Column("account_id", sa.String(40), primary_key=True),
+    sa.Column("holder_name", sa.String(128)),
+    sa.Column("phone", sa.String(16)),
+    sa.Column("balance_fen", sa.BigInteger),
+    sa.Column("created_ms", sa.BigInteger),
+)
+wallets = sa.Table(
+    "wallets", metadata,
+    sa.Column("wallet_id", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(16)),
+    sa.Column("phone", sa.String(16)),
+    sa.Column("public_key", sa.String(128)),
+    sa.Column("key_id", sa.String(40)),
+    sa.Column("kyc_class", sa.Integer),
+    sa.Column("status", sa.String(16)),
+    sa.Column("id_number_hash", sa.String(64)),
+    sa.Column("deposit_account", sa.String(40)),
+    sa.Column("topup_on_use", sa.Boolean),
+    sa.Column("merchant_name", sa.String(25)),
+    sa.Column("mcc", sa.String(4)),
+    sa.Column("city", sa.String(15)),
+    sa.Column("balance_fen", sa.BigInteger),
+    sa.Column("day", sa.Integer),
+    sa.Column("spent_today_fen", sa.BigInteger),
+    sa.Column("created_ms", sa.BigInteger),
+)
+wallet_credits = sa.Table(
+    "wallet_credits", metadata,
+    sa.Column("credit_id", sa.BigInteger, primary_key=True, autoincrement=True),
+    sa.Column("wallet_id", sa.String(64)),
+    sa.Column("amount_fen", sa.BigInteger),
+)
+system_balances = sa.Table(
+    "system_balances", metadata,
+    sa.Column("account", sa.String(32), primary_key=True),
+    sa.Column("balance_fen", sa.BigInteger),
+)
+transactions = sa.Table(
+    "transactions", metadata,
+    sa.Column("txn_id", sa.BigInteger, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(24)),
+    sa.Column("signer", sa.String(40)),
+    sa.Column("instruction_id", sa.String(80)),
+    sa.Column("digest", sa.String(64)),
+    sa.Column("status", sa.String(16)),
+    sa.Column("code", sa.String(40)),
+    sa.Column("payer_wallet", sa.String(64)),
+    sa.Column("payee_wallet", sa.String(64)),
+    sa.Column("amount_fen", sa.BigInteger),
+    sa.Column("counterparty_bank", sa.String(32)),
+    sa.Column("transfer_id", sa.String(80)),
+    sa.Column("memo", sa.String(140)),
+    sa.Column("result", sa.Text),
+    sa.Column("expires_ms", sa.BigInteger),
+    sa.Column("next_attempt_ms", sa.BigInteger),
+    sa.Column("created_ms", sa.BigInteger),
+    sa.Column("updated_ms", sa.BigInteger),
+)
+postings = sa.Table(
+    "postings", metadata,
+    sa.Column("posting_id", sa.BigInteger, primary_key=True, autoincrement=True),
+    sa.Column("txn_id", sa.BigInteger),
+    sa.Column("account", sa.String(64)),
+    sa.Column("amount_fen", sa.BigInteger),
+)

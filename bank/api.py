@@ -1,0 +1,180 @@
+"""A bank node's HTTP routes: thin, each parses, calls one service, answers."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+
+from bank.services import Bank
+from rail_protocol.keys import PublicKey
+from rail_protocol.request_auth import verify_read
+from rail_service.http import JSON, bearer_token, read_json
+
+OperatorToken = Annotated[str | None, Depends(bearer_token)]
+
+
+def get_bank(request: Request) -> Bank:
+    return request.app.state.bank
+
+
+BankDep = Annotated[Bank, Depends(get_bank)]
+
+
+async def signed_reader(wallet_id: str, request: Request, bank: BankDep,
+                        authorization: Annotated[str | None, Header()] = None) -> str:
+    """A read of a wallet's data must be signed by that wallet's key."""
+    wallet = await bank.wallet_for_read(wallet_id)
+    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    verify_read(authorization, PublicKey.from_text(wallet.public_key), request.method, path)
+    return wallet_id
+
+
+WalletReader = Annotated[str, Depends(signed_reader)]
+
+router = APIRouter(prefix="/v1", default_response_class=JSON)
+
+
+@router.get("/health", tags=["meta"])
+async def health() -> dict:
+    """Liveness."""
+    return {"status": "ok"}
+
+
+@router.get("/bank", tags=["meta"])
+async def identity(bank: BankDep) -> dict:
+    """Who this bank node is, its key and its wallet classes' limits."""
+    return {"bank_id": bank.bank_id, "name": bank.name, "key_id": bank.key.key_id,
+            "public_key": bank.key.public_key.to_text(),
+            "classes": [limits.to_dict() for _, limits in sorted(bank.limits.items())]}
+
+
+# --- wallets --------------------------------------------------------------------------
+
+@router.post("/wallets", tags=["wallets"], status_code=201)
+async def open_wallet(request: Request, bank: BankDep) -> dict:
+    """Open a class-4 wallet; signed by the key made on the device."""
+    return await bank.open_wallet(await read_json(request))
+
+
+@router.get("/wallets/{wallet_id}", tags=["wallets"])
+async def wallet(wallet_id: WalletReader, bank: BankDep) -> dict:
+    """Balance, class, limits and what is left of today's cap (signed read)."""
+    return await bank.wallet_view(wallet_id)
+
+
+@router.post("/wallets/{wallet_id}/upgrade", tags=["wallets"])
+async def upgrade(wallet_id: str, request: Request, bank: BankDep) -> dict:
+    """Raise the wallet's class with identity evidence."""
+    return await bank.upgrade_wallet(await read_json(request))
+
+
+@router.post("/wallets/{wallet_id}/settings", tags=["wallets"])
+async def settings(wallet_id: str, request: Request, bank: BankDep) -> dict:
+    """Switch top-up on use on or off."""
+    return await bank.wallet_settings(await read_json(request))
+
+
+@router.post("/wallets/{wallet_id}/top-up", tags=["exchange"])
+async def top_up(wallet_id: str, request: Request, bank: BankDep) -> dict:
+    """Deposit money into e-CNY."""
+    return await bank.top_up(await read_json(request))
+
+
+@router.post("/wallets/{wallet_id}/redeem", tags=["exchange"])
+async def redeem(wallet_id: str, request: Request, bank: BankDep) -> dict:
+    """e-CNY back into the linked deposit account."""
+    return await bank.redeem(await read_json(request))
+
+
+@router.get("/wallets/{wallet_id}/history", tags=["wallets"])
+async def history(
+    wallet_id: WalletReader,
+    bank: BankDep,
+    before: Annotated[int | None, Query(ge=1)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    since_ms: Annotated[int | None, Query(ge=0)] = None,
+    until_ms: Annotated[int | None, Query(ge=0)] = None,
+    counterparty: Annotated[str | None, Query(max_length=64)] = None,
+    status: Annotated[str | None, Query(max_length=16)] = None,
+) -> dict:
+    """The wallet's payments, newest first, paged (signed read)."""
+    return await bank.history(wallet_id, before_id=before, limit=limit, since_ms=since_ms,
+                              until_ms=until_ms, counterparty=counterparty, status=status)
+
+
+@router.get("/wallets/{wallet_id}/payments/{payment_id}", tags=["payments"])
+async def payment(wallet_id: WalletReader, payment_id: str, bank: BankDep) -> dict:
+    """The status of one payment (signed read)."""
+    return await bank.payment(wallet_id, payment_id)
+
+
+@router.post("/payments", tags=["payments"])
+async def pay(request: Request, bank: BankDep) -> dict:
+    """Pay another wallet, here or at another bank; signed by the payer's wallet."""
+    return await bank.pay(await read_json(request))
+
+
+# --- interbank (from central) --------------------------------------------------------
+
+@router.post("/interbank/credits", tags=["interbank"])
+async def interbank_credit(request: Request, bank: BankDep) -> dict:
+    """Message 2 of an interbank payment: credit a payee here; signed by central."""
+    return await bank.interbank_credit(await read_json(request))
+
+
+# --- operator ------------------------------------------------------------------------
+
+@router.post("/operator/deposit-accounts", tags=["operator"], status_code=201)
+async def open_deposit_account(request: Request, bank: BankDep, token: OperatorToken) -> dict:
+    """Open a (simulated core-banking) deposit account, funded in cash."""
+    bank.check_operator(token)
+    return await bank.open_deposit_account(await read_json(request))
+
+
+@router.get("/operator/deposit-accounts/{account_id}", tags=["operator"])
+async def deposit_account(account_id: str, bank: BankDep, token: OperatorToken) -> dict:
+    """A deposit account's balance."""
+    bank.check_operator(token)
+    return await bank.deposit_view(account_id)
+
+
+@router.post("/operator/wallets/{wallet_id}/class", tags=["operator"])
+async def set_class(wallet_id: str, request: Request, bank: BankDep, token: OperatorToken) -> dict:
+    """Set a wallet's KYC class (class 1 after an in-person check)."""
+    bank.check_operator(token)
+    body = await read_json(request)
+    return await bank.set_wallet_class(wallet_id, body.get("kyc_class") if isinstance(body, dict) else None)
+
+
+@router.post("/operator/wallets/{wallet_id}/close", tags=["operator"])
+async def close_wallet(wallet_id: str, bank: BankDep, token: OperatorToken) -> dict:
+    """Close (freeze) a wallet."""
+    bank.check_operator(token)
+    return await bank.close_wallet(wallet_id)
+
+
+@router.get("/operator/wallets/{wallet_id}", tags=["operator"])
+async def operator_wallet(wallet_id: str, bank: BankDep, token: OperatorToken) -> dict:
+    """A wallet as the bank sees it."""
+    bank.check_operator(token)
+    return await bank.wallet_view(wallet_id)
+
+
+@router.get("/operator/audit", tags=["operator"])
+async def audit(bank: BankDep, token: OperatorToken) -> dict:
+    """This bank's conservation audit, recomputed from its journal."""
+    bank.check_operator(token)
+    return await bank.audit()
+
+
+@router.post("/operator/credited", tags=["operator"])
+async def credited(request: Request, bank: BankDep, token: OperatorToken) -> dict:
+    """Which of the given inbound transfer ids this bank has credited."""
+    bank.check_operator(token)
+    body = await read_json(request)
+    ids = body.get("transfer_ids") if isinstance(body, dict) else None
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        from rail_protocol.errors import RailError
+        raise RailError("invalid_field", "transfer_ids must be a list of strings")
+    return {"credited": await bank.credited_transfers(ids)}

@@ -1,0 +1,78 @@
+"""Bootstrap: the one place a bank node is wired together from its settings."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from bank.adapters.hot_state import HotState
+from bank.api import router
+from bank.config import BankSettings
+from bank.services import Bank
+from central.client import CentralClient
+from rail_service.db import make_engine
+from rail_service.http import JSON, install_error_handlers
+from rail_service.keyfile import load_or_create_key
+
+log = logging.getLogger("yuanrail.bank")
+
+
+async def _every(interval_s: float, work, name: str) -> None:
+    while True:
+        try:
+            await work()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a worker must outlive any one failure
+            log.warning("%s: %r", name, exc)
+        await asyncio.sleep(interval_s)
+
+
+def build_bank(settings: BankSettings) -> Bank:
+    return Bank(
+        bank_id=settings.bank_id, name=settings.name,
+        engine=make_engine(settings.database_url, pool_size=settings.db_pool_size),
+        key=load_or_create_key(settings.key_file),
+        hot=HotState(settings.redis_url, settings.redis_prefix,
+                     rate_per_s=settings.rate_limit_per_s),
+        central=CentralClient(settings.central_url,
+                              operator_token=settings.central_operator_token),
+        operator_token=settings.operator_token, public_url=settings.public_url,
+        vault_low_fen=settings.vault_low_fen, vault_target_fen=settings.vault_target_fen,
+        vault_high_fen=settings.vault_high_fen, register_at_start=settings.register_at_start,
+    )
+
+
+def create_app(settings: BankSettings | None = None, bank: Bank | None = None) -> FastAPI:
+    settings = settings or BankSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        node = bank or build_bank(settings)
+        await node.start()
+        app.state.bank = node
+        workers = []
+        if settings.run_workers:
+            workers = [asyncio.create_task(_every(0.2, node.run_outbox_once, "outbox")),
+                       asyncio.create_task(_every(1.0, node.keep_vault, "vault"))]
+        try:
+            yield
+        finally:
+            for task in workers:
+                task.cancel()
+            for task in workers:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await node.central.aclose()
+            await node.hot.close()
+            await node.engine.dispose()
+
+    app = FastAPI(title=f"yuanrail bank node {settings.bank_id}", version="0.1.0",
+                  lifespan=lifespan, default_response_class=JSON)
+    install_error_handlers(app)
+    app.include_router(router)
+    return app

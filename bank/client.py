@@ -1,0 +1,96 @@
+"""A bank node's HTTP client: what wallets (the Kivy app, the demo, tests) and operators use."""
+
+from __future__ import annotations
+
+from rail_protocol.envelope import Envelope, seal
+from rail_protocol.keys import SigningKey
+from rail_protocol.request_auth import sign_read
+from rail_service.client import JSONClient
+
+from bank.services import OPEN_WALLET, PAY, REDEEM, TOP_UP, UPGRADE_WALLET, WALLET_SETTINGS
+
+
+class BankClient(JSONClient):
+    async def identity(self) -> dict:
+        return await self.request("GET", "/v1/bank")
+
+    async def send(self, path: str, env: Envelope) -> dict:
+        """Send a signed instruction; resend the same envelope to retry it safely."""
+        return await self.request("POST", path, env.to_dict())
+
+    async def signed_get(self, key: SigningKey, path: str, **params) -> dict:
+        query = "&".join(f"{k}={v}" for k, v in params.items() if v is not None)
+        full = f"{path}?{query}" if query else path
+        response = await self.http.get(full, headers={"authorization": sign_read(key, "GET", full)})
+        return self._decode(response)
+
+    # --- wallet side ---
+    async def open_wallet(self, key: SigningKey, phone: str, *, kind: str = "personal",
+                          merchant: dict | None = None) -> dict:
+        body = {"phone": phone, "public_key": key.public_key.to_text(), "kind": kind}
+        if merchant is not None:
+            body["merchant"] = merchant
+        return await self.send("/v1/wallets", seal(key, OPEN_WALLET, body))
+
+    async def upgrade(self, key: SigningKey, wallet_id: str, **evidence) -> dict:
+        return await self.send(f"/v1/wallets/{wallet_id}/upgrade",
+                               seal(key, UPGRADE_WALLET, {"wallet_id": wallet_id, **evidence}))
+
+    async def settings(self, key: SigningKey, wallet_id: str, *, topup_on_use: bool) -> dict:
+        return await self.send(f"/v1/wallets/{wallet_id}/settings", seal(
+            key, WALLET_SETTINGS, {"wallet_id": wallet_id, "topup_on_use": topup_on_use}))
+
+    def pay_envelope(self, key: SigningKey, payer: str, payee: str, amount_fen: int,
+                     memo: str | None = None, **seal_args) -> Envelope:
+        body = {"payer_wallet": payer, "payee_wallet": payee, "amount_fen": amount_fen}
+        if memo:
+            body["memo"] = memo
+        return seal(key, PAY, body, **seal_args)
+
+    async def pay(self, key: SigningKey, payer: str, payee: str, amount_fen: int,
+                  memo: str | None = None) -> dict:
+        return await self.send("/v1/payments", self.pay_envelope(key, payer, payee, amount_fen, memo))
+
+    async def top_up(self, key: SigningKey, wallet_id: str, amount_fen: int) -> dict:
+        return await self.send(f"/v1/wallets/{wallet_id}/top-up", seal(
+            key, TOP_UP, {"wallet_id": wallet_id, "amount_fen": amount_fen}))
+
+    async def redeem(self, key: SigningKey, wallet_id: str, amount_fen: int) -> dict:
+        return await self.send(f"/v1/wallets/{wallet_id}/redeem", seal(
+            key, REDEEM, {"wallet_id": wallet_id, "amount_fen": amount_fen}))
+
+    async def wallet(self, key: SigningKey, wallet_id: str) -> dict:
+        return await self.signed_get(key, f"/v1/wallets/{wallet_id}")
+
+    async def history(self, key: SigningKey, wallet_id: str, **filters) -> dict:
+        return await self.signed_get(key, f"/v1/wallets/{wallet_id}/history", **filters)
+
+    async def payment(self, key: SigningKey, wallet_id: str, payment_id: str) -> dict:
+        return await self.signed_get(key, f"/v1/wallets/{wallet_id}/payments/{payment_id}")
+
+    # --- operator side ---
+    async def open_deposit_account(self, phone: str, holder_name: str, opening_fen: int,
+                                   account_id: str | None = None) -> dict:
+        body = {"phone": phone, "holder_name": holder_name, "opening_fen": opening_fen}
+        if account_id:
+            body["account_id"] = account_id
+        return await self.request("POST", "/v1/operator/deposit-accounts", body)
+
+    async def deposit_account(self, account_id: str) -> dict:
+        return await self.request("GET", f"/v1/operator/deposit-accounts/{account_id}")
+
+    async def set_class(self, wallet_id: str, kyc_class: int) -> dict:
+        return await self.request("POST", f"/v1/operator/wallets/{wallet_id}/class",
+                                  {"kyc_class": kyc_class})
+
+    async def close_wallet(self, wallet_id: str) -> dict:
+        return await self.request("POST", f"/v1/operator/wallets/{wallet_id}/close", {})
+
+    async def operator_wallet(self, wallet_id: str) -> dict:
+        return await self.request("GET", f"/v1/operator/wallets/{wallet_id}")
+
+    async def audit(self) -> dict:
+        return await self.request("GET", "/v1/operator/audit")
+
+    async def credited(self, transfer_ids: list[str]) -> dict:
+        return await self.request("POST", "/v1/operator/credited", {"transfer_ids": transfer_ids})

@@ -1,0 +1,45 @@
+"""A bank node's settings, from YUANRAIL_BANK_* environment variables with local defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_OPERATOR_TOKEN = "dev-bank-operator-token"
+
+
+class BankSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="YUANRAIL_BANK_")
+
+    environment: str = "development"
+    bank_id: str = "yangtze"
+    name: str = "Yangtze Commercial Bank"
+    database_url: str = "sqlite+aiosqlite:///var/bank-yangtze.sqlite"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = ""            # default: "yr:<bank_id>"
+    operator_token: str = DEV_OPERATOR_TOKEN
+    key_file: Path = Path("var/bank-yangtze.key")
+    public_url: str = "http://127.0.0.1:8701"   # where central reaches this node
+    central_url: str = "http://127.0.0.1:8700"
+    central_operator_token: str = "dev-central-operator"
+    register_at_start: bool = True
+    # The vault: refill from central below `vault_low_fen` up to `vault_target_fen`; return
+    # the surplus above `vault_high_fen` down to the target.
+    vault_low_fen: int = 10_000_000
+    vault_target_fen: int = 50_000_000
+    vault_high_fen: int = 200_000_000
+    rate_limit_per_s: int = 50         # signed requests per wallet per second; 0 = off
+    run_workers: bool = True           # the outbox and vault workers
+    db_pool_size: int = 10
+
+    @model_validator(mode="after")
+    def _check(self) -> BankSettings:
+        if self.environment != "development" and self.operator_token == DEV_OPERATOR_TOKEN:
+            raise ValueError("set YUANRAIL_BANK_OPERATOR_TOKEN outside development")
+        if not 0 <= self.vault_low_fen <= self.vault_target_fen <= self.vault_high_fen:
+            raise ValueError("vault thresholds must satisfy low <= target <= high")
+        if not self.redis_prefix:
+            self.redis_prefix = f"yr:{self.bank_id}"
+        return self
