@@ -11,6 +11,8 @@ from fastapi import FastAPI
 
 from bank.adapters.hot_state import HotState
 from bank.api import router
+from bank.api_merchants import router as merchant_router
+from bank.merchants import MerchantDesk
 from bank.config import BankSettings
 from bank.services import Bank
 from central.client import CentralClient
@@ -55,10 +57,12 @@ def create_app(settings: BankSettings | None = None, bank: Bank | None = None) -
         node = bank or build_bank(settings)
         await node.start()
         app.state.bank = node
+        app.state.desk = desk = MerchantDesk(node)
         workers = []
         if settings.run_workers:
             workers = [asyncio.create_task(_every(0.2, node.run_outbox_once, "outbox")),
-                       asyncio.create_task(_every(1.0, node.keep_vault, "vault"))]
+                       asyncio.create_task(_every(1.0, node.keep_vault, "vault")),
+                       asyncio.create_task(_every(0.3, desk.run_webhooks_once, "webhooks"))]
         try:
             yield
         finally:
@@ -67,6 +71,7 @@ def create_app(settings: BankSettings | None = None, bank: Bank | None = None) -
             for task in workers:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await desk.aclose()
             await node.central.aclose()
             await node.hot.close()
             await node.engine.dispose()
@@ -75,4 +80,5 @@ def create_app(settings: BankSettings | None = None, bank: Bank | None = None) -
                   lifespan=lifespan, default_response_class=JSON)
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(merchant_router)
     return app

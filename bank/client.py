@@ -7,7 +7,16 @@ from rail_protocol.keys import SigningKey
 from rail_protocol.request_auth import sign_read
 from rail_service.client import JSONClient
 
-from bank.services import OPEN_WALLET, PAY, REDEEM, TOP_UP, UPGRADE_WALLET, WALLET_SETTINGS
+from bank.merchants import CANCEL_ORDER, CREATE_ORDER, MERCHANT_SETTINGS
+from bank.services import (
+    OPEN_WALLET,
+    PAY,
+    REDEEM,
+    REFUND,
+    TOP_UP,
+    UPGRADE_WALLET,
+    WALLET_SETTINGS,
+)
 
 
 class BankClient(JSONClient):
@@ -41,15 +50,58 @@ class BankClient(JSONClient):
             key, WALLET_SETTINGS, {"wallet_id": wallet_id, "topup_on_use": topup_on_use}))
 
     def pay_envelope(self, key: SigningKey, payer: str, payee: str, amount_fen: int,
-                     memo: str | None = None, **seal_args) -> Envelope:
+                     memo: str | None = None, order_id: str | None = None,
+                     **seal_args) -> Envelope:
         body = {"payer_wallet": payer, "payee_wallet": payee, "amount_fen": amount_fen}
         if memo:
             body["memo"] = memo
+        if order_id:
+            body["order_id"] = order_id
         return seal(key, PAY, body, **seal_args)
 
     async def pay(self, key: SigningKey, payer: str, payee: str, amount_fen: int,
-                  memo: str | None = None) -> dict:
-        return await self.send("/v1/payments", self.pay_envelope(key, payer, payee, amount_fen, memo))
+                  memo: str | None = None, order_id: str | None = None) -> dict:
+        return await self.send("/v1/payments", self.pay_envelope(
+            key, payer, payee, amount_fen, memo, order_id))
+
+    # --- merchant side ---
+    async def create_order(self, key: SigningKey, merchant: str, amount_fen: int,
+                           reference: str, description: str | None = None,
+                           ttl_ms: int | None = None) -> dict:
+        body = {"merchant_wallet": merchant, "amount_fen": amount_fen, "reference": reference}
+        if description:
+            body["description"] = description
+        if ttl_ms is not None:
+            body["ttl_ms"] = ttl_ms
+        return await self.send("/v1/merchant/orders", seal(key, CREATE_ORDER, body))
+
+    async def cancel_order(self, key: SigningKey, merchant: str, order_id: str) -> dict:
+        return await self.send(f"/v1/merchant/orders/{order_id}/cancel", seal(
+            key, CANCEL_ORDER, {"merchant_wallet": merchant, "order_id": order_id}))
+
+    def refund_envelope(self, key: SigningKey, merchant: str, payment_id: str,
+                        amount_fen: int, **seal_args) -> Envelope:
+        return seal(key, REFUND, {"merchant_wallet": merchant, "payment_id": payment_id,
+                                  "amount_fen": amount_fen}, **seal_args)
+
+    async def refund(self, key: SigningKey, merchant: str, payment_id: str,
+                     amount_fen: int) -> dict:
+        return await self.send("/v1/merchant/refunds",
+                               self.refund_envelope(key, merchant, payment_id, amount_fen))
+
+    async def merchant_settings(self, key: SigningKey, merchant: str,
+                                webhook_url: str | None) -> dict:
+        return await self.send("/v1/merchant/settings", seal(
+            key, MERCHANT_SETTINGS, {"merchant_wallet": merchant, "webhook_url": webhook_url}))
+
+    async def webhook_deliveries(self, key: SigningKey, merchant: str) -> dict:
+        return await self.signed_get(key, f"/v1/wallets/{merchant}/webhook-deliveries")
+
+    async def order(self, order_id: str) -> dict:
+        return await self.request("GET", f"/v1/orders/{order_id}")
+
+    async def static_qr(self, merchant: str) -> str:
+        return (await self.request("GET", f"/v1/merchants/{merchant}/qr"))["qr_payload"]
 
     async def top_up(self, key: SigningKey, wallet_id: str, amount_fen: int) -> dict:
         return await self.send(f"/v1/wallets/{wallet_id}/top-up", seal(

@@ -22,8 +22,9 @@ from bank.adapters import tables as t
 from bank.adapters.books_sql import VaultShort
 from bank.adapters.hot_state import HotState
 from bank.domain import audit as bank_audit
-from bank.domain import ledger
+from bank.domain import ledger, orders
 from bank.domain.wallets import (
+    CreditPlan,
     MERCHANT,
     OPEN,
     PERSONAL,
@@ -49,6 +50,7 @@ log = logging.getLogger("yuanrail.bank")
 
 OPEN_WALLET, UPGRADE_WALLET, WALLET_SETTINGS = "bank.open_wallet", "bank.upgrade_wallet", "bank.wallet_settings"
 TOP_UP, REDEEM, PAY = "bank.top_up", "bank.redeem", "bank.pay"
+REFUND = "bank.refund"
 INTERBANK_CREDIT = "bank.interbank_credit"
 TRANSFER_TTL_MS = 24 * 3600 * 1000
 SETTLED, PROCESSING, REJECTED, PENDING = "settled", "processing", "rejected", "pending"
@@ -100,6 +102,7 @@ class Bank:
         self.central_key: PublicKey | None = None
         self.limits: dict[int, ClassLimits] = {}
         self._vault_lock = asyncio.Lock()
+        self._background: set[asyncio.Task] = set()
 
     # --- start-up ---------------------------------------------------------------------
 
@@ -447,18 +450,43 @@ class Bank:
         memo = body.get("memo")
         if memo is not None and (not isinstance(memo, str) or len(memo) > 140):
             raise RailError("invalid_field", "memo must be a string of at most 140 characters")
+        order_id = body.get("order_id")
+        if order_id is not None and (not isinstance(order_id, str) or not 1 <= len(order_id) <= 25):
+            raise RailError("invalid_field", "order_id must be 1-25 characters")
         if payee_id == payer.wallet_id:
             raise RailError("self_payment")
         refusal = self._refusal_row(env, "payment", amount, payer_wallet=payer.wallet_id,
-                                    payee_wallet=payee_id, memo=memo)
+                                    payee_wallet=payee_id, memo=memo, order_id=order_id)
         if wallet_bank(payee_id) != self.bank_id:
-            return await self._pay_other_bank(env, payer, payee_id, amount, memo, refusal)
-        return await self._execute(env, payer.wallet_id, lambda conn: self._pay_here(
-            conn, env, payer.wallet_id, payee_id, amount, memo), refusal)
+            return await self._pay_other_bank(env, payer, payee_id, amount, memo, refusal,
+                                              order_id=order_id)
+        outcome = await self._execute(env, payer.wallet_id, lambda conn: self._pay_here(
+            conn, env, payer.wallet_id, payee_id, amount, memo, order_id), refusal)
+        if not outcome.get("repeated"):
+            self._notify(payee_id, {"event": "payment.received", "amount_fen": amount,
+                                    "payment_id": outcome["payment_id"], "order_id": order_id})
+        return outcome
+
+    async def _claim_order(self, conn: AsyncConnection, order_id: str, payee_id: str,
+                           amount: int, payer_id: str, at: int) -> None:
+        """Lock the order and mark it paid in the payment's own transaction: of two wallets
+        paying one order at once, the second finds it paid. A refusal rolls this back."""
+        row = (await conn.execute(sa.select(t.orders).where(
+            t.orders.c.order_id == order_id).with_for_update())).first()
+        if row is None:
+            raise RailError("unknown_order")
+        orders.check_payable(orders.OrderState(row.order_id, row.merchant_wallet,
+                                               row.amount_fen, row.status, row.expires_ms),
+                             payee_id, amount, at)
+        await conn.execute(t.orders.update().where(t.orders.c.order_id == order_id).values(
+            status=orders.PAID, payer_wallet=payer_id, updated_ms=at))
 
     async def _pay_here(self, conn: AsyncConnection, env: Envelope, payer_id: str,
-                        payee_id: str, amount: int, memo: str | None) -> dict:
+                        payee_id: str, amount: int, memo: str | None,
+                        order_id: str | None = None) -> dict:
         at = now_ms()
+        if order_id is not None:
+            await self._claim_order(conn, order_id, payee_id, amount, payer_id, at)
         payee_row = await sql.wallet_row(conn, payee_id)
         if payee_row is None:
             raise RailError("unknown_wallet", f"no wallet {payee_id} at this bank")
@@ -482,9 +510,15 @@ class Bank:
                   "payee_wallet": payee_id, "balance_after_fen": payer.balance_fen,
                   "pulled_from_deposit_fen": debit.pulled_from_deposit_fen,
                   "swept_to_deposit_fen": credit.swept_to_deposit_fen}
+        if order_id is not None:
+            result["order_id"] = order_id
         txn = await sql.insert_transaction(conn, **self._txn_values(
             env, "payment", SETTLED, amount, payer_wallet=payer_id, payee_wallet=payee_id,
-            memo=memo, result=orjson.dumps(result).decode()))
+            memo=memo, order_id=order_id, pulled_fen=debit.pulled_from_deposit_fen,
+            result=orjson.dumps(result).decode()))
+        if order_id is not None:
+            await conn.execute(t.orders.update().where(t.orders.c.order_id == order_id)
+                               .values(paid_txn_id=txn))
         await sql.insert_postings(conn, txn, ledger.payment(
             payer_id, payer.deposit_account, debit, payee_id, payee.deposit_account, credit))
         await sql.save_wallet(conn, payer)
@@ -501,7 +535,7 @@ class Bank:
         return {**result, "payment_id": f"P{txn}", "created_ms": at}
 
     async def _pay_other_bank(self, env: Envelope, payer, payee_id: str, amount: int,
-                              memo: str | None, refusal) -> dict:
+                              memo: str | None, refusal, *, order_id: str | None = None) -> dict:
         to_bank = wallet_bank(payee_id)
         transfer_id = f"{self.bank_id}.{secrets.token_hex(16)}"
 
@@ -517,10 +551,13 @@ class Bank:
                       "payee_wallet": payee_id, "balance_after_fen": state.balance_fen,
                       "pulled_from_deposit_fen": debit.pulled_from_deposit_fen,
                       "transfer_id": transfer_id}
+            if order_id is not None:
+                result["order_id"] = order_id
             txn = await sql.insert_transaction(conn, **self._txn_values(
                 env, "interbank_out", PROCESSING, amount, payer_wallet=payer.wallet_id,
                 payee_wallet=payee_id, memo=memo, counterparty_bank=to_bank,
-                transfer_id=transfer_id, next_attempt_ms=at,
+                transfer_id=transfer_id, next_attempt_ms=at, order_id=order_id,
+                pulled_fen=debit.pulled_from_deposit_fen,
                 result=orjson.dumps(result).decode()))
             await sql.insert_postings(conn, txn, ledger.interbank_out(
                 payer.wallet_id, state.deposit_account, debit))
@@ -546,10 +583,15 @@ class Bank:
 
     def _transfer_envelope(self, row: Any) -> Envelope:
         """Message 1, rebuilt the same way on every retry so central sees one instruction."""
+        details = {"payer_wallet": row.payer_wallet}
+        if row.order_id:
+            details["order_id"] = row.order_id
+        if row.refund_of:
+            details["refund_of"] = orjson.loads(row.result).get("refund_of_transfer")
         return seal(self.key, "central.transfer", {
             "transfer_id": row.transfer_id, "from_bank": self.bank_id,
             "to_bank": row.counterparty_bank, "amount_fen": row.amount_fen,
-            "payee_wallet": row.payee_wallet,
+            "payee_wallet": row.payee_wallet, "details": details,
         }, id=row.transfer_id, ttl_ms=TRANSFER_TTL_MS, created_ms=row.created_ms)
 
     async def forward_transfer(self, txn_id: int) -> str:
@@ -597,6 +639,8 @@ class Bank:
             if status == SETTLED:
                 await sql.insert_postings(conn, txn_id, ledger.interbank_out_settled(row.amount_fen))
             else:
+                if row.refund_of is not None:
+                    await self._unbook_refund(conn, row.refund_of, row.amount_fen, at)
                 _wrow, payer = await sql.lock_wallet(conn, row.payer_wallet)
                 payer.balance_fen += row.amount_fen
                 if payer.day == china_day(row.created_ms):
@@ -604,7 +648,8 @@ class Bank:
                 await sql.save_wallet(conn, payer)
                 await sql.insert_postings(conn, txn_id, ledger.interbank_out_rejected(
                     row.payer_wallet, row.amount_fen))
-        await self.hot.publish(row.payer_wallet, {"payment_id": f"P{txn_id}", "status": status})
+        self._notify(row.payer_wallet, {"event": f"payment.{status}", "payment_id": f"P{txn_id}",
+                                        "order_id": row.order_id})
 
     async def run_outbox_once(self, limit: int = 50) -> int:
         """Re-send message 1 for due processing payments; how many were tried."""
@@ -640,11 +685,14 @@ class Bank:
         amount = parse_fen(body.get("amount_fen"))
         payee_id = check_wallet_id(body.get("payee_wallet"), "payee_wallet")
         from_bank = body.get("from_bank")
+        details = body.get("details") or {}
+        if not isinstance(details, dict):
+            raise RailError("invalid_field", "details must be an object")
         async with self.engine.connect() as conn:
             existing = await sql.transaction_by_transfer(conn, transfer_id)
         if existing is None:
             existing_code = await self._credit_from_other_bank(
-                env, transfer_id, from_bank, payee_id, amount)
+                env, transfer_id, from_bank, payee_id, amount, details)
         else:
             existing_code = existing.code if existing.status == REJECTED else None
         return {"result": sign_statement(self.key, {
@@ -653,15 +701,32 @@ class Bank:
         })}
 
     async def _credit_from_other_bank(self, env: Envelope, transfer_id: str, from_bank: str,
-                                      payee_id: str, amount: int) -> str | None:
-        """Credit and record; return None when accepted, or the refusal's code."""
+                                      payee_id: str, amount: int,
+                                      details: dict | None = None) -> str | None:
+        """Credit and record; return None when accepted, or the refusal's code. An order
+        payment claims the order in the same transaction; a refund is booked against the
+        payment it refunds (and goes back to the deposit account as far as it came from
+        there)."""
+        details = details or {}
+        payer_id = details.get("payer_wallet") if isinstance(details.get("payer_wallet"), str) else None
+        order_id = details.get("order_id") if isinstance(details.get("order_id"), str) else None
+        refund_of = details.get("refund_of") if isinstance(details.get("refund_of"), str) else None
         base = {"kind": "interbank_in", "signer": env.signer, "instruction_id": transfer_id,
                 "digest": env.digest(), "amount_fen": amount, "payee_wallet": payee_id,
+                "payer_wallet": payer_id, "order_id": order_id,
                 "counterparty_bank": from_bank, "transfer_id": transfer_id,
                 "expires_ms": env.expires_ms, "result": "{}"}
         try:
             async with self.engine.begin() as conn:
                 at = now_ms()
+                if order_id is not None:
+                    await self._claim_order(conn, order_id, payee_id, amount,
+                                            payer_id or f"{from_bank}.?", at)
+                to_deposit = 0
+                if refund_of is not None:
+                    to_deposit, original = await self._book_inbound_refund(
+                        conn, refund_of, payee_id, amount, at)
+                    base["refund_of"] = original
                 payee_row = await sql.wallet_row(conn, payee_id)
                 if payee_row is None:
                     raise RailError("unknown_wallet")
@@ -671,9 +736,16 @@ class Bank:
                 else:
                     payee = WalletState(payee_id, payee_row.status, payee_row.kyc_class, 0, 0, 0,
                                         payee_row.topup_on_use, payee_row.deposit_account)
-                credit = plan_credit(payee, self.limits[payee.kyc_class], amount)
+                if payee_row.status != OPEN:
+                    raise RailError("wallet_closed")
+                credit = plan_credit(payee, self.limits[payee.kyc_class], amount - to_deposit) \
+                    if amount > to_deposit else CreditPlan(0, 0)
+                credit = CreditPlan(credit.to_wallet_fen, credit.swept_to_deposit_fen + to_deposit)
                 txn = await sql.insert_transaction(conn, **base, status=SETTLED,
                                                    created_ms=at, updated_ms=at)
+                if order_id is not None:
+                    await conn.execute(t.orders.update().where(
+                        t.orders.c.order_id == order_id).values(paid_txn_id=txn))
                 await sql.insert_postings(conn, txn, ledger.interbank_in(
                     payee_id, payee.deposit_account, credit))
                 if locked:
@@ -700,9 +772,159 @@ class Bank:
                 return row.code if row.status == REJECTED else None
             return refusal.code
         crash_point("bank.interbank_in.after_credit")
-        await self.hot.publish(payee_id, {"payment_id": f"P{txn}", "status": SETTLED,
-                                          "amount_fen": amount, "from_bank": from_bank})
+        self._notify(payee_id, {"event": "payment.received", "payment_id": f"P{txn}",
+                                      "amount_fen": amount, "order_id": order_id,
+                                      "from_bank": from_bank})
         return None
+
+    # --- refunds ------------------------------------------------------------------------
+
+    async def _book_inbound_refund(self, conn: AsyncConnection, refunded_transfer: str,
+                                   payee_id: str, amount: int, at: int) -> tuple[int, int]:
+        """A refund arriving for one of our outbound payments: check it against what was
+        paid, record it, and say how much goes back to the deposit account it came from."""
+        original = (await conn.execute(sa.select(t.transactions).where(
+            t.transactions.c.transfer_id == refunded_transfer).with_for_update())).first()
+        if original is None or original.payer_wallet != payee_id \
+                or original.kind != "interbank_out" or original.status != SETTLED:
+            raise RailError("not_refundable", "no such settled payment from this wallet")
+        orders.check_refund(original.amount_fen, original.refunded_fen, amount)
+        to_deposit, _ = orders.refund_split(amount, original.pulled_fen, original.refunded_fen)
+        await conn.execute(t.transactions.update().where(
+            t.transactions.c.txn_id == original.txn_id).values(
+            refunded_fen=original.refunded_fen + amount, updated_ms=at))
+        return to_deposit, original.txn_id
+
+    async def _book_refund(self, conn: AsyncConnection, original: Any, amount: int,
+                           at: int) -> None:
+        """Count a refund against the payment (and its order), never past what was paid."""
+        orders.check_refund(original.amount_fen, original.refunded_fen, amount)
+        refunded = original.refunded_fen + amount
+        await conn.execute(t.transactions.update().where(
+            t.transactions.c.txn_id == original.txn_id).values(refunded_fen=refunded,
+                                                                updated_ms=at))
+        if original.order_id:
+            await conn.execute(t.orders.update().where(
+                t.orders.c.order_id == original.order_id).values(
+                refunded_fen=refunded, updated_ms=at,
+                status=orders.status_after_refund(original.amount_fen, refunded)))
+
+    async def _unbook_refund(self, conn: AsyncConnection, original_txn: int, amount: int,
+                             at: int) -> None:
+        """The payer's bank refused a refund: it no longer counts against the payment."""
+        original = (await conn.execute(sa.select(t.transactions).where(
+            t.transactions.c.txn_id == original_txn).with_for_update())).first()
+        refunded = max(original.refunded_fen - amount, 0)
+        await conn.execute(t.transactions.update().where(
+            t.transactions.c.txn_id == original_txn).values(refunded_fen=refunded, updated_ms=at))
+        if original.order_id:
+            await conn.execute(t.orders.update().where(
+                t.orders.c.order_id == original.order_id).values(
+                refunded_fen=refunded, updated_ms=at,
+                status=orders.PAID if refunded == 0 else orders.status_after_refund(
+                    original.amount_fen, refunded)))
+
+    async def refund(self, raw: object) -> dict:
+        """A merchant refunds a payment it received, fully or in part, to the payer: at this
+        bank directly, at another bank through central. Idempotent by instruction id."""
+        env, merchant = await self._signed_by_wallet(raw, REFUND, "merchant_wallet")
+        if merchant.kind != MERCHANT:
+            raise RailError("not_a_merchant")
+        payment_id = env.body.get("payment_id")
+        if not isinstance(payment_id, str) or not payment_id.startswith("P") \
+                or not payment_id[1:].isdigit():
+            raise RailError("invalid_field", "payment_id must be a payment id like P123")
+        amount = parse_fen(env.body.get("amount_fen"))
+        original_id = int(payment_id[1:])
+
+        async def apply(conn: AsyncConnection) -> dict:
+            at = now_ms()
+            original = (await conn.execute(sa.select(t.transactions).where(
+                t.transactions.c.txn_id == original_id).with_for_update())).first()
+            if original is None or original.payee_wallet != merchant.wallet_id \
+                    or original.kind not in ("payment", "interbank_in") \
+                    or original.status != SETTLED or not original.payer_wallet:
+                raise RailError("not_refundable")
+            await self._book_refund(conn, original, amount, at)
+            payer_id = original.payer_wallet
+            if original.kind == "interbank_in":
+                return await self._refund_to_other_bank(conn, env, merchant.wallet_id, original,
+                                                        amount, at)
+            states: dict[str, WalletState] = {}
+            for wallet_id in sorted([merchant.wallet_id, payer_id]):
+                _row, states[wallet_id] = await sql.lock_wallet(conn, wallet_id)
+            shop, payer = states[merchant.wallet_id], states[payer_id]
+            debit = plan_debit(shop, self.limits[shop.kyc_class], amount, at)
+            to_deposit, to_wallet = orders.refund_split(amount, original.pulled_fen,
+                                                        original.refunded_fen)
+            credit = plan_credit(payer, self.limits[payer.kyc_class], to_wallet) \
+                if to_wallet else CreditPlan(0, 0)
+            credit = CreditPlan(credit.to_wallet_fen, credit.swept_to_deposit_fen + to_deposit)
+            shop.balance_fen, shop.day = debit.balance_after_fen, debit.day
+            shop.spent_today_fen = debit.spent_today_after_fen
+            payer.balance_fen += credit.to_wallet_fen
+            result = {"status": SETTLED, "amount_fen": amount, "refund_of": payment_id,
+                      "payer_wallet": payer_id, "to_deposit_fen": credit.swept_to_deposit_fen}
+            txn = await sql.insert_transaction(conn, **self._txn_values(
+                env, "refund", SETTLED, amount, payer_wallet=merchant.wallet_id,
+                payee_wallet=payer_id, refund_of=original.txn_id, order_id=original.order_id,
+                result=orjson.dumps(result).decode()))
+            await sql.insert_postings(conn, txn, ledger.payment(
+                merchant.wallet_id, None, debit, payer_id, payer.deposit_account, credit))
+            await sql.save_wallet(conn, shop)
+            await sql.save_wallet(conn, payer)
+            if credit.swept_to_deposit_fen:
+                await sql.move_deposit(conn, payer.deposit_account, credit.swept_to_deposit_fen)
+                await sql.move_vault(conn, credit.swept_to_deposit_fen)
+            return {**result, "payment_id": f"P{txn}"}
+
+        outcome = await self._execute(env, merchant.wallet_id, apply, self._refusal_row(
+            env, "refund", amount, payer_wallet=merchant.wallet_id))
+        txn_id = outcome.pop("_txn", None)
+        if txn_id is not None and not outcome.get("repeated"):
+            try:
+                outcome["status"] = await asyncio.wait_for(self.forward_transfer(txn_id), 5)
+            except (asyncio.TimeoutError, RailError):
+                outcome["status"] = PROCESSING
+        if not outcome.get("repeated"):
+            self._notify(merchant.wallet_id, {"event": "refund.created", "amount_fen": amount,
+                                              "payment_id": outcome.get("payment_id"),
+                                              "refund_of": payment_id})
+        return outcome
+
+    async def _refund_to_other_bank(self, conn: AsyncConnection, env: Envelope, merchant_id: str,
+                                    original: Any, amount: int, at: int) -> dict:
+        """Refund an interbank payment: a new interbank payment back to the payer, naming
+        the transfer it refunds so the payer's bank can send it back the way it came."""
+        _row, shop = await sql.lock_wallet(conn, merchant_id)
+        debit = plan_debit(shop, self.limits[shop.kyc_class], amount, at)
+        shop.balance_fen, shop.day = debit.balance_after_fen, debit.day
+        shop.spent_today_fen = debit.spent_today_after_fen
+        transfer_id = f"{self.bank_id}.{secrets.token_hex(16)}"
+        result = {"status": PROCESSING, "amount_fen": amount, "refund_of": f"P{original.txn_id}",
+                  "refund_of_transfer": original.transfer_id,
+                  "payer_wallet": original.payer_wallet, "transfer_id": transfer_id}
+        txn = await sql.insert_transaction(conn, **self._txn_values(
+            env, "interbank_out", PROCESSING, amount, payer_wallet=merchant_id,
+            payee_wallet=original.payer_wallet, counterparty_bank=original.counterparty_bank,
+            transfer_id=transfer_id, next_attempt_ms=at, refund_of=original.txn_id,
+            order_id=original.order_id, result=orjson.dumps(result).decode()))
+        await sql.insert_postings(conn, txn, ledger.interbank_out(merchant_id, None, debit))
+        await sql.save_wallet(conn, shop)
+        return {**result, "payment_id": f"P{txn}", "_txn": txn}
+
+    def _notify(self, wallet_id: str, event: dict) -> None:
+        """Live notifications after commit, best effort: the wallet's stream and, for an
+        order, the order's (the cashier page listens there). Durable merchant notification
+        is the webhook worker's job, which reads the journal itself."""
+        event = {**event, "wallet_id": wallet_id, "at_ms": now_ms()}
+        streams = [f"wallet:{wallet_id}"]
+        if event.get("order_id"):
+            streams.append(f"order:{event['order_id']}")
+        for stream in streams:
+            task = asyncio.get_running_loop().create_task(self.hot.publish(stream, event))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     # --- the vault --------------------------------------------------------------------
 

@@ -58,6 +58,18 @@ CODES: dict[str, tuple[int, str]] = {
     "vault_empty": (503, "The bank's e-CNY vault is short and central could not refill it; "
                          "retry later."),
     "rate_limited": (429, "Too many requests from this wallet; slow down."),
+    # --- merchants: orders, refunds, payment codes, mandates ---------------------------
+    "not_a_merchant": (403, "Only a merchant wallet may do this."),
+    "unknown_order": (404, "No order with that id at the merchant's bank."),
+    "order_paid": (409, "The order has already been paid; an order is paid at most once."),
+    "order_expired": (409, "The order's time to pay has passed."),
+    "order_cancelled": (409, "The merchant cancelled the order."),
+    "order_amount_mismatch": (409, "The amount is not the order's amount."),
+    "order_reference_reused": (409, "The merchant used the same order reference for another "
+                                    "order."),
+    "not_refundable": (409, "That payment was not made to this merchant, or cannot be "
+                            "refunded."),
+    "refund_exceeds_payment": (409, "Refunds in total may not exceed what was paid."),
     "upstream_unavailable": (503, "A party this request depends on did not answer; the "
                                   "instruction may be retried with the same id."),
 }

@@ -70,6 +70,10 @@ transactions = sa.Table(
     sa.Column("next_attempt_ms", sa.BigInteger),
     sa.Column("created_ms", sa.BigInteger),
     sa.Column("updated_ms", sa.BigInteger),
+    sa.Column("order_id", sa.String(25)),
+    sa.Column("refund_of", sa.BigInteger),
+    sa.Column("refunded_fen", sa.BigInteger),
+    sa.Column("pulled_fen", sa.BigInteger),
 )
 postings = sa.Table(
     "postings", metadata,
@@ -77,4 +81,39 @@ postings = sa.Table(
     sa.Column("txn_id", sa.BigInteger),
     sa.Column("account", sa.String(64)),
     sa.Column("amount_fen", sa.BigInteger),
+)
+orders = sa.Table(
+    "orders", metadata,
+    sa.Column("order_id", sa.String(25), primary_key=True),
+    sa.Column("merchant_wallet", sa.String(64)),
+    sa.Column("reference", sa.String(64)),
+    sa.Column("description", sa.String(140)),
+    sa.Column("amount_fen", sa.BigInteger),
+    sa.Column("status", sa.String(20)),
+    sa.Column("payer_wallet", sa.String(64)),
+    sa.Column("paid_txn_id", sa.BigInteger),
+    sa.Column("refunded_fen", sa.BigInteger),
+    sa.Column("created_ms", sa.BigInteger),
+    sa.Column("expires_ms", sa.BigInteger),
+    sa.Column("updated_ms", sa.BigInteger),
+)
+merchant_settings = sa.Table(
+    "merchant_settings", metadata,
+    sa.Column("merchant_wallet", sa.String(64), primary_key=True),
+    sa.Column("webhook_url", sa.String(300)),
+    sa.Column("last_txn_id", sa.BigInteger),
+    sa.Column("updated_ms", sa.BigInteger),
+)
+webhook_deliveries = sa.Table(
+    "webhook_deliveries", metadata,
+    sa.Column("delivery_id", sa.BigInteger, primary_key=True, autoincrement=True),
+    sa.Column("merchant_wallet", sa.String(64)),
+    sa.Column("event", sa.Text),
+    sa.Column("url", sa.String(300)),
+    sa.Column("status", sa.String(16)),
+    sa.Column("attempts", sa.Integer),
+    sa.Column("last_error", sa.String(200)),
+    sa.Column("next_attempt_ms", sa.BigInteger),
+    sa.Column("created_ms", sa.BigInteger),
+    sa.Column("delivered_ms", sa.BigInteger),
 )
