@@ -145,3 +145,48 @@ async def cashier_page(order_id: str, desk: DeskDep) -> HTMLResponse:
         status_text=texts.get(view["status"], view["status"]),
         description=html.escape(view["description"] or view["reference"]))
     return HTMLResponse(page)
+
+
+# --- payment codes and mandates --------------------------------------------------------
+
+def get_charges(request: Request):
+    return request.app.state.charges
+
+
+ChargesDep = Annotated[object, Depends(get_charges)]
+
+
+@router.post("/v1/merchant/charges", tags=["merchants"])
+async def charge_code(request: Request, charges: ChargesDep) -> dict:
+    """Charge a customer's payment code scanned at the POS; signed by the merchant's key."""
+    return await charges.charge_code(await read_json(request))
+
+
+@router.post("/v1/merchant/mandate-charges", tags=["merchants"])
+async def mandate_charge(request: Request, charges: ChargesDep) -> dict:
+    """Charge under a user's mandate, with no user interaction; signed by the merchant."""
+    return await charges.mandate_charge(await read_json(request))
+
+
+@router.post("/v1/wallets/{wallet_id}/mandates", tags=["mandates"], status_code=201)
+async def create_mandate(wallet_id: str, request: Request, charges: ChargesDep) -> dict:
+    """Authorise a merchant app to charge within caps; signed by the payer's wallet."""
+    return await charges.create_mandate(await read_json(request))
+
+
+@router.post("/v1/wallets/{wallet_id}/mandates/revoke", tags=["mandates"])
+async def revoke_mandate(wallet_id: str, request: Request, charges: ChargesDep) -> dict:
+    """Revoke a mandate at once; signed by the payer's wallet."""
+    return await charges.revoke_mandate(await read_json(request))
+
+
+@router.get("/v1/wallets/{wallet_id}/mandates", tags=["mandates"])
+async def list_mandates(wallet_id: WalletReader, charges: ChargesDep) -> dict:
+    """The wallet's mandates, their caps and what is used (signed read)."""
+    return await charges.list_mandates(wallet_id)
+
+
+@router.post("/v1/interbank/charges", tags=["interbank"])
+async def interbank_charge(request: Request, charges: ChargesDep) -> dict:
+    """A charge forwarded by the merchant's bank; signed by that bank's certified key."""
+    return await charges.interbank_charge(await read_json(request))

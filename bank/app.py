@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from bank.adapters.hot_state import HotState
 from bank.api import router
 from bank.api_merchants import router as merchant_router
+from bank.charges import Charges
 from bank.merchants import MerchantDesk
 from bank.config import BankSettings
 from bank.services import Bank
@@ -58,6 +59,8 @@ def create_app(settings: BankSettings | None = None, bank: Bank | None = None) -
         await node.start()
         app.state.bank = node
         app.state.desk = desk = MerchantDesk(node)
+        app.state.charges = Charges(node, no_pin_threshold_fen=settings.no_pin_threshold_fen,
+                                    transport=node.peer_transport)
         workers = []
         if settings.run_workers:
             workers = [asyncio.create_task(_every(0.2, node.run_outbox_once, "outbox")),

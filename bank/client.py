@@ -7,6 +7,7 @@ from rail_protocol.keys import SigningKey
 from rail_protocol.request_auth import sign_read
 from rail_service.client import JSONClient
 
+from bank.charges import CHARGE_CODE, MANDATE, MANDATE_CHARGE, REVOKE_MANDATE
 from bank.merchants import CANCEL_ORDER, CREATE_ORDER, MERCHANT_SETTINGS
 from bank.services import (
     OPEN_WALLET,
@@ -96,6 +97,35 @@ class BankClient(JSONClient):
 
     async def webhook_deliveries(self, key: SigningKey, merchant: str) -> dict:
         return await self.signed_get(key, f"/v1/wallets/{merchant}/webhook-deliveries")
+
+    async def charge_code(self, key: SigningKey, merchant: str, code: str, amount_fen: int) -> dict:
+        return await self.send("/v1/merchant/charges", seal(key, CHARGE_CODE, {
+            "merchant_wallet": merchant, "code": code, "amount_fen": amount_fen}))
+
+    async def create_mandate(self, key: SigningKey, payer: str, merchant: str,
+                             merchant_public_key: str, *, per_payment_cap_fen: int,
+                             period_cap_fen: int, period: str = "month",
+                             merchant_name: str | None = None) -> dict:
+        body = {"payer_wallet": payer, "merchant_wallet": merchant,
+                "merchant_public_key": merchant_public_key,
+                "per_payment_cap_fen": per_payment_cap_fen, "period_cap_fen": period_cap_fen,
+                "period": period}
+        if merchant_name:
+            body["merchant_name"] = merchant_name
+        return await self.send(f"/v1/wallets/{payer}/mandates", seal(key, MANDATE, body))
+
+    async def revoke_mandate(self, key: SigningKey, payer: str, mandate_id: str) -> dict:
+        return await self.send(f"/v1/wallets/{payer}/mandates/revoke", seal(
+            key, REVOKE_MANDATE, {"payer_wallet": payer, "mandate_id": mandate_id}))
+
+    async def mandates(self, key: SigningKey, payer: str) -> dict:
+        return await self.signed_get(key, f"/v1/wallets/{payer}/mandates")
+
+    async def mandate_charge(self, key: SigningKey, merchant: str, payer: str,
+                             mandate_id: str, amount_fen: int) -> dict:
+        return await self.send("/v1/merchant/mandate-charges", seal(key, MANDATE_CHARGE, {
+            "merchant_wallet": merchant, "payer_wallet": payer, "mandate_id": mandate_id,
+            "amount_fen": amount_fen}))
 
     async def order(self, order_id: str) -> dict:
         return await self.request("GET", f"/v1/orders/{order_id}")

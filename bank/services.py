@@ -103,6 +103,8 @@ class Bank:
         self.limits: dict[int, ClassLimits] = {}
         self._vault_lock = asyncio.Lock()
         self._background: set[asyncio.Task] = set()
+        # Tests put an in-process network here for calls to other bank nodes.
+        self.peer_transport = None
 
     # --- start-up ---------------------------------------------------------------------
 
@@ -467,6 +469,24 @@ class Bank:
                                     "payment_id": outcome["payment_id"], "order_id": order_id})
         return outcome
 
+    async def pay_as(self, env: Envelope, payer: Any, payee_id: str, amount: int, *,
+                     memo: str | None = None, hook=None) -> dict:
+        """A payment whose instruction is not a `bank.pay` but something the payer (a
+        payment code) or the payer's mandate authorised; `env` keys its idempotency."""
+        if payee_id == payer.wallet_id:
+            raise RailError("self_payment")
+        refusal = self._refusal_row(env, "payment", amount, payer_wallet=payer.wallet_id,
+                                    payee_wallet=payee_id, memo=memo)
+        if wallet_bank(payee_id) != self.bank_id:
+            return await self._pay_other_bank(env, payer, payee_id, amount, memo, refusal,
+                                              hook=hook)
+        outcome = await self._execute(env, payer.wallet_id, lambda conn: self._pay_here(
+            conn, env, payer.wallet_id, payee_id, amount, memo, None, hook), refusal)
+        if not outcome.get("repeated"):
+            self._notify(payee_id, {"event": "payment.received", "amount_fen": amount,
+                                    "payment_id": outcome["payment_id"]})
+        return outcome
+
     async def _claim_order(self, conn: AsyncConnection, order_id: str, payee_id: str,
                            amount: int, payer_id: str, at: int) -> None:
         """Lock the order and mark it paid in the payment's own transaction: of two wallets
@@ -483,8 +503,10 @@ class Bank:
 
     async def _pay_here(self, conn: AsyncConnection, env: Envelope, payer_id: str,
                         payee_id: str, amount: int, memo: str | None,
-                        order_id: str | None = None) -> dict:
+                        order_id: str | None = None, hook=None) -> dict:
         at = now_ms()
+        if hook is not None:
+            await hook(conn, at)
         if order_id is not None:
             await self._claim_order(conn, order_id, payee_id, amount, payer_id, at)
         payee_row = await sql.wallet_row(conn, payee_id)
@@ -535,12 +557,15 @@ class Bank:
         return {**result, "payment_id": f"P{txn}", "created_ms": at}
 
     async def _pay_other_bank(self, env: Envelope, payer, payee_id: str, amount: int,
-                              memo: str | None, refusal, *, order_id: str | None = None) -> dict:
+                              memo: str | None, refusal, *, order_id: str | None = None,
+                              hook=None) -> dict:
         to_bank = wallet_bank(payee_id)
         transfer_id = f"{self.bank_id}.{secrets.token_hex(16)}"
 
         async def apply(conn: AsyncConnection) -> dict:
             at = now_ms()
+            if hook is not None:
+                await hook(conn, at)
             _row, state = await sql.lock_wallet(conn, payer.wallet_id)
             available = await sql.deposit_balance(conn, state.deposit_account) \
                 if state.topup_on_use else 0

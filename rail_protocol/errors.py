@@ -70,6 +70,16 @@ CODES: dict[str, tuple[int, str]] = {
     "not_refundable": (409, "That payment was not made to this merchant, or cannot be "
                             "refunded."),
     "refund_exceeds_payment": (409, "Refunds in total may not exceed what was paid."),
+    "payment_code_invalid": (422, "The payment code is unreadable or not of this rail."),
+    "payment_code_used": (409, "The payment code was already used; codes are single-use."),
+    "pin_required": (403, "Above the no-PIN threshold the payer must enter the PIN for the "
+                          "code."),
+    "unknown_mandate": (404, "No such mandate for this payer and merchant."),
+    "mandate_revoked": (409, "The payer revoked the mandate."),
+    "mandate_cap_exceeded": (409, "The charge is above the mandate's cap per payment or "
+                                  "what is left of its cap for the period."),
+    "unknown_bank_node": (502, "The other bank's node is not known to central or not "
+                               "certified."),
     "upstream_unavailable": (503, "A party this request depends on did not answer; the "
                                   "instruction may be retried with the same id."),
 }

@@ -52,6 +52,7 @@ class Rail:
     bank_urls: dict[str, str]
     group: ServiceGroup
     redis: object = None
+    last_order_payment: str = ""
     wallets: dict[str, DemoWallet] = field(default_factory=dict)
 
     def bank_key(self, bank_id: str) -> SigningKey:
@@ -318,6 +319,89 @@ async def run_scenario(rail: Rail) -> bool:
         return (f"retried issue: one entry, same signed receipt\nissue beyond reserves: {over}"
                 f"\naltered issue: {bad}\nredeemed ¥1,000 back into reserves\n" + await supply())
 
+    async def dynamic_qr() -> str:
+        from rail_protocol import qr
+
+        shop = banks["yangtze"]
+        order = await shop.create_order(noodle.key, noodle.wallet_id, 8800, "table-7-0001",
+                                        "beef noodles x2, tea")
+        png = await shop.http.get(f"/v1/orders/{order['order_id']}/qr.png")
+        check(png.status_code == 200 and png.content[:4] == b"\x89PNG", "no QR image")
+        scanned = qr.decode(order["qr_payload"])  # what Li Lei's wallet reads off the code
+        paid = await shop.pay(li.key, li.wallet_id, scanned.merchant_id, scanned.amount_fen,
+                              order_id=scanned.order_id)
+        state = await shop.order(order["order_id"])
+        check(state["status"] == "paid", f"order not paid: {state['status']}")
+        again = await expect_refusal("order_paid", shop.pay(
+            zhang.key, zhang.wallet_id, scanned.merchant_id, scanned.amount_fen,
+            order_id=scanned.order_id))
+        rail.last_order_payment = paid["payment_id"]
+        return (f"order {order['order_id']}: QR payload {order['qr_payload'][:48]}...\n"
+                f"cashier page: {rail.bank_urls['yangtze']}/cashier/{order['order_id']}\n"
+                f"wallet read: {scanned.merchant_name}, {format_fen(scanned.amount_fen)} -> "
+                f"paid {paid['payment_id']}; order is {state['status']}\n"
+                f"a second wallet paying the same order: {again}\n"
+                + await balances(li, noodle))
+
+    async def static_qr() -> str:
+        from rail_protocol import qr
+
+        payload = await banks["yangtze"].static_qr(noodle.wallet_id)
+        scanned = qr.decode(payload)
+        check(not scanned.dynamic and scanned.amount_fen is None, "not a static code")
+        paid = await banks["pearl"].pay(han.key, han.wallet_id, scanned.merchant_id, 1200,
+                                        memo="typed by the payer")
+        check(paid["status"] == "settled", f"static QR payment: {paid}")
+        return (f"static code of {scanned.merchant_name} ({scanned.merchant_city}); Han "
+                f"Meimei types ¥12.00 and pays from Pearl River Bank: {paid['status']}\n"
+                + await balances(han, noodle))
+
+    async def payment_code() -> str:
+        from rail_protocol.payment_code import make_code
+
+        code = make_code(li.key, li.wallet_id)  # on the phone, no network
+        charged = await banks["yangtze"].charge_code(noodle.key, noodle.wallet_id, code, 2350)
+        check(charged["status"] == "settled", f"code charge: {charged}")
+        used = await expect_refusal("payment_code_used", banks["yangtze"].charge_code(
+            noodle.key, noodle.wallet_id, code, 100))
+        big = await expect_refusal("pin_required", banks["yangtze"].charge_code(
+            noodle.key, noodle.wallet_id, make_code(li.key, li.wallet_id), yuan(1_500)))
+        return (f"Li Lei's code ({len(code)} chars, lives 60 s) charged ¥23.50 by the POS: "
+                f"{charged['payment_id']}\nthe same code again: {used}\n"
+                f"¥1,500 without the PIN: {big}\n" + await balances(li, noodle))
+
+    async def mandate() -> str:
+        shop, app_key = banks["yangtze"], noodle.key
+        made = await shop.create_mandate(li.key, li.wallet_id, noodle.wallet_id,
+                                         app_key.public_key.to_text(),
+                                         per_payment_cap_fen=yuan(100),
+                                         period_cap_fen=yuan(150), period="month",
+                                         merchant_name="Noodle House Delivery")
+        charge = await shop.mandate_charge(app_key, noodle.wallet_id, li.wallet_id,
+                                           made["mandate_id"], 4500)
+        check(charge["status"] == "settled", f"mandate charge: {charge}")
+        over = await expect_refusal("mandate_cap_exceeded", shop.mandate_charge(
+            app_key, noodle.wallet_id, li.wallet_id, made["mandate_id"], yuan(101)))
+        await shop.revoke_mandate(li.key, li.wallet_id, made["mandate_id"])
+        revoked = await expect_refusal("mandate_revoked", shop.mandate_charge(
+            app_key, noodle.wallet_id, li.wallet_id, made["mandate_id"], 100))
+        listed = (await shop.mandates(li.key, li.wallet_id))["mandates"][0]
+        return (f"mandate {made['mandate_id']}: ¥100 a payment, ¥150 a month\n"
+                f"the delivery app charges ¥45.00 with no user interaction: {charge['status']}"
+                f"\n¥101 in one charge: {over}\nLi Lei revokes; the next charge: {revoked}\n"
+                f"used this month {format_fen(listed['used_this_period_fen'])}, status "
+                f"{listed['status']}\n" + await balances(li, noodle))
+
+    async def refund() -> str:
+        shop = banks["yangtze"]
+        part = await shop.refund(noodle.key, noodle.wallet_id, rail.last_order_payment, 3000)
+        over = await expect_refusal("refund_exceeds_payment", shop.refund(
+            noodle.key, noodle.wallet_id, rail.last_order_payment, 6000))
+        rest = await shop.refund(noodle.key, noodle.wallet_id, rail.last_order_payment, 5800)
+        orders = [o for o in [rail.last_order_payment]]
+        return (f"partial refund ¥30.00 of {orders[0]}: {part['status']}\n¥60.00 more: {over}\n"
+                f"the remaining ¥58.00: {rest['status']}\n" + await balances(li, noodle))
+
     async def history() -> str:
         page = await banks["yangtze"].history(li.key, li.wallet_id, limit=10)
         return "\n".join(f"{i['payment_id']:>5s} {i['kind']:14s} {i['status']:9s} "
@@ -347,6 +431,14 @@ async def run_scenario(rail: Rail) -> bool:
         await tour.step("Han Meimei redeems ¥100 back into her deposit account", redeem)
         await tour.step("Central's issuer rules: retry once, 100% backing, signatures",
                         issuer_rules)
+        await tour.step("Noodle House shows a dynamic QR for an order; Li Lei scans and pays "
+                        "it; the order is paid at most once", dynamic_qr)
+        await tour.step("Noodle House's static QR: the payer types the amount", static_qr)
+        await tour.step("A customer-presented payment code, charged by the merchant's POS",
+                        payment_code)
+        await tour.step("A sub-wallet mandate: the delivery app charges within its caps "
+                        "until revoked", mandate)
+        await tour.step("Refunds: partial, never more than was paid", refund)
         await tour.step("Li Lei's history", history)
         await tour.step("Conservation audit across central and both banks", audit)
     finally:

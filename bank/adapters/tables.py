@@ -117,3 +117,19 @@ webhook_deliveries = sa.Table(
     sa.Column("created_ms", sa.BigInteger),
     sa.Column("delivered_ms", sa.BigInteger),
 )
+mandates = sa.Table(
+    "mandates", metadata,
+    sa.Column("mandate_id", sa.String(32), primary_key=True),
+    sa.Column("payer_wallet", sa.String(64)),
+    sa.Column("merchant_wallet", sa.String(64)),
+    sa.Column("merchant_key", sa.String(128)),
+    sa.Column("merchant_name", sa.String(64)),
+    sa.Column("per_payment_cap_fen", sa.BigInteger),
+    sa.Column("period", sa.String(8)),
+    sa.Column("period_cap_fen", sa.BigInteger),
+    sa.Column("period_key", sa.Integer),
+    sa.Column("used_fen", sa.BigInteger),
+    sa.Column("status", sa.String(12)),
+    sa.Column("created_ms", sa.BigInteger),
+    sa.Column("revoked_ms", sa.BigInteger),
+)

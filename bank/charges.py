@@ -1,0 +1,212 @@
+"""Charges a merchant starts: a customer-presented payment code scanned at the POS, and a
+merchant app charging under a mandate. Either way the money moves from the payer's wallet
+at the payer's bank; when that is another bank, the merchant's bank forwards the charge
+there, signed with its certified key, and the payer's bank pays through central as usual."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from bank.adapters import tables as t
+from bank.domain import mandates
+from bank.domain.wallets import MERCHANT
+from bank.services import Bank, check_wallet_id, wallet_bank
+from rail_protocol import envelope
+from rail_protocol.envelope import Envelope, check_live, now_ms, seal, verify_statement
+from rail_protocol.errors import RailError
+from rail_protocol.keys import PublicKey
+from rail_protocol.money import parse_fen
+from rail_protocol.payment_code import read_code
+from rail_service.client import JSONClient
+
+CHARGE_CODE, MANDATE, REVOKE_MANDATE, MANDATE_CHARGE = (
+    "bank.charge_code", "bank.mandate", "bank.revoke_mandate", "bank.mandate_charge")
+INTERBANK_CHARGE = "bank.interbank_charge"
+
+
+class Charges:
+    def __init__(self, bank: Bank, *, no_pin_threshold_fen: int, transport=None) -> None:
+        self.bank = bank
+        self.no_pin_threshold_fen = no_pin_threshold_fen
+        self._transport = transport
+        self._nodes: dict[str, tuple[str, PublicKey]] = {}
+
+    # --- other bank nodes, as central certifies them ----------------------------------
+
+    async def node(self, bank_id: str) -> tuple[str, PublicKey]:
+        """Another bank node's URL and key, checked against central's certificate."""
+        if bank_id not in self._nodes:
+            try:
+                info = await self.bank.central.request("GET", f"/v1/banks/{bank_id}/node")
+                verify_statement(self.bank.central_key, info["certificate"])
+            except RailError as exc:
+                raise RailError("unknown_bank_node", f"{bank_id}: {exc.code}") from None
+            if not info.get("url") or info["certificate"].get("bank_id") != bank_id:
+                raise RailError("unknown_bank_node", f"{bank_id} has no certified node")
+            self._nodes[bank_id] = (info["url"],
+                                    PublicKey.from_text(info["certificate"]["public_key"]))
+        return self._nodes[bank_id]
+
+    async def _forward(self, payer_bank: str, body: dict) -> dict:
+        url, _key = await self.node(payer_bank)
+        env = seal(self.bank.key, INTERBANK_CHARGE, {**body, "merchant_bank": self.bank.bank_id})
+        async with JSONClient(url, transport=self._transport, timeout_s=15) as other:
+            return await other.request("POST", "/v1/interbank/charges", env.to_dict())
+
+    async def interbank_charge(self, raw: object) -> dict:
+        """A charge forwarded by a merchant's bank: check that bank's certified key, then
+        run it here, where the payer's wallet is."""
+        env = Envelope.parse(raw)
+        merchant_bank = env.body.get("merchant_bank")
+        if not isinstance(merchant_bank, str):
+            raise RailError("invalid_field", "merchant_bank")
+        _url, key = await self.node(merchant_bank)
+        envelope.verify(env, key, expected_type=INTERBANK_CHARGE)
+        merchant = check_wallet_id(env.body.get("merchant_wallet"), "merchant_wallet")
+        if wallet_bank(merchant) != merchant_bank:
+            raise RailError("signer_mismatch", "the merchant is not at the forwarding bank")
+        if "code" in env.body:
+            return await self.pay_code(env.body["code"], merchant, env.body.get("amount_fen"))
+        return await self.pay_mandate(env.body.get("charge"))
+
+    # --- payment codes ----------------------------------------------------------------
+
+    async def charge_code(self, raw: object) -> dict:
+        """The merchant's POS scanned a payment code: charge it through the payer's bank."""
+        env, merchant = await self.bank._signed_by_wallet(raw, CHARGE_CODE, "merchant_wallet")
+        check_live(env)
+        if merchant.kind != MERCHANT:
+            raise RailError("not_a_merchant")
+        code = read_code(env.body.get("code"))
+        amount = parse_fen(env.body.get("amount_fen"))
+        payer_bank = wallet_bank(code.body["payer_wallet"])
+        if payer_bank != self.bank.bank_id:
+            return await self._forward(payer_bank, {"code": env.body["code"],
+                                                    "merchant_wallet": merchant.wallet_id,
+                                                    "amount_fen": amount})
+        return await self.pay_code(env.body["code"], merchant.wallet_id, amount)
+
+    async def pay_code(self, code_text: object, merchant_id: str, amount_fen: object) -> dict:
+        """Pay a code at the payer's bank: the payer's signature, freshness, single use,
+        the no-PIN threshold and the class caps, all checked before anything moves."""
+        code = read_code(code_text)
+        amount = parse_fen(amount_fen)
+        payer = await self.bank.wallet_for_read(code.body["payer_wallet"])
+        envelope.verify(code, PublicKey.from_text(payer.public_key), check_expiry=False)
+        if amount > self.no_pin_threshold_fen and not code.body["pin_verified"]:
+            raise RailError("pin_required",
+                            f"above {self.no_pin_threshold_fen} fen the code needs the PIN")
+        outcome = await self.bank.pay_as(code, payer, merchant_id, amount, memo="payment code")
+        if outcome.get("repeated") and (outcome.get("payee_wallet") != merchant_id
+                                        or outcome.get("amount_fen") != amount):
+            raise RailError("payment_code_used")
+        return outcome
+
+    # --- mandates ---------------------------------------------------------------------
+
+    async def create_mandate(self, raw: object) -> dict:
+        """The user authorises a merchant app; the mandate names the merchant's key, so the
+        payer's bank can check a charge even from a merchant at another bank."""
+        env, payer = await self.bank._signed_by_wallet(raw, MANDATE, "payer_wallet")
+        check_live(env)
+        body = env.body
+        merchant = check_wallet_id(body.get("merchant_wallet"), "merchant_wallet")
+        merchant_key = PublicKey.from_text(body.get("merchant_public_key", ""))
+        terms = mandates.check_terms(body)
+        name = body.get("merchant_name")
+        if name is not None and (not isinstance(name, str) or len(name) > 64):
+            raise RailError("invalid_field", "merchant_name must be at most 64 characters")
+        mandate_id = "M" + hashlib.sha256(f"{env.signer}:{env.id}".encode()).hexdigest()[:24]
+        at = now_ms()
+        try:
+            async with self.bank.engine.begin() as conn:
+                await conn.execute(t.mandates.insert().values(
+                    mandate_id=mandate_id, payer_wallet=payer.wallet_id,
+                    merchant_wallet=merchant, merchant_key=merchant_key.to_text(),
+                    merchant_name=name, per_payment_cap_fen=terms.per_payment_cap_fen,
+                    period=terms.period, period_cap_fen=terms.period_cap_fen,
+                    period_key=mandates.period_key(terms.period, at), used_fen=0,
+                    status=mandates.ACTIVE, created_ms=at))
+        except IntegrityError:
+            pass  # the same instruction again: the same mandate
+        return await self.mandate_view(mandate_id)
+
+    async def revoke_mandate(self, raw: object) -> dict:
+        env, payer = await self.bank._signed_by_wallet(raw, REVOKE_MANDATE, "payer_wallet")
+        check_live(env)
+        async with self.bank.engine.begin() as conn:
+            done = await conn.execute(t.mandates.update().where(
+                t.mandates.c.mandate_id == env.body.get("mandate_id"),
+                t.mandates.c.payer_wallet == payer.wallet_id).values(
+                status=mandates.REVOKED, revoked_ms=now_ms()))
+        if done.rowcount != 1:
+            raise RailError("unknown_mandate")
+        return await self.mandate_view(env.body["mandate_id"])
+
+    async def mandate_view(self, mandate_id: str) -> dict:
+        async with self.bank.engine.connect() as conn:
+            row = (await conn.execute(sa.select(t.mandates).where(
+                t.mandates.c.mandate_id == mandate_id))).first()
+        if row is None:
+            raise RailError("unknown_mandate")
+        return self._view(row)
+
+    def _view(self, row: Any) -> dict:
+        used = row.used_fen if row.period_key == mandates.period_key(row.period, now_ms()) else 0
+        return {"mandate_id": row.mandate_id, "payer_wallet": row.payer_wallet,
+                "merchant_wallet": row.merchant_wallet, "merchant_name": row.merchant_name,
+                "per_payment_cap_fen": row.per_payment_cap_fen, "period": row.period,
+                "period_cap_fen": row.period_cap_fen, "used_this_period_fen": used,
+                "left_this_period_fen": row.period_cap_fen - used, "status": row.status,
+                "created_ms": row.created_ms}
+
+    async def list_mandates(self, payer_wallet: str) -> dict:
+        async with self.bank.engine.connect() as conn:
+            rows = (await conn.execute(sa.select(t.mandates).where(
+                t.mandates.c.payer_wallet == payer_wallet).order_by(
+                t.mandates.c.created_ms.desc()))).all()
+        return {"mandates": [self._view(r) for r in rows]}
+
+    async def mandate_charge(self, raw: object) -> dict:
+        """The merchant's backend charges under a mandate, with no user interaction."""
+        env = Envelope.parse(raw)
+        payer_id = check_wallet_id(env.body.get("payer_wallet"), "payer_wallet")
+        payer_bank = wallet_bank(payer_id)
+        if payer_bank != self.bank.bank_id:
+            _env, merchant = await self.bank._signed_by_wallet(raw, MANDATE_CHARGE,
+                                                               "merchant_wallet")
+            return await self._forward(payer_bank, {"charge": env.to_dict(),
+                                                    "merchant_wallet": merchant.wallet_id})
+        return await self.pay_mandate(env.to_dict())
+
+    async def pay_mandate(self, raw: object) -> dict:
+        """At the payer's bank: check the charge against the mandate's key and caps, and
+        count it in the mandate's period in the payment's own transaction."""
+        env = Envelope.parse(raw)
+        mandate_id = env.body.get("mandate_id")
+        async with self.bank.engine.connect() as conn:
+            row = (await conn.execute(sa.select(t.mandates).where(
+                t.mandates.c.mandate_id == mandate_id))).first()
+        if row is None or row.merchant_wallet != env.body.get("merchant_wallet") \
+                or row.payer_wallet != env.body.get("payer_wallet"):
+            raise RailError("unknown_mandate")
+        envelope.verify(env, PublicKey.from_text(row.merchant_key),
+                        expected_type=MANDATE_CHARGE, check_expiry=False)
+        amount = parse_fen(env.body.get("amount_fen"))
+        payer = await self.bank.wallet_for_read(row.payer_wallet)
+        terms = mandates.MandateTerms(row.per_payment_cap_fen, row.period, row.period_cap_fen)
+
+        async def count_it(conn, at: int) -> None:
+            locked = (await conn.execute(sa.select(t.mandates).where(
+                t.mandates.c.mandate_id == mandate_id).with_for_update())).first()
+            key, used = mandates.plan_charge(locked.status, terms, locked.used_fen,
+                                             locked.period_key, amount, at)
+            await conn.execute(t.mandates.update().where(
+                t.mandates.c.mandate_id == mandate_id).values(period_key=key, used_fen=used))
+
+        return await self.bank.pay_as(env, payer, row.merchant_wallet, amount,
+                                      memo=f"mandate {mandate_id}", hook=count_it)
