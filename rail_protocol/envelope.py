@@ -46,7 +46,7 @@ class Envelope:
     expires_ms: int
     body: dict[str, Any]
     sig: str = ""
-    _signed: bytes = field(default=b"", repr=False, compare=False)
+    _signed: bytes = field(default=b"", init=False, repr=False, compare=False)
 
     def signed_fields(self) -> dict[str, Any]:
         return {
@@ -109,7 +109,8 @@ def seal(
     ttl_ms: int = DEFAULT_TTL_MS,
     created_ms: int | None = None,
 ) -> Envelope:
-    """Sign an instruction with `key`. Reuse `id` to retry the same instruction."""
+    """Sign an instruction with `key`. To retry, resend the same sealed envelope (or seal
+    again with the same `id` and `created_ms`): other content under one id is refused."""
     created = now_ms() if created_ms is None else created_ms
     unsigned = Envelope(
         id=id or new_id(),

@@ -64,7 +64,9 @@ class PublicKey:
         self.key_id = "k" + hashlib.sha256(self.point).hexdigest()[:32]
 
     @classmethod
-    def from_text(cls, text: str) -> PublicKey:
+    def from_text(cls, text: object) -> PublicKey:
+        if not isinstance(text, str):
+            raise RailError("invalid_field", "public_key must be a base64url string")
         return _public_key_from_text(text)
 
     def to_text(self) -> str:
