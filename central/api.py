@@ -40,6 +40,12 @@ async def register_bank(request: Request, central: CentralDep, token: OperatorTo
     return await central.register_bank(await read_json(request))
 
 
+@router.get("/banks/{bank_id}/node", tags=["certification"])
+async def node(bank_id: str, central: CentralDep) -> dict:
+    """A bank node's URL and certificate, for other banks."""
+    return await central.node(bank_id)
+
+
 @router.get("/banks/{bank_id}/certificate", tags=["certification"])
 async def certificate(bank_id: str, central: CentralDep) -> dict:
     """The bank's key certificate, signed by central."""
@@ -100,3 +106,28 @@ async def audit(central: CentralDep, token: OperatorToken) -> dict:
     """Recompute conservation of money from the journal (operator only)."""
     central.check_operator(token)
     return (await central.audit()).to_dict()
+
+
+@router.post("/transfers", tags=["interbank"])
+async def transfer(request: Request, central: CentralDep) -> dict:
+    """Message 1 of an interbank transfer (signed by the paying bank); a repeat polls it."""
+    return await central.transfers.submit(await read_json(request))
+
+
+@router.get("/transfers/{transfer_id}", tags=["interbank"])
+async def transfer_view(transfer_id: str, central: CentralDep, token: OperatorToken) -> dict:
+    """One interbank transfer as central records it (operator only)."""
+    central.check_operator(token)
+    return await central.transfers.view(transfer_id)
+
+
+@router.get("/transfers", tags=["interbank"])
+async def transfers(
+    central: CentralDep,
+    token: OperatorToken,
+    status: Annotated[str | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict:
+    """Interbank transfers, oldest first, optionally of one status (operator only)."""
+    central.check_operator(token)
+    return await central.transfers.page(status, limit)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from contextlib import asynccontextmanager
 
+import httpx
 from fastapi import FastAPI
 
 from central.api import router
@@ -14,18 +17,31 @@ from rail_service.http import JSON, install_error_handlers
 from rail_service.keyfile import load_or_create_key
 
 
-def create_app(settings: CentralSettings | None = None) -> FastAPI:
+def create_app(settings: CentralSettings | None = None, *,
+               bank_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
+    """`bank_transport` replaces the network for central's calls to bank nodes (tests put
+    stand-in banks in-process with httpx.ASGITransport); by default it is real HTTP."""
     settings = settings or CentralSettings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
-        central = Central(engine, load_or_create_key(settings.key_file), settings.operator_token)
+        central = Central(engine, load_or_create_key(settings.key_file), settings.operator_token,
+                          bank_transport=bank_transport, bank_timeout_ms=settings.bank_timeout_ms,
+                          worker_interval_ms=settings.transfer_worker_interval_ms,
+                          worker_batch_size=settings.transfer_worker_batch_size)
         await central.start()
         app.state.central = central
+        worker = (asyncio.create_task(central.transfers.run_worker(), name="transfer-worker")
+                  if settings.transfer_worker else None)
         try:
             yield
         finally:
+            if worker is not None:
+                worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker
+            await central.close()
             await engine.dispose()
 
     app = FastAPI(title="yuanrail central", version="0.1.0", lifespan=lifespan,

@@ -2,20 +2,42 @@
 
 from __future__ import annotations
 
-from rail_protocol.envelope import seal
+from typing import Any
+
+from rail_protocol.envelope import MAX_TTL_MS, Envelope, new_id, seal
 from rail_protocol.keys import SigningKey
 from rail_service.client import JSONClient
 
-from central.services import ISSUE, REDEEM, REGISTER_BANK
+from central.services import ISSUE, REDEEM, REGISTER_BANK, TRANSFER
+
+
+def new_transfer_id(from_bank: str) -> str:
+    """A transfer id as docs/interbank.md makes them: `<bank_id>.<32 hex>`."""
+    return f"{from_bank}.{new_id()}"
+
+
+def transfer_envelope(key: SigningKey, from_bank: str, to_bank: str, amount_fen: int,
+                      payee_wallet: str, *, transfer_id: str | None = None,
+                      ttl_ms: int = MAX_TTL_MS, created_ms: int | None = None) -> Envelope:
+    """Message 1, signed by bank A. Store it before sending and send the very same envelope
+    again to learn the outcome: a re-signed one with other times is another instruction."""
+    transfer_id = transfer_id or new_transfer_id(from_bank)
+    return seal(key, TRANSFER, {"transfer_id": transfer_id, "from_bank": from_bank,
+                                "to_bank": to_bank, "amount_fen": amount_fen,
+                                "payee_wallet": payee_wallet}, id=transfer_id, ttl_ms=ttl_ms,
+                created_ms=created_ms)
 
 
 class CentralClient(JSONClient):
     async def identity(self) -> dict:
         return await self.request("GET", "/v1/central")
 
-    async def register_bank(self, key: SigningKey, bank_id: str, name: str) -> dict:
-        env = seal(key, REGISTER_BANK, {"bank_id": bank_id, "name": name,
-                                        "public_key": key.public_key.to_text()})
+    async def register_bank(self, key: SigningKey, bank_id: str, name: str, *,
+                            url: str | None = None) -> dict:
+        body = {"bank_id": bank_id, "name": name, "public_key": key.public_key.to_text()}
+        if url is not None:
+            body["url"] = url
+        env = seal(key, REGISTER_BANK, body)
         return await self.request("POST", "/v1/banks", env.to_dict())
 
     async def deposit_reserves(self, bank_id: str, deposit_id: str, amount_fen: int) -> dict:
@@ -31,6 +53,20 @@ class CentralClient(JSONClient):
                      instruction_id: str | None = None) -> dict:
         env = seal(key, REDEEM, {"bank_id": bank_id, "amount_fen": amount_fen}, id=instruction_id)
         return await self.request("POST", "/v1/redemption", env.to_dict())
+
+    async def transfer(self, env: Envelope | dict[str, Any]) -> dict:
+        """Send message 1 (first time or again): {"status", "statement"} signed by central."""
+        body = env.to_dict() if isinstance(env, Envelope) else env
+        return await self.request("POST", "/v1/transfers", body)
+
+    async def get_transfer(self, transfer_id: str) -> dict:
+        return await self.request("GET", f"/v1/transfers/{transfer_id}")
+
+    async def transfers(self, status: str | None = None, limit: int = 100) -> dict:
+        params: dict[str, Any] = {"limit": limit}
+        if status is not None:
+            params["status"] = status
+        return await self.request("GET", "/v1/transfers", **params)
 
     async def bank(self, bank_id: str) -> dict:
         return await self.request("GET", f"/v1/banks/{bank_id}")

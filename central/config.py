@@ -18,6 +18,12 @@ class CentralSettings(BaseSettings):
     operator_token: str = DEV_OPERATOR_TOKEN
     key_file: Path = Path("var/central.key")
     db_pool_size: int = 10
+    # Interbank delivery (docs/interbank.md): the deadline of one call to a bank node, and
+    # the worker that re-delivers prepared transfers (off only for special tests and tools).
+    bank_timeout_ms: int = 3_000
+    transfer_worker: bool = True
+    transfer_worker_interval_ms: int = 200
+    transfer_worker_batch_size: int = 50
 
     @model_validator(mode="after")
     def _no_default_secrets_outside_development(self) -> CentralSettings:
@@ -25,4 +31,10 @@ class CentralSettings(BaseSettings):
             raise ValueError("set YUANRAIL_CENTRAL_OPERATOR_TOKEN outside development")
         if len(self.operator_token) < 16:
             raise ValueError("the operator token must be at least 16 characters")
+        if not 100 <= self.bank_timeout_ms <= 60_000:
+            raise ValueError("bank_timeout_ms must be 100-60000")
+        if not 10 <= self.transfer_worker_interval_ms <= 60_000:
+            raise ValueError("transfer_worker_interval_ms must be 10-60000")
+        if not 1 <= self.transfer_worker_batch_size <= 1_000:
+            raise ValueError("transfer_worker_batch_size must be 1-1000")
         return self

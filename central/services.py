@@ -6,6 +6,7 @@ from __future__ import annotations
 import hmac
 from pathlib import Path
 
+import httpx
 import orjson
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -13,6 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from central import domain
 from central.adapters import registry_sql as sql
 from central.adapters import tables as t
+from central.adapters.bank_http import BankNodes
+from central.transfers import Transfers
 from rail_protocol import envelope
 from rail_protocol.envelope import Envelope, now_ms, sign_statement
 from rail_protocol.errors import RailError
@@ -26,6 +29,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 REGISTER_BANK = "central.register_bank"
 ISSUE = "central.issue"
 REDEEM = "central.redeem"
+TRANSFER = domain.TRANSFER
 
 
 class _Log:
@@ -36,15 +40,25 @@ class _Log:
 class Central:
     """The issuer, wired to its database and its own signing key."""
 
-    def __init__(self, engine: AsyncEngine, key: SigningKey, operator_token: str) -> None:
+    def __init__(self, engine: AsyncEngine, key: SigningKey, operator_token: str, *,
+                 bank_transport: httpx.AsyncBaseTransport | None = None,
+                 bank_timeout_ms: int = 3_000, worker_interval_ms: int = 200,
+                 worker_batch_size: int = 50) -> None:
         self.engine = engine
         self.key = key
         self._operator_token = operator_token.encode()
+        self.bank_nodes = BankNodes(transport=bank_transport, timeout_ms=bank_timeout_ms)
+        self.transfers = Transfers(engine, key, self.bank_nodes,
+                                   worker_interval_ms=worker_interval_ms,
+                                   batch_size=worker_batch_size)
 
     async def start(self) -> None:
         await migrate(self.engine, MIGRATIONS, "central_alembic_version")
         async with self.engine.begin() as conn:
             await sql.ensure_accounts(conn, list(domain.SYSTEM_ACCOUNTS))
+
+    async def close(self) -> None:
+        await self.bank_nodes.aclose()
 
     def check_operator(self, token: str | None) -> None:
         """Operator actions need the operator credential; compared in constant time."""
@@ -60,20 +74,32 @@ class Central:
     async def register_bank(self, raw: object) -> dict:
         """Register a bank node and certify its key. The request is signed by the bank's own
         key (proof that the registrant holds it). Registering again with the same key returns
-        the same certificate; another key for a registered bank is refused."""
+        the same certificate (and may change the bank node's `url`, where central delivers
+        interbank credits); another key for a registered bank is refused."""
         env = Envelope.parse(raw)
         body = env.body
         bank_id = domain.check_bank_id(body.get("bank_id"))
         name = body.get("name")
         if not isinstance(name, str) or not 1 <= len(name) <= 128:
             raise RailError("invalid_field", "name must be 1-128 characters")
+        url = None if body.get("url") is None else domain.check_bank_url(body["url"])
         public_key = PublicKey.from_text(body.get("public_key", ""))
         envelope.verify(env, public_key, expected_type=REGISTER_BANK)
+        try:
+            return await self._register(bank_id, name, url, public_key)
+        except IntegrityError:
+            # A concurrent registration won the insert: the same key gets its certificate.
+            return await self._register(bank_id, name, url, public_key)
+
+    async def _register(self, bank_id: str, name: str, url: str | None,
+                        public_key: PublicKey) -> dict:
         async with self.engine.begin() as conn:
             existing = await sql.find_bank(conn, bank_id)
             if existing is not None:
                 if existing.key_id != public_key.key_id:
                     raise RailError("bank_key_conflict")
+                if url is not None and url != existing.url:
+                    await sql.set_bank_url(conn, bank_id, url)
                 return orjson.loads(existing.certificate)
             if await sql.find_bank_by_key(conn, public_key.key_id) is not None:
                 raise RailError("bank_key_conflict", "that key already belongs to another bank")
@@ -82,15 +108,13 @@ class Central:
                 "public_key": public_key.to_text(), "key_id": public_key.key_id,
                 "issued_ms": now_ms(),
             })
-            try:
-                await conn.execute(t.banks.insert().values(
-                    bank_id=bank_id, name=name, key_id=public_key.key_id,
-                    public_key=public_key.to_text(),
-                    certificate=orjson.dumps(certificate).decode(), registered_ms=now_ms(),
-                ))
-                await sql.ensure_accounts(conn, list(domain.bank_accounts(bank_id)))
-            except IntegrityError:
-                raise RailError("bank_key_conflict", "registered concurrently; retry") from None
+            await conn.execute(t.banks.insert().values(
+                bank_id=bank_id, name=name, key_id=public_key.key_id,
+                public_key=public_key.to_text(),
+                certificate=orjson.dumps(certificate).decode(), registered_ms=now_ms(),
+                url=url,
+            ))
+            await sql.ensure_accounts(conn, list(domain.bank_accounts(bank_id)))
         return certificate
 
     async def bank_by_signer(self, key_id: str):
@@ -167,7 +191,17 @@ class Central:
             if bank is None:
                 raise RailError("unknown_bank")
             figures = await self._bank_figures(conn, bank_id)
-        return {**figures, "name": bank.name, "key_id": bank.key_id,
+        return {**figures, "name": bank.name, "key_id": bank.key_id, "url": bank.url,
+                "certificate": orjson.loads(bank.certificate)}
+
+    async def node(self, bank_id: str) -> dict:
+        """Where a bank node answers and its certificate: what another bank needs to send
+        it a charge. Public, like the certificate itself."""
+        async with self.engine.connect() as conn:
+            bank = await sql.find_bank(conn, bank_id)
+        if bank is None:
+            raise RailError("unknown_bank")
+        return {"bank_id": bank.bank_id, "url": bank.url,
                 "certificate": orjson.loads(bank.certificate)}
 
     async def certificate(self, bank_id: str) -> dict:
@@ -199,7 +233,8 @@ class Central:
                 "next_after": entries[-1]["entry_id"] if entries else after_entry_id}
 
     async def audit(self) -> domain.AuditReport:
-        """Recompute conservation from the journal, in one consistent snapshot."""
+        """Recompute conservation from the journal, in one consistent snapshot (in flight
+        is checked against the transfers still prepared, read in the same snapshot)."""
         async with self.engine.connect() as conn:
             if conn.dialect.name == "postgresql":
                 await conn.exec_driver_sql(

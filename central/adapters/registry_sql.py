@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from central import domain
 from central.adapters import tables as t
+from central.adapters import transfers_sql
 from rail_protocol.envelope import now_ms
 from rail_protocol.errors import RailError
 
@@ -99,6 +100,10 @@ async def find_bank_by_key(conn: AsyncConnection, key_id: str):
     return (await conn.execute(sa.select(t.banks).where(t.banks.c.key_id == key_id))).first()
 
 
+async def set_bank_url(conn: AsyncConnection, bank_id: str, url: str) -> None:
+    await conn.execute(t.banks.update().where(t.banks.c.bank_id == bank_id).values(url=url))
+
+
 async def bank_ids(conn: AsyncConnection) -> list[str]:
     return list((await conn.execute(sa.select(t.banks.c.bank_id).order_by("bank_id"))).scalars())
 
@@ -128,6 +133,7 @@ async def audit_inputs(conn: AsyncConnection) -> dict:
         "unbalanced_entries": unbalanced,
         "entry_count": entry_count,
         "bank_ids": await bank_ids(conn),
+        "prepared_transfers_fen": await transfers_sql.prepared_sum(conn),
     }
 
 

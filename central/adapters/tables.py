@@ -12,6 +12,7 @@ banks = sa.Table(
     sa.Column("public_key", sa.String(128)),
     sa.Column("certificate", sa.Text),
     sa.Column("registered_ms", sa.BigInteger),
+    sa.Column("url", sa.String(200)),
 )
 accounts = sa.Table(
     "accounts", metadata,
@@ -50,4 +51,20 @@ reserve_deposits = sa.Table(
     sa.Column("bank_id", sa.String(32)),
     sa.Column("amount_fen", sa.BigInteger),
     sa.Column("entry_id", sa.BigInteger),
+)
+transfers = sa.Table(
+    "transfers", metadata,
+    sa.Column("transfer_id", sa.String(80), primary_key=True),
+    sa.Column("from_bank", sa.String(32)),
+    sa.Column("to_bank", sa.String(32)),
+    sa.Column("amount_fen", sa.BigInteger),
+    sa.Column("payee_wallet", sa.String(80)),
+    sa.Column("details", sa.Text),
+    sa.Column("digest", sa.String(64)),
+    sa.Column("status", sa.String(16)),
+    sa.Column("code", sa.String(40)),
+    sa.Column("created_ms", sa.BigInteger),
+    sa.Column("updated_ms", sa.BigInteger),
+    sa.Column("attempts", sa.Integer),
+    sa.Column("next_attempt_ms", sa.BigInteger),
 )

@@ -251,12 +251,6 @@ async def test_a_public_key_that_is_not_a_string_is_an_invalid_field(central_app
         assert error_code(response) == "invalid_field"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG central/services.py register_bank: concurrent identical registrations race on "
-    "the banks primary key and the losers get 409 bank_key_conflict instead of the "
-    "certificate that the same key's re-registration returns",
-)
 async def test_concurrent_identical_registrations_all_get_the_same_certificate(central_client):
     for round_ in range(3):
         key = SigningKey.generate(engine="openssl")

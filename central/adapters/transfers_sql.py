@@ -1,0 +1,114 @@
+"""Interbank transfers in SQL: the row that says where each transfer stands, and the
+conditional updates that let several processes deliver and finish transfers at once with
+exactly one effect each."""
+
+from __future__ import annotations
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from central import domain
+from central.adapters import tables as t
+from rail_protocol.canonical import canonical_bytes
+
+_T = t.transfers
+_VIEW_COLUMNS = ("transfer_id", "from_bank", "to_bank", "amount_fen", "payee_wallet", "status",
+                 "code", "created_ms", "updated_ms", "attempts", "next_attempt_ms")
+
+
+async def find(conn: AsyncConnection, transfer_id: str):
+    return (await conn.execute(sa.select(_T).where(_T.c.transfer_id == transfer_id))).first()
+
+
+async def insert_prepared(conn: AsyncConnection, order: domain.TransferOrder, digest: str,
+                          now_ms: int, lease_until_ms: int) -> None:
+    """Record a new transfer as prepared and already claimed (attempts = 1, leased until
+    `lease_until_ms`) by the request that prepares it, which delivers it at once. The primary
+    key makes a concurrent first try of the same transfer fail here."""
+    await conn.execute(_T.insert().values(
+        transfer_id=order.transfer_id, from_bank=order.from_bank, to_bank=order.to_bank,
+        amount_fen=order.amount_fen, payee_wallet=order.payee_wallet,
+        details=None if order.details is None else canonical_bytes(order.details).decode(),
+        digest=digest,
+        status=domain.TRANSFER_PREPARED, code=None, created_ms=now_ms, updated_ms=now_ms,
+        attempts=1, next_attempt_ms=lease_until_ms,
+    ))
+
+
+async def due(conn: AsyncConnection, now_ms: int, limit: int) -> list:
+    """Prepared transfers whose next delivery is due, oldest due first (a bounded batch)."""
+    return list((await conn.execute(
+        sa.select(_T)
+        .where(_T.c.status == domain.TRANSFER_PREPARED, _T.c.next_attempt_ms <= now_ms)
+        .order_by(_T.c.next_attempt_ms, _T.c.transfer_id)
+        .limit(limit)
+    )).all())
+
+
+async def claim(conn: AsyncConnection, transfer_id: str, seen_attempts: int,
+                lease_until_ms: int) -> bool:
+    """Take the next delivery of a transfer: succeeds for one claimer only, since every claim
+    bumps `attempts` and each claimer names the count it saw. The lease keeps other workers
+    off it while this delivery runs; if the claimer dies, the lease runs out and another
+    worker takes it."""
+    result = await conn.execute(
+        _T.update()
+        .where(_T.c.transfer_id == transfer_id, _T.c.status == domain.TRANSFER_PREPARED,
+               _T.c.attempts == seen_attempts)
+        .values(attempts=seen_attempts + 1, next_attempt_ms=lease_until_ms)
+    )
+    return result.rowcount == 1
+
+
+async def postpone(conn: AsyncConnection, transfer_id: str, attempts: int,
+                   next_attempt_ms: int, now_ms: int) -> None:
+    """After an unanswered delivery: try again at `next_attempt_ms`, unless another claimer
+    has taken the transfer since (then its lease stands)."""
+    await conn.execute(
+        _T.update()
+        .where(_T.c.transfer_id == transfer_id, _T.c.status == domain.TRANSFER_PREPARED,
+               _T.c.attempts == attempts)
+        .values(next_attempt_ms=next_attempt_ms, updated_ms=now_ms)
+    )
+
+
+async def finish(conn: AsyncConnection, transfer_id: str, status: str, code: str | None,
+                 now_ms: int) -> bool:
+    """Move a transfer out of `prepared`, once: false when someone else already did (the
+    row lock makes a concurrent finisher wait, then find it no longer prepared)."""
+    result = await conn.execute(
+        _T.update()
+        .where(_T.c.transfer_id == transfer_id, _T.c.status == domain.TRANSFER_PREPARED)
+        .values(status=status, code=code, updated_ms=now_ms)
+    )
+    return result.rowcount == 1
+
+
+async def prepared_sum(conn: AsyncConnection) -> int:
+    """What the in_flight account must hold: the sum of transfers still prepared."""
+    total = (await conn.execute(
+        sa.select(sa.func.coalesce(sa.func.sum(_T.c.amount_fen), 0))
+        .where(_T.c.status == domain.TRANSFER_PREPARED)
+    )).scalar_one()
+    return int(total)
+
+
+def order_of(row) -> domain.TransferOrder:
+    """The transfer as message 2 carries it, from its row."""
+    return domain.TransferOrder(
+        row.transfer_id, row.from_bank, row.to_bank, row.amount_fen, row.payee_wallet,
+        None if row.details is None else orjson.loads(row.details))
+
+
+def view(row) -> dict:
+    """A transfer row as operators see it (the idempotency digest stays inside)."""
+    return {**{name: getattr(row, name) for name in _VIEW_COLUMNS},
+            "details": None if row.details is None else orjson.loads(row.details)}
+
+
+async def page(conn: AsyncConnection, status: str | None, limit: int) -> list[dict]:
+    query = sa.select(_T).order_by(_T.c.created_ms, _T.c.transfer_id).limit(limit)
+    if status is not None:
+        query = query.where(_T.c.status == status)
+    return [view(row) for row in await conn.execute(query)]

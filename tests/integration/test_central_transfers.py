@@ -1,0 +1,506 @@
+"""Central's side of interbank transfers (docs/interbank.md) against real PostgreSQL, with a
+stand-in bank B in-process: a tiny FastAPI app that checks central's signature on message 2
+and answers as the test's switch says, signing with B's own key."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from types import SimpleNamespace
+
+import httpx
+import pytest
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from central import domain
+from central.app import create_app as create_central_app
+from central.client import CentralClient, new_transfer_id, transfer_envelope
+from rail_protocol.canonical import parse_json
+from rail_protocol.envelope import Envelope, now_ms, seal, sign_statement, verify, verify_statement
+from rail_protocol.errors import RailError
+from rail_protocol.keys import PublicKey, SigningKey
+
+pytestmark = pytest.mark.integration
+
+A, B = "alpha", "beta"
+B_URL = "http://beta.test"
+PAYEE = "w-payee-0001"
+A_FLOAT_FEN = 1_000_000
+B_FLOAT_FEN = 50_000
+
+
+# --- the stand-in bank B and the network it sits on ----------------------------------------
+
+class StandInBank:
+    """Bank B's message-2 endpoint, nothing more. Idempotent like the real one: the first
+    delivery of a transfer credits the payee (or refuses an unknown wallet) and stores the
+    signed result; every later delivery gets that same result. `mode` says how it answers:
+    answer | error500 | slow | forge | wrong_id | unsigned (the network's `down` is apart)."""
+
+    def __init__(self, bank_id: str) -> None:
+        self.bank_id = bank_id
+        self.key = SigningKey.generate()
+        self.central_key: PublicKey | None = None
+        self.mode = "answer"
+        self.wallets: dict[str, int] = {PAYEE: 0}
+        self.results: dict[str, dict] = {}
+        self.credits = 0  # how many times a payee was credited, in all
+        self.calls = 0
+        self.bodies: dict[str, dict] = {}  # the last message 2 body per transfer
+        self.app = FastAPI()
+        self.app.post("/v1/interbank/credits")(self.credit)
+
+    async def credit(self, request: Request):
+        self.calls += 1
+        if self.mode == "error500":
+            return JSONResponse({"error": {"code": "internal", "message": "down"}}, 500)
+        env = Envelope.parse(parse_json(await request.body()))
+        try:
+            verify(env, self.central_key, expected_type=domain.INTERBANK_CREDIT)
+        except RailError as exc:
+            return JSONResponse(exc.to_dict(), exc.status)
+        body = env.body
+        assert body["to_bank"] == self.bank_id and env.id == body["transfer_id"]
+        self.bodies[env.id] = body
+        result = self.results.get(env.id)
+        if result is None:
+            fields = {"type": domain.CREDIT_RESULT, "transfer_id": env.id}
+            if body["payee_wallet"] in self.wallets:
+                self.wallets[body["payee_wallet"]] += body["amount_fen"]
+                self.credits += 1
+                fields["accepted"] = True
+            else:
+                fields |= {"accepted": False, "code": "unknown_wallet"}
+            result = self.results[env.id] = sign_statement(self.key, fields)
+        if self.mode == "slow":  # credited, but the answer comes too late
+            await asyncio.sleep(30)
+        if self.mode == "forge":
+            result = sign_statement(SigningKey.generate(), result)
+        if self.mode == "wrong_id":
+            result = sign_statement(self.key, {**result, "transfer_id": f"{A}.someotherid"})
+        if self.mode == "unsigned":
+            result = {key: value for key, value in result.items() if key != "sig"}
+        return JSONResponse({"result": result})
+
+
+class Network(httpx.AsyncBaseTransport):
+    """Routes central's calls to in-process apps by host; a host that is down, or unknown,
+    refuses the connection like a dead server would."""
+
+    def __init__(self) -> None:
+        self.hosts: dict[str, httpx.AsyncBaseTransport] = {}
+        self.down: set[str] = set()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        host = request.url.host
+        if host in self.down or host not in self.hosts:
+            raise httpx.ConnectError(f"connection refused by {host}", request=request)
+        return await self.hosts[host].handle_async_request(request)
+
+
+@pytest.fixture
+def network() -> Network:
+    return Network()
+
+
+@pytest.fixture
+def bank_b(network) -> StandInBank:
+    bank = StandInBank(B)
+    network.hosts["beta.test"] = httpx.ASGITransport(app=bank.app, raise_app_exceptions=False)
+    return bank
+
+
+@pytest.fixture
+def fast_settings(central_settings):
+    """Central with a short deadline on calls to banks, so 'slow' tests stay quick."""
+    return central_settings.model_copy(update={"bank_timeout_ms": 500})
+
+
+@pytest.fixture
+async def central_app(fast_settings, network):
+    """Central (with its transfer worker) whose calls to banks go over `network`."""
+    app = create_central_app(fast_settings, bank_transport=network)
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+@pytest.fixture
+async def rail(central_client, bank_b, bank_key):
+    """Bank A (alpha) funded with 10,000 yuan-fen of e-CNY, bank B (beta) at its url."""
+    await central_client.register_bank(bank_key, A, "Alpha Bank")
+    await central_client.register_bank(bank_b.key, B, "Beta Bank", url=B_URL)
+    for bank_id, key, amount in ((A, bank_key, A_FLOAT_FEN), (B, bank_b.key, B_FLOAT_FEN)):
+        await central_client.deposit_reserves(bank_id, f"seed-{bank_id}-0001", amount)
+        await central_client.issue(key, bank_id, amount)
+    identity = await central_client.identity()
+    bank_b.central_key = PublicKey.from_text(identity["public_key"])
+    return SimpleNamespace(central=central_client, a_key=bank_key, b=bank_b,
+                           central_key=bank_b.central_key)
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+def message1(rail, amount_fen: int = 12_345, payee: str = PAYEE, **kw) -> Envelope:
+    return transfer_envelope(rail.a_key, A, B, amount_fen, payee, **kw)
+
+
+async def holdings(central: CentralClient) -> dict[str, int]:
+    supply = await central.supply()
+    found = {bank["bank_id"]: bank["holding_fen"] for bank in supply["banks"]}
+    return {**found, "in_flight": supply["in_flight_fen"]}
+
+
+async def entries_of(central: CentralClient, transfer_id: str) -> list[str]:
+    """The kinds of the journal entries that reference this transfer."""
+    page = await central.journal(limit=500)
+    prefix = f"transfer:{transfer_id}:"
+    return [e["kind"] for e in page["entries"] if e["reference"].startswith(prefix)]
+
+
+async def assert_balanced(central: CentralClient) -> dict:
+    report = await central.audit()
+    assert report["balanced"], report["problems"]
+    assert report["in_flight_fen"] == report["prepared_transfers_fen"]
+    return report
+
+
+async def wait_status(central: CentralClient, transfer_id: str, status: str,
+                      timeout_s: float = 15) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        row = await central.get_transfer(transfer_id)
+        if row["status"] == status:
+            return row
+        assert time.monotonic() < deadline, f"still {row['status']} after {timeout_s} s: {row}"
+        await asyncio.sleep(0.05)
+
+
+async def refused(code: str, action) -> RailError:
+    with pytest.raises(RailError) as err:
+        await action
+    assert err.value.code == code, err.value
+    return err.value
+
+
+def check_statement(rail, answer: dict, env: Envelope, status: str, code: str | None = None):
+    statement = answer["statement"]
+    verify_statement(rail.central_key, statement)
+    expected = {"type": domain.TRANSFER_STATUS, "transfer_id": env.id, "status": status,
+                "amount_fen": env.body["amount_fen"], "from_bank": A, "to_bank": B}
+    if code is not None:
+        expected["code"] = code
+    assert {k: v for k, v in statement.items() if k not in ("sig", "issuer")} == expected
+    assert answer["status"] == status
+
+
+# --- the paths of docs/interbank.md --------------------------------------------------------
+
+async def test_settle_moves_the_money_from_a_to_b(rail):
+    env = message1(rail, 12_345)
+    answer = await rail.central.transfer(env)
+    check_statement(rail, answer, env, "settled")
+    assert await holdings(rail.central) == {A: A_FLOAT_FEN - 12_345, B: B_FLOAT_FEN + 12_345,
+                                            "in_flight": 0}
+    assert rail.b.wallets[PAYEE] == 12_345 and rail.b.credits == 1
+    assert await entries_of(rail.central, env.id) == ["transfer_prepare", "transfer_settle"]
+    row = await rail.central.get_transfer(env.id)
+    assert row["status"] == "settled" and row["attempts"] == 1 and row["code"] is None
+    assert "digest" not in row
+    await assert_balanced(rail.central)
+
+
+async def test_details_travel_unread_from_message_1_to_message_2(rail, network):
+    details = {"payer_wallet": "alpha.w-0042", "order_id": "order-7"}
+    env = transfer_envelope(rail.a_key, A, B, 2_000, PAYEE)
+    env = seal(rail.a_key, domain.TRANSFER, {**env.body, "details": details}, id=env.id,
+               ttl_ms=60_000)
+    network.down.add("beta.test")
+    assert (await rail.central.transfer(env))["status"] == "prepared"
+    network.down.clear()
+    await wait_status(rail.central, env.id, "settled")  # delivered by the worker, from the row
+    assert rail.b.bodies[env.id] == {**env.body, "details": details}
+    assert (await rail.central.get_transfer(env.id))["details"] == details
+    plain = message1(rail, 1_000)
+    assert (await rail.central.transfer(plain))["status"] == "settled"
+    assert "details" not in rail.b.bodies[plain.id]
+    await assert_balanced(rail.central)
+
+
+async def test_refused_credit_gives_the_money_back_to_a(rail):
+    env = message1(rail, 5_000, payee="w-nobody-here")
+    answer = await rail.central.transfer(env)
+    check_statement(rail, answer, env, "rejected", code="unknown_wallet")
+    assert await holdings(rail.central) == {A: A_FLOAT_FEN, B: B_FLOAT_FEN, "in_flight": 0}
+    assert await entries_of(rail.central, env.id) == ["transfer_prepare", "transfer_reject"]
+    assert (await rail.central.get_transfer(env.id))["code"] == "unknown_wallet"
+    await assert_balanced(rail.central)
+
+
+@pytest.mark.parametrize("outage", ["down", "error500", "slow"])
+async def test_bank_b_unavailable_leaves_it_prepared_until_the_worker_settles_it(
+        rail, network, outage):
+    if outage == "down":
+        network.down.add("beta.test")
+    else:
+        rail.b.mode = outage
+    env = message1(rail, 7_000)
+    started = time.monotonic()
+    answer = await rail.central.transfer(env)
+    assert time.monotonic() - started < 5  # the first try is bounded
+    check_statement(rail, answer, env, "prepared")
+    assert await holdings(rail.central) == {A: A_FLOAT_FEN - 7_000, B: B_FLOAT_FEN,
+                                            "in_flight": 7_000}
+    report = await assert_balanced(rail.central)
+    assert report["prepared_transfers_fen"] == 7_000
+    await asyncio.sleep(0.8)  # the worker keeps trying meanwhile
+    assert (await rail.central.get_transfer(env.id))["status"] == "prepared"
+    waiting = (await rail.central.transfers(status="prepared"))["transfers"]
+    assert [t["transfer_id"] for t in waiting] == [env.id]
+
+    network.down.clear()
+    rail.b.mode = "answer"
+    row = await wait_status(rail.central, env.id, "settled")
+    assert row["attempts"] >= 2
+    assert rail.b.credits == 1  # slow: B credited on the first try and answered from its record
+    assert await holdings(rail.central) == {A: A_FLOAT_FEN - 7_000, B: B_FLOAT_FEN + 7_000,
+                                            "in_flight": 0}
+    check_statement(rail, await rail.central.transfer(env), env, "settled")
+    assert await entries_of(rail.central, env.id) == ["transfer_prepare", "transfer_settle"]
+    await assert_balanced(rail.central)
+
+
+@pytest.mark.parametrize("mode", ["forge", "wrong_id", "unsigned"])
+async def test_a_result_that_is_not_bs_answer_moves_nothing(rail, mode):
+    rail.b.mode = mode
+    env = message1(rail, 3_000)
+    check_statement(rail, await rail.central.transfer(env), env, "prepared")
+    await asyncio.sleep(0.5)
+    row = await rail.central.get_transfer(env.id)
+    assert row["status"] == "prepared" and row["attempts"] >= 2
+    assert await entries_of(rail.central, env.id) == ["transfer_prepare"]
+    await assert_balanced(rail.central)
+    rail.b.mode = "answer"
+    await wait_status(rail.central, env.id, "settled")
+    assert await entries_of(rail.central, env.id) == ["transfer_prepare", "transfer_settle"]
+    await assert_balanced(rail.central)
+
+
+async def test_a_bank_with_no_url_yet_gets_its_credit_once_it_registers_one(rail, network):
+    gamma = StandInBank("gamma")
+    gamma.central_key = rail.central_key
+    network.hosts["gamma.test"] = httpx.ASGITransport(app=gamma.app, raise_app_exceptions=False)
+    await rail.central.register_bank(gamma.key, "gamma", "Gamma Bank")  # no url yet
+    env = transfer_envelope(rail.a_key, A, "gamma", 800, PAYEE)
+    assert (await rail.central.transfer(env))["status"] == "prepared"
+    await asyncio.sleep(0.3)
+    assert (await rail.central.get_transfer(env.id))["status"] == "prepared"
+    await rail.central.register_bank(gamma.key, "gamma", "Gamma Bank", url="http://gamma.test")
+    assert (await rail.central.bank("gamma"))["url"] == "http://gamma.test"
+    await wait_status(rail.central, env.id, "settled")
+    assert gamma.wallets[PAYEE] == 800
+    assert (await holdings(rail.central))["gamma"] == 800
+    await assert_balanced(rail.central)
+
+
+async def test_repeat_of_message_1_answers_the_current_status_and_never_moves_twice(
+        rail, network):
+    network.down.add("beta.test")
+    env = message1(rail, 9_999)
+    first = await rail.central.transfer(env)
+    again = await rail.central.transfer(env)
+    assert first["status"] == again["status"] == "prepared"
+    assert await entries_of(rail.central, env.id) == ["transfer_prepare"]
+    # a new signature over the same content is the same instruction
+    resigned = {**env.to_dict(), "sig": seal(rail.a_key, env.type, env.body, id=env.id,
+                                             created_ms=env.created_ms,
+                                             ttl_ms=env.expires_ms - env.created_ms).sig}
+    assert (await rail.central.transfer(resigned))["status"] == "prepared"
+    network.down.clear()
+    await wait_status(rail.central, env.id, "settled")
+    for _ in range(3):
+        check_statement(rail, await rail.central.transfer(env), env, "settled")
+    assert await entries_of(rail.central, env.id) == ["transfer_prepare", "transfer_settle"]
+    assert await holdings(rail.central) == {A: A_FLOAT_FEN - 9_999, B: B_FLOAT_FEN + 9_999,
+                                            "in_flight": 0}
+    assert rail.b.credits == 1
+    await assert_balanced(rail.central)
+
+
+async def test_a_known_transfer_is_answered_even_after_its_envelope_expired(rail):
+    env = message1(rail, 100, ttl_ms=1_500, created_ms=now_ms() - 1_000)
+    assert (await rail.central.transfer(env))["status"] == "settled"
+    await asyncio.sleep(0.6)
+    check_statement(rail, await rail.central.transfer(env), env, "settled")
+    await assert_balanced(rail.central)
+
+
+async def test_an_expired_unknown_transfer_is_refused(rail):
+    env = message1(rail, 100, ttl_ms=1_000, created_ms=now_ms() - 2_000)
+    await refused("expired", rail.central.transfer(env))
+    await refused("not_found", rail.central.get_transfer(env.id))
+    await assert_balanced(rail.central)
+
+
+async def test_same_id_with_other_content_is_instruction_id_reused(rail):
+    env = message1(rail, 1_000)
+    assert (await rail.central.transfer(env))["status"] == "settled"
+    await refused("instruction_id_reused",
+                  rail.central.transfer(message1(rail, 1_001, transfer_id=env.id)))
+    await refused("instruction_id_reused",
+                  rail.central.transfer(message1(rail, 1_000, payee="w-other", transfer_id=env.id)))
+    # re-sealed later with the same body: other signed bytes, so another instruction
+    await refused("instruction_id_reused",
+                  rail.central.transfer(message1(rail, 1_000, transfer_id=env.id,
+                                                 created_ms=env.created_ms + 1)))
+    assert await entries_of(rail.central, env.id) == ["transfer_prepare", "transfer_settle"]
+    await assert_balanced(rail.central)
+
+
+# --- refusals: nothing written -------------------------------------------------------------
+
+async def test_a_bank_may_not_transfer_for_another_bank(rail):
+    before = (await rail.central.audit())["entries"]
+    # A's key, B's money
+    tid = new_transfer_id(B)
+    env = seal(rail.a_key, domain.TRANSFER, {"transfer_id": tid, "from_bank": B, "to_bank": A,
+                                             "amount_fen": 100, "payee_wallet": PAYEE}, id=tid,
+               ttl_ms=60_000)
+    await refused("signer_mismatch", rail.central.transfer(env))
+    # B's key, a transfer id and body in A's name
+    env = transfer_envelope(rail.b.key, A, B, 100, PAYEE)
+    await refused("signer_mismatch", rail.central.transfer(env))
+    # a key no bank registered
+    await refused("unknown_key",
+                  rail.central.transfer(transfer_envelope(SigningKey.generate(), A, B, 1, PAYEE)))
+    # A's body with a forged signature
+    env = message1(rail, 100)
+    forged = {**env.to_dict(), "sig": seal(SigningKey.generate(), env.type, env.body).sig}
+    await refused("bad_signature", rail.central.transfer(forged))
+    assert (await rail.central.audit())["entries"] == before
+    await assert_balanced(rail.central)
+
+
+async def test_unknown_to_bank_and_bad_fields_write_nothing(rail):
+    before = await rail.central.audit()
+    await refused("unknown_bank",
+                  rail.central.transfer(transfer_envelope(rail.a_key, A, "nobank", 100, PAYEE)))
+    await refused("invalid_field",
+                  rail.central.transfer(transfer_envelope(rail.a_key, A, A, 100, PAYEE)))
+    await refused("invalid_amount",
+                  rail.central.transfer(transfer_envelope(rail.a_key, A, B, 0, PAYEE)))
+    await refused("invalid_field",
+                  rail.central.transfer(transfer_envelope(rail.a_key, A, B, 100, "w")))
+    await refused("invalid_field", rail.central.transfer(
+        transfer_envelope(rail.a_key, A, B, 100, PAYEE, transfer_id="beta.1234567890")))
+    wrong_type = seal(rail.a_key, "central.issue", message1(rail).body, id=new_transfer_id(A))
+    await refused("wrong_instruction_type", rail.central.transfer(wrong_type))
+    after = await rail.central.audit()
+    assert after["entries"] == before["entries"]
+    assert (await rail.central.transfers())["transfers"] == []
+    await assert_balanced(rail.central)
+
+
+async def test_insufficient_holdings_writes_nothing(rail):
+    before = await holdings(rail.central)
+    entries = (await rail.central.audit())["entries"]
+    env = message1(rail, A_FLOAT_FEN + 1)
+    await refused("insufficient_holdings", rail.central.transfer(env))
+    assert await holdings(rail.central) == before
+    assert (await rail.central.audit())["entries"] == entries
+    await refused("not_found", rail.central.get_transfer(env.id))
+    assert rail.b.calls == 0
+    await assert_balanced(rail.central)
+
+
+# --- concurrency ---------------------------------------------------------------------------
+
+async def test_twenty_concurrent_repeats_prepare_and_settle_once(rail):
+    env = message1(rail, 4_321)
+    answers = await asyncio.gather(*(rail.central.transfer(env) for _ in range(20)))
+    assert {a["status"] for a in answers} <= {"prepared", "settled"}
+    await wait_status(rail.central, env.id, "settled")
+    assert await entries_of(rail.central, env.id) == ["transfer_prepare", "transfer_settle"]
+    assert rail.b.credits == 1
+    assert await holdings(rail.central) == {A: A_FLOAT_FEN - 4_321, B: B_FLOAT_FEN + 4_321,
+                                            "in_flight": 0}
+    await assert_balanced(rail.central)
+
+
+async def test_concurrent_transfers_with_two_central_workers_settle_each_once(
+        rail, network, fast_settings):
+    """Two central processes (here: two apps on one database) deliver the same backlog."""
+    network.down.add("beta.test")
+    envs = [message1(rail, 100 + i) for i in range(30)]
+    answers = await asyncio.gather(*(rail.central.transfer(env) for env in envs))
+    assert {a["status"] for a in answers} == {"prepared"}
+    second = create_central_app(fast_settings, bank_transport=network)
+    async with second.router.lifespan_context(second):
+        network.down.clear()
+        for env in envs:
+            await wait_status(rail.central, env.id, "settled")
+    total = sum(100 + i for i in range(30))
+    assert await holdings(rail.central) == {A: A_FLOAT_FEN - total, B: B_FLOAT_FEN + total,
+                                            "in_flight": 0}
+    for env in envs:
+        assert await entries_of(rail.central, env.id) == ["transfer_prepare", "transfer_settle"]
+    assert rail.b.credits == 30
+    await assert_balanced(rail.central)
+
+
+# --- registration urls and operator reads --------------------------------------------------
+
+async def test_register_url_is_stored_and_may_change_with_the_same_certificate(rail, network):
+    first = await rail.central.certificate(B)
+    assert (await rail.central.bank(B))["url"] == B_URL
+    again = await rail.central.register_bank(rail.b.key, B, "Beta Bank",
+                                             url="https://beta-2.test/")
+    assert again == first
+    assert (await rail.central.bank(B))["url"] == "https://beta-2.test/"
+    # without a url, re-registering keeps the one on record
+    assert await rail.central.register_bank(rail.b.key, B, "Beta Bank") == first
+    assert (await rail.central.bank(B))["url"] == "https://beta-2.test/"
+    await refused("invalid_field",
+                  rail.central.register_bank(rail.b.key, B, "Beta Bank", url="ftp://beta.test"))
+    await refused("invalid_field",
+                  rail.central.register_bank(SigningKey.generate(), "delta", "Delta",
+                                             url="http://" + "d" * 200 + ".test"))
+    await refused("unknown_bank", rail.central.bank("delta"))
+    # deliveries follow the new url
+    network.hosts["beta-2.test"] = network.hosts.pop("beta.test")
+    env = message1(rail, 555)
+    assert (await rail.central.transfer(env))["status"] == "settled"
+    await assert_balanced(rail.central)
+
+
+async def test_operator_reads_of_transfers(rail, network, central_app):
+    network.down.add("beta.test")
+    waiting = message1(rail, 10)
+    await rail.central.transfer(waiting)
+    network.down.clear()
+    await wait_status(rail.central, waiting.id, "settled")
+    network.down.add("beta.test")
+    pending = message1(rail, 20)
+    await rail.central.transfer(pending)
+    rejected = message1(rail, 30, payee="w-unknown")
+    network.down.clear()
+    await rail.central.transfer(rejected)
+
+    listed = (await rail.central.transfers())["transfers"]
+    assert [t["transfer_id"] for t in listed][:1] == [waiting.id]
+    assert {t["transfer_id"] for t in listed} == {waiting.id, pending.id, rejected.id}
+    settled = (await rail.central.transfers(status="settled"))["transfers"]
+    assert waiting.id in {t["transfer_id"] for t in settled}
+    assert len((await rail.central.transfers(limit=1))["transfers"]) == 1
+    row = await rail.central.get_transfer(rejected.id)
+    assert row == {**row, "from_bank": A, "to_bank": B, "amount_fen": 30,
+                   "payee_wallet": "w-unknown", "status": "rejected", "code": "unknown_wallet"}
+    await refused("invalid_field", rail.central.transfers(status="done"))
+    await refused("not_found", rail.central.get_transfer("alpha.nothing-here"))
+    async with CentralClient("http://central.test",
+                             transport=httpx.ASGITransport(app=central_app)) as anonymous:
+        await refused("unauthorized", anonymous.get_transfer(waiting.id))
+        await refused("unauthorized", anonymous.transfers())
+    await wait_status(rail.central, pending.id, "settled")
+    await assert_balanced(rail.central)
+
