@@ -609,7 +609,7 @@ class Bank:
     def _transfer_envelope(self, row: Any) -> Envelope:
         """Message 1, rebuilt the same way on every retry so central sees one instruction."""
         details = {"payer_wallet": row.payer_wallet}
-        if row.order_id:
+        if row.order_id and not row.refund_of:
             details["order_id"] = row.order_id
         if row.refund_of:
             details["refund_of"] = orjson.loads(row.result).get("refund_of_transfer")

@@ -402,6 +402,31 @@ async def run_scenario(rail: Rail) -> bool:
         return (f"partial refund ¥30.00 of {orders[0]}: {part['status']}\n¥60.00 more: {over}\n"
                 f"the remaining ¥58.00: {rest['status']}\n" + await balances(li, noodle))
 
+    async def interbank_order_and_refund() -> str:
+        from rail_protocol import qr
+        from rail_protocol.payment_code import make_code
+
+        shop = banks["yangtze"]
+        order = await shop.create_order(noodle.key, noodle.wallet_id, 6600, "takeaway-0002")
+        scanned = qr.decode(order["qr_payload"])
+        paid = await banks["pearl"].pay(han.key, han.wallet_id, scanned.merchant_id,
+                                        scanned.amount_fen, order_id=scanned.order_id)
+        check(paid["status"] == "settled", f"interbank order payment: {paid}")
+        state = await shop.order(order["order_id"])
+        check(state["status"] == "paid", "the order at Yangtze was not marked paid")
+        code = make_code(han.key, han.wallet_id)
+        charged = await shop.charge_code(noodle.key, noodle.wallet_id, code, 990)
+        check(charged["status"] == "settled", f"interbank code charge: {charged}")
+        before = await balance(han)
+        refund = await shop.refund(noodle.key, noodle.wallet_id, state["payment_id"], 6600)
+        check(refund["status"] == "settled", f"interbank refund: {refund}")
+        check(await balance(han) == before + 6600, "the refund did not reach Han Meimei")
+        return (f"Han Meimei (Pearl) pays order {order['order_id']} ¥66.00 at Yangtze: "
+                f"{paid['status']}; the order is {state['status']}\n"
+                f"Noodle House's POS charges Han's payment code ¥9.90 across banks: "
+                f"{charged['status']}\nNoodle House refunds the order in full across banks: "
+                f"{refund['status']}\n" + await balances(han, noodle))
+
     async def history() -> str:
         page = await banks["yangtze"].history(li.key, li.wallet_id, limit=10)
         return "\n".join(f"{i['payment_id']:>5s} {i['kind']:14s} {i['status']:9s} "
@@ -439,6 +464,8 @@ async def run_scenario(rail: Rail) -> bool:
         await tour.step("A sub-wallet mandate: the delivery app charges within its caps "
                         "until revoked", mandate)
         await tour.step("Refunds: partial, never more than was paid", refund)
+        await tour.step("Across banks: an order paid from Pearl, a payment code charged "
+                        "through Pearl, a refund back to Pearl", interbank_order_and_refund)
         await tour.step("Li Lei's history", history)
         await tour.step("Conservation audit across central and both banks", audit)
     finally:
