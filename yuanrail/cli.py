@@ -98,6 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--bank-token", default=os.environ.get("YUANRAIL_BANK_OPERATOR_TOKEN",
                                                               "demo-bank-operator-token"))
     audit.set_defaults(run=_audit)
+
+    # Commands that live with their feature: each module adds its own subcommand.
+    for module in ("yuanrail.wallet_command", "yuanrail.loadtest_command"):
+        try:
+            feature = __import__(module, fromlist=["add_command"])
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        feature.add_command(commands)
     return parser
 
 
