@@ -147,66 +147,16 @@ class MerchantDesk:
     # --- webhooks -----------------------------------------------------------------------
 
     async def settings(self, raw: object) -> dict:
-        """Set (or clear) the merchant's webhook URL."""
+        """Set (or clear) the merchant's webhook URL; events from then on are delivered."""
         env, merchant = await self._merchant(raw, MERCHANT_SETTINGS)
         url = env.body.get("webhook_url")
         if url is not None and (not isinstance(url, str) or len(url) > 300
                                 or not url.startswith(("http://", "https://"))):
             raise RailError("invalid_field", "webhook_url must be an http(s) URL")
         async with self.bank.engine.begin() as conn:
-            last = (await conn.execute(sa.select(sa.func.max(t.transactions.c.txn_id)))).scalar()
-            updated = await conn.execute(t.merchant_settings.update().where(
-                t.merchant_settings.c.merchant_wallet == merchant.wallet_id).values(
-                webhook_url=url, updated_ms=now_ms()))
-            if updated.rowcount == 0:
-                await conn.execute(t.merchant_settings.insert().values(
-                    merchant_wallet=merchant.wallet_id, webhook_url=url,
-                    last_txn_id=last or 0, updated_ms=now_ms()))
+            await conn.execute(t.wallets.update().where(
+                t.wallets.c.wallet_id == merchant.wallet_id).values(webhook_url=url))
         return {"merchant_wallet": merchant.wallet_id, "webhook_url": url}
-
-    async def enqueue_webhooks(self, limit: int = 200) -> int:
-        """Turn new journal rows into webhook deliveries. The journal is the outbox: each
-        merchant's watermark moves in the same transaction as its deliveries are written,
-        so a crash neither loses nor doubles an event."""
-        made = 0
-        async with self.bank.engine.begin() as conn:
-            hooks = (await conn.execute(sa.select(t.merchant_settings).where(
-                t.merchant_settings.c.webhook_url.is_not(None)).with_for_update())).all()
-            for hook in hooks:
-                c = t.transactions.c
-                rows = (await conn.execute(sa.select(t.transactions).where(
-                    c.txn_id > hook.last_txn_id,
-                    sa.or_(c.payee_wallet == hook.merchant_wallet,
-                           c.payer_wallet == hook.merchant_wallet),
-                    c.status.in_(("settled", "rejected"))).order_by(c.txn_id).limit(limit))).all()
-                # Stop at the first row still processing, so no event is skipped past.
-                pending = (await conn.execute(sa.select(sa.func.min(c.txn_id)).where(
-                    c.txn_id > hook.last_txn_id, c.status == "processing",
-                    sa.or_(c.payee_wallet == hook.merchant_wallet,
-                           c.payer_wallet == hook.merchant_wallet)))).scalar()
-                rows = [r for r in rows if pending is None or r.txn_id < pending]
-                if not rows:
-                    continue
-                at = now_ms()
-                await conn.execute(t.webhook_deliveries.insert(), [{
-                    "merchant_wallet": hook.merchant_wallet, "url": hook.webhook_url,
-                    "event": orjson.dumps(self._event(r, hook.merchant_wallet)).decode(),
-                    "status": "pending", "attempts": 0, "next_attempt_ms": at,
-                    "created_ms": at} for r in rows])
-                await conn.execute(t.merchant_settings.update().where(
-                    t.merchant_settings.c.merchant_wallet == hook.merchant_wallet).values(
-                    last_txn_id=rows[-1].txn_id))
-                made += len(rows)
-        return made
-
-    def _event(self, row: Any, merchant_wallet: str) -> dict:
-        incoming = row.payee_wallet == merchant_wallet
-        kind = "payment.received" if incoming else (
-            "refund.settled" if row.refund_of else "payment.sent")
-        if row.status == "rejected":
-            kind = kind.replace("settled", "rejected").replace("sent", "rejected")
-        return {"event": kind, "payment_id": f"P{row.txn_id}", "amount_fen": row.amount_fen,
-                "status": row.status, "order_id": row.order_id, "at_ms": row.updated_ms}
 
     async def deliver_webhooks(self, limit: int = 50) -> int:
         """POST due deliveries, signed by the bank's key; retry with backoff until a 2xx."""
@@ -255,5 +205,4 @@ class MerchantDesk:
              "created_ms": r.created_ms, "delivered_ms": r.delivered_ms} for r in rows]}
 
     async def run_webhooks_once(self) -> None:
-        await self.enqueue_webhooks()
         await self.deliver_webhooks()

@@ -541,6 +541,9 @@ class Bank:
         if order_id is not None:
             await conn.execute(t.orders.update().where(t.orders.c.order_id == order_id)
                                .values(paid_txn_id=txn))
+        await self._queue_webhook(conn, payee_id, payee_row.webhook_url, txn, {
+            "event": "payment.received", "payment_id": f"P{txn}", "amount_fen": amount,
+            "status": SETTLED, "order_id": order_id})
         await sql.insert_postings(conn, txn, ledger.payment(
             payer_id, payer.deposit_account, debit, payee_id, payee.deposit_account, credit))
         await sql.save_wallet(conn, payer)
@@ -661,6 +664,12 @@ class Bank:
             if not await sql.set_transaction_status(conn, txn_id, from_status=PROCESSING,
                                                     to_status=status, now_ms=at, code=code):
                 return
+            if row.refund_of is not None:
+                shop = await sql.wallet_row(conn, row.payer_wallet)
+                await self._queue_webhook(conn, row.payer_wallet, shop.webhook_url, txn_id, {
+                    "event": f"refund.{status}", "payment_id": f"P{txn_id}",
+                    "amount_fen": row.amount_fen, "status": status,
+                    "refund_of": f"P{row.refund_of}", "order_id": row.order_id})
             if status == SETTLED:
                 await sql.insert_postings(conn, txn_id, ledger.interbank_out_settled(row.amount_fen))
             else:
@@ -771,6 +780,9 @@ class Bank:
                 if order_id is not None:
                     await conn.execute(t.orders.update().where(
                         t.orders.c.order_id == order_id).values(paid_txn_id=txn))
+                await self._queue_webhook(conn, payee_id, payee_row.webhook_url, txn, {
+                    "event": "payment.received", "payment_id": f"P{txn}", "amount_fen": amount,
+                    "status": SETTLED, "order_id": order_id, "from_bank": from_bank})
                 await sql.insert_postings(conn, txn, ledger.interbank_in(
                     payee_id, payee.deposit_account, credit))
                 if locked:
@@ -896,6 +908,9 @@ class Bank:
                 result=orjson.dumps(result).decode()))
             await sql.insert_postings(conn, txn, ledger.payment(
                 merchant.wallet_id, None, debit, payer_id, payer.deposit_account, credit))
+            await self._queue_webhook(conn, merchant.wallet_id, merchant.webhook_url, txn, {
+                "event": "refund.settled", "payment_id": f"P{txn}", "amount_fen": amount,
+                "status": SETTLED, "refund_of": payment_id, "order_id": original.order_id})
             await sql.save_wallet(conn, shop)
             await sql.save_wallet(conn, payer)
             if credit.swept_to_deposit_fen:
@@ -937,6 +952,18 @@ class Bank:
         await sql.insert_postings(conn, txn, ledger.interbank_out(merchant_id, None, debit))
         await sql.save_wallet(conn, shop)
         return {**result, "payment_id": f"P{txn}", "_txn": txn}
+
+    async def _queue_webhook(self, conn: AsyncConnection, merchant_id: str, url: str | None,
+                             txn_id: int, event: dict) -> None:
+        """Queue the merchant's webhook in the transaction that makes the event true: it is
+        delivered if and only if the payment (or refund) committed."""
+        if not url:
+            return
+        at = now_ms()
+        body = {**event, "at_ms": at}
+        await conn.execute(t.webhook_deliveries.insert().values(
+            merchant_wallet=merchant_id, txn_id=txn_id, event=orjson.dumps(body).decode(),
+            url=url, status="pending", attempts=0, next_attempt_ms=at, created_ms=at))
 
     def _notify(self, wallet_id: str, event: dict) -> None:
         """Live notifications after commit, best effort: the wallet's stream and, for an

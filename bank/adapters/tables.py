@@ -34,6 +34,7 @@ wallets = sa.Table(
     sa.Column("merchant_name", sa.String(25)),
     sa.Column("mcc", sa.String(4)),
     sa.Column("city", sa.String(15)),
+    sa.Column("webhook_url", sa.String(300)),
     sa.Column("balance_fen", sa.BigInteger),
     sa.Column("day", sa.Integer),
     sa.Column("spent_today_fen", sa.BigInteger),
@@ -97,17 +98,11 @@ orders = sa.Table(
     sa.Column("expires_ms", sa.BigInteger),
     sa.Column("updated_ms", sa.BigInteger),
 )
-merchant_settings = sa.Table(
-    "merchant_settings", metadata,
-    sa.Column("merchant_wallet", sa.String(64), primary_key=True),
-    sa.Column("webhook_url", sa.String(300)),
-    sa.Column("last_txn_id", sa.BigInteger),
-    sa.Column("updated_ms", sa.BigInteger),
-)
 webhook_deliveries = sa.Table(
     "webhook_deliveries", metadata,
     sa.Column("delivery_id", sa.BigInteger, primary_key=True, autoincrement=True),
     sa.Column("merchant_wallet", sa.String(64)),
+    sa.Column("txn_id", sa.BigInteger),
     sa.Column("event", sa.Text),
     sa.Column("url", sa.String(300)),
     sa.Column("status", sa.String(16)),

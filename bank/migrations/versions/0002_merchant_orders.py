@@ -36,17 +36,15 @@ def upgrade() -> None:
                                    server_default="0"))
         batch.add_column(sa.Column("pulled_fen", sa.BigInteger, nullable=False,
                                    server_default="0"))
-    op.create_table(
-        "merchant_settings",
-        sa.Column("merchant_wallet", sa.String(64), primary_key=True),
-        sa.Column("webhook_url", sa.String(300), nullable=True),
-        sa.Column("last_txn_id", sa.BigInteger, nullable=False, server_default="0"),
-        sa.Column("updated_ms", sa.BigInteger, nullable=False),
-    )
+    # A merchant's webhook: a payment to it queues its delivery in the payment's own
+    # transaction, so no event is lost or doubled whatever order transactions commit in.
+    with op.batch_alter_table("wallets") as batch:
+        batch.add_column(sa.Column("webhook_url", sa.String(300), nullable=True))
     op.create_table(
         "webhook_deliveries",
         sa.Column("delivery_id", BIGID, primary_key=True, autoincrement=True),
         sa.Column("merchant_wallet", sa.String(64), nullable=False, index=True),
+        sa.Column("txn_id", sa.BigInteger, nullable=False),
         sa.Column("event", sa.Text, nullable=False),
         sa.Column("url", sa.String(300), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
@@ -57,11 +55,14 @@ def upgrade() -> None:
         sa.Column("delivered_ms", sa.BigInteger, nullable=True),
     )
     op.create_index("ix_webhook_due", "webhook_deliveries", ["status", "next_attempt_ms"])
+    op.create_index("ix_webhook_event", "webhook_deliveries", ["merchant_wallet", "txn_id", "event"],
+                    unique=True)
 
 
 def downgrade() -> None:
     op.drop_table("webhook_deliveries")
-    op.drop_table("merchant_settings")
+    with op.batch_alter_table("wallets") as batch:
+        batch.drop_column("webhook_url")
     with op.batch_alter_table("transactions") as batch:
         for column in ("pulled_fen", "refunded_fen", "refund_of", "order_id"):
             batch.drop_column(column)
