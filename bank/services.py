@@ -116,7 +116,17 @@ class Bank:
         await migrate(self.engine, Path(__file__).parent / "migrations", "bank_alembic_version")
         await self.reload_limits()
         if self.register_at_start:
-            await self.connect_central()
+            # Central may still be starting (or restarting): keep trying for a while
+            # rather than refuse to come up.
+            for attempt in range(60):
+                try:
+                    await self.connect_central()
+                    break
+                except RailError as exc:
+                    if exc.code != "upstream_unavailable" or attempt == 59:
+                        raise
+                    log.warning("central not reachable yet (%s); retrying", exc.message)
+                    await asyncio.sleep(0.5)
 
     async def connect_central(self) -> None:
         """Register with central (idempotent) and learn central's key."""
