@@ -183,7 +183,7 @@ class Bank:
                 if cached["digest"] != env.digest():
                     raise RailError("instruction_id_reused")
                 return {**cached["outcome"], "repeated": True}
-        for attempt in range(3):
+        for attempt in range(6):
             try:
                 async with self.engine.begin() as conn:
                     outcome = await apply(conn)
@@ -191,7 +191,7 @@ class Bank:
             except IntegrityError:
                 return await self._answer_known(env, required=True)
             except VaultShort as short:
-                if attempt == 2:
+                if attempt == 5:
                     raise RailError("vault_empty") from None
                 await self.refill_vault(short.needed_fen)
             except RailError as refusal:
@@ -368,10 +368,14 @@ class Bank:
         if kyc_class not in self.limits:
             raise RailError("invalid_field", f"kyc_class must be one of {sorted(self.limits)}")
         async with self.engine.begin() as conn:
-            done = await conn.execute(t.wallets.update().where(
+            _row, state = await sql.lock_wallet(conn, wallet_id, for_credit=True)
+            cap = self.limits[kyc_class].balance_cap_fen
+            if cap is not None and state.balance_fen + state.pending_out_fen > cap:
+                raise RailError("balance_cap_exceeded",
+                                f"the wallet holds more than class {kyc_class}'s cap of {cap} fen")
+            await sql.save_wallet(conn, state)  # the folded credits
+            await conn.execute(t.wallets.update().where(
                 t.wallets.c.wallet_id == wallet_id).values(kyc_class=kyc_class))
-            if done.rowcount != 1:
-                raise RailError("unknown_wallet")
         return await self.wallet_view(wallet_id)
 
     async def close_wallet(self, wallet_id: str) -> dict:
@@ -393,7 +397,7 @@ class Bank:
             raise RailError("no_linked_account")
 
         async def apply(conn: AsyncConnection) -> dict:
-            _row, state = await sql.lock_wallet(conn, wallet.wallet_id)
+            _row, state = await sql.lock_wallet(conn, wallet.wallet_id, for_credit=True)
             plan = plan_credit(state, self.limits[state.kyc_class], amount)
             if plan.swept_to_deposit_fen:
                 raise RailError("balance_cap_exceeded", "the top-up would pass the balance cap")
@@ -527,7 +531,8 @@ class Bank:
         # the payee only when its balance cap must be checked against a stable balance.
         states: dict[str, WalletState] = {}
         for wallet_id in sorted([payer_id, payee_id] if payee_capped else [payer_id]):
-            _row, states[wallet_id] = await sql.lock_wallet(conn, wallet_id)
+            _row, states[wallet_id] = await sql.lock_wallet(
+                conn, wallet_id, for_credit=wallet_id == payee_id)
         payer = states[payer_id]
         payee = states.get(payee_id) or WalletState(
             payee_row.wallet_id, payee_row.status, payee_row.kyc_class, 0, 0, 0,
@@ -685,6 +690,8 @@ class Bank:
             else:
                 if row.refund_of is not None:
                     await self._unbook_refund(conn, row.refund_of, row.amount_fen, at)
+                # The balance cap counted this payment while it was in flight (see
+                # `lock_wallet(for_credit=True)`), so the money always fits back in.
                 _wrow, payer = await sql.lock_wallet(conn, row.payer_wallet)
                 payer.balance_fen += row.amount_fen
                 if payer.day == china_day(row.created_ms):
@@ -776,7 +783,7 @@ class Bank:
                     raise RailError("unknown_wallet")
                 locked = self.limits[payee_row.kyc_class].balance_cap_fen is not None
                 if locked:
-                    _r, payee = await sql.lock_wallet(conn, payee_id)
+                    _r, payee = await sql.lock_wallet(conn, payee_id, for_credit=True)
                 else:
                     payee = WalletState(payee_id, payee_row.status, payee_row.kyc_class, 0, 0, 0,
                                         payee_row.topup_on_use, payee_row.deposit_account)
@@ -996,9 +1003,10 @@ class Bank:
         async with self._vault_lock:
             async with self.engine.connect() as conn:
                 vault = await sql.vault_balance(conn)
-            if vault >= needed_fen:
-                return
-            amount = max(needed_fen - vault, self.vault_target_fen - vault)
+            # This request's need on top of what the vault holds: requests racing for the
+            # vault each bring their own e-CNY, so none takes another's refill. The keeper
+            # returns any surplus above the high mark.
+            amount = needed_fen + max(self.vault_target_fen - vault, 0)
             await self._vault_op("vault_issue", amount)
 
     async def _vault_op(self, kind: str, amount: int) -> None:

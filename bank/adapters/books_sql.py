@@ -31,9 +31,12 @@ async def wallet_by_key(conn: AsyncConnection, key_id: str):
     return (await conn.execute(sa.select(t.wallets).where(t.wallets.c.key_id == key_id))).first()
 
 
-async def lock_wallet(conn: AsyncConnection, wallet_id: str) -> tuple[object, WalletState]:
+async def lock_wallet(conn: AsyncConnection, wallet_id: str, *,
+                      for_credit: bool = False) -> tuple[object, WalletState]:
     """Lock the wallet's row and fold its appended credits into its balance. Everything a
-    debit decides is then decided on a balance no one else can change under it."""
+    debit decides is then decided on a balance no one else can change under it. For a
+    credit, also count the wallet's payments still in flight to other banks: should one be
+    refused, its money comes back, and it must fit under the balance cap."""
     row = await wallet_row(conn, wallet_id, lock=True)
     if row is None:
         raise RailError("unknown_wallet", f"no wallet {wallet_id} at this bank")
@@ -47,6 +50,12 @@ async def lock_wallet(conn: AsyncConnection, wallet_id: str) -> tuple[object, Wa
         spent_today_fen=row.spent_today_fen, topup_on_use=row.topup_on_use,
         deposit_account=row.deposit_account,
     )
+    if for_credit:
+        state.pending_out_fen = int((await conn.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(t.transactions.c.amount_fen), 0)).where(
+                t.transactions.c.payer_wallet == wallet_id,
+                t.transactions.c.kind == "interbank_out",
+                t.transactions.c.status == "processing"))).scalar_one())
     return row, state
 
 
@@ -67,16 +76,16 @@ async def append_credit(conn: AsyncConnection, wallet_id: str, amount_fen: int) 
 
 
 async def wallet_balance(conn: AsyncConnection, wallet_id: str) -> int:
-    row = (await conn.execute(
-        sa.select(t.wallets.c.balance_fen).where(t.wallets.c.wallet_id == wallet_id)
-    )).first()
-    if row is None:
+    """The folded balance plus the credits not yet folded, read in ONE statement: a debit
+    folding them between two reads would otherwise make them vanish from the answer."""
+    credits = (sa.select(sa.func.coalesce(sa.func.sum(t.wallet_credits.c.amount_fen), 0))
+               .where(t.wallet_credits.c.wallet_id == wallet_id).scalar_subquery())
+    value = (await conn.execute(
+        sa.select(t.wallets.c.balance_fen + credits).where(t.wallets.c.wallet_id == wallet_id)
+    )).scalar_one_or_none()
+    if value is None:
         raise RailError("unknown_wallet")
-    credits = (await conn.execute(
-        sa.select(sa.func.coalesce(sa.func.sum(t.wallet_credits.c.amount_fen), 0))
-        .where(t.wallet_credits.c.wallet_id == wallet_id)
-    )).scalar_one()
-    return row.balance_fen + int(credits)
+    return int(value)
 
 
 # --- deposit accounts and the vault: guarded balances, conditional updates ------------

@@ -88,6 +88,7 @@ class WalletState:
     spent_today_fen: int
     topup_on_use: bool = False
     deposit_account: str | None = None
+    pending_out_fen: int = 0  # paid to other banks, not yet settled: may come back
 
     def spent_on(self, day: int) -> int:
         return self.spent_today_fen if self.day == day else 0
@@ -155,12 +156,13 @@ def plan_credit(wallet: WalletState, limits: ClassLimits, amount_fen: int) -> Cr
     if wallet.status != OPEN:
         raise RailError("wallet_closed")
     cap = limits.balance_cap_fen
-    if cap is None or wallet.balance_fen + amount <= cap:
+    held = wallet.balance_fen + wallet.pending_out_fen
+    if cap is None or held + amount <= cap:
         return CreditPlan(amount, 0)
     if not wallet.deposit_account:
         raise RailError("balance_cap_exceeded",
                         f"the payee's class {limits.kyc_class} holds at most {cap} fen")
-    room = max(cap - wallet.balance_fen, 0)
+    room = max(cap - held, 0)
     return CreditPlan(room, amount - room)
 
 

@@ -1,0 +1,763 @@
+"""The hot path with group commit: same-bank payments (`bank.pay`, pay-by-order, payment-code
+charges) and order creation, many to one PostgreSQL transaction.
+
+Why: a payment through `Bank.pay` costs about 17 database round trips (a pool ping on every
+checkout, BEGIN/ROLLBACK around each read, one statement per row) and two to four Redis hops;
+on a small machine those, not the signature check, are the cost. Here a request is parsed and
+its signature verified as before (the wallet's key looked up once per process: a key never
+changes owner), then queued; a batcher takes whatever has queued and runs it in ONE
+transaction of five round trips whatever its size:
+
+    BEGIN
+    lock the orders being paid                      (SELECT .. ORDER BY order_id FOR UPDATE)
+    lock payers and capped payees, fold credits     (one statement: FOR UPDATE + DELETE ..
+                                                     RETURNING), read uncapped payees
+    -- the domain decides each payment in turn, exactly as `Bank._pay_here` does --
+    write everything                                (one statement: transactions ON CONFLICT
+                                                     DO NOTHING, postings, wallets, appended
+                                                     credits, orders)
+    COMMIT
+
+Semantics are those of `Bank._pay_here` and `Bank._execute`, kept on purpose:
+- the same checks in the same order (order payable, payee exists, class limits and daily cap
+  by `plan_debit`, balance cap by `plan_credit`), the same refusals, recorded as a rejected
+  transaction under the instruction's (signer, id) so a repeat gets the same refusal;
+- idempotency by the database's unique key (signer, instruction_id): a repeat conflicts, the
+  batch is redone without it and the repeat is answered by `Bank` from the first outcome;
+- a capped payee's row is locked (its cap is checked on a stable balance); an uncapped payee
+  (a popular merchant) is credited by an appended credit, never locked;
+- the same result shape, the same live notifications (published per batch, best effort).
+Anything this module does not handle goes to `Bank` unchanged, instruction and all: another
+bank's payee, an instruction outside its validity window, a repeat Redis has seen, top-up on
+use that must pull from the deposit account, a credit that must sweep past a balance cap,
+mandates, and any database error (nothing of the batch was committed, or, if the COMMIT's
+answer was lost, the unique key makes the retry answer the first outcome).
+
+Wiring (behind `YUANRAIL_BANK_FAST_PATH=1`): `FastPath.start(bank, desk, charges)` in the
+app's lifespan, and `fast_routes()` placed before the API's routes; `create_app` below does
+both around `bank.app.create_app`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections import OrderedDict
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from bank.domain import ledger, orders
+from bank.domain.wallets import MERCHANT, CreditPlan, WalletState, china_day, plan_credit, plan_debit
+from rail_protocol import envelope, qr
+from rail_protocol.envelope import Envelope, check_live, now_ms
+from rail_protocol.errors import RailError
+from rail_protocol.keys import PublicKey
+from rail_protocol.money import parse_fen
+from rail_protocol.payment_code import read_code
+
+log = logging.getLogger("yuanrail.bank.fastpath")
+
+SETTLED, REJECTED = "settled", "rejected"
+IDENTITY_CACHE_SIZE = 200_000   # wallets whose key is remembered per process (~200 B each)
+MAX_BATCH = 256                 # payments in one transaction at most
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """What never changes about a wallet once opened: its id, key, kind and merchant name."""
+
+    wallet_id: str
+    key_id: str
+    public_key: PublicKey
+    kind: str
+    merchant_name: str | None
+    mcc: str | None
+    city: str | None
+
+
+class _Fallback(Exception):
+    """This payment is for `Bank`: nothing of it was written here."""
+
+
+@dataclass(slots=True)
+class _Payment:
+    env: Envelope
+    payer_id: str
+    payee_id: str
+    amount: int
+    memo: str | None
+    order_id: str | None
+    refusal_has_order: bool          # `pay` records the order id on a refusal; `pay_as` does not
+    future: asyncio.Future
+    at: int = 0
+    outcome: dict | None = None
+    error: RailError | None = None
+    fallback: bool = False
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.env.signer, self.env.id
+
+
+def _columns(names: tuple[str, ...]) -> dict[str, list]:
+    return {name: [] for name in names}
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What one batch writes, column by column (one statement, arrays unnested)."""
+
+    txn: dict[str, list] = field(default_factory=lambda: _columns(_TXN_COLUMNS))
+    postings: dict[str, list] = field(default_factory=lambda: _columns(_POSTING_COLUMNS))
+    credits: dict[str, list] = field(default_factory=lambda: _columns(("wallet", "amount")))
+    paid_orders: dict[str, list] = field(default_factory=lambda: _columns(_ORDER_COLUMNS))
+    hooks: dict[str, list] = field(default_factory=lambda: _columns(_HOOK_COLUMNS))
+    written: list[_Payment] = field(default_factory=list)
+    wallets: dict[str, WalletState] = field(default_factory=dict)   # locked: all written back
+
+
+_TXN_COLUMNS = ("txn_id", "signer", "iid", "digest", "status", "code", "amount", "expires",
+                "created", "result", "payer", "payee", "memo", "order_id")
+_POSTING_COLUMNS = ("txn_id", "account", "amount")
+_ORDER_COLUMNS = ("order_id", "payer", "at", "txn_id")
+_HOOK_COLUMNS = ("merchant", "txn_id", "event", "url", "at")
+
+_LOCK_ORDERS = """
+SELECT order_id, merchant_wallet, amount_fen, status, expires_ms
+FROM orders WHERE order_id = ANY($1::text[]) ORDER BY order_id FOR UPDATE"""
+
+# Payers and capped payees locked in wallet-id order (two batches never deadlock), their
+# appended credits folded in the same statement; uncapped payees read without a lock.
+_LOCK_WALLETS = """
+WITH locked AS (
+    SELECT wallet_id, status, kyc_class, balance_fen, day, spent_today_fen, topup_on_use,
+           deposit_account, webhook_url
+    FROM wallets
+    WHERE wallet_id = ANY($1::text[])
+       OR (wallet_id = ANY($2::text[]) AND kyc_class = ANY($3::int[]))
+    ORDER BY wallet_id FOR UPDATE),
+folded AS (
+    DELETE FROM wallet_credits WHERE wallet_id IN (SELECT wallet_id FROM locked)
+    RETURNING wallet_id, amount_fen)
+SELECT l.*, true AS locked,
+       COALESCE((SELECT sum(f.amount_fen) FROM folded f WHERE f.wallet_id = l.wallet_id), 0)
+           ::bigint AS folded
+FROM locked l
+UNION ALL
+SELECT w.wallet_id, w.status, w.kyc_class, w.balance_fen, w.day, w.spent_today_fen,
+       w.topup_on_use, w.deposit_account, w.webhook_url, false, 0::bigint
+FROM wallets w
+WHERE w.wallet_id = ANY($2::text[]) AND w.wallet_id NOT IN (SELECT wallet_id FROM locked)"""
+
+# Transaction ids for the batch, and what each capped payee has in flight to other banks
+# (`lock_wallet(for_credit=True)`): read after the lock, as `Bank` reads it.
+_IDS_AND_PENDING = """
+SELECT NULL::text AS wallet_id,
+       nextval(pg_get_serial_sequence('transactions', 'txn_id')) AS value
+FROM generate_series(1, $1::int)
+UNION ALL
+SELECT payer_wallet, sum(amount_fen)::bigint
+FROM transactions
+WHERE payer_wallet = ANY($2::text[]) AND kind = 'interbank_out' AND status = 'processing'
+GROUP BY payer_wallet"""
+
+# Everything a batch writes, in one statement. A repeated instruction is skipped by the
+# unique key and missing from the answer: the caller then rolls the whole batch back.
+_WRITE = """
+WITH t AS (
+    INSERT INTO transactions (txn_id, kind, signer, instruction_id, digest, status, code,
+                              amount_fen, expires_ms, created_ms, updated_ms, result,
+                              payer_wallet, payee_wallet, memo, order_id)
+    SELECT u.txn_id, 'payment', u.signer, u.iid, u.digest, u.status, u.code, u.amount,
+           u.expires, u.created, u.created, u.result, u.payer, u.payee, u.memo, u.order_id
+    FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                $7::bigint[], $8::bigint[], $9::bigint[], $10::text[], $11::text[],
+                $12::text[], $13::text[], $14::text[])
+         AS u(txn_id, signer, iid, digest, status, code, amount, expires, created, result,
+              payer, payee, memo, order_id)
+    ON CONFLICT (signer, instruction_id) DO NOTHING
+    RETURNING txn_id),
+p AS (
+    INSERT INTO postings (txn_id, account, amount_fen)
+    SELECT * FROM unnest($15::bigint[], $16::text[], $17::bigint[])),
+w AS (
+    UPDATE wallets SET balance_fen = u.balance, day = u.day, spent_today_fen = u.spent
+    FROM unnest($18::text[], $19::bigint[], $20::int[], $21::bigint[])
+         AS u(wallet_id, balance, day, spent)
+    WHERE wallets.wallet_id = u.wallet_id),
+c AS (
+    INSERT INTO wallet_credits (wallet_id, amount_fen)
+    SELECT * FROM unnest($22::text[], $23::bigint[])),
+o AS (
+    UPDATE orders SET status = 'paid', payer_wallet = u.payer, updated_ms = u.at,
+                      paid_txn_id = u.txn_id
+    FROM unnest($24::text[], $25::text[], $26::bigint[], $27::bigint[])
+         AS u(order_id, payer, at, txn_id)
+    WHERE orders.order_id = u.order_id),
+h AS (
+    INSERT INTO webhook_deliveries (merchant_wallet, txn_id, event, url, status, attempts,
+                                    next_attempt_ms, created_ms)
+    SELECT u.merchant, u.txn_id, u.event, u.url, 'pending', 0, u.at, u.at
+    FROM unnest($28::text[], $29::bigint[], $30::text[], $31::text[], $32::bigint[])
+         AS u(merchant, txn_id, event, url, at))
+SELECT txn_id FROM t"""
+
+_INSERT_ORDERS = """
+INSERT INTO orders (order_id, merchant_wallet, reference, description, amount_fen, status,
+                    refunded_fen, created_ms, expires_ms, updated_ms)
+SELECT u.order_id, u.merchant, u.reference, u.description, u.amount, 'created', 0, u.created,
+       u.expires, u.created
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[],
+            $7::bigint[]) AS u(order_id, merchant, reference, description, amount, created, expires)
+ON CONFLICT DO NOTHING
+RETURNING order_id"""
+
+_WALLET_BY = "SELECT wallet_id, key_id, public_key, kind, merchant_name, mcc, city FROM wallets WHERE "
+
+
+class Batcher:
+    """Group commit: whatever has queued while the previous batch was in the database goes
+    in the next one. No fixed wait: under light load a batch is one item and adds nothing;
+    under heavy load batches grow by themselves. `concurrency` batches run at once."""
+
+    def __init__(self, run, *, concurrency: int, max_items: int, name: str) -> None:
+        self._run, self._max = run, max_items
+        self._queue: asyncio.Queue = asyncio.Queue()
+        self._tasks = [asyncio.get_running_loop().create_task(self._loop(), name=f"{name}-{i}")
+                       for i in range(concurrency)]
+        self.batches = self.items = 0
+
+    async def submit(self, item: Any) -> None:
+        await self._queue.put(item)
+
+    async def _loop(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._max and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            self.batches += 1
+            self.items += len(batch)
+            try:
+                await self._run(batch)
+            except asyncio.CancelledError:
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(_Fallback())
+                raise
+            except Exception:  # noqa: BLE001 - a batch's failure is its items' fallback
+                log.exception("batch of %d failed; its items go the standard way", len(batch))
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(_Fallback())
+
+    async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if not item.future.done():
+                item.future.set_exception(_Fallback())
+
+
+@dataclass(slots=True)
+class _NewOrder:
+    values: tuple
+    future: asyncio.Future
+
+
+class FastPath:
+    """Same-bank payments and orders with group commit, over a pool of its own (asyncpg, no
+    pre-ping). Each public method has the contract of the `Bank`, `MerchantDesk` or
+    `Charges` method it stands in for."""
+
+    def __init__(self, bank, desk=None, charges=None, *, pool=None, concurrency: int = 2,
+                 max_batch: int = MAX_BATCH) -> None:
+        self.bank, self.desk, self.charges = bank, desk, charges
+        self.pool = pool
+        self._concurrency, self._max_batch = concurrency, max_batch
+        self._by_key: OrderedDict[str, Identity] = OrderedDict()
+        self._by_id: OrderedDict[str, Identity] = OrderedDict()
+        self._background: set[asyncio.Task] = set()
+        self.payments: Batcher | None = None
+        self.orders: Batcher | None = None
+
+    @classmethod
+    async def start(cls, bank, desk=None, charges=None, *, concurrency: int = 2,
+                    pool_size: int | None = None) -> FastPath:
+        """A fast path for `bank`; on anything but PostgreSQL it only delegates to `Bank`."""
+        fast = cls(bank, desk, charges, concurrency=concurrency)
+        url = bank.engine.url
+        if url.get_backend_name() != "postgresql":
+            log.warning("fast path off: it needs PostgreSQL, not %s", url.get_backend_name())
+            return fast
+        import asyncpg
+
+        dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        size = pool_size or concurrency + 2
+        fast.pool = await asyncpg.create_pool(dsn, min_size=min(2, size), max_size=size)
+        fast.payments = Batcher(fast._run_payments, concurrency=concurrency,
+                                max_items=fast._max_batch, name="pay-batch")
+        fast.orders = Batcher(fast._run_orders, concurrency=1, max_items=fast._max_batch,
+                              name="order-batch")
+        return fast
+
+    async def aclose(self) -> None:
+        for batcher in (self.payments, self.orders):
+            if batcher is not None:
+                await batcher.aclose()
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        if self.pool is not None:
+            await self.pool.close()
+
+    @property
+    def on(self) -> bool:
+        return self.pool is not None
+
+    # --- who signed: keys never change owner, so they are looked up once ----------------
+
+    def _remember(self, ident: Identity) -> Identity:
+        for cache, key in ((self._by_key, ident.key_id), (self._by_id, ident.wallet_id)):
+            cache[key] = ident
+            if len(cache) > IDENTITY_CACHE_SIZE:
+                cache.popitem(last=False)
+        return ident
+
+    async def _identity(self, column: str, value: str) -> Identity | None:
+        cache = self._by_key if column == "key_id" else self._by_id
+        ident = cache.get(value)
+        if ident is not None:
+            return ident
+        row = await self.pool.fetchrow(_WALLET_BY + f"{column} = $1", value)
+        if row is None:
+            return None
+        return self._remember(Identity(row["wallet_id"], row["key_id"],
+                                       PublicKey.from_text(row["public_key"]), row["kind"],
+                                       row["merchant_name"], row["mcc"], row["city"]))
+
+    async def _signed(self, raw: object, expected_type: str, wallet_field: str):
+        """`Bank._signed_by_wallet`, with the key from the cache."""
+        env = Envelope.parse(raw)
+        wallet = await self._identity("key_id", env.signer)
+        if wallet is None:
+            raise RailError("unknown_key", "the signer is not a wallet key of this bank")
+        envelope.verify(env, wallet.public_key, expected_type=expected_type, check_expiry=False)
+        if env.body.get(wallet_field) != wallet.wallet_id:
+            raise RailError("wrong_key", f"{wallet_field} is not the signing wallet")
+        return env, wallet
+
+    # --- payments ------------------------------------------------------------------------
+
+    async def pay(self, raw: object) -> dict:
+        """`Bank.pay`: a payment signed by the payer's wallet."""
+        from bank.services import PAY, check_wallet_id, wallet_bank
+
+        if not self.on:
+            return await self.bank.pay(raw)
+        env, payer = await self._signed(raw, PAY, "payer_wallet")
+        body = env.body
+        payee_id = check_wallet_id(body.get("payee_wallet"), "payee_wallet")
+        amount = parse_fen(body.get("amount_fen"))
+        memo = body.get("memo")
+        if memo is not None and (not isinstance(memo, str) or len(memo) > 140):
+            raise RailError("invalid_field", "memo must be a string of at most 140 characters")
+        order_id = body.get("order_id")
+        if order_id is not None and (not isinstance(order_id, str) or not 1 <= len(order_id) <= 25):
+            raise RailError("invalid_field", "order_id must be 1-25 characters")
+        if payee_id == payer.wallet_id:
+            raise RailError("self_payment")
+        if wallet_bank(payee_id) != self.bank.bank_id:
+            return await self.bank.pay(raw)
+        return await self._pay(env, payer.wallet_id, payee_id, amount, memo, order_id, True,
+                               lambda: self.bank.pay(raw))
+
+    async def pay_as(self, env: Envelope, payer: Any, payee_id: str, amount: int, *,
+                     memo: str | None = None, hook=None) -> dict:
+        """`Bank.pay_as`: a payment authorised by another instruction (a payment code)."""
+        from bank.services import Bank, wallet_bank
+
+        standard = lambda: Bank.pay_as(self.bank, env, payer, payee_id, amount,  # noqa: E731
+                                       memo=memo, hook=hook)
+        if not self.on or hook is not None:
+            return await standard()
+        if payee_id == payer.wallet_id:
+            raise RailError("self_payment")
+        if wallet_bank(payee_id) != self.bank.bank_id:
+            return await standard()
+        return await self._pay(env, payer.wallet_id, payee_id, amount, memo, None, False,
+                               standard)
+
+    async def _pay(self, env: Envelope, payer_id: str, payee_id: str, amount: int,
+                   memo: str | None, order_id: str | None, refusal_has_order: bool,
+                   standard) -> dict:
+        """`Bank._execute` + `Bank._pay_here`, batched."""
+        try:
+            check_live(env)
+        except RailError:
+            return await standard()    # known: the first outcome, or `replayed` / `expired`
+        hot = self.bank.hot
+        if hot.rate_per_s > 0:         # with the rate limit off, the unique key alone suffices
+            allowed, seen = await hot.admit(payer_id, env.signer, env.id,
+                                            env.expires_ms - now_ms(), now_ms())
+            if not allowed:
+                raise RailError("rate_limited")
+            if seen:
+                cached = await hot.recall(env.signer, env.id)
+                if cached is not None:
+                    if cached["digest"] != env.digest():
+                        raise RailError("instruction_id_reused")
+                    return {**cached["outcome"], "repeated": True}
+        item = _Payment(env, payer_id, payee_id, amount, memo, order_id, refusal_has_order,
+                        asyncio.get_running_loop().create_future())
+        await self.payments.submit(item)
+        try:
+            return await asyncio.shield(item.future)
+        except _Fallback:
+            return await standard()
+
+    async def _run_payments(self, batch: list[_Payment]) -> None:
+        seen: set[tuple[str, str]] = set()
+        for item in batch:   # the same instruction twice at once: the second waits its turn
+            item.fallback = item.key in seen
+            seen.add(item.key)
+        live = [item for item in batch if not item.fallback]
+        async with self.pool.acquire() as conn:
+            for _attempt in range(3):
+                if not live:
+                    break
+                try:
+                    async with conn.transaction():
+                        plan = await self._decide(conn, live)
+                        written = await self._write(conn, plan)
+                        missing = [i for i in plan.written if i.key not in written]
+                        if missing:       # repeats of committed instructions: not here
+                            raise _Repeats(missing, written)
+                except _Repeats as repeats:
+                    for item in repeats.items:
+                        item.fallback = True
+                    live = [i for i in live if not i.fallback]
+                    continue
+                for item in plan.written:
+                    txn = written[item.key]
+                    if item.error is None:
+                        item.outcome = {**item.outcome, "payment_id": f"P{txn}",
+                                        "created_ms": item.at}
+                break
+            else:
+                for item in live:
+                    item.fallback = True
+        events = []
+        for item in batch:
+            if item.future.done():
+                continue
+            if item.fallback or (item.outcome is None and item.error is None):
+                item.future.set_exception(_Fallback())
+            elif item.error is not None:
+                item.future.set_exception(item.error)
+            else:
+                item.future.set_result(item.outcome)
+                event = {"event": "payment.received", "amount_fen": item.amount,
+                         "payment_id": item.outcome["payment_id"]}
+                if item.refusal_has_order:
+                    event["order_id"] = item.order_id
+                events.append((item.payee_id, event))
+        if events:
+            self._publish(events)
+
+    async def _decide(self, conn, batch: list[_Payment]) -> _Plan:
+        """Lock, then ask the domain about each payment in turn; nothing written yet."""
+        limits = self.bank.limits
+        at = now_ms()
+        order_ids = sorted({i.order_id for i in batch if i.order_id is not None})
+        order_rows = {r["order_id"]: dict(r) for r in await conn.fetch(_LOCK_ORDERS, order_ids)} \
+            if order_ids else {}
+        payers = sorted({i.payer_id for i in batch})
+        payees = sorted({i.payee_id for i in batch})
+        capped = sorted(c for c, lim in limits.items() if lim.balance_cap_fen is not None)
+        rows = await conn.fetch(_LOCK_WALLETS, payers, payees, capped)
+        states: dict[str, WalletState] = {}
+        unlocked: dict[str, Any] = {}
+        for r in rows:
+            if r["locked"]:
+                states[r["wallet_id"]] = WalletState(
+                    r["wallet_id"], r["status"], r["kyc_class"], r["balance_fen"] + r["folded"],
+                    r["day"], r["spent_today_fen"], r["topup_on_use"], r["deposit_account"])
+            else:
+                unlocked[r["wallet_id"]] = r
+        plan = _Plan()
+        for item in batch:
+            item.at, item.outcome, item.error = at, None, None
+            payer = states.get(item.payer_id)
+            if payer is None:                 # cannot happen: the key named it; be safe
+                item.fallback = True
+                continue
+            try:
+                if item.order_id is not None:
+                    row = order_rows.get(item.order_id)
+                    if row is None:
+                        raise RailError("unknown_order")
+                    orders.check_payable(orders.OrderState(
+                        row["order_id"], row["merchant_wallet"], row["amount_fen"],
+                        row["status"], row["expires_ms"]), item.payee_id, item.amount, at)
+                if item.payee_id in states:
+                    payee = states[item.payee_id]
+                elif item.payee_id in unlocked:
+                    r = unlocked[item.payee_id]
+                    payee = WalletState(r["wallet_id"], r["status"], r["kyc_class"], 0, 0, 0,
+                                        r["topup_on_use"], r["deposit_account"])
+                else:
+                    raise RailError("unknown_wallet", f"no wallet {item.payee_id} at this bank")
+                if payer.topup_on_use and payer.deposit_account \
+                        and payer.balance_fen < item.amount:
+                    item.fallback = True      # would pull from the deposit account
+                    continue
+                debit = plan_debit(payer, limits[payer.kyc_class], item.amount, at, 0)
+                payee_locked = item.payee_id in states
+                capped_payee = limits[payee.kyc_class].balance_cap_fen is not None
+                credit = plan_credit(payee if (payee_locked and capped_payee) else
+                                     _unlocked_view(payee), limits[payee.kyc_class], item.amount)
+                if credit.swept_to_deposit_fen:
+                    item.fallback = True      # would sweep past the cap to the deposit account
+                    continue
+            except RailError as refusal:
+                item.error = refusal
+                self._add_txn(plan, item, REJECTED, refusal.code,
+                              {"status": REJECTED, "code": refusal.code})
+                continue
+            payer.balance_fen, payer.day = debit.balance_after_fen, debit.day
+            payer.spent_today_fen = debit.spent_today_after_fen
+            result = {"status": SETTLED, "amount_fen": item.amount, "payer_wallet": item.payer_id,
+                      "payee_wallet": item.payee_id, "balance_after_fen": payer.balance_fen,
+                      "pulled_from_deposit_fen": 0, "swept_to_deposit_fen": 0}
+            if item.order_id is not None:
+                result["order_id"] = item.order_id
+                order_rows[item.order_id]["status"] = orders.PAID
+                for name, value in (("order_id", item.order_id), ("payer", item.payer_id),
+                                    ("at", at), ("signer", item.env.signer),
+                                    ("iid", item.env.id)):
+                    plan.paid_orders[name].append(value)
+            if payee_locked:
+                payee.balance_fen += credit.to_wallet_fen
+            elif credit.to_wallet_fen:
+                plan.credits["wallet"].append(item.payee_id)
+                plan.credits["amount"].append(credit.to_wallet_fen)
+            for posting in ledger.payment(item.payer_id, None, debit, item.payee_id, None,
+                                          CreditPlan(credit.to_wallet_fen, 0)):
+                plan.postings["signer"].append(item.env.signer)
+                plan.postings["iid"].append(item.env.id)
+                plan.postings["account"].append(posting.account)
+                plan.postings["amount"].append(posting.amount_fen)
+            item.outcome = result
+            self._add_txn(plan, item, SETTLED, None, result)
+        plan.wallets = states   # every locked wallet is written back: its credits were folded
+        return plan
+
+    def _add_txn(self, plan: _Plan, item: _Payment, status: str, code: str | None,
+                 result: dict) -> None:
+        order_id = item.order_id if (status == SETTLED or item.refusal_has_order) else None
+        values = (item.env.signer, item.env.id, item.env.digest(), status, code, item.amount,
+                  item.env.expires_ms, item.at, orjson.dumps(result).decode(), item.payer_id,
+                  item.payee_id, item.memo, order_id)
+        for name, value in zip(_TXN_COLUMNS, values):
+            plan.txn[name].append(value)
+        plan.written.append(item)
+
+    async def _write(self, conn, plan: _Plan) -> dict[tuple[str, str], int]:
+        wallets = list(plan.wallets.values())
+        rows = await conn.fetch(
+            _WRITE, *(plan.txn[k] for k in _TXN_COLUMNS),
+            *(plan.postings[k] for k in ("signer", "iid", "account", "amount")),
+            [w.wallet_id for w in wallets], [w.balance_fen for w in wallets],
+            [w.day for w in wallets], [w.spent_today_fen for w in wallets],
+            plan.credits["wallet"], plan.credits["amount"],
+            *(plan.paid_orders[k] for k in ("order_id", "payer", "at", "signer", "iid")))
+        return {(r["signer"], r["instruction_id"]): r["txn_id"] for r in rows}
+
+    def _publish(self, events: list[tuple[str, dict]]) -> None:
+        """`Bank._notify` for a whole batch: one Redis pipeline, after commit, best effort."""
+        hot = self.bank.hot
+        at = now_ms()
+
+        async def send() -> None:
+            try:
+                async with hot.redis.pipeline(transaction=False) as pipe:
+                    for wallet_id, event in events:
+                        event = {**event, "wallet_id": wallet_id, "at_ms": at}
+                        streams = [f"wallet:{wallet_id}"]
+                        if event.get("order_id"):
+                            streams.append(f"order:{event['order_id']}")
+                        data = {"event": orjson.dumps(event)}
+                        for stream in streams:
+                            pipe.xadd(f"{hot.prefix}:events:{stream}", data, maxlen=1000,
+                                      approximate=True)
+                    await pipe.execute()
+            except Exception as exc:  # noqa: BLE001 - notifications are best effort
+                log.warning("notifications not published: %r", exc)
+
+        task = asyncio.get_running_loop().create_task(send())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # --- orders --------------------------------------------------------------------------
+
+    async def create_order(self, raw: object) -> dict:
+        """`MerchantDesk.create_order`: an order and its dynamic QR, inserted in a batch."""
+        from bank.merchants import CREATE_ORDER
+
+        if not self.on or self.desk is None:
+            return await self.desk.create_order(raw)
+        env, merchant = await self._signed(raw, CREATE_ORDER, "merchant_wallet")
+        check_live(env)
+        if merchant.kind != MERCHANT:
+            raise RailError("not_a_merchant")
+        body = env.body
+        amount = parse_fen(body.get("amount_fen"))
+        reference = body.get("reference")
+        if not isinstance(reference, str) or not 1 <= len(reference) <= 64:
+            raise RailError("invalid_field", "reference must be 1-64 characters")
+        description = body.get("description")
+        if description is not None and (not isinstance(description, str) or len(description) > 140):
+            raise RailError("invalid_field", "description must be at most 140 characters")
+        ttl_ms = body.get("ttl_ms", orders.DEFAULT_ORDER_TTL_MS)
+        if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, int) \
+                or not 1_000 <= ttl_ms <= orders.MAX_ORDER_TTL_MS:
+            raise RailError("invalid_field", "ttl_ms must be 1 s to 24 h in milliseconds")
+        at = now_ms()
+        order_id = "O" + secrets.token_hex(8)
+        item = _NewOrder((order_id, merchant.wallet_id, reference, description, amount, at,
+                          at + ttl_ms), asyncio.get_running_loop().create_future())
+        await self.orders.submit(item)
+        try:
+            await asyncio.shield(item.future)
+        except _Fallback:   # the reference was used before (or the id drawn twice)
+            return await self.desk.create_order(raw)
+        return {
+            "order_id": order_id, "merchant_wallet": merchant.wallet_id,
+            "merchant_name": merchant.merchant_name, "merchant_city": merchant.city,
+            "amount_fen": amount, "reference": reference, "description": description,
+            "refunded_fen": 0,
+            "status": orders.effective_status(orders.OrderState(
+                order_id, merchant.wallet_id, amount, orders.CREATED, at + ttl_ms), now_ms()),
+            "created_ms": at, "expires_ms": at + ttl_ms, "payment_id": None,
+            "qr_payload": qr.encode(qr.MerchantQR(
+                dynamic=True, bank_id=self.bank.bank_id, merchant_id=merchant.wallet_id,
+                mcc=merchant.mcc, merchant_name=merchant.merchant_name,
+                merchant_city=merchant.city, amount_fen=amount, order_id=order_id)),
+        }
+
+    async def _run_orders(self, batch: list[_NewOrder]) -> None:
+        columns = list(zip(*(item.values for item in batch)))
+        rows = await self.pool.fetch(_INSERT_ORDERS, *columns)
+        inserted = {r["order_id"] for r in rows}
+        for item in batch:
+            if item.values[0] in inserted:
+                item.future.set_result(None)
+            else:
+                item.future.set_exception(_Fallback())
+
+    # --- payment codes -------------------------------------------------------------------
+
+    async def charge_code(self, raw: object) -> dict:
+        """`Charges.charge_code` for a code of this bank's wallet; other banks' codes go the
+        standard way (forwarded to the payer's bank)."""
+        from bank.charges import CHARGE_CODE
+        from bank.services import wallet_bank
+
+        if not self.on or self.charges is None:
+            return await self.charges.charge_code(raw)
+        env, merchant = await self._signed(raw, CHARGE_CODE, "merchant_wallet")
+        check_live(env)
+        if merchant.kind != MERCHANT:
+            raise RailError("not_a_merchant")
+        code = read_code(env.body.get("code"))
+        amount = parse_fen(env.body.get("amount_fen"))
+        if wallet_bank(code.body["payer_wallet"]) != self.bank.bank_id:
+            return await self.charges.charge_code(raw)
+        payer = await self._identity("wallet_id", code.body["payer_wallet"])
+        if payer is None:
+            raise RailError("unknown_wallet")
+        envelope.verify(code, payer.public_key, check_expiry=False)
+        if amount > self.charges.no_pin_threshold_fen and not code.body["pin_verified"]:
+            raise RailError("pin_required",
+                            f"above {self.charges.no_pin_threshold_fen} fen the code needs the PIN")
+        outcome = await self.pay_as(code, payer, merchant.wallet_id, amount, memo="payment code")
+        if outcome.get("repeated") and (outcome.get("payee_wallet") != merchant.wallet_id
+                                        or outcome.get("amount_fen") != amount):
+            raise RailError("payment_code_used")
+        return outcome
+
+
+class _Repeats(Exception):
+    def __init__(self, items: list[_Payment], written: dict) -> None:
+        self.items, self.written = items, written
+
+
+def _unlocked_view(payee: WalletState) -> WalletState:
+    """An uncapped payee as `Bank._pay_here` sees it unlocked: its status, no balance."""
+    return WalletState(payee.wallet_id, payee.status, payee.kyc_class, 0, 0, 0,
+                       payee.topup_on_use, payee.deposit_account)
+
+
+# --- HTTP: the three routes, placed before the API's own -----------------------------------
+
+async def _pay_route(request):
+    from rail_service.http import JSON, read_json
+
+    return JSON(await request.app.state.fast.pay(await read_json(request)))
+
+
+async def _order_route(request):
+    from rail_service.http import JSON, read_json
+
+    return JSON(await request.app.state.fast.create_order(await read_json(request)),
+                status_code=201)
+
+
+async def _charge_route(request):
+    from rail_service.http import JSON, read_json
+
+    return JSON(await request.app.state.fast.charge_code(await read_json(request)))
+
+
+def fast_routes() -> list:
+    """Plain Starlette routes (no dependency solving, no thread pool) for the batched calls;
+    the API's FastAPI routes of the same paths stay in the OpenAPI page."""
+    from starlette.routing import Route
+
+    return [Route("/v1/payments", _pay_route, methods=["POST"]),
+            Route("/v1/merchant/orders", _order_route, methods=["POST"]),
+            Route("/v1/merchant/charges", _charge_route, methods=["POST"])]
+
+
+def install(app) -> None:
+    """Put the fast path into a bank app made by `bank.app.create_app` (idempotent)."""
+    if getattr(app.state, "fast_path_installed", False):
+        return
+    app.state.fast_path_installed = True
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(a):
+        async with inner(a) as state:
+            a.state.fast = await FastPath.start(a.state.bank, a.state.desk, a.state.charges)
+            try:
+                yield state
+            finally:
+                await a.state.fast.aclose()
+
+    app.router.lifespan_context = lifespan
+    app.router.routes[0:0] = fast_routes()
+
+
+def create_app(settings=None):
+    """`bank.app.create_app` with the fast path installed: what YUANRAIL_BANK_FAST_PATH=1
+    does once wired into bank/app.py; until then, run this factory instead."""
+    from bank.app import create_app as create_bank_app
+
+    app = create_bank_app(settings)
+    install(app)
+    return app
