@@ -82,6 +82,14 @@ class _Fallback(Exception):
     """This payment is for `Bank`: nothing of it was written here."""
 
 
+class _Undo(Exception):
+    """Roll the batch back: these of its payments repeat committed instructions."""
+
+    def __init__(self, items: list) -> None:
+        super().__init__(f"{len(items)} repeated instruction(s)")
+        self.items = items
+
+
 @dataclass(slots=True)
 class _Payment:
     env: Envelope
@@ -93,9 +101,11 @@ class _Payment:
     refusal_has_order: bool          # `pay` records the order id on a refusal; `pay_as` does not
     future: asyncio.Future
     at: int = 0
+    txn_id: int = 0
     outcome: dict | None = None
     error: RailError | None = None
     fallback: bool = False
+    repeat: bool = False             # its (signer, id) is already in the journal
 
     @property
     def key(self) -> tuple[str, str]:
@@ -281,7 +291,6 @@ class FastPath:
         self._concurrency, self._max_batch = concurrency, max_batch
         self._by_key: OrderedDict[str, Identity] = OrderedDict()
         self._by_id: OrderedDict[str, Identity] = OrderedDict()
-        self._background: set[asyncio.Task] = set()
         self.payments: Batcher | None = None
         self.orders: Batcher | None = None
 
@@ -309,8 +318,6 @@ class FastPath:
         for batcher in (self.payments, self.orders):
             if batcher is not None:
                 await batcher.aclose()
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
         if self.pool is not None:
             await self.pool.close()
 
@@ -417,12 +424,18 @@ class FastPath:
         try:
             return await asyncio.shield(item.future)
         except _Fallback:
+            if item.repeat:   # as `Bank` answers a repeat: from the outcome cached in Redis
+                cached = await hot.recall(env.signer, env.id)
+                if cached is not None:
+                    if cached["digest"] != env.digest():
+                        raise RailError("instruction_id_reused") from None
+                    return {**cached["outcome"], "repeated": True}
             return await standard()
 
     async def _run_payments(self, batch: list[_Payment]) -> None:
         seen: set[tuple[str, str]] = set()
         for item in batch:   # the same instruction twice at once: the second waits its turn
-            item.fallback = item.key in seen
+            item.fallback = item.repeat = item.key in seen
             seen.add(item.key)
         live = [item for item in batch if not item.fallback]
         async with self.pool.acquire() as conn:
@@ -433,24 +446,24 @@ class FastPath:
                     async with conn.transaction():
                         plan = await self._decide(conn, live)
                         written = await self._write(conn, plan)
-                        missing = [i for i in plan.written if i.key not in written]
-                        if missing:       # repeats of committed instructions: not here
-                            raise _Repeats(missing, written)
-                except _Repeats as repeats:
-                    for item in repeats.items:
-                        item.fallback = True
+                        repeats = [i for i in plan.written if i.txn_id not in written]
+                        if repeats:
+                            raise _Undo(repeats)
+                except _Undo as undo:
+                    # Repeats of committed instructions: `Bank` answers them. The batch is
+                    # rolled back (nothing of it is kept) and done again without them.
+                    for item in undo.items:
+                        item.fallback = item.repeat = True
                     live = [i for i in live if not i.fallback]
                     continue
-                for item in plan.written:
-                    txn = written[item.key]
-                    if item.error is None:
-                        item.outcome = {**item.outcome, "payment_id": f"P{txn}",
-                                        "created_ms": item.at}
                 break
             else:
                 for item in live:
                     item.fallback = True
-        events = []
+        settled = [i for i in batch if not i.future.done() and not i.fallback
+                   and i.error is None and i.outcome is not None]
+        if settled:
+            await self._after_commit(settled)
         for item in batch:
             if item.future.done():
                 continue
@@ -460,16 +473,10 @@ class FastPath:
                 item.future.set_exception(item.error)
             else:
                 item.future.set_result(item.outcome)
-                event = {"event": "payment.received", "amount_fen": item.amount,
-                         "payment_id": item.outcome["payment_id"]}
-                if item.refusal_has_order:
-                    event["order_id"] = item.order_id
-                events.append((item.payee_id, event))
-        if events:
-            self._publish(events)
 
     async def _decide(self, conn, batch: list[_Payment]) -> _Plan:
-        """Lock, then ask the domain about each payment in turn; nothing written yet."""
+        """Lock, then ask the domain about each payment in turn, as `Bank._pay_here` does;
+        nothing is written yet."""
         limits = self.bank.limits
         at = now_ms()
         order_ids = sorted({i.order_id for i in batch if i.order_id is not None})
@@ -478,19 +485,29 @@ class FastPath:
         payers = sorted({i.payer_id for i in batch})
         payees = sorted({i.payee_id for i in batch})
         capped = sorted(c for c, lim in limits.items() if lim.balance_cap_fen is not None)
-        rows = await conn.fetch(_LOCK_WALLETS, payers, payees, capped)
         states: dict[str, WalletState] = {}
         unlocked: dict[str, Any] = {}
-        for r in rows:
+        hooks: dict[str, str | None] = {}
+        for r in await conn.fetch(_LOCK_WALLETS, payers, payees, capped):
+            hooks[r["wallet_id"]] = r["webhook_url"]
             if r["locked"]:
                 states[r["wallet_id"]] = WalletState(
                     r["wallet_id"], r["status"], r["kyc_class"], r["balance_fen"] + r["folded"],
                     r["day"], r["spent_today_fen"], r["topup_on_use"], r["deposit_account"])
             else:
                 unlocked[r["wallet_id"]] = r
-        plan = _Plan()
+        capped_payees = [w for w in payees if w in states]
+        ids: list[int] = []
+        pending: dict[str, int] = {}
+        for r in await conn.fetch(_IDS_AND_PENDING, len(batch), capped_payees):
+            if r["wallet_id"] is None:
+                ids.append(r["value"])
+            else:
+                pending[r["wallet_id"]] = r["value"]
+        ids.sort(reverse=True)
+        plan = _Plan(wallets=states)   # every locked wallet is written back: credits folded
         for item in batch:
-            item.at, item.outcome, item.error = at, None, None
+            item.at, item.outcome, item.error, item.txn_id = at, None, None, 0
             payer = states.get(item.payer_id)
             if payer is None:                 # cannot happen: the key named it; be safe
                 item.fallback = True
@@ -517,17 +534,25 @@ class FastPath:
                     continue
                 debit = plan_debit(payer, limits[payer.kyc_class], item.amount, at, 0)
                 payee_locked = item.payee_id in states
-                capped_payee = limits[payee.kyc_class].balance_cap_fen is not None
-                credit = plan_credit(payee if (payee_locked and capped_payee) else
-                                     _unlocked_view(payee), limits[payee.kyc_class], item.amount)
+                if payee_locked and limits[payee.kyc_class].balance_cap_fen is not None:
+                    seen_by_rules = WalletState(
+                        payee.wallet_id, payee.status, payee.kyc_class, payee.balance_fen,
+                        payee.day, payee.spent_today_fen, payee.topup_on_use,
+                        payee.deposit_account, pending.get(payee.wallet_id, 0))
+                else:   # as `Bank` sees an uncapped payee: unlocked, no balance
+                    seen_by_rules = WalletState(payee.wallet_id, payee.status, payee.kyc_class,
+                                                0, 0, 0, payee.topup_on_use,
+                                                payee.deposit_account)
+                credit = plan_credit(seen_by_rules, limits[payee.kyc_class], item.amount)
                 if credit.swept_to_deposit_fen:
                     item.fallback = True      # would sweep past the cap to the deposit account
                     continue
             except RailError as refusal:
                 item.error = refusal
-                self._add_txn(plan, item, REJECTED, refusal.code,
+                self._add_txn(plan, item, ids.pop(), REJECTED, refusal.code,
                               {"status": REJECTED, "code": refusal.code})
                 continue
+            txn = ids.pop()
             payer.balance_fen, payer.day = debit.balance_after_fen, debit.day
             payer.spent_today_fen = debit.spent_today_after_fen
             result = {"status": SETTLED, "amount_fen": item.amount, "payer_wallet": item.payer_id,
@@ -536,10 +561,16 @@ class FastPath:
             if item.order_id is not None:
                 result["order_id"] = item.order_id
                 order_rows[item.order_id]["status"] = orders.PAID
-                for name, value in (("order_id", item.order_id), ("payer", item.payer_id),
-                                    ("at", at), ("signer", item.env.signer),
-                                    ("iid", item.env.id)):
+                for name, value in zip(_ORDER_COLUMNS, (item.order_id, item.payer_id, at, txn)):
                     plan.paid_orders[name].append(value)
+            url = hooks.get(item.payee_id)
+            if url:   # `Bank._queue_webhook`: queued in the payment's own transaction
+                body = {"event": "payment.received", "payment_id": f"P{txn}",
+                        "amount_fen": item.amount, "status": SETTLED, "order_id": item.order_id,
+                        "at_ms": at}
+                for name, value in zip(_HOOK_COLUMNS, (item.payee_id, txn,
+                                                       orjson.dumps(body).decode(), url, at)):
+                    plan.hooks[name].append(value)
             if payee_locked:
                 payee.balance_fen += credit.to_wallet_fen
             elif credit.to_wallet_fen:
@@ -547,60 +578,65 @@ class FastPath:
                 plan.credits["amount"].append(credit.to_wallet_fen)
             for posting in ledger.payment(item.payer_id, None, debit, item.payee_id, None,
                                           CreditPlan(credit.to_wallet_fen, 0)):
-                plan.postings["signer"].append(item.env.signer)
-                plan.postings["iid"].append(item.env.id)
-                plan.postings["account"].append(posting.account)
-                plan.postings["amount"].append(posting.amount_fen)
-            item.outcome = result
-            self._add_txn(plan, item, SETTLED, None, result)
-        plan.wallets = states   # every locked wallet is written back: its credits were folded
+                for name, value in zip(_POSTING_COLUMNS, (txn, posting.account,
+                                                          posting.amount_fen)):
+                    plan.postings[name].append(value)
+            item.outcome = {**result, "payment_id": f"P{txn}", "created_ms": at}
+            self._add_txn(plan, item, txn, SETTLED, None, result)
         return plan
 
-    def _add_txn(self, plan: _Plan, item: _Payment, status: str, code: str | None,
+    def _add_txn(self, plan: _Plan, item: _Payment, txn: int, status: str, code: str | None,
                  result: dict) -> None:
+        """The transaction row `Bank` writes: `_txn_values`, or `_refusal_row` for a refusal."""
+        item.txn_id = txn
         order_id = item.order_id if (status == SETTLED or item.refusal_has_order) else None
-        values = (item.env.signer, item.env.id, item.env.digest(), status, code, item.amount,
-                  item.env.expires_ms, item.at, orjson.dumps(result).decode(), item.payer_id,
-                  item.payee_id, item.memo, order_id)
+        values = (txn, item.env.signer, item.env.id, item.env.digest(), status, code,
+                  item.amount, item.env.expires_ms, item.at, orjson.dumps(result).decode(),
+                  item.payer_id, item.payee_id, item.memo, order_id)
         for name, value in zip(_TXN_COLUMNS, values):
             plan.txn[name].append(value)
         plan.written.append(item)
 
-    async def _write(self, conn, plan: _Plan) -> dict[tuple[str, str], int]:
+    async def _write(self, conn, plan: _Plan) -> set[int]:
         wallets = list(plan.wallets.values())
         rows = await conn.fetch(
             _WRITE, *(plan.txn[k] for k in _TXN_COLUMNS),
-            *(plan.postings[k] for k in ("signer", "iid", "account", "amount")),
+            *(plan.postings[k] for k in _POSTING_COLUMNS),
             [w.wallet_id for w in wallets], [w.balance_fen for w in wallets],
             [w.day for w in wallets], [w.spent_today_fen for w in wallets],
             plan.credits["wallet"], plan.credits["amount"],
-            *(plan.paid_orders[k] for k in ("order_id", "payer", "at", "signer", "iid")))
-        return {(r["signer"], r["instruction_id"]): r["txn_id"] for r in rows}
+            *(plan.paid_orders[k] for k in _ORDER_COLUMNS),
+            *(plan.hooks[k] for k in _HOOK_COLUMNS))
+        return {r["txn_id"] for r in rows}
 
-    def _publish(self, events: list[tuple[str, dict]]) -> None:
-        """`Bank._notify` for a whole batch: one Redis pipeline, after commit, best effort."""
+    async def _after_commit(self, settled: list[_Payment]) -> None:
+        """What `Bank` does after a payment commits, for a whole batch in one Redis pipeline:
+        cache each outcome for repeats (`HotState.remember`), then publish the live
+        notifications (`Bank._notify`). Best effort, as there: Redis holds nothing that
+        cannot be rebuilt."""
         hot = self.bank.hot
         at = now_ms()
-
-        async def send() -> None:
-            try:
-                async with hot.redis.pipeline(transaction=False) as pipe:
-                    for wallet_id, event in events:
-                        event = {**event, "wallet_id": wallet_id, "at_ms": at}
-                        streams = [f"wallet:{wallet_id}"]
-                        if event.get("order_id"):
-                            streams.append(f"order:{event['order_id']}")
-                        data = {"event": orjson.dumps(event)}
-                        for stream in streams:
-                            pipe.xadd(f"{hot.prefix}:events:{stream}", data, maxlen=1000,
-                                      approximate=True)
-                    await pipe.execute()
-            except Exception as exc:  # noqa: BLE001 - notifications are best effort
-                log.warning("notifications not published: %r", exc)
-
-        task = asyncio.get_running_loop().create_task(send())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        try:
+            async with hot.redis.pipeline(transaction=False) as pipe:
+                for item in settled:
+                    pipe.set(f"{hot.prefix}:done:{item.env.signer}:{item.env.id}",
+                             orjson.dumps({"digest": item.env.digest(), "outcome": item.outcome}),
+                             px=max(item.env.expires_ms - at, 1))
+                for item in settled:
+                    event = {"event": "payment.received", "amount_fen": item.amount,
+                             "payment_id": item.outcome["payment_id"]}
+                    if item.refusal_has_order:
+                        event["order_id"] = item.order_id
+                    event = {**event, "wallet_id": item.payee_id, "at_ms": at}
+                    data = {"event": orjson.dumps(event)}
+                    pipe.xadd(f"{hot.prefix}:events:wallet:{item.payee_id}", data, maxlen=1000,
+                              approximate=True)
+                    if event.get("order_id"):
+                        pipe.xadd(f"{hot.prefix}:events:order:{event['order_id']}", data,
+                                  maxlen=1000, approximate=True)
+                await pipe.execute(raise_on_error=False)
+        except Exception as exc:  # noqa: BLE001 - Redis down: the database still has it all
+            log.warning("outcomes not cached, notifications not published: %r", exc)
 
     # --- orders --------------------------------------------------------------------------
 
@@ -689,17 +725,6 @@ class FastPath:
                                         or outcome.get("amount_fen") != amount):
             raise RailError("payment_code_used")
         return outcome
-
-
-class _Repeats(Exception):
-    def __init__(self, items: list[_Payment], written: dict) -> None:
-        self.items, self.written = items, written
-
-
-def _unlocked_view(payee: WalletState) -> WalletState:
-    """An uncapped payee as `Bank._pay_here` sees it unlocked: its status, no balance."""
-    return WalletState(payee.wallet_id, payee.status, payee.kyc_class, 0, 0, 0,
-                       payee.topup_on_use, payee.deposit_account)
 
 
 # --- HTTP: the three routes, placed before the API's own -----------------------------------

@@ -676,6 +676,15 @@ class Bank:
         async with self.engine.begin() as conn:
             row = await sql.transaction_by_id(conn, txn_id)
             at = now_ms()
+            payer = None
+            if status == REJECTED and row.status == PROCESSING:
+                # Take the locks in the order every other path takes them (the refunded
+                # payment, then the wallet, then the row), or a retry of this very
+                # payment waiting on its row would deadlock with us.
+                if row.refund_of is not None:
+                    await conn.execute(sa.select(t.transactions.c.txn_id).where(
+                        t.transactions.c.txn_id == row.refund_of).with_for_update())
+                _wrow, payer = await sql.lock_wallet(conn, row.payer_wallet)
             if not await sql.set_transaction_status(conn, txn_id, from_status=PROCESSING,
                                                     to_status=status, now_ms=at, code=code):
                 return
@@ -692,7 +701,6 @@ class Bank:
                     await self._unbook_refund(conn, row.refund_of, row.amount_fen, at)
                 # The balance cap counted this payment while it was in flight (see
                 # `lock_wallet(for_credit=True)`), so the money always fits back in.
-                _wrow, payer = await sql.lock_wallet(conn, row.payer_wallet)
                 payer.balance_fen += row.amount_fen
                 if payer.day == china_day(row.created_ms):
                     payer.spent_today_fen = max(payer.spent_today_fen - row.amount_fen, 0)
@@ -824,6 +832,7 @@ class Bank:
                 async with self.engine.connect() as conn:
                     row = await sql.transaction_by_transfer(conn, transfer_id)
                 return row.code if row.status == REJECTED else None
+            crash_point("bank.interbank_in.after_refusal")
             return refusal.code
         crash_point("bank.interbank_in.after_credit")
         self._notify(payee_id, {"event": "payment.received", "payment_id": f"P{txn}",
