@@ -94,15 +94,18 @@ class Central:
     async def _register(self, bank_id: str, name: str, url: str | None,
                         public_key: PublicKey) -> dict:
         async with self.engine.begin() as conn:
-            existing = await sql.find_bank(conn, bank_id)
-            if existing is not None:
-                if existing.key_id != public_key.key_id:
-                    raise RailError("bank_key_conflict")
+            # Each read may see a registration that committed after the one before it, so
+            # every branch decides on the row it read itself.
+            for existing in (await sql.find_bank_by_key(conn, public_key.key_id),
+                             await sql.find_bank(conn, bank_id)):
+                if existing is None:
+                    continue
+                if existing.bank_id != bank_id or existing.key_id != public_key.key_id:
+                    raise RailError("bank_key_conflict",
+                                    "the bank or the key is registered with another")
                 if url is not None and url != existing.url:
                     await sql.set_bank_url(conn, bank_id, url)
                 return orjson.loads(existing.certificate)
-            if await sql.find_bank_by_key(conn, public_key.key_id) is not None:
-                raise RailError("bank_key_conflict", "that key already belongs to another bank")
             certificate = sign_statement(self.key, {
                 "type": "central.bank_certificate", "bank_id": bank_id, "name": name,
                 "public_key": public_key.to_text(), "key_id": public_key.key_id,
