@@ -46,6 +46,7 @@ async def identity(bank: BankDep) -> dict:
     """Who this bank node is, its key and its wallet classes' limits."""
     return {"bank_id": bank.bank_id, "name": bank.name, "key_id": bank.key.key_id,
             "public_key": bank.key.public_key.to_text(),
+            "no_pin_threshold_fen": bank.no_pin_threshold_fen,
             "classes": [limits.to_dict() for _, limits in sorted(bank.limits.items())]}
 
 

@@ -58,6 +58,7 @@ def create_app(settings: BankSettings | None = None, bank: Bank | None = None) -
         node = bank or build_bank(settings)
         await node.start()
         app.state.bank = node
+        node.no_pin_threshold_fen = settings.no_pin_threshold_fen
         app.state.desk = desk = MerchantDesk(node)
         app.state.charges = Charges(node, no_pin_threshold_fen=settings.no_pin_threshold_fen,
                                     transport=node.peer_transport)

@@ -23,9 +23,13 @@ from rail_protocol.money import parse_fen
 from rail_protocol.payment_code import read_code
 from rail_service.client import JSONClient
 
-CHARGE_CODE, MANDATE, REVOKE_MANDATE, MANDATE_CHARGE = (
-    "bank.charge_code", "bank.mandate", "bank.revoke_mandate", "bank.mandate_charge")
-INTERBANK_CHARGE = "bank.interbank_charge"
+from rail_protocol.instruction_types import (  # noqa: E402
+    CHARGE_CODE,
+    INTERBANK_CHARGE,
+    MANDATE,
+    MANDATE_CHARGE,
+    REVOKE_MANDATE,
+)
 
 
 class Charges:

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
+import httpx
+
 from rail_protocol.envelope import Envelope, seal
+from rail_protocol.errors import RailError
 from rail_protocol.keys import SigningKey
 from rail_protocol.request_auth import sign_read
 from rail_service.client import JSONClient
 
-from bank.charges import CHARGE_CODE, MANDATE, MANDATE_CHARGE, REVOKE_MANDATE
-from bank.merchants import CANCEL_ORDER, CREATE_ORDER, MERCHANT_SETTINGS
-from bank.services import (
+from rail_protocol.instruction_types import (
+    CANCEL_ORDER,
+    CHARGE_CODE,
+    CREATE_ORDER,
+    MANDATE,
+    MANDATE_CHARGE,
+    MERCHANT_SETTINGS,
     OPEN_WALLET,
     PAY,
     REDEEM,
     REFUND,
+    REVOKE_MANDATE,
     TOP_UP,
     UPGRADE_WALLET,
     WALLET_SETTINGS,
@@ -29,9 +39,13 @@ class BankClient(JSONClient):
         return await self.request("POST", path, env.to_dict())
 
     async def signed_get(self, key: SigningKey, path: str, **params) -> dict:
-        query = "&".join(f"{k}={v}" for k, v in params.items() if v is not None)
+        """A read signed by the wallet's key over the exact path and query it sends."""
+        query = urlencode({k: v for k, v in params.items() if v is not None})
         full = f"{path}?{query}" if query else path
-        response = await self.http.get(full, headers={"authorization": sign_read(key, "GET", full)})
+        try:
+            response = await self.http.get(full, headers={"authorization": sign_read(key, "GET", full)})
+        except httpx.TransportError as exc:
+            raise RailError("upstream_unavailable", f"{self.http.base_url}: {exc!r}") from None
         return self._decode(response)
 
     # --- wallet side ---

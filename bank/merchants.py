@@ -25,8 +25,7 @@ from rail_protocol.money import parse_fen
 
 log = logging.getLogger("yuanrail.bank.merchants")
 
-CREATE_ORDER, CANCEL_ORDER, MERCHANT_SETTINGS = (
-    "bank.create_order", "bank.cancel_order", "bank.merchant_settings")
+from rail_protocol.instruction_types import CANCEL_ORDER, CREATE_ORDER, MERCHANT_SETTINGS  # noqa: E402
 WEBHOOK_TIMEOUT_S = 3.0
 WEBHOOK_MAX_ATTEMPTS = 12
 

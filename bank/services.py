@@ -48,10 +48,17 @@ from rail_service.crash import crash_point
 
 log = logging.getLogger("yuanrail.bank")
 
-OPEN_WALLET, UPGRADE_WALLET, WALLET_SETTINGS = "bank.open_wallet", "bank.upgrade_wallet", "bank.wallet_settings"
-TOP_UP, REDEEM, PAY = "bank.top_up", "bank.redeem", "bank.pay"
-REFUND = "bank.refund"
-INTERBANK_CREDIT = "bank.interbank_credit"
+from rail_protocol.instruction_types import (  # noqa: E402
+    INTERBANK_CREDIT,
+    OPEN_WALLET,
+    PAY,
+    REDEEM,
+    REFUND,
+    TOP_UP,
+    UPGRADE_WALLET,
+    WALLET_SETTINGS,
+)
+
 TRANSFER_TTL_MS = 24 * 3600 * 1000
 SETTLED, PROCESSING, REJECTED, PENDING = "settled", "processing", "rejected", "pending"
 # Refusals from central that mean it did not, and never will, prepare the transfer.
@@ -82,6 +89,12 @@ def payment_view(row: Any) -> dict:
         view["memo"] = row.memo
     if row.code:
         view["code"] = row.code
+    if row.order_id:
+        view["order_id"] = row.order_id
+    if row.refund_of:
+        view["refund_of"] = f"P{row.refund_of}"
+    if row.refunded_fen:
+        view["refunded_fen"] = row.refunded_fen
     return view
 
 
@@ -105,6 +118,7 @@ class Bank:
         self._background: set[asyncio.Task] = set()
         # Tests put an in-process network here for calls to other bank nodes.
         self.peer_transport = None
+        self.no_pin_threshold_fen = 100_000
 
     # --- start-up ---------------------------------------------------------------------
 

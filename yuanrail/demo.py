@@ -134,6 +134,9 @@ async def seed(rail: Rail) -> None:
             "name": "Noodle House", "mcc": "5812", "city": "Shanghai"})
         merchant.wallet_id = opened["wallet_id"]
         await bank.set_class(merchant.wallet_id, 1)  # verified in person at a branch
+        # The shop's static code, printed by the till: what a new user's wallet opens.
+        png = await bank.http.get(f"/v1/merchants/{merchant.wallet_id}/qr.png")
+        (rail.directory / "noodle-house-static-qr.png").write_bytes(png.content)
     rail.wallets[merchant.name] = merchant
     (rail.directory / "wallets.json").write_text(json.dumps({
         w.name: {"bank_id": w.bank_id, "bank_url": rail.bank_urls[w.bank_id],
@@ -493,6 +496,9 @@ def main(directory: Path, scenario: bool, base_port: int) -> int:
         for bank_id, url in rail.bank_urls.items():
             print(f"  {bank_id:8s} {url}   operator token {BANK_TOKEN}")
         print(f"  seeded wallets and their keys: {directory / 'wallets.json'}")
+        print(f"  Noodle House's static QR to pay from the wallet: "
+              f"{directory / 'noodle-house-static-qr.png'}")
+        print("  the wallet: yuanrail wallet   (in another terminal)")
         banks = " ".join(f"--bank {b}={u}" for b, u in rail.bank_urls.items())
         print(f"  audit:   yuanrail audit --central {rail.central_url} {banks}")
         print("Ctrl-C stops it.", flush=True)

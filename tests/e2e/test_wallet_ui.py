@@ -1,0 +1,557 @@
+"""The Kivy wallet driven through its widgets, with no person and no X server.
+
+Central and the bank nodes "yangtze" and "pearl" run as real uvicorn processes on
+127.0.0.1 (fresh PostgreSQL databases, the real Redis under a prefix of this module's own);
+the app talks to them over HTTP exactly as on a desktop. Kivy renders offscreen (SDL2 with
+Mesa when DISPLAY is unset), its home under the test's temporary folder. The test types into
+text fields and presses buttons, pumping Kivy's event loop until the screen shows what it
+should; each screen is saved as test-artifacts/wallet_*.png, and the QR codes shown on
+screen are decoded back from those screenshots."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bank.client import BankClient
+from rail_protocol import qr
+from rail_protocol.keys import SigningKey
+from rail_protocol.money import yuan
+from central.client import CentralClient
+from tests.support.processes_rail import BANK_TOKEN, CENTRAL_TOKEN, start_process_rail
+from tests.support.rail import new_id_number, new_phone
+from wallet_app.core import present
+
+pytestmark = pytest.mark.e2e
+
+PIN = "246802"
+WAIT_S = 20.0
+
+
+# --- the rail and Kivy ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ui_rail(pg_databases, tmp_path_factory):
+    """Central and both banks as processes, each bank with reserves to issue e-CNY from."""
+    rail = start_process_rail(pg_databases, tmp_path_factory.mktemp("wallet-ui-rail"))
+    try:
+        async def reserves():
+            async with CentralClient(rail.central_url, operator_token=CENTRAL_TOKEN) as central:
+                for bank_id in rail.bank_urls:
+                    await central.deposit_reserves(bank_id, f"ui-reserve-{bank_id}",
+                                                   yuan(10_000_000))
+
+        run(reserves())
+        yield rail
+    finally:
+        rail.stop_all()
+
+
+@pytest.fixture(scope="module")
+def kivy(tmp_path_factory):
+    """Kivy configured before its first import: no argv, its home in a temporary folder."""
+    import importlib.util
+
+    pytest.importorskip("zxingcpp")
+    if importlib.util.find_spec("kivy") is None:  # not importorskip: Kivy's first import
+        pytest.skip("Kivy is missing: pip install -e '.[wallet]' (scripts/test does it)")
+    from wallet_app.ui.setup import configure
+
+    configure(tmp_path_factory.mktemp("kivy-home"))  # before Kivy's first import
+    from kivy.base import EventLoop
+
+    return EventLoop
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def banks(rail) -> list[str]:
+    return [rail.bank_urls["yangtze"], rail.bank_urls["pearl"]]
+
+
+class Driver:
+    """Runs one WalletApp in this thread: start, pump the event loop, press, screenshot."""
+
+    def __init__(self, app, artifacts: Path) -> None:
+        from kivy.base import EventLoop
+        from kivy.core.window import Window
+
+        self.app, self.artifacts = app, artifacts
+        self._loop, self._window = EventLoop, Window
+
+    def __enter__(self) -> Driver:
+        self.app._run_prepare()
+        self.pump(0.2)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.app.stop()
+        self.pump(0.1)
+
+    @property
+    def screen(self):
+        return self.app.root.current_screen
+
+    def pump(self, seconds: float = 0.05) -> None:
+        end = time.monotonic() + seconds
+        while True:
+            self._loop.idle()
+            if time.monotonic() >= end:
+                return
+            time.sleep(0.01)
+
+    def until(self, predicate: Callable[[], object], what: str, timeout_s: float = WAIT_S):
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.pump(0.03)
+            value = predicate()
+            if value:
+                return value
+        raise AssertionError(f"timed out waiting for {what}; on screen {self.screen.name!r}: "
+                             f"error={self.screen.error!r} info={self.screen.info!r}; "
+                             f"unexpected={self.app.unexpected!r}")
+
+    def on(self, name: str):
+        self.until(lambda: self.screen.name == name and not self.screen.busy,
+                   f"screen {name}")
+        return self.screen
+
+    def call(self, coro, timeout_s: float = WAIT_S):
+        """Run the test's own coroutine (a merchant's POS, another wallet) while the app
+        runs: on the app's runner loop, pumping Kivy meanwhile. (Not asyncio.run: the
+        runner's loop lives in this process, and if anything gevent-patched threading, as
+        importing locust does, that loop counts as running in this very thread.)"""
+        future = self.app.runner.submit(coro)
+        deadline = time.monotonic() + timeout_s
+        while not future.done():
+            if time.monotonic() > deadline:
+                future.cancel()
+                raise AssertionError("timed out waiting for the test's own request")
+            self.pump(0.02)
+        return future.result()
+
+    def press(self, widget) -> None:
+        assert not widget.disabled, f"{widget} is disabled"
+        widget.dispatch("on_press")
+        widget.dispatch("on_release")
+        self.pump(0.05)
+
+    def shot(self, name: str) -> Path:
+        """Save the window as test-artifacts/wallet_<name>.png."""
+        self.pump(0.15)
+        target = self.artifacts / f"wallet_{name}.png"
+        saved = Path(self._window.screenshot(name=str(self.artifacts / f"wallet_{name}.png")))
+        saved.replace(target)
+        assert target.stat().st_size > 2000
+        return target
+
+
+def make_app(kivy, home: Path, urls: list[str], **wallet_args):
+    from wallet_app.core.wallet import Wallet
+    from wallet_app.ui.app import WalletApp
+
+    return WalletApp(Wallet(home, urls, **wallet_args))
+
+
+def decode_screenshot(path: Path) -> str:
+    from wallet_app.core import qrimage
+
+    return qrimage.single_code(qrimage.decode_image_file(path))
+
+
+async def open_merchant(url: str, name: str = "Noodle House"):
+    key = SigningKey.generate()
+    async with BankClient(url, operator_token=BANK_TOKEN) as bank:
+        opened = await bank.open_wallet(key, new_phone(), kind="merchant", merchant={
+            "name": name, "mcc": "5812", "city": "Shanghai"})
+        await bank.set_class(opened["wallet_id"], 1)
+    return key, opened["wallet_id"]
+
+
+async def funded_core_wallet(home: Path, urls: list[str], topup_fen: int):
+    """A wallet made through the core (as onboarding would), linked and topped up."""
+    from wallet_app.core.wallet import Wallet
+
+    wallet = Wallet(home, urls)
+    phone = new_phone()
+    await wallet.open_wallet(urls[0], phone, PIN, PIN)
+    async with BankClient(urls[0], operator_token=BANK_TOKEN) as bank:
+        account = (await bank.open_deposit_account(phone, "Test Holder", yuan(5_000)))
+    await wallet.link_account(account["account_id"], new_id_number())
+    await wallet.top_up(topup_fen)
+    await wallet.aclose()
+    return wallet
+
+
+# --- the tests -------------------------------------------------------------------------------
+
+def test_new_user_opens_tops_up_and_pays_a_merchant_qr_image(kivy, ui_rail, tmp_path,
+                                                             artifacts_dir):
+    yangtze = ui_rail.bank_urls["yangtze"]
+    merchant_key, merchant_id = run(open_merchant(yangtze))
+    phone = new_phone()
+
+    async def bank_side():
+        async with BankClient(yangtze, operator_token=BANK_TOKEN) as bank:
+            order = await bank.create_order(merchant_key, merchant_id, 3850, "table-7")
+        async with httpx.AsyncClient() as http:  # the QR image the bank node draws
+            png = (await http.get(f"{yangtze}/v1/orders/{order['order_id']}/qr.png")).content
+        return order, png
+
+    order, png = run(bank_side())
+    qr_image = tmp_path / "noodle_house_order.png"
+    qr_image.write_bytes(png)
+
+    # as `yuanrail wallet` runs against the demo: with the demo's bank counter
+    app = make_app(kivy, tmp_path / "wallet", banks(ui_rail), operator_token=BANK_TOKEN)
+    with Driver(app, artifacts_dir) as ui:
+        onboarding = ui.on("onboarding")
+        ui.until(lambda: len(onboarding.bank_labels) == 2, "the banks")
+        onboarding.ids.bank.text = next(b for b in onboarding.bank_labels if "yangtze" in b)
+        onboarding.ids.phone.text = phone
+        onboarding.ids.pin.text = PIN
+        onboarding.ids.pin_again.text = PIN
+        ui.shot("onboarding")
+        ui.press(onboarding.ids.open_button)
+
+        link = ui.on("link")
+        ui.until(lambda: link.class_text, "the class")
+        assert link.class_text.startswith("Class 4")
+        assert link.limits_text == ("Holds up to ¥10,000.00, pays up to ¥2,000.00 at a time "
+                                    "and ¥5,000.00 a day.")
+        ui.shot("opened_class4")
+        ui.press(link.ids.demo_button)  # the bank opens a deposit account in the user's name
+        ui.until(lambda: link.ids.account.text, "the new deposit account")
+        assert link.info.startswith(f"The bank opened account {link.ids.account.text}")
+        ui.press(link.ids.link_button)
+        ui.until(lambda: link.linked, "the linked account")
+        assert link.class_text.startswith("Class 2")
+        ui.shot("linked_class2")
+        ui.press(link.ids.continue_button)
+
+        home = ui.on("home")
+        ui.until(lambda: home.balance == "¥0.00", "the balance")
+        ui.press(home.ids.topup_button)
+        topup = ui.on("topup")
+        ui.until(lambda: topup.linked, "the top-up screen")
+        topup.ids.amount.text = "500"
+        ui.press(topup.ids.topup_button)
+        ui.until(lambda: topup.balance == "¥500.00", "the top-up")
+        assert "Topped up ¥500.00" in topup.info
+        ui.shot("topup")
+
+        ui.app.go("home")
+        ui.until(lambda: ui.screen.balance == "¥500.00" and not ui.screen.busy, "home")
+        assert ui.screen.today_left.startswith("Left today:")
+        ui.shot("home")
+        ui.press(ui.screen.ids.scan_button)
+        scan = ui.on("scan")
+        scan.ids.scanner.ids.path.text = str(qr_image)
+        ui.shot("scan")
+        ui.press(scan.ids.scanner.ids.open_button)
+
+        confirm = ui.on("confirm")
+        assert (confirm.payee_name, confirm.amount_text) == ("Noodle House", "¥38.50")
+        assert order["order_id"] in confirm.payee_detail
+        ui.shot("confirm")
+        ui.press(confirm.ids.pay_button)
+        ui.until(lambda: confirm.done, "the payment")
+        assert confirm.info.startswith("Paid ¥38.50 to Noodle House")
+        ui.shot("paid")
+
+        async def order_status():
+            async with BankClient(yangtze) as bank:
+                return (await bank.order(order["order_id"]))["status"]
+
+        assert ui.call(order_status()) == "paid"
+
+        ui.press(confirm.ids.finish_button)
+        home = ui.on("home")
+        ui.until(lambda: home.balance == "¥461.50", "the new balance")
+        ui.press(home.ids.history_button)
+        history = ui.on("history")
+        texts = ui.until(lambda: [w.text for w in history.ids.rows.children], "history rows")
+        paid_row = next(t for t in texts if present.short_id(merchant_id) in t)
+        assert "-¥38.50" in paid_row and "Done" in paid_row
+        assert any("Top-up" in t and "+¥500.00" in t for t in texts)
+        ui.shot("history")
+
+        # the same image again: the order is paid, said on screen
+        ui.app.go("scan")
+        scan = ui.on("scan")
+        ui.press(scan.ids.scanner.ids.open_button)
+        ui.until(lambda: scan.error, "the refusal")
+        assert scan.error == "This order has already been paid."
+        assert ui.app.unexpected == []
+
+
+def test_payment_code_receive_and_sub_wallets(kivy, ui_rail, tmp_path, artifacts_dir):
+    urls = banks(ui_rail)
+    wallet = run(funded_core_wallet(tmp_path / "wallet", urls, yuan(300)))
+    merchant_key, merchant_id = run(open_merchant(urls[0], "Tea Corner"))
+
+    async def authorise():  # a merchant app's deep link, accepted in the wallet's core
+        from wallet_app.core.wallet import Wallet
+
+        core = Wallet(tmp_path / "wallet", urls)
+        core.unlock(PIN)
+        made = await core.authorise(merchant_id, merchant_key.public_key.to_text(),
+                                    per_payment_cap_fen=yuan(50), period_cap_fen=yuan(200),
+                                    merchant_name="Tea Delivery")
+        await core.aclose()
+        return made
+
+    mandate = run(authorise())
+
+    with Driver(make_app(kivy, tmp_path / "wallet", urls), artifacts_dir) as ui:
+        unlock = ui.on("unlock")
+        unlock.ids.pin.text = "000000"
+        ui.press(unlock.ids.unlock_button)
+        ui.until(lambda: unlock.error, "the wrong PIN")
+        assert unlock.error.startswith("The PIN is wrong")
+        unlock.ids.pin.text = PIN
+        ui.press(unlock.ids.unlock_button)
+        home = ui.on("home")
+        ui.until(lambda: home.balance == "¥300.00", "the balance")
+
+        # the payment code: shown as a QR, read back from the screenshot, charged by the POS
+        ui.press(home.ids.code_button)
+        code_screen = ui.on("paycode")
+        ui.until(lambda: code_screen.code_text.startswith("YRPC1."), "a payment code")
+        shot = ui.shot("payment_code")
+        scanned = decode_screenshot(shot)
+        assert scanned == code_screen.code_text
+
+        async def charge():
+            async with BankClient(urls[0]) as bank:
+                return await bank.charge_code(merchant_key, merchant_id, scanned, 2350)
+
+        charged = ui.call(charge())
+        assert charged["status"] == "settled"
+        ui.until(lambda: code_screen.result, "the charge on screen")
+        assert code_screen.result == (f"Paid ¥23.50 to {merchant_id}. "
+                                      f"Payment {charged['payment_id']}.")
+        ui.shot("payment_code_charged")
+
+        # receive: the wallet's own QR, with an amount, read back from the screenshot
+        ui.app.go("receive")
+        receive = ui.on("receive")
+        receive.ids.amount.text = "12.5"
+        ui.press(receive.ids.amount_button)
+        assert receive.amount_label == "Asks for ¥12.50"
+        assert decode_screenshot(ui.shot("receive")) == (
+            f"yuanrail:pay?wallet={wallet.wallet_id}&amount_fen=1250")
+
+        # sub-wallets: the mandate with its caps, then revoked
+        ui.app.go("subwallets")
+        subwallets = ui.on("subwallets")
+        row = ui.until(lambda: subwallets.ids.rows.children, "the mandates")[0]
+        assert row.mandate_id == mandate.mandate_id and "Tea Delivery (active)" in row.text
+        assert "¥50.00 a payment, ¥200.00 a month" in row.text
+        ui.shot("subwallets")
+        revoke = next(w for w in row.walk() if getattr(w, "text", "") == "Revoke")
+        ui.press(revoke)
+        ui.until(lambda: "Revoked" in subwallets.info, "the revocation")
+        assert subwallets.ids.rows.children[0].status == "revoked"
+
+        # history: the code's payment, labelled as such
+        ui.app.go("history")
+        history = ui.on("history")
+        texts = ui.until(lambda: [w.text for w in history.ids.rows.children], "history rows")
+        assert any("Payment code: to" in t and "-¥23.50" in t for t in texts)
+        assert ui.app.unexpected == []
+
+
+def test_merchant_mode_collects_charges_and_counts_today(kivy, ui_rail, tmp_path,
+                                                         artifacts_dir):
+    urls = banks(ui_rail)
+    payer = run(funded_core_wallet(tmp_path / "payer", urls, yuan(200)))
+
+    with Driver(make_app(kivy, tmp_path / "shop", urls), artifacts_dir) as ui:
+        onboarding = ui.on("onboarding")
+        ui.until(lambda: len(onboarding.bank_labels) == 2, "the banks")
+        onboarding.ids.bank.text = next(b for b in onboarding.bank_labels if "yangtze" in b)
+        onboarding.ids.phone.text = new_phone()
+        onboarding.ids.merchant_box.active = True
+        onboarding.ids.merchant_name.text = "Dumpling Bar"
+        onboarding.ids.merchant_city.text = "Wuhan"
+        onboarding.ids.merchant_mcc.text = "5812"
+        onboarding.ids.pin.text = onboarding.ids.pin_again.text = PIN
+        ui.shot("onboarding_merchant")
+        ui.press(onboarding.ids.open_button)
+        link = ui.on("link")
+        ui.press(link.ids.continue_button)
+        home = ui.on("home")
+        ui.until(lambda: home.is_merchant, "the merchant's home")
+        assert home.merchant_name == "Dumpling Bar, Wuhan"
+        ui.press(home.ids.merchant_button)
+
+        merchant = ui.on("merchant")
+        merchant.ids.collect_amount.text = "12.50"
+        ui.press(merchant.ids.collect_button)
+        ui.until(lambda: merchant.order_qr, "the collect QR")
+        payload = decode_screenshot(ui.shot("merchant_collect"))
+        code = qr.decode(payload)
+        assert (code.merchant_name, code.amount_fen) == ("Dumpling Bar", 1250)
+
+        async def customer_pays():  # the customer's wallet scans the code from the screen
+            from wallet_app.core.wallet import Wallet
+
+            core = Wallet(tmp_path / "payer", urls)
+            core.unlock(PIN)
+            paid = await core.pay(await core.prepare(payload))
+            ticket = core.payment_code()
+            await core.aclose()
+            return paid, ticket
+
+        paid, ticket = ui.call(customer_pays())
+        ui.until(lambda: merchant.order_status.startswith("Paid"), "the order paid")
+        assert paid.payment_id in merchant.order_status
+        ui.shot("merchant_paid")
+
+        # the customer's payment code, pasted into the charge tab
+        ui.press(merchant.ids.charge_tab)
+        merchant.ids.code_scanner.ids.paste.text = ticket.text
+        ui.press(merchant.ids.code_scanner.ids.paste_button)
+        assert merchant.code_status.startswith(f"Code of {payer.wallet_id}")
+        merchant.ids.charge_amount.text = "5"
+        ui.press(merchant.ids.charge_button)
+        ui.until(lambda: merchant.code_status.startswith("Charged"), "the charge")
+        assert merchant.code_status.startswith("Charged ¥5.00")
+        ui.shot("merchant_charge")
+
+        merchant.show_mode("today")
+        ui.until(lambda: merchant.totals.startswith("Today: 2 payment(s)"), "today's receipts")
+        assert "¥17.50 received" in merchant.totals
+        assert len(merchant.ids.receipt_rows.children) == 2
+        ui.shot("merchant_today")
+        assert ui.app.unexpected == []
+
+
+class Switchable(httpx.AsyncBaseTransport):
+    """Real HTTP, or none at all (the bank unreachable)."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.down = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.down:
+            raise httpx.ConnectError("network is unreachable", request=request)
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def test_failures_are_messages_on_screen(kivy, ui_rail, tmp_path, artifacts_dir):
+    urls = banks(ui_rail)
+    run(funded_core_wallet(tmp_path / "wallet", urls, yuan(20)))
+    merchant_key, merchant_id = run(open_merchant(urls[0], "Fruit Stall"))
+
+    async def orders():
+        async with BankClient(urls[0]) as bank:
+            short = await bank.create_order(merchant_key, merchant_id, 100, "short-lived",
+                                            ttl_ms=1_000)
+            static = await bank.static_qr(merchant_id)
+        return short, static
+
+    short, static = run(orders())
+    expired_png = tmp_path / "expired.png"
+    expired_png.write_bytes(qr.to_png(short["qr_payload"]))
+    blank = tmp_path / "blank.png"
+    from PIL import Image
+
+    Image.new("RGB", (200, 200), "white").save(blank)
+    usd = static[:-4].replace("5303156", "5303840")
+    usd += f"{qr.crc16_ccitt_false(usd.encode()):04X}"
+    time.sleep(1.1)  # the order expires
+
+    net = Switchable()
+    with Driver(make_app(kivy, tmp_path / "wallet", urls, transport=net), artifacts_dir) as ui:
+        unlock = ui.on("unlock")
+        unlock.ids.pin.text = PIN
+        ui.press(unlock.ids.unlock_button)
+        home = ui.on("home")
+        ui.until(lambda: home.balance == "¥20.00", "the balance")
+        ui.app.go("scan")
+        scan = ui.on("scan")
+        scanner = scan.ids.scanner
+
+        def scan_error(action) -> str:
+            scan.error = ""
+            action()
+            return ui.until(lambda: scan.error, "a message")
+
+        def paste(text: str):
+            return lambda: (setattr(scanner.ids.paste, "text", text),
+                            ui.press(scanner.ids.paste_button))
+
+        def open_image(path: Path):
+            return lambda: (setattr(scanner.ids.path, "text", str(path)),
+                            ui.press(scanner.ids.open_button))
+
+        assert scan_error(open_image(expired_png)) == ("This order has expired. Ask the "
+                                                       "merchant for a new code.")
+        assert scan_error(open_image(blank)).startswith("The code could not be read")
+        assert scan_error(paste("hello, world")).startswith("The code could not be read")
+        assert scan_error(paste(usd)).startswith("This code asks for another currency")
+        ui.shot("error_wrong_currency")
+
+        # a static code: the payer types more than the wallet holds
+        scanner.ids.paste.text = static
+        ui.press(scanner.ids.paste_button)
+        confirm = ui.on("confirm")
+        assert not confirm.amount_fixed and confirm.payee_name == "Fruit Stall"
+        confirm.ids.amount.text = "50"
+        ui.press(confirm.ids.pay_button)
+        ui.until(lambda: confirm.error, "insufficient funds")
+        assert confirm.error.startswith("Not enough money in your wallet")
+        confirm.ids.amount.text = "60000"  # above the no-PIN threshold and class 2's cap
+        ui.press(confirm.ids.pay_button)
+        ui.until(lambda: confirm.error == "Enter your PIN to pay this amount.", "PIN needed")
+        confirm.ids.pin.text = PIN
+        ui.press(confirm.ids.pay_button)
+        ui.until(lambda: confirm.error.startswith("This is more than your wallet class"),
+                 "the per-payment cap")
+        ui.shot("error_cap")
+
+        # the bank unreachable: the payment is kept, then sent once the bank is back
+        confirm.ids.amount.text = "3"
+        net.down = True
+        ui.press(confirm.ids.pay_button)
+        ui.until(lambda: confirm.error.startswith("Your bank did not answer"), "pending")
+        ui.shot("error_unreachable")
+        ui.app.go("home")
+        home = ui.on("home")
+        ui.until(lambda: home.error.startswith("Your bank cannot be reached"), "unreachable")
+        assert home.pending.startswith("1 payment(s) wait for the bank's answer")
+        net.down = False
+        ui.press(home.ids.refresh_button)
+        ui.until(lambda: home.balance == "¥17.00" and not home.error, "the kept payment")
+        assert ui.app.unexpected == []
+
+
+def test_the_wallet_command_starts_the_app(kivy, ui_rail, tmp_path, artifacts_dir):
+    """`yuanrail wallet --bank URL --home DIR`, one command: it starts, lists the banks on
+    the onboarding screen, and (with the hidden --screenshot) saves it and exits 0."""
+    import subprocess
+    import sys
+
+    shot = artifacts_dir / "wallet_command_start.png"
+    shot.unlink(missing_ok=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "yuanrail.cli", "wallet", "--bank", ui_rail.bank_urls["yangtze"],
+         "--bank", f"pearl={ui_rail.bank_urls['pearl']}", "--home", str(tmp_path / "home"),
+         "--screenshot", str(shot)], capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert f"banks {ui_rail.bank_urls['yangtze']}, {ui_rail.bank_urls['pearl']}" in done.stdout
+    assert shot.stat().st_size > 2000
+    assert not (tmp_path / "home" / "key.json").exists()  # nothing made before the user acts

@@ -1,0 +1,276 @@
+"""The wallet's core against real bank nodes: central, "yangtze" and "pearl" in process on
+fresh PostgreSQL databases and the real Redis (tests/support/rail.py), reached through the
+same HTTP API a phone uses. Each test makes wallets of its own on one shared rail."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import pytest
+
+from rail_protocol import qr
+from rail_protocol.errors import RailError
+from rail_protocol.money import yuan
+from tests.support.rail import Rail, module_rail, new_id_number, new_phone  # noqa: F401
+from wallet_app.core import keystore
+from wallet_app.core.errors import PaymentPending, WalletError
+from wallet_app.core.scan import read_scanned
+from wallet_app.core.wallet import Wallet
+
+pytestmark = pytest.mark.integration
+
+PIN = "135790"
+URLS = ["http://yangtze.test", "http://pearl.test"]
+
+
+class Flaky(httpx.AsyncBaseTransport):
+    """The rail's network, with faults: answers lost after the bank acted, or no bank."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.lose_next_answer_to: str | None = None
+        self.down = False
+        self.posts: list[str] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.down:
+            raise httpx.ConnectError("no route to the bank", request=request)
+        response = await self.inner.handle_async_request(request)
+        if request.method == "POST":
+            self.posts.append(request.url.path)
+            if self.lose_next_answer_to and request.url.path.endswith(self.lose_next_answer_to):
+                self.lose_next_answer_to = None
+                await response.aread()
+                raise httpx.ReadTimeout("the answer was lost", request=request)
+        return response
+
+
+async def open_wallet(rail: Rail, home: Path, bank_id: str = "yangtze", *,
+                      kind: str = "personal", merchant: dict | None = None,
+                      transport: httpx.AsyncBaseTransport | None = None) -> Wallet:
+    wallet = Wallet(home, URLS, transport=transport or rail.net,
+                    scrypt_n=keystore.MIN_SCRYPT_N, retry_backoff_s=0.01)
+    await wallet.open_wallet(f"http://{bank_id}.test", new_phone(), PIN, PIN, kind=kind,
+                             merchant=merchant)
+    return wallet
+
+
+async def linked(rail: Rail, home: Path, bank_id: str = "yangtze", *, deposit_fen: int,
+                 **kwargs) -> Wallet:
+    """A wallet whose holder has a deposit account at the bank, linked from the wallet."""
+    wallet = await open_wallet(rail, home, bank_id, **kwargs)
+    account = await rail.client(bank_id).open_deposit_account(
+        wallet.profile.phone, "Test Holder", deposit_fen)
+    await wallet.link_account(account["account_id"], new_id_number())
+    return wallet
+
+
+async def merchant(rail: Rail, home: Path, bank_id: str = "yangtze", **kwargs) -> Wallet:
+    return await open_wallet(rail, home, bank_id, kind="merchant", merchant={
+        "name": "Noodle House", "mcc": "5812", "city": "Shanghai"}, **kwargs)
+
+
+async def test_open_link_top_up_and_pay_a_merchant_order(module_rail, tmp_path):
+    rail = module_rail
+    wallet = Wallet(tmp_path / "payer", URLS, transport=rail.net,
+                    scrypt_n=keystore.MIN_SCRYPT_N)
+    banks = await wallet.list_banks()
+    assert [b.info.bank_id for b in banks] == ["yangtze", "pearl"]
+    view = await wallet.open_wallet(URLS[0], new_phone(), PIN, PIN)
+    assert view.kyc_class == 4 and view.limits.per_payment_cap_fen == yuan(2_000)
+    assert wallet.profile.wallet_id == view.wallet_id
+    # the key on disk is sealed; the bank knows only its public key
+    assert wallet.key.secret_text() not in (tmp_path / "payer" / "key.json").read_text()
+
+    account = await rail.client("yangtze").open_deposit_account(
+        wallet.profile.phone, "Wang Fang", yuan(2_000))
+    view = await wallet.link_account(account["account_id"], new_id_number())
+    assert view.kyc_class == 2 and view.deposit_account_linked
+    topped = await wallet.top_up(yuan(500))
+    assert topped.status == "settled" and topped.balance_after_fen == yuan(500)
+
+    shop = await merchant(rail, tmp_path / "shop")
+    order = await shop.collect(3850, "beef noodles x2")
+    request = await wallet.prepare(read_scanned(order.qr_payload))
+    assert (request.name, request.amount_fen, request.order_id) == (
+        "Noodle House", 3850, order.order_id)
+    paid = await wallet.pay(request)
+    assert paid.status == "settled" and paid.balance_after_fen == yuan(500) - 3850
+    assert (await shop.order_status(order.order_id)).status == "paid"
+    with pytest.raises(RailError) as again:
+        await wallet.prepare(order.qr_payload)
+    assert again.value.code == "order_paid"
+
+    page = await wallet.history()
+    assert [i.kind for i in page.items[:2]] == ["payment", "top_up"]
+    assert page.items[0].payment_id == paid.payment_id
+    receipts = await shop.receipts_today()
+    assert (receipts.received_fen, receipts.count) == (3850, 1)
+
+    # a refund shows in the payer's history (linked to its payment when the bank says)
+    await rail.client("yangtze").refund(shop.key, shop.wallet_id, paid.payment_id, 1000)
+    items = (await wallet.history()).items
+    assert items[0].kind == "refund" and items[0].amount_fen == 1000
+    if items[0].refund_of is not None:
+        assert items[0].refund_of == paid.payment_id
+    await wallet.aclose()
+    await shop.aclose()
+
+
+async def test_lost_answer_is_retried_and_paid_once(module_rail, tmp_path):
+    rail = module_rail
+    net = Flaky(rail.net)
+    payer = await linked(rail, tmp_path / "payer", deposit_fen=yuan(100), transport=net)
+    await payer.top_up(yuan(100))
+    payee = await open_wallet(rail, tmp_path / "payee")
+    net.lose_next_answer_to = "/v1/payments"
+    request = await payer.prepare(payee.receive_code(1234))
+    paid = await payer.pay(request)
+    assert paid.repeated and paid.status == "settled"
+    assert net.posts.count("/v1/payments") == 2
+    assert (await payer.refresh()).balance_fen == yuan(100) - 1234
+    assert (await payee.refresh()).balance_fen == 1234
+    await rail.assert_balanced()
+
+
+async def test_unreachable_bank_keeps_the_payment_and_sends_it_later(module_rail, tmp_path):
+    rail = module_rail
+    net = Flaky(rail.net)
+    payer = await linked(rail, tmp_path / "payer", deposit_fen=yuan(100), transport=net)
+    await payer.top_up(yuan(50))
+    payee = await open_wallet(rail, tmp_path / "payee")
+    request = await payer.prepare(payee.receive_code())
+    net.down = True
+    with pytest.raises(PaymentPending):
+        await payer.pay(request, 700)
+    assert len(payer.outbox.pending()) == 1
+    with pytest.raises(PaymentPending):  # the same payment again is not signed anew
+        await payer.pay(request, 700)
+    assert len(payer.outbox.pending()) == 1
+    with pytest.raises(RailError) as unreachable:
+        await payer.refresh()
+    assert unreachable.value.code == "upstream_unavailable"
+    net.down = False
+    # a restarted app: a new Wallet over the same home finds and finishes the payment
+    again = Wallet(tmp_path / "payer", URLS, transport=net)
+    again.unlock(PIN)
+    view = await again.refresh()
+    assert again.outbox.pending() == [] and view.balance_fen == yuan(50) - 700
+    assert (await payee.refresh()).balance_fen == 700
+
+
+async def test_payment_code_charged_by_a_merchant(module_rail, tmp_path):
+    rail = module_rail
+    payer = await linked(rail, tmp_path / "payer", deposit_fen=yuan(3_000))
+    await payer.top_up(yuan(2_000))
+    shop = await merchant(rail, tmp_path / "shop")
+    ticket = payer.payment_code()  # no network
+    assert await payer.code_result(ticket) is None
+    charged = await shop.charge(ticket.text, 2350)
+    assert charged.status == "settled"
+    found = await payer.code_result(ticket)
+    assert found is not None and found.amount_fen == 2350 and found.payee_wallet == shop.wallet_id
+    with pytest.raises(RailError) as used:
+        await shop.charge(ticket.text, 100)
+    assert used.value.code == "payment_code_used"
+    # above the no-PIN threshold the code needs the PIN
+    with pytest.raises(RailError) as no_pin:
+        await shop.charge(payer.payment_code().text, yuan(1_500))
+    assert no_pin.value.code == "pin_required"
+    with pytest.raises(WalletError) as wrong:
+        payer.payment_code(pin="000000")
+    assert wrong.value.code == "wrong_pin"
+    big = await shop.charge(payer.payment_code(pin=PIN).text, yuan(1_500))
+    assert big.status == "settled"
+    receipts = await shop.receipts_today()
+    assert receipts.received_fen == 2350 + yuan(1_500) and receipts.count == 2
+
+
+async def test_refusals_a_user_can_meet(module_rail, tmp_path):
+    rail = module_rail
+    payer = await open_wallet(rail, tmp_path / "payer")
+    await rail.fund(rail_wallet(payer), yuan(100))
+    shop = await merchant(rail, tmp_path / "shop")
+    # an expired order
+    order = await shop.collect(500, ttl_ms=1_000)
+    await asyncio.sleep(1.1)
+    with pytest.raises(RailError) as expired:
+        await payer.prepare(order.qr_payload)
+    assert expired.value.code == "order_expired"
+    # insufficient funds, and the class-4 cap per payment (the PIN is asked above ¥1,000)
+    static = await payer.prepare(await shop.client.static_qr(shop.wallet_id))
+    assert static.kind == "merchant" and not static.amount_fixed
+    with pytest.raises(RailError) as poor:
+        await payer.pay(static, yuan(200))
+    assert poor.value.code == "insufficient_funds"
+    with pytest.raises(WalletError) as pin:
+        await payer.pay(static, yuan(2_500))
+    assert pin.value.code == "pin_needed"
+    with pytest.raises(RailError) as cap:
+        await payer.pay(static, yuan(2_500), pin=PIN)
+    assert cap.value.code == "per_payment_cap_exceeded"
+    # a code in another currency, and a customer's code shown to a payer
+    usd = order.qr_payload[:-4].replace("5303156", "5303840")
+    usd += f"{qr.crc16_ccitt_false(usd.encode()):04X}"
+    with pytest.raises(RailError) as currency:
+        await payer.prepare(usd)
+    assert currency.value.code == "qr_wrong_currency"
+    with pytest.raises(WalletError) as not_payable:
+        await payer.prepare(payer.payment_code().text)
+    assert not_payable.value.code == "not_payable_here"
+    # a merchant that is not one, and a bank that is not there
+    with pytest.raises(RailError) as not_merchant:
+        await payer.collect(100)
+    assert not_merchant.value.code == "not_a_merchant"
+    offline = Wallet(tmp_path / "offline", ["http://nowhere.test"], transport=rail.net)
+    assert (await offline.list_banks())[0].error == "upstream_unavailable"
+    assert (await payer.refresh()).balance_fen == yuan(100)
+
+
+async def test_interbank_order_and_mandates(module_rail, tmp_path):
+    rail = module_rail
+    payer = await linked(rail, tmp_path / "payer", "pearl", deposit_fen=yuan(1_000))
+    await payer.top_up(yuan(300))
+    shop = await merchant(rail, tmp_path / "shop", "yangtze")
+    order = await shop.collect(6600)
+    paid = await payer.pay(await payer.prepare(order.qr_payload))
+    assert paid.status == "settled"
+    assert (await shop.order_status(order.order_id)).status == "paid"
+    # sub-wallets: authorise, list with caps and use, revoke (payer and app at one bank:
+    # the in-process rail does not route a bank's forwarded charges to the other bank)
+    payer = await linked(rail, tmp_path / "payer2", "yangtze", deposit_fen=yuan(1_000))
+    await payer.top_up(yuan(300))
+    made = await payer.authorise(shop.wallet_id, shop.key.public_key.to_text(),
+                                 per_payment_cap_fen=yuan(50), period_cap_fen=yuan(80),
+                                 merchant_name="Noodle Delivery")
+    await rail.client("yangtze").mandate_charge(shop.key, shop.wallet_id, payer.wallet_id,
+                                                made.mandate_id, 4500)
+    listed = await payer.mandates()
+    assert [(m.mandate_id, m.used_this_period_fen, m.status) for m in listed] == [
+        (made.mandate_id, 4500, "active")]
+    revoked = await payer.revoke(made.mandate_id)
+    assert revoked.status == "revoked"
+
+
+async def test_an_opening_whose_answer_was_lost_is_finished(module_rail, tmp_path):
+    rail = module_rail
+    net = Flaky(rail.net)
+    wallet = Wallet(tmp_path / "w", URLS, transport=net, scrypt_n=keystore.MIN_SCRYPT_N)
+    phone = new_phone()
+    net.lose_next_answer_to = "/v1/wallets"
+    with pytest.raises(RailError) as lost:
+        await wallet.open_wallet(URLS[0], phone, PIN, PIN)
+    assert lost.value.code == "upstream_unavailable" and not wallet.has_wallet()
+    view = await wallet.open_wallet(URLS[0], phone, PIN, PIN)  # same key, same phone
+    assert wallet.has_wallet() and view.kyc_class == 4
+    with pytest.raises(WalletError) as mismatch:
+        await Wallet(tmp_path / "x", URLS, transport=net).open_wallet(URLS[0], phone, PIN, "1")
+    assert mismatch.value.code == "pin_mismatch"
+
+
+def rail_wallet(wallet: Wallet):
+    from tests.support.rail import Wallet as RailWallet
+
+    return RailWallet(wallet.profile.bank_id, wallet.wallet_id, wallet.key, wallet.profile.phone)

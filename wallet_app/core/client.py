@@ -1,0 +1,290 @@
+"""A typed client of one bank node's API, for the wallet.
+
+It wraps `bank.client.BankClient` (the project's one HTTP client of a bank node) and turns
+its JSON answers into small frozen dataclasses, so a screen reads `view.balance_fen` rather
+than `answer["balance_fen"]`, and a renamed field fails here, in one place. Every network
+failure comes back as `RailError("upstream_unavailable")`, never as an httpx exception."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, fields
+from typing import Any, TypeVar
+
+import httpx
+
+from bank.client import BankClient
+from rail_protocol.envelope import Envelope
+from rail_protocol.errors import RailError
+from rail_protocol.keys import SigningKey
+
+# The bank's default no-PIN threshold (bank setting `no_pin_threshold_fen`): a payment code
+# above it must carry the PIN, and the wallet asks for the PIN above it. Used until the bank
+# says its own figure in GET /v1/bank.
+DEFAULT_NO_PIN_THRESHOLD_FEN = 100_000
+
+T = TypeVar("T")
+
+
+def _pick(cls: type[T], data: dict, **extra: Any) -> T:
+    """Build dataclass `cls` from the fields of `data` it knows; others are ignored, so the
+    bank may add fields without breaking older wallets."""
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: v for k, v in data.items() if k in names}, **extra)
+
+
+@dataclass(frozen=True)
+class ClassLimits:
+    """A KYC class's caps in fen; None is no cap (class 1)."""
+
+    kyc_class: int
+    balance_cap_fen: int | None
+    per_payment_cap_fen: int | None
+    daily_cap_fen: int | None
+
+
+@dataclass(frozen=True)
+class BankInfo:
+    bank_id: str
+    name: str
+    url: str
+    classes: dict[int, ClassLimits]
+    no_pin_threshold_fen: int = DEFAULT_NO_PIN_THRESHOLD_FEN
+
+
+@dataclass(frozen=True)
+class Merchant:
+    name: str
+    mcc: str
+    city: str
+
+
+@dataclass(frozen=True)
+class WalletView:
+    """What the bank says of a wallet: balance, class, caps and today's spending."""
+
+    wallet_id: str
+    bank_id: str
+    kind: str
+    kyc_class: int
+    status: str
+    balance_fen: int
+    limits: ClassLimits
+    spent_today_fen: int
+    daily_left_fen: int | None
+    topup_on_use: bool
+    deposit_account_linked: bool
+    merchant: Merchant | None = None
+
+    @property
+    def is_merchant(self) -> bool:
+        return self.kind == "merchant"
+
+
+@dataclass(frozen=True)
+class Payment:
+    """One transaction as the wallet sees it (history rows and payment look-ups).
+    `refund_of`, `order_id` and `refunded_fen` are filled when the bank reports them."""
+
+    payment_id: str
+    kind: str
+    status: str
+    amount_fen: int
+    payer_wallet: str | None
+    payee_wallet: str | None
+    created_ms: int
+    updated_ms: int | None = None
+    instruction_id: str | None = None
+    counterparty_bank: str | None = None
+    memo: str | None = None
+    code: str | None = None
+    refund_of: str | None = None
+    order_id: str | None = None
+    refunded_fen: int | None = None
+
+    @property
+    def is_refund(self) -> bool:
+        return self.kind == "refund" or self.refund_of is not None
+
+
+@dataclass(frozen=True)
+class PaymentResult:
+    """The bank's answer to a money-moving instruction. `repeated` is True when the bank
+    had already executed this very instruction (a retry): the same outcome, no new effect."""
+
+    payment_id: str
+    status: str
+    amount_fen: int
+    instruction_id: str
+    balance_after_fen: int | None = None
+    payer_wallet: str | None = None
+    payee_wallet: str | None = None
+    order_id: str | None = None
+    pulled_from_deposit_fen: int | None = None
+    repeated: bool = False
+    code: str | None = None          # why, when the status is "rejected"
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    items: list[Payment]
+    next_before: int | None
+
+
+@dataclass(frozen=True)
+class Order:
+    """A merchant's order, the thing a dynamic QR code stands for."""
+
+    order_id: str
+    merchant_wallet: str
+    merchant_name: str | None
+    merchant_city: str | None
+    amount_fen: int
+    status: str
+    expires_ms: int
+    qr_payload: str
+    reference: str | None = None
+    description: str | None = None
+    payment_id: str | None = None
+    refunded_fen: int = 0
+
+
+@dataclass(frozen=True)
+class Mandate:
+    """A sub-wallet: a merchant app allowed to charge within caps until revoked."""
+
+    mandate_id: str
+    merchant_wallet: str
+    merchant_name: str | None
+    per_payment_cap_fen: int
+    period: str
+    period_cap_fen: int
+    used_this_period_fen: int
+    left_this_period_fen: int
+    status: str
+    created_ms: int
+
+
+def _guard(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """Turn any transport failure into the rail's `upstream_unavailable`."""
+
+    @functools.wraps(method)
+    async def guarded(self: WalletClient, *args: Any, **kwargs: Any) -> T:
+        try:
+            return await method(self, *args, **kwargs)
+        except httpx.HTTPError as exc:
+            raise RailError("upstream_unavailable", f"{self.url}: {type(exc).__name__}") from None
+
+    return guarded
+
+
+def payment_result(answer: dict, instruction_id: str) -> PaymentResult:
+    return _pick(PaymentResult, {"amount_fen": 0, **answer}, instruction_id=instruction_id)
+
+
+class WalletClient:
+    """One bank node, as a wallet (or a merchant's POS) talks to it."""
+
+    def __init__(self, url: str, *, transport: httpx.AsyncBaseTransport | None = None,
+                 timeout_s: float = 10.0, operator_token: str | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.bank = BankClient(self.url, transport=transport, timeout_s=timeout_s,
+                               operator_token=operator_token)
+
+    async def aclose(self) -> None:
+        await self.bank.aclose()
+
+    @_guard
+    async def identity(self) -> BankInfo:
+        answer = await self.bank.identity()
+        classes = {c["kyc_class"]: _pick(ClassLimits, c) for c in answer["classes"]}
+        threshold = answer.get("no_pin_threshold_fen", DEFAULT_NO_PIN_THRESHOLD_FEN)
+        return BankInfo(answer["bank_id"], answer["name"], self.url, classes, threshold)
+
+    @_guard
+    async def open_wallet(self, key: SigningKey, phone: str, *, kind: str = "personal",
+                          merchant: dict | None = None) -> WalletView:
+        return wallet_view(await self.bank.open_wallet(key, phone, kind=kind,
+                                                       merchant=merchant))
+
+    @_guard
+    async def wallet(self, key: SigningKey, wallet_id: str) -> WalletView:
+        return wallet_view(await self.bank.wallet(key, wallet_id))
+
+    @_guard
+    async def upgrade(self, key: SigningKey, wallet_id: str, **evidence: str) -> WalletView:
+        return wallet_view(await self.bank.upgrade(key, wallet_id, **evidence))
+
+    @_guard
+    async def settings(self, key: SigningKey, wallet_id: str, *, topup_on_use: bool
+                       ) -> WalletView:
+        return wallet_view(await self.bank.settings(key, wallet_id, topup_on_use=topup_on_use))
+
+    @_guard
+    async def send(self, path: str, envelope: Envelope | dict) -> dict:
+        """POST one signed instruction; the outbox resends the same one to retry."""
+        body = envelope.to_dict() if isinstance(envelope, Envelope) else envelope
+        return await self.bank.request("POST", path, body)
+
+    @_guard
+    async def history(self, key: SigningKey, wallet_id: str, *, before: int | None = None,
+                      limit: int = 20, since_ms: int | None = None,
+                      status: str | None = None) -> HistoryPage:
+        answer = await self.bank.history(key, wallet_id, before=before, limit=limit,
+                                         since_ms=since_ms, status=status)
+        return HistoryPage([_pick(Payment, item) for item in answer["items"]],
+                           answer.get("next_before"))
+
+    @_guard
+    async def payment(self, key: SigningKey, wallet_id: str, payment_id: str) -> Payment:
+        return _pick(Payment, await self.bank.payment(key, wallet_id, payment_id))
+
+    @_guard
+    async def order(self, order_id: str) -> Order:
+        return _pick(Order, await self.bank.order(order_id))
+
+    @_guard
+    async def create_order(self, key: SigningKey, merchant: str, amount_fen: int,
+                           reference: str, description: str | None = None,
+                           ttl_ms: int | None = None) -> Order:
+        return _pick(Order, await self.bank.create_order(key, merchant, amount_fen, reference,
+                                                         description, ttl_ms))
+
+    @_guard
+    async def charge_code(self, key: SigningKey, merchant: str, code: str,
+                          amount_fen: int) -> dict:
+        return await self.bank.charge_code(key, merchant, code, amount_fen)
+
+    @_guard
+    async def static_qr(self, merchant: str) -> str:
+        return await self.bank.static_qr(merchant)
+
+    @_guard
+    async def mandates(self, key: SigningKey, wallet_id: str) -> list[Mandate]:
+        answer = await self.bank.mandates(key, wallet_id)
+        return [_pick(Mandate, m) for m in answer["mandates"]]
+
+    @_guard
+    async def create_mandate(self, key: SigningKey, payer: str, merchant: str,
+                             merchant_public_key: str, **terms: Any) -> Mandate:
+        return _pick(Mandate, await self.bank.create_mandate(key, payer, merchant,
+                                                             merchant_public_key, **terms))
+
+    @_guard
+    async def revoke_mandate(self, key: SigningKey, wallet_id: str, mandate_id: str
+                             ) -> Mandate:
+        return _pick(Mandate, await self.bank.revoke_mandate(key, wallet_id, mandate_id))
+
+    @_guard
+    async def open_deposit_account(self, phone: str, holder_name: str, opening_fen: int
+                                   ) -> str:
+        """Operator only (the demo's bank counter): a deposit account for `phone`."""
+        answer = await self.bank.open_deposit_account(phone, holder_name, opening_fen)
+        return answer["account_id"]
+
+
+def wallet_view(answer: dict) -> WalletView:
+    merchant = answer.get("merchant")
+    return _pick(WalletView, {**answer, "limits": _pick(ClassLimits, answer["limits"]),
+                              "merchant": _pick(Merchant, merchant) if merchant else None})

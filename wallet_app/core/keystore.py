@@ -1,0 +1,160 @@
+"""The wallet's private key, made on the device and kept there encrypted under the PIN.
+
+The key is a P-256 `SigningKey` made with `ecdsa` (pure Python, so it runs on a phone). It
+never leaves the device: the bank only ever sees its public key and its signatures. On disk
+it is sealed like this (file `key.json`, version 1):
+
+    {"version": 1, "key_id": "k...", "public_key": "<base64url point>",
+     "kdf": {"name": "scrypt", "n": 65536, "r": 8, "p": 1, "salt": "<16 bytes>"},
+     "cipher": {"name": "aes-256-gcm", "nonce": "<12 bytes>"},
+     "ciphertext": "<32-byte private scalar + 16-byte tag>",
+     "failed_attempts": 0, "locked_until_ms": 0}
+
+- The AES-256 key is scrypt(PIN, a random salt): about 64 MiB and a fifth of a second per
+  guess, so a stolen file costs an attacker days of work per core for a 6-digit PIN, and the
+  PIN itself (or a cheap hash of it) is never stored.
+- AES-GCM authenticates as well as encrypts: a wrong PIN fails the tag, so the PIN is checked
+  by trying to open the key, with no separate PIN verifier to attack. The public key is the
+  associated data, so a ciphertext cannot be moved under another file's public key.
+- Wrong PINs are counted in the file: after `FREE_ATTEMPTS` the next try must wait, doubling
+  each time up to an hour. On a phone the file should also be wrapped by the platform's
+  keystore (Android Keystore); that is the build's job, not this module's.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+from rail_protocol.keys import SigningKey, b64decode, b64encode
+from wallet_app.core.errors import WalletError
+from wallet_app.core.files import read_json, write_json
+
+VERSION = 1
+SCRYPT_N = 2**16          # CPU/memory cost: 128 * r * n bytes = 64 MiB
+SCRYPT_R = 8
+SCRYPT_P = 1
+MIN_SCRYPT_N = 2**12      # what a test may lower it to; a file asking for less is refused
+SALT_BYTES = 16
+NONCE_BYTES = 12
+FREE_ATTEMPTS = 5         # wrong PINs before the wallet starts making the user wait
+FIRST_LOCK_MS = 30_000    # then 30 s, 60 s, 120 s ... up to MAX_LOCK_MS
+MAX_LOCK_MS = 3_600_000
+_PIN = re.compile(r"^[0-9]{6}$")
+
+
+def check_pin(pin: object) -> str:
+    """A PIN is exactly 6 digits, like a bank card's payment password."""
+    if not isinstance(pin, str) or not _PIN.match(pin):
+        raise WalletError("pin_format", "the PIN must be 6 digits")
+    return pin
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class KeyStore:
+    """The sealed key file at `path`. `create` makes it; `unlock` opens it with the PIN."""
+
+    path: Path
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    @property
+    def public_key_text(self) -> str:
+        return self._load()["public_key"]
+
+    @property
+    def key_id(self) -> str:
+        return self._load()["key_id"]
+
+    @classmethod
+    def create(cls, path: Path, key: SigningKey, pin: str, *, scrypt_n: int = SCRYPT_N
+               ) -> KeyStore:
+        """Seal `key` under `pin` into a new file; refuses to overwrite a key (a wallet's
+        key lost is the wallet's money lost)."""
+        check_pin(pin)
+        if path.exists():
+            raise WalletError("key_exists", f"{path} already holds a wallet key")
+        store = cls(path)
+        write_json(path, store._seal(key, pin, scrypt_n))
+        return store
+
+    def unlock(self, pin: str) -> SigningKey:
+        """The private key, if `pin` is right; counts wrong PINs and enforces the wait."""
+        check_pin(pin)
+        sealed = self._load()
+        now = _now_ms()
+        if sealed.get("locked_until_ms", 0) > now:
+            wait_s = -(-(sealed["locked_until_ms"] - now) // 1000)
+            raise WalletError("pin_locked", f"too many wrong PINs: try again in {wait_s} s",
+                              wait_s=wait_s)
+        try:
+            key = self._open(sealed, pin)
+        except InvalidTag:
+            failed = sealed.get("failed_attempts", 0) + 1
+            sealed["failed_attempts"] = failed
+            if failed >= FREE_ATTEMPTS:
+                sealed["locked_until_ms"] = now + min(
+                    FIRST_LOCK_MS * 2 ** (failed - FREE_ATTEMPTS), MAX_LOCK_MS)
+            write_json(self.path, sealed)
+            left = max(FREE_ATTEMPTS - failed, 0)
+            raise WalletError("wrong_pin", "the PIN is wrong" + (
+                f" ({left} tries before a wait)" if left else ""), left=left) from None
+        if sealed.get("failed_attempts") or sealed.get("locked_until_ms"):
+            sealed["failed_attempts"], sealed["locked_until_ms"] = 0, 0
+            write_json(self.path, sealed)
+        return key
+
+    def change_pin(self, old_pin: str, new_pin: str) -> None:
+        key = self.unlock(old_pin)
+        check_pin(new_pin)
+        write_json(self.path, self._seal(key, new_pin, self._load()["kdf"]["n"]))
+
+    # --- sealing ------------------------------------------------------------------------
+
+    def _load(self) -> dict:
+        sealed = read_json(self.path)
+        if not isinstance(sealed, dict) or sealed.get("version") != VERSION:
+            raise WalletError("no_wallet", f"no wallet key at {self.path}")
+        return sealed
+
+    @staticmethod
+    def _kdf(pin: str, kdf: dict) -> bytes:
+        if kdf.get("name") != "scrypt" or not MIN_SCRYPT_N <= kdf.get("n", 0) <= 2**20:
+            raise WalletError("key_file_invalid", "the key file's KDF is not one we accept")
+        return Scrypt(salt=b64decode(kdf["salt"]), length=32, n=kdf["n"], r=kdf["r"],
+                      p=kdf["p"]).derive(pin.encode("ascii"))
+
+    def _seal(self, key: SigningKey, pin: str, scrypt_n: int) -> dict:
+        kdf = {"name": "scrypt", "n": scrypt_n, "r": SCRYPT_R, "p": SCRYPT_P,
+               "salt": b64encode(os.urandom(SALT_BYTES))}
+        nonce = os.urandom(NONCE_BYTES)
+        public = key.public_key.to_text()
+        secret = b64decode(key.secret_text())
+        ciphertext = AESGCM(self._kdf(pin, kdf)).encrypt(nonce, secret, public.encode())
+        return {"version": VERSION, "key_id": key.key_id, "public_key": public, "kdf": kdf,
+                "cipher": {"name": "aes-256-gcm", "nonce": b64encode(nonce)},
+                "ciphertext": b64encode(ciphertext), "failed_attempts": 0,
+                "locked_until_ms": 0}
+
+    def _open(self, sealed: dict, pin: str) -> SigningKey:
+        if sealed.get("cipher", {}).get("name") != "aes-256-gcm":
+            raise WalletError("key_file_invalid", "the key file's cipher is not one we accept")
+        secret = AESGCM(self._kdf(pin, sealed["kdf"])).decrypt(
+            b64decode(sealed["cipher"]["nonce"]), b64decode(sealed["ciphertext"]),
+            sealed["public_key"].encode())
+        key = SigningKey(secret)
+        if key.public_key.to_text() != sealed["public_key"]:
+            raise WalletError("key_file_invalid", "the key does not match its public key")
+        return key

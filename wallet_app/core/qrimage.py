@@ -1,0 +1,83 @@
+"""QR codes as pictures: read them from image files and camera frames, draw them as PNG.
+
+Reading uses zxing-cpp (a compiled wheel; the `wallet` extra installs it) over a Pillow
+image; drawing uses segno, as the rail's own QR module does. Neither imports Kivy: the
+scanner widget hands raw RGBA frames to `decode_rgba`."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import segno
+
+from wallet_app.core.errors import WalletError
+
+MAX_IMAGE_BYTES = 20 * 1024 * 1024
+MAX_IMAGE_PIXELS = 40_000_000
+
+
+def _zxing():
+    try:
+        import zxingcpp
+    except ImportError:  # pragma: no cover - the wallet extra installs it
+        raise WalletError("no_qr_reader", "no QR reader installed: pip install zxing-cpp"
+                          ) from None
+    return zxingcpp
+
+
+def _read(image) -> list[str]:
+    zxingcpp = _zxing()
+    found = zxingcpp.read_barcodes(image, formats=zxingcpp.BarcodeFormat.QRCode)
+    return [code.text for code in found if code.valid and code.text]
+
+
+def decode_image_bytes(data: bytes) -> list[str]:
+    """Texts of the QR codes in an encoded image (PNG, JPEG, ...)."""
+    from PIL import Image, UnidentifiedImageError
+
+    if len(data) > MAX_IMAGE_BYTES:
+        raise WalletError("unreadable_code", "the image is too large")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.width * image.height > MAX_IMAGE_PIXELS:
+                raise WalletError("unreadable_code", "the image is too large")
+            return _read(image.convert("L"))
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise WalletError("unreadable_code", "the file is not an image") from None
+
+
+def decode_image_file(path: str | Path) -> list[str]:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise WalletError("unreadable_code", f"cannot open {path}: {exc.strerror}") from None
+    return decode_image_bytes(data)
+
+
+def decode_rgba(pixels: bytes, width: int, height: int, *, flip: bool = False) -> list[str]:
+    """Texts of the QR codes in a raw RGBA frame (a camera texture's pixels)."""
+    from PIL import Image, ImageOps
+
+    image = Image.frombytes("RGBA", (width, height), pixels).convert("L")
+    if flip:  # OpenGL textures are bottom-up
+        image = ImageOps.flip(image)
+    return _read(image)
+
+
+def single_code(texts: list[str]) -> str:
+    """The one code found, or a refusal saying there were none or several."""
+    if not texts:
+        raise WalletError("unreadable_code", "no QR code could be read in the picture")
+    if len(set(texts)) > 1:
+        raise WalletError("unreadable_code", "the picture holds more than one QR code")
+    return texts[0]
+
+
+def to_png(text: str, scale: int = 8, border: int = 4) -> bytes:
+    """A PNG of `text` as a QR code (error correction M), any text: payment codes and
+    receive codes as well as merchant codes."""
+    out = io.BytesIO()
+    segno.make_qr(text, error="m", encoding="utf-8").save(out, kind="png", scale=scale,
+                                                          border=border)
+    return out.getvalue()

@@ -1,0 +1,82 @@
+"""The Kivy app: a screen manager over the screens, the core, and the runner.
+
+The app is small on purpose: it wires the core (`Wallet`) and the runner, registers the
+screens and navigates between them with `go(name, **params)`. The money logic is in the
+core, the layouts in the .kv files, the view logic in `core/present.py`."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from kivy.app import App
+from kivy.base import ExceptionHandler, ExceptionManager
+from kivy.clock import Clock
+from kivy.uix.screenmanager import NoTransition, ScreenManager
+
+from wallet_app.core.messages import UNEXPECTED
+from wallet_app.core.runner import AsyncRunner
+from wallet_app.core.wallet import Wallet
+from wallet_app.ui import widgets  # noqa: F401 - loads the shared styles first
+
+log = logging.getLogger("yuanrail.wallet.ui")
+
+
+class _StayUp(ExceptionHandler):
+    """A bug in a callback shows a message on the current screen instead of closing the
+    app; the exception is logged and kept in `app.unexpected` (tests check it is empty)."""
+
+    def __init__(self, app: WalletApp) -> None:
+        self.app = app
+
+    def handle_exception(self, exception: BaseException):
+        log.exception("unexpected error", exc_info=exception)
+        self.app.unexpected.append(exception)
+        if self.app.root is not None and self.app.root.current_screen is not None:
+            self.app.root.current_screen.error = UNEXPECTED
+        return ExceptionManager.PASS
+
+
+class WalletApp(App):
+    title = "yuanrail wallet"
+
+    def __init__(self, wallet: Wallet, *, images_folder: Path | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.wallet = wallet
+        self.images_folder = images_folder
+        self.unexpected: list[BaseException] = []
+        self.runner = AsyncRunner(dispatch=lambda callback: Clock.schedule_once(
+            lambda _dt: callback()))
+        self._handler = _StayUp(self)
+
+    def build(self) -> ScreenManager:
+        from wallet_app.ui.screens import screen_classes
+
+        manager = ScreenManager(transition=NoTransition())
+        for cls in screen_classes():
+            manager.add_widget(cls())
+        return manager
+
+    def on_start(self) -> None:
+        ExceptionManager.add_handler(self._handler)
+        self.go("unlock" if self.wallet.has_wallet() else "onboarding")
+
+    def go(self, name: str, **params) -> None:
+        """Show screen `name`, prepared with `params`."""
+        manager = self.root
+        current = manager.current_screen
+        if current is not None and current.name != name:
+            current.leave()
+        screen = manager.get_screen(name)
+        screen.prepare(**params)
+        manager.current = name
+
+    def screen(self, name: str):
+        return self.root.get_screen(name)
+
+    def on_stop(self) -> None:
+        if self.root is not None and self.root.current_screen is not None:
+            self.root.current_screen.leave()
+        if self._handler in ExceptionManager.handlers:
+            ExceptionManager.remove_handler(self._handler)
+        self.runner.stop(self.wallet.aclose)

@@ -1,0 +1,55 @@
+"""Onboarding: choose a bank, give a phone number and a PIN; the key is made here and the
+wallet opens in class 4 (the next screen says its limits and offers linking an account)."""
+
+from __future__ import annotations
+
+from kivy.properties import BooleanProperty, ListProperty
+
+from wallet_app.ui.screens.base import WalletScreen, load_kv
+
+load_kv(__file__)
+
+
+class OnboardingScreen(WalletScreen):
+    bank_labels = ListProperty([])
+    merchant = BooleanProperty(False)
+
+    def prepare(self, **params) -> None:
+        super().prepare(**params)
+        self._choices = []
+        self.run(self.wallet.list_banks(), self._banks, "Looking for banks...")
+
+    def _banks(self, choices) -> None:
+        self._choices = choices
+        self.bank_labels = [c.label for c in choices]
+        online = [c for c in choices if c.info is not None]
+        if online and self.ids.bank.text not in self.bank_labels:
+            self.ids.bank.text = online[0].label
+        if not online:
+            self.error = "No bank answers. Is the demo running? (yuanrail demo)"
+
+    def _chosen_url(self) -> str | None:
+        for choice in self._choices:
+            if choice.label == self.ids.bank.text and choice.info is not None:
+                return choice.url
+        return None
+
+    def open_wallet(self) -> None:
+        url = self._chosen_url()
+        if url is None:
+            self.error = "Choose a bank that answers."
+            return
+        merchant = None
+        kind = "personal"
+        if self.merchant:
+            kind = "merchant"
+            merchant = {"name": self.ids.merchant_name.text.strip(),
+                        "mcc": self.ids.merchant_mcc.text.strip() or "5812",
+                        "city": self.ids.merchant_city.text.strip()}
+        opening = self.wallet.open_wallet(url, self.ids.phone.text, self.ids.pin.text,
+                                          self.ids.pin_again.text, kind=kind, merchant=merchant)
+        self.run(opening, self._opened, "Making your key and opening the wallet...")
+
+    def _opened(self, view) -> None:
+        self.ids.pin.text = self.ids.pin_again.text = ""
+        self.app.go("link", view=view, onboarding=True)

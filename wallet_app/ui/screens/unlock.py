@@ -1,0 +1,27 @@
+"""Unlock: the PIN opens the key for this session (scrypt runs off the UI thread)."""
+
+from __future__ import annotations
+
+from wallet_app.ui.screens.base import WalletScreen, load_kv
+
+load_kv(__file__)
+
+
+class UnlockScreen(WalletScreen):
+    def unlock(self) -> None:
+        pin = self.ids.pin.text
+        self.ids.pin.text = ""
+
+        async def unlock_and_load():
+            self.wallet.unlock(pin)
+            return await self.wallet.refresh()
+
+        self.run(unlock_and_load(), lambda view: self.app.go("home", view=view), "Unlocking...",
+                 on_error=self._failed)
+
+    def _failed(self, exc: BaseException) -> None:
+        if self.wallet.key is not None:  # unlocked, but the bank did not answer
+            self.app.go("home")
+            self.app.screen("home").show_error(exc)
+        else:
+            self.show_error(exc)
