@@ -58,7 +58,7 @@ from typing import Any
 import orjson
 
 from bank.domain import ledger, orders
-from bank.domain.wallets import MERCHANT, CreditPlan, WalletState, china_day, plan_credit, plan_debit
+from bank.domain.wallets import MERCHANT, CreditPlan, WalletState, plan_credit, plan_debit
 from rail_protocol import envelope, qr
 from rail_protocol.envelope import Envelope, check_live, now_ms
 from rail_protocol.errors import RailError
@@ -233,7 +233,8 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bi
 ON CONFLICT DO NOTHING
 RETURNING order_id"""
 
-_WALLET_BY = "SELECT wallet_id, key_id, public_key, kind, merchant_name, mcc, city FROM wallets WHERE "
+_WALLET_BY = ("SELECT wallet_id, key_id, public_key, kind, merchant_name, mcc, city "
+              "FROM wallets WHERE ")
 
 
 class Batcher:

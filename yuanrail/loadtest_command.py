@@ -61,7 +61,8 @@ def add_command(commands) -> None:
     """Add `yuanrail loadtest` to the CLI's subcommands."""
     p = commands.add_parser("loadtest", help="load the rail with Locust beside this machine's "
                             "own limits (pgbench, verifier, no-op endpoint)",
-                            description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                            description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--duration", type=int, default=60, help="seconds per Locust run (default 60)")
     p.add_argument("--users", type=int, default=32, help="Locust users = pgbench clients")
     p.add_argument("--workers", type=int, default=2, help="uvicorn workers per bank node")
@@ -346,7 +347,8 @@ def verifier_bench(seconds: float = 3.0) -> dict:
     os.sched_setaffinity(0, {cpus[-1]})
     key = SigningKey.generate(engine="openssl")
     env = seal(key, PAY, {"payer_wallet": "yangtze.0123456789abcdef", "amount_fen": 1234,
-                          "payee_wallet": "yangtze.fedcba9876543210", "order_id": "O0123456789abcdef"})
+                          "payee_wallet": "yangtze.fedcba9876543210",
+                          "order_id": "O0123456789abcdef"})
     raw, public = env.to_dict(), key.public_key
     sig, message = b64decode(env.sig), env.signed_bytes()
 
@@ -542,7 +544,12 @@ def _percentile(histogram: dict[int, int], q: float) -> float:
 def summarize(run: LocustRun, names: tuple[str, ...]) -> dict:
     """Payments (or the named requests): count, per second, latency percentiles, failures
     split into business refusals and real failures; the CPU of each group in cores."""
-    entries = json.loads(Path(f"{run.prefix}.json").read_text())
+    stats = Path(f"{run.prefix}.json")
+    if not stats.exists():
+        tail = Path(f"{run.prefix}.log").read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"Locust run {run.name} left no statistics (exit "
+                           f"{run.returncode}):\n{tail}")
+    entries = json.loads(stats.read_text())
     picked = [e for e in entries if e["name"] in names]
     histogram: dict[int, int] = {}
     per_second: dict[int, int] = {}
@@ -572,6 +579,12 @@ def summarize(run: LocustRun, names: tuple[str, ...]) -> dict:
                 else:
                     key = f"{row['Name']}: {error}"[:160]
                     unexpected[key] = unexpected.get(key, 0) + count
+    exceptions_csv = Path(f"{run.prefix}_exceptions.csv")
+    if exceptions_csv.exists():   # a user's task that raised: the generator's own failure
+        with open(exceptions_csv, newline="") as handle:
+            for row in csv.DictReader(handle):
+                key = f"locustfile: {row.get('Message', '')}"[:160]
+                unexpected[key] = unexpected.get(key, 0) + int(row.get("Count") or 1)
     all_requests = sum(e["num_requests"] for e in entries if e["method"] != "NOTE")
     notes = {e["name"]: e["num_requests"] for e in entries if e["method"] == "NOTE"}
     window = max(end - start, 1e-9)
