@@ -83,6 +83,10 @@ def create_app(settings: BankSettings | None = None, bank: Bank | None = None) -
     app = FastAPI(title=f"yuanrail bank node {settings.bank_id}", version="0.1.0",
                   lifespan=lifespan, default_response_class=JSON)
     install_error_handlers(app)
+    if settings.fast_path:
+        from bank.fastpath import install as install_fast_path
+
+        install_fast_path(app)  # its routes go before the API's; its batcher in the lifespan
     app.include_router(router)
     app.include_router(merchant_router)
     return app

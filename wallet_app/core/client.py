@@ -180,7 +180,9 @@ def _guard(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
 
 
 def payment_result(answer: dict, instruction_id: str) -> PaymentResult:
-    return _pick(PaymentResult, {"amount_fen": 0, **answer}, instruction_id=instruction_id)
+    fields = {"amount_fen": 0, **answer}
+    fields.pop("instruction_id", None)  # a repeat answered from the database carries it
+    return _pick(PaymentResult, fields, instruction_id=instruction_id)
 
 
 class WalletClient:
