@@ -392,20 +392,12 @@ class FastPath:
 
     async def pay(self, raw: object) -> dict:
         """`Bank.pay`: a payment signed by the payer's wallet."""
-        from bank.services import PAY, check_wallet_id, wallet_bank
+        from bank.services import PAY, parse_payment, wallet_bank
 
         if not self.on:
             return await self.bank.pay(raw)
         env, payer = await self._signed(raw, PAY, "payer_wallet")
-        body = env.body
-        payee_id = check_wallet_id(body.get("payee_wallet"), "payee_wallet")
-        amount = parse_fen(body.get("amount_fen"))
-        memo = body.get("memo")
-        if memo is not None and (not isinstance(memo, str) or len(memo) > 140):
-            raise RailError("invalid_field", "memo must be a string of at most 140 characters")
-        order_id = body.get("order_id")
-        if order_id is not None and (not isinstance(order_id, str) or not 1 <= len(order_id) <= 25):
-            raise RailError("invalid_field", "order_id must be 1-25 characters")
+        payee_id, amount, memo, order_id = parse_payment(env.body)
         if payee_id == payer.wallet_id:
             raise RailError("self_payment")
         if wallet_bank(payee_id) != self.bank.bank_id:
@@ -680,18 +672,9 @@ class FastPath:
         check_live(env)
         if merchant.kind != MERCHANT:
             raise RailError("not_a_merchant")
-        body = env.body
-        amount = parse_fen(body.get("amount_fen"))
-        reference = body.get("reference")
-        if not isinstance(reference, str) or not 1 <= len(reference) <= 64:
-            raise RailError("invalid_field", "reference must be 1-64 characters")
-        description = body.get("description")
-        if description is not None and (not isinstance(description, str) or len(description) > 140):
-            raise RailError("invalid_field", "description must be at most 140 characters")
-        ttl_ms = body.get("ttl_ms", orders.DEFAULT_ORDER_TTL_MS)
-        if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, int) \
-                or not 1_000 <= ttl_ms <= orders.MAX_ORDER_TTL_MS:
-            raise RailError("invalid_field", "ttl_ms must be 1 s to 24 h in milliseconds")
+        request = orders.parse_new_order(env.body)
+        amount, reference = request.amount_fen, request.reference
+        description, ttl_ms = request.description, request.ttl_ms
         at = now_ms()
         order_id = "O" + secrets.token_hex(8)
         item = _NewOrder((order_id, merchant.wallet_id, reference, description, amount, at,

@@ -21,7 +21,6 @@ from bank.services import Bank
 from rail_protocol import qr
 from rail_protocol.envelope import check_live, now_ms, sign_statement
 from rail_protocol.errors import RailError
-from rail_protocol.money import parse_fen
 
 log = logging.getLogger("yuanrail.bank.merchants")
 
@@ -56,18 +55,9 @@ class MerchantDesk:
         """Create an order and its dynamic QR. The merchant's own reference makes it
         idempotent: the same reference and amount give the same order."""
         env, merchant = await self._merchant(raw, CREATE_ORDER)
-        body = env.body
-        amount = parse_fen(body.get("amount_fen"))
-        reference = body.get("reference")
-        if not isinstance(reference, str) or not 1 <= len(reference) <= 64:
-            raise RailError("invalid_field", "reference must be 1-64 characters")
-        description = body.get("description")
-        if description is not None and (not isinstance(description, str) or len(description) > 140):
-            raise RailError("invalid_field", "description must be at most 140 characters")
-        ttl_ms = body.get("ttl_ms", orders.DEFAULT_ORDER_TTL_MS)
-        if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, int) \
-                or not 1_000 <= ttl_ms <= orders.MAX_ORDER_TTL_MS:
-            raise RailError("invalid_field", "ttl_ms must be 1 s to 24 h in milliseconds")
+        request = orders.parse_new_order(env.body)
+        amount, reference = request.amount_fen, request.reference
+        description, ttl_ms = request.description, request.ttl_ms
         at = now_ms()
         order_id = "O" + secrets.token_hex(8)
         try:

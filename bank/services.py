@@ -77,6 +77,19 @@ def check_wallet_id(value: object, field: str = "wallet_id") -> str:
     return value
 
 
+def parse_payment(body: dict) -> tuple[str, int, str | None, str | None]:
+    """Check a `bank.pay` body, first error wins: (payee, amount, memo, order id)."""
+    payee_id = check_wallet_id(body.get("payee_wallet"), "payee_wallet")
+    amount = parse_fen(body.get("amount_fen"))
+    memo = body.get("memo")
+    if memo is not None and (not isinstance(memo, str) or len(memo) > 140):
+        raise RailError("invalid_field", "memo must be a string of at most 140 characters")
+    order_id = body.get("order_id")
+    if order_id is not None and (not isinstance(order_id, str) or not 1 <= len(order_id) <= 25):
+        raise RailError("invalid_field", "order_id must be 1-25 characters")
+    return payee_id, amount, memo, order_id
+
+
 def payment_view(row: Any) -> dict:
     """What a wallet sees of one of its transactions."""
     view = {"payment_id": f"P{row.txn_id}", "kind": row.kind, "status": row.status,
@@ -474,15 +487,7 @@ class Bank:
         """A payment signed by the payer's wallet: to a wallet here, or at another bank
         through central."""
         env, payer = await self._signed_by_wallet(raw, PAY, "payer_wallet")
-        body = env.body
-        payee_id = check_wallet_id(body.get("payee_wallet"), "payee_wallet")
-        amount = parse_fen(body.get("amount_fen"))
-        memo = body.get("memo")
-        if memo is not None and (not isinstance(memo, str) or len(memo) > 140):
-            raise RailError("invalid_field", "memo must be a string of at most 140 characters")
-        order_id = body.get("order_id")
-        if order_id is not None and (not isinstance(order_id, str) or not 1 <= len(order_id) <= 25):
-            raise RailError("invalid_field", "order_id must be 1-25 characters")
+        payee_id, amount, memo, order_id = parse_payment(env.body)
         if payee_id == payer.wallet_id:
             raise RailError("self_payment")
         refusal = self._refusal_row(env, "payment", amount, payer_wallet=payer.wallet_id,

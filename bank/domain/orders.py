@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rail_protocol.errors import RailError
+from rail_protocol.money import parse_fen
 
 CREATED, PAID, CANCELLED, EXPIRED = "created", "paid", "cancelled", "expired"
 PARTLY_REFUNDED, REFUNDED = "partly_refunded", "refunded"
@@ -67,3 +68,27 @@ def check_refund(paid_fen: int, refunded_before_fen: int, refund_fen: int) -> No
     if refunded_before_fen + refund_fen > paid_fen:
         raise RailError("refund_exceeds_payment",
                         f"{paid_fen} fen paid, {refunded_before_fen} already refunded")
+
+
+@dataclass(frozen=True, slots=True)
+class NewOrder:
+    amount_fen: int
+    reference: str
+    description: str | None
+    ttl_ms: int
+
+
+def parse_new_order(body: dict) -> NewOrder:
+    """Check a merchant's order request, first error wins."""
+    amount = parse_fen(body.get("amount_fen"))
+    reference = body.get("reference")
+    if not isinstance(reference, str) or not 1 <= len(reference) <= 64:
+        raise RailError("invalid_field", "reference must be 1-64 characters")
+    description = body.get("description")
+    if description is not None and (not isinstance(description, str) or len(description) > 140):
+        raise RailError("invalid_field", "description must be at most 140 characters")
+    ttl_ms = body.get("ttl_ms", DEFAULT_ORDER_TTL_MS)
+    if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, int) \
+            or not 1_000 <= ttl_ms <= MAX_ORDER_TTL_MS:
+        raise RailError("invalid_field", "ttl_ms must be 1 s to 24 h in milliseconds")
+    return NewOrder(amount, reference, description, ttl_ms)
