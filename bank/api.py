@@ -124,6 +124,12 @@ async def interbank_credit(request: Request, bank: BankDep) -> dict:
     return await bank.interbank_credit(await read_json(request))
 
 
+@router.post("/interbank/credits/batch", tags=["interbank"])
+async def interbank_credits(request: Request, bank: BankDep) -> dict:
+    """Message 2 in a batch: many credits from central, each answered in its place."""
+    return await bank.interbank_credits(await read_json(request))
+
+
 # --- operator ------------------------------------------------------------------------
 
 @router.post("/operator/deposit-accounts", tags=["operator"], status_code=201)

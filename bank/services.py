@@ -60,6 +60,7 @@ from rail_protocol.instruction_types import (  # noqa: E402
 )
 
 TRANSFER_TTL_MS = 24 * 3600 * 1000
+MAX_CREDIT_BATCH = 256          # message 2s in one batch request from central
 SETTLED, PROCESSING, REJECTED, PENDING = "settled", "processing", "rejected", "pending"
 # Refusals from central that mean it did not, and never will, prepare the transfer.
 _CENTRAL_FINAL_REFUSALS = {"unknown_bank", "invalid_field", "invalid_amount", "expired",
@@ -88,6 +89,18 @@ def parse_payment(body: dict) -> tuple[str, int, str | None, str | None]:
     if order_id is not None and (not isinstance(order_id, str) or not 1 <= len(order_id) <= 25):
         raise RailError("invalid_field", "order_id must be 1-25 characters")
     return payee_id, amount, memo, order_id
+
+
+def parse_credit_batch(raw: object) -> list:
+    """The envelopes of a batch of message 2s: a non-empty list of at most
+    MAX_CREDIT_BATCH, under `credits` and nothing else."""
+    if not isinstance(raw, dict) or set(raw) != {"credits"}:
+        raise RailError("invalid_field", "a credit batch is {\"credits\": [envelope, ...]}")
+    credits = raw["credits"]
+    if not isinstance(credits, list) or not 1 <= len(credits) <= MAX_CREDIT_BATCH:
+        raise RailError("invalid_field",
+                        f"credits must be a list of 1 to {MAX_CREDIT_BATCH} envelopes")
+    return credits
 
 
 def payment_view(row: Any) -> dict:
@@ -777,6 +790,19 @@ class Bank:
             "type": "bank.interbank_credit_result", "transfer_id": transfer_id,
             "accepted": existing_code is None, **({"code": existing_code} if existing_code else {}),
         })}
+
+    async def interbank_credits(self, raw: object) -> dict:
+        """Message 2 in a batch (docs/interbank.md): `{"credits": [envelope, ...]}`, each
+        answered in its place exactly as `interbank_credit` answers it alone, or with its
+        typed error (`{"error": {...}}`, not an answer: central sends that one again)."""
+        return {"results": [await self._credit_or_error(item)
+                            for item in parse_credit_batch(raw)]}
+
+    async def _credit_or_error(self, item: object) -> dict:
+        try:
+            return await self.interbank_credit(item)
+        except RailError as exc:
+            return exc.to_dict()
 
     async def _credit_from_other_bank(self, env: Envelope, transfer_id: str, from_bank: str,
                                       payee_id: str, amount: int,

@@ -9,8 +9,9 @@ import pytest
 import sqlalchemy as sa
 
 from bank.adapters import books_sql
-from rail_protocol.envelope import now_ms
+from rail_protocol.envelope import now_ms, seal
 from rail_protocol.errors import RailError
+from rail_protocol.keys import SigningKey
 from rail_protocol.money import yuan
 from rail_protocol.request_auth import sign_read
 from tests.support.rail import assert_refused, rail_factory  # noqa: F401
@@ -411,3 +412,26 @@ async def late_refund_to_a_full_wallet(rail) -> None:
     assert await rail.balance(payer) == yuan(10_000)
     audit = await rail.bank_audit("yangtze")
     assert audit["balanced"], audit["problems"]
+
+
+async def test_a_batch_of_credits_from_central_is_answered_item_by_item(rail):
+    """Message 2 in a batch: each credit gets its own answer in its place; an item that is
+    not central's (a forged signature) gets its typed error there and credits nothing."""
+    payee = await rail.open_wallet("pearl")
+    forged = seal(SigningKey.generate(), "bank.interbank_credit", {
+        "transfer_id": "yangtze.forged0001", "from_bank": "yangtze", "to_bank": "pearl",
+        "amount_fen": yuan(5), "payee_wallet": payee.wallet_id}, id="yangtze.forged0001")
+    response = await rail.post_raw("pearl", "/v1/interbank/credits/batch",
+                                   {"credits": [forged.to_dict(), "not an envelope"]})
+    assert response.status_code == 200, response.text
+    codes = [item.get("error", {}).get("code") for item in response.json()["results"]]
+    assert codes[0] == "bad_signature" and codes[1] is not None, codes
+    assert await rail.balance(payee) == 0
+    await rail.assert_balanced()
+
+
+@pytest.mark.parametrize("body", [{"credits": []}, {"credits": {}}, {"other": []},
+                                  {"credits": [{}] * 257}])
+async def test_a_malformed_batch_of_credits_is_refused_whole(rail, body):
+    response = await rail.post_raw("pearl", "/v1/interbank/credits/batch", body)
+    assert_refused(response, 422, "invalid_field")

@@ -107,6 +107,7 @@ class Rail:
     central: CentralClient   # with central's operator credential
     central_database_url: str
     banks: dict[str, BankNode]
+    central_key: SigningKey | None = None   # central's signing key, to forge its messages in tests
     _treasuries: dict[str, Wallet] = field(default_factory=dict)
     _treasury_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -392,7 +393,7 @@ async def start_rail(pg_databases, key_dir: Path, *, central_pool: int = 4,
             banks[bank_id] = BankNode(bank_id, client, node, settings, database_url, url)
         for bank_id in BANK_IDS:
             await central.deposit_reserves(bank_id, f"reserve-{bank_id}-{run}", RESERVES_FEN)
-        yield Rail(net, central, central_db, banks)
+        yield Rail(net, central, central_db, banks, central_key=central_app.state.central.key)
 
 
 def assert_refused(response: httpx.Response, status: int, code: str) -> None:
