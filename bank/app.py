@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from contextlib import asynccontextmanager
 
@@ -17,22 +15,12 @@ from bank.merchants import MerchantDesk
 from bank.config import BankSettings
 from bank.services import Bank
 from central.client import CentralClient
+from rail_service.background import Background, Loop
 from rail_service.db import make_engine
 from rail_service.http import JSON, install_error_handlers
 from rail_service.keyfile import load_or_create_key
 
 log = logging.getLogger("yuanrail.bank")
-
-
-async def _every(interval_s: float, work, name: str) -> None:
-    while True:
-        try:
-            await work()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a worker must outlive any one failure
-            log.warning("%s: %r", name, exc)
-        await asyncio.sleep(interval_s)
 
 
 def build_bank(settings: BankSettings) -> Bank:
@@ -62,19 +50,16 @@ def create_app(settings: BankSettings | None = None, bank: Bank | None = None) -
         app.state.desk = desk = MerchantDesk(node)
         app.state.charges = Charges(node, no_pin_threshold_fen=settings.no_pin_threshold_fen,
                                     transport=node.peer_transport)
-        workers = []
+        background = Background(node.engine, f"yuanrail:bank:{node.bank_id}:background", [
+            Loop("outbox", node.run_outbox_once, busy_s=0.2, idle_s=1.0),
+            Loop("vault", node.keep_vault, busy_s=1.0, idle_s=1.0),
+            Loop("webhooks", desk.deliver_webhooks, busy_s=0.3, idle_s=0.6)])
         if settings.run_workers:
-            workers = [asyncio.create_task(_every(0.2, node.run_outbox_once, "outbox")),
-                       asyncio.create_task(_every(1.0, node.keep_vault, "vault")),
-                       asyncio.create_task(_every(0.3, desk.run_webhooks_once, "webhooks"))]
+            background.start()
         try:
             yield
         finally:
-            for task in workers:
-                task.cancel()
-            for task in workers:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await background.aclose()
             await desk.aclose()
             await node.central.aclose()
             await node.hot.close()

@@ -192,6 +192,3 @@ class MerchantDesk:
             {"delivery_id": r.delivery_id, "event": orjson.loads(r.event), "url": r.url,
              "status": r.status, "attempts": r.attempts, "last_error": r.last_error,
              "created_ms": r.created_ms, "delivered_ms": r.delivered_ms} for r in rows]}
-
-    async def run_webhooks_once(self) -> None:
-        await self.deliver_webhooks()

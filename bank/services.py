@@ -61,6 +61,9 @@ from rail_protocol.instruction_types import (  # noqa: E402
 
 TRANSFER_TTL_MS = 24 * 3600 * 1000
 MAX_CREDIT_BATCH = 256          # message 2s in one batch request from central
+# The request that debits an interbank payment forwards it at once and waits this long for
+# the outcome; the outbox leaves the payment alone until then, so they do not race.
+FORWARD_WAIT_MS = 5_000
 SETTLED, PROCESSING, REJECTED, PENDING = "settled", "processing", "rejected", "pending"
 # Refusals from central that mean it did not, and never will, prepare the transfer.
 _CENTRAL_FINAL_REFUSALS = {"unknown_bank", "invalid_field", "invalid_amount", "expired",
@@ -631,7 +634,7 @@ class Bank:
             txn = await sql.insert_transaction(conn, **self._txn_values(
                 env, "interbank_out", PROCESSING, amount, payer_wallet=payer.wallet_id,
                 payee_wallet=payee_id, memo=memo, counterparty_bank=to_bank,
-                transfer_id=transfer_id, next_attempt_ms=at, order_id=order_id,
+                transfer_id=transfer_id, next_attempt_ms=at + FORWARD_WAIT_MS, order_id=order_id,
                 pulled_fen=debit.pulled_from_deposit_fen,
                 result=orjson.dumps(result).decode()))
             await sql.insert_postings(conn, txn, ledger.interbank_out(
@@ -648,7 +651,8 @@ class Bank:
             return outcome
         crash_point("bank.interbank.after_debit")
         try:
-            status = await asyncio.wait_for(self.forward_transfer(txn_id), timeout=5)
+            status = await asyncio.wait_for(self.forward_transfer(txn_id),
+                                            timeout=FORWARD_WAIT_MS / 1000)
         except (asyncio.TimeoutError, RailError) as exc:
             log.info("transfer %s left to the outbox: %r", transfer_id, exc)
             status = PROCESSING
@@ -762,6 +766,19 @@ class Bank:
     async def interbank_credit(self, raw: object) -> dict:
         """Message 2 from central: credit the payee once per transfer id, and answer with a
         signed accept or refusal (the same answer to every repeat)."""
+        env, transfer_id, from_bank, payee_id, amount, details = self.read_credit(raw)
+        async with self.engine.connect() as conn:
+            existing = await sql.transaction_by_transfer(conn, transfer_id)
+        if existing is None:
+            existing_code = await self._credit_from_other_bank(
+                env, transfer_id, from_bank, payee_id, amount, details)
+        else:
+            existing_code = existing.code if existing.status == REJECTED else None
+        return self.credit_answer(transfer_id, existing_code)
+
+    def read_credit(self, raw: object) -> tuple[Envelope, str, Any, str, int, dict]:
+        """Message 2 verified as central's and checked, first error wins: (envelope,
+        transfer id, from bank, payee, amount, details). Shared with bank/fast_credits.py."""
         env = Envelope.parse(raw)
         if self.central_key is None:
             raise RailError("upstream_unavailable", "this bank has not learned central's key")
@@ -779,16 +796,13 @@ class Bank:
         details = body.get("details") or {}
         if not isinstance(details, dict):
             raise RailError("invalid_field", "details must be an object")
-        async with self.engine.connect() as conn:
-            existing = await sql.transaction_by_transfer(conn, transfer_id)
-        if existing is None:
-            existing_code = await self._credit_from_other_bank(
-                env, transfer_id, from_bank, payee_id, amount, details)
-        else:
-            existing_code = existing.code if existing.status == REJECTED else None
+        return env, transfer_id, from_bank, payee_id, amount, details
+
+    def credit_answer(self, transfer_id: str, code: str | None) -> dict:
+        """The answer to message 2, signed by this bank: accepted, or refused with `code`."""
         return {"result": sign_statement(self.key, {
             "type": "bank.interbank_credit_result", "transfer_id": transfer_id,
-            "accepted": existing_code is None, **({"code": existing_code} if existing_code else {}),
+            "accepted": code is None, **({"code": code} if code else {}),
         })}
 
     async def interbank_credits(self, raw: object) -> dict:
@@ -994,7 +1008,8 @@ class Bank:
         txn_id = outcome.pop("_txn", None)
         if txn_id is not None and not outcome.get("repeated"):
             try:
-                outcome["status"] = await asyncio.wait_for(self.forward_transfer(txn_id), 5)
+                outcome["status"] = await asyncio.wait_for(self.forward_transfer(txn_id),
+                                                           FORWARD_WAIT_MS / 1000)
             except (asyncio.TimeoutError, RailError):
                 outcome["status"] = PROCESSING
         if not outcome.get("repeated"):
@@ -1018,7 +1033,7 @@ class Bank:
         txn = await sql.insert_transaction(conn, **self._txn_values(
             env, "interbank_out", PROCESSING, amount, payer_wallet=merchant_id,
             payee_wallet=original.payer_wallet, counterparty_bank=original.counterparty_bank,
-            transfer_id=transfer_id, next_attempt_ms=at, refund_of=original.txn_id,
+            transfer_id=transfer_id, next_attempt_ms=at + FORWARD_WAIT_MS, refund_of=original.txn_id,
             order_id=original.order_id, result=orjson.dumps(result).decode()))
         await sql.insert_postings(conn, txn, ledger.interbank_out(merchant_id, None, debit))
         await sql.save_wallet(conn, shop)

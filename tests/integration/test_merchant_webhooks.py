@@ -41,7 +41,7 @@ pytestmark = pytest.mark.integration
 
 BANK = "yangtze"
 OK, FAIL, STALL = "ok", "fail", "stall"
-STALL_S = WEBHOOK_TIMEOUT_S + 0.8     # longer than the bank waits for an answer
+STALL_S = WEBHOOK_TIMEOUT_S + 1.5     # longer than the bank waits, plus a retry's poll
 QUIET_S = 1.0                         # three webhook-worker rounds: time enough for a double
 
 
