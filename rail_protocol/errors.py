@@ -80,6 +80,9 @@ CODES: dict[str, tuple[int, str]] = {
                                   "what is left of its cap for the period."),
     "unknown_bank_node": (502, "The other bank's node is not known to central or not "
                                "certified."),
+    "service_unavailable": (503, "The service could not get to its database in time (at "
+                                 "capacity, or the database is down); retry the same "
+                                 "instruction: a retry has exactly one effect."),
     "upstream_unavailable": (503, "A party this request depends on did not answer; the "
                                   "instruction may be retried with the same id."),
 }

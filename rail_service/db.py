@@ -14,8 +14,9 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    """An async engine for `url`; SQLite gets WAL, a busy timeout and foreign keys."""
+def make_engine(url: str, *, pool_size: int = 10, pool_timeout_s: float = 10) -> AsyncEngine:
+    """An async engine for `url`; SQLite gets WAL, a busy timeout and foreign keys. A request
+    waits at most `pool_timeout_s` for a free connection, then gets a typed 503."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -31,7 +32,8 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
             cursor.close()
 
         return engine
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size,
+                               pool_timeout=pool_timeout_s, pool_pre_ping=True)
 
 
 async def migrate(engine: AsyncEngine, migrations_dir: Path, version_table: str) -> None:

@@ -8,7 +8,9 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
+import asyncpg
 import orjson
+import sqlalchemy.exc
 from fastapi import FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
@@ -53,8 +55,29 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSON:
+        if is_database_unavailable(exc):
+            log.warning("database unavailable on %s %s: %r", request.method, request.url.path,
+                        exc)
+            response = JSON(RailError("service_unavailable").to_dict(), status_code=503)
+            response.headers["retry-after"] = "1"
+            return response
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return error_response(500, "internal", "internal error; nothing was acknowledged")
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """No connection free in the pool in time, or none to be had (the server refuses, is
+    full, or dropped it): the request did nothing it acknowledged, and a retry of the same
+    instruction is safe (idempotency is the database's unique key)."""
+    if isinstance(exc, sqlalchemy.exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        # The driver's error, which SQLAlchemy's asyncpg adapter wraps once more.
+        exc = getattr(exc.orig, "__cause__", None) or exc.orig
+    return isinstance(exc, (sqlalchemy.exc.TimeoutError, ConnectionRefusedError,
+                            asyncpg.exceptions.TooManyConnectionsError,
+                            asyncpg.exceptions.CannotConnectNowError,
+                            asyncpg.exceptions.ConnectionDoesNotExistError))
 
 
 async def read_json(request: Request, max_bytes: int = MAX_BODY_BYTES) -> Any:

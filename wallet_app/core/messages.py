@@ -97,6 +97,8 @@ MESSAGES: dict[str, str] = {
     "unknown_bank_node": "The other bank cannot be reached through the rail just now.",
     "upstream_unavailable": "Your bank cannot be reached. Check the connection and try "
                             "again.",
+    "service_unavailable": "Your bank is busy just now. Try again in a moment; nothing was "
+                           "paid twice.",
 }
 
 

@@ -26,8 +26,10 @@ from rail_protocol.errors import RailError
 from wallet_app.core.errors import PaymentPending
 from wallet_app.core.files import read_json, write_json
 
+# No answer came, or the bank could not act just now: the outcome is not known yet.
+UNANSWERED = frozenset({"upstream_unavailable", "service_unavailable"})
 # Refusals that mean "not executed, try again later": the same envelope is resent.
-RETRYABLE = frozenset({"upstream_unavailable", "rate_limited", "vault_empty"})
+RETRYABLE = UNANSWERED | {"rate_limited", "vault_empty"}
 MAX_PENDING = 100  # a wallet with this many unanswered instructions stops signing new ones
 
 

@@ -41,7 +41,7 @@ from wallet_app.core.client import (
 from wallet_app.core.errors import PaymentPending, WalletError
 from wallet_app.core.files import read_json, write_json
 from wallet_app.core.keystore import SCRYPT_N, KeyStore, check_pin
-from wallet_app.core.outbox import Outbox, Outcome
+from wallet_app.core.outbox import UNANSWERED, Outbox, Outcome
 from wallet_app.core.scan import (
     CustomerCode,
     PayMerchant,
@@ -273,7 +273,7 @@ class Wallet:
             view = await self._client(bank_url).open_wallet(key, phone, kind=kind,
                                                             merchant=merchant)
         except RailError as exc:
-            if exc.code != "upstream_unavailable":  # refused: the key was never registered
+            if exc.code not in UNANSWERED:   # refused: the key was never registered
                 self.keystore.path.unlink(missing_ok=True)
                 (self.home / "profile.json").unlink(missing_ok=True)
             raise
@@ -441,7 +441,7 @@ class Wallet:
             try:
                 view = await self.client.payment(self._key(), self.wallet_id, result.payment_id)
             except RailError as exc:
-                if exc.code == "upstream_unavailable":
+                if exc.code in UNANSWERED:
                     continue
                 raise
             if view.status in FINAL:
