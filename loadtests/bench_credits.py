@@ -1,0 +1,113 @@
+"""CPU per interbank credit at bank B: the standard loop (`Bank.interbank_credits`, one
+transaction per credit) against one transaction per batch (`bank.fast_credits`).
+
+Starts the in-process test rail (central and two banks on fresh PostgreSQL databases, Redis
+under a prefix of its own; everything dropped afterwards), opens payees at pearl (half class 4,
+whose rows are locked, half class 1, credited by appended credits), then calls both with the
+same kind of batch, interleaved, and reads this process's CPU time (user + system) around
+each call. The rail's background loops share the process; their idle CPU is measured apart.
+The message 2s are sealed with central's key but never prepared by central: the rail's audit
+does not balance afterwards, which is why the databases are thrown away.
+
+    .venv/bin/python loadtests/bench_credits.py [--batch 100] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bank.fast_credits import FastCredits  # noqa: E402
+from rail_protocol.envelope import MAX_TTL_MS, seal  # noqa: E402
+from rail_protocol.instruction_types import INTERBANK_CREDIT  # noqa: E402
+from tests.conftest import PG_ADMIN_URL, _async_url  # noqa: E402
+from tests.support.rail import start_rail  # noqa: E402
+
+
+def batch_of(rail, payees: list[str], size: int) -> dict:
+    envelopes = []
+    for n in range(size):
+        transfer_id = f"yangtze.{secrets.token_hex(16)}"
+        envelopes.append(seal(rail.central_key, INTERBANK_CREDIT, {
+            "transfer_id": transfer_id, "from_bank": "yangtze", "to_bank": "pearl",
+            "amount_fen": 100 + n, "payee_wallet": payees[n % len(payees)]},
+            id=transfer_id, ttl_ms=MAX_TTL_MS).to_dict())
+    return {"credits": envelopes}
+
+
+async def cpu_of(call, body: dict) -> tuple[float, float]:
+    """(CPU seconds, wall seconds) of one call; every answer must be an acceptance."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    answer = await call(body)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    assert all(r.get("result", {}).get("accepted") for r in answer["results"]), answer
+    return cpu, wall
+
+
+async def run(batch: int, rounds: int) -> None:
+    made: list[str] = []
+
+    def databases() -> str:
+        name = f"yr_bench_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        made.append(name)
+        return _async_url(name)
+
+    try:
+        with tempfile.TemporaryDirectory() as keys:
+            async with start_rail(databases, Path(keys)) as rail:
+                node = rail.banks["pearl"].node
+                wallets = await rail.open_many("pearl", 2 * batch)
+                for wallet in wallets[::2]:
+                    await node.set_wallet_class(wallet.wallet_id, 1)
+                payees = [w.wallet_id for w in wallets]
+                fast = await FastCredits.start(node)
+                assert fast.on
+                await cpu_of(node.interbank_credits, batch_of(rail, payees, 4))   # warm up
+                await cpu_of(fast.interbank_credits, batch_of(rail, payees, 4))
+                idle = time.process_time()
+                await asyncio.sleep(2)
+                idle = (time.process_time() - idle) / 2
+                totals = {"standard": [0.0, 0.0], "batch": [0.0, 0.0]}
+                for _round in range(rounds):
+                    for name, call in (("standard", node.interbank_credits),
+                                       ("batch", fast.interbank_credits)):
+                        cpu, wall = await cpu_of(call, batch_of(rail, payees, batch))
+                        totals[name][0] += cpu
+                        totals[name][1] += wall
+                await fast.aclose()
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            for name in made:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    credits = batch * rounds
+    print(f"{rounds} rounds of a batch of {batch} credits (half to class-4 payees, half to "
+          f"class 1); background idle CPU {idle * 1000:.1f} ms/s")
+    print("| path | CPU per credit | wall per credit |")
+    print("| --- | ---: | ---: |")
+    for name, (cpu, wall) in totals.items():
+        print(f"| {name} | {cpu / credits * 1000:.2f} ms | {wall / credits * 1000:.2f} ms |")
+    print(f"ratio standard / batch CPU: {totals['standard'][0] / totals['batch'][0]:.1f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    asyncio.run(run(args.batch, args.rounds))
+
+
+if __name__ == "__main__":
+    main()
