@@ -71,7 +71,10 @@ def create_app(settings: BankSettings | None = None, bank: Bank | None = None) -
     if settings.fast_path:
         from bank.fastpath import install as install_fast_path
 
+        from bank.fast_credits import install as install_fast_credits
+
         install_fast_path(app)  # its routes go before the API's; its batcher in the lifespan
+        install_fast_credits(app)  # message 2s from central, many to one transaction
     app.include_router(router)
     app.include_router(merchant_router)
     return app
