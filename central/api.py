@@ -12,7 +12,7 @@ from rail_service.http import JSON, bearer_token, read_json
 OperatorToken = Annotated[str | None, Depends(bearer_token)]
 
 
-def get_central(request: Request) -> Central:
+async def get_central(request: Request) -> Central:
     return request.app.state.central
 
 

@@ -240,6 +240,42 @@ def transfer_reject(from_bank: str, amount_fen: int) -> Entry:
     )
 
 
+def unknown_bank(bank_id: str) -> RailError:
+    return RailError("unknown_bank", f"to_bank {bank_id} is not registered")
+
+
+def prepare_in_turn(orders: list[TransferOrder], registered: set[str],
+                    balances: dict[str, int]) -> list[Entry | RailError]:
+    """Decide new transfers one after another, exactly as they would be decided one at a
+    time: a payee bank that is not registered is `unknown_bank`; a transfer that A's
+    holding (as left by the transfers before it) does not cover is refused with its
+    shortfall code; otherwise its prepare entry, applied to `balances` (the locked balances
+    of the paying banks' holdings, updated in place) before the next one is decided."""
+    outcomes: list[Entry | RailError] = []
+    for order in orders:
+        if order.to_bank not in registered:
+            outcomes.append(unknown_bank(order.to_bank))
+            continue
+        entry = transfer_prepare(order.from_bank, order.amount_fen)
+        try:
+            apply_entry(balances, entry)
+        except RailError as exc:
+            outcomes.append(exc)
+            continue
+        outcomes.append(entry)
+    return outcomes
+
+
+def credit_body(order: TransferOrder) -> dict:
+    """Message 2's body: message 1's transfer as central checked it, `details` unread."""
+    body = {"transfer_id": order.transfer_id, "from_bank": order.from_bank,
+            "to_bank": order.to_bank, "amount_fen": order.amount_fen,
+            "payee_wallet": order.payee_wallet}
+    if order.details is not None:
+        body["details"] = order.details
+    return body
+
+
 @dataclass(frozen=True, slots=True)
 class CreditAnswer:
     """Bank B's answer to message 2: settle, or reject with B's business code."""
@@ -271,6 +307,13 @@ def read_credit_result(
     if accepted is False and isinstance(code, str) and _REFUSAL_CODE.match(code):
         return CreditAnswer(TRANSFER_REJECTED, code)
     return None
+
+
+def transfer_finish(order: TransferOrder, answer: CreditAnswer) -> Entry:
+    """The entry that follows bank B's answer: settle to B, or reject back to A."""
+    if answer.status == TRANSFER_SETTLED:
+        return transfer_settle(order.to_bank, order.amount_fen)
+    return transfer_reject(order.from_bank, order.amount_fen)
 
 
 def retry_delay_ms(attempts: int) -> int:

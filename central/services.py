@@ -56,8 +56,10 @@ class Central:
         await migrate(self.engine, MIGRATIONS, "central_alembic_version")
         async with self.engine.begin() as conn:
             await sql.ensure_accounts(conn, list(domain.SYSTEM_ACCOUNTS))
+        await self.transfers.start()
 
     async def close(self) -> None:
+        await self.transfers.aclose()
         await self.bank_nodes.aclose()
 
     def check_operator(self, token: str | None) -> None:

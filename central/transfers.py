@@ -6,24 +6,33 @@ once by the request and afterwards by the worker, until B gives an answer; the a
 (in_flight -> holding:B) or rejects (in_flight -> holding:A) in one transaction that changes
 the status only from `prepared`, so it happens exactly once however many processes deliver.
 A repeat of message 1 is how bank A polls: it gets the current status, signed, and nothing
-moves. Nothing is decided by a timeout; a party that is down only delays the transfer."""
+moves. Nothing is decided by a timeout; a party that is down only delays the transfer.
+
+Under load this runs in batches (group commit): message 1s that arrive while a batch is in
+the database are prepared together in the next one transaction, their message 2s go to each
+payee bank in one batch call, and the answers are finished in one transaction; every account
+(the hot `in_flight` above all) is written once per batch. Each transfer is still decided,
+recorded and finished exactly as alone, and anything a batch cannot take goes one at a time."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
+from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from central import domain
 from central.adapters import registry_sql as sql
 from central.adapters import transfers_sql as tsql
-from central.adapters.bank_http import BankNodes
+from central.adapters.bank_http import MAX_CREDITS, BankNodes
 from rail_protocol import envelope
 from rail_protocol.envelope import Envelope, check_live, now_ms, seal, sign_statement
 from rail_protocol.errors import RailError
 from rail_protocol.keys import PublicKey, SigningKey
+from rail_service.batcher import Batcher
 from rail_service.crash import crash_point
 
 log = logging.getLogger("yuanrail.central.transfers")
@@ -33,42 +42,132 @@ CREDIT_TTL_MS = envelope.MAX_TTL_MS
 # A claimed delivery keeps other workers off the transfer this long past its own deadline;
 # if the claimer dies mid-delivery, another worker takes the transfer after that.
 LEASE_MARGIN_MS = 1_000
+# Message 1s prepared in one transaction at most.
+MAX_BATCH = 256
+
+
+def _is_live(env: Envelope) -> bool:
+    try:
+        check_live(env)
+    except RailError:
+        return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class _Status:
+    """What the status statement says of a transfer (the fields of its row it reads)."""
+
+    transfer_id: str
+    status: str
+    amount_fen: int
+    from_bank: str
+    to_bank: str
+    code: str | None = None
+
+    @classmethod
+    def of(cls, order: domain.TransferOrder, status: str, code: str | None = None) -> _Status:
+        return cls(order.transfer_id, status, order.amount_fen, order.from_bank,
+                   order.to_bank, code)
+
+
+@dataclass(slots=True)
+class _Item:
+    """A message 1 waiting for its batch: checked, signature and all."""
+
+    env: Envelope
+    order: domain.TransferOrder
+    digest: str
+    future: asyncio.Future
+
+
+class _Fallback(Exception):
+    """This message 1 goes the one-at-a-time way: its batch wrote nothing for it."""
+
+
+def _fall_back(items: list[_Item]) -> None:
+    for item in items:
+        if not item.future.done():
+            item.future.set_exception(_Fallback())
 
 
 class Transfers:
     """Prepare, deliver and finish interbank transfers; answer bank A's polls."""
 
     def __init__(self, engine: AsyncEngine, key: SigningKey, banks: BankNodes, *,
-                 worker_interval_ms: int = 200, batch_size: int = 50) -> None:
+                 worker_interval_ms: int = 200, batch_size: int = 50,
+                 max_batch: int = MAX_BATCH) -> None:
         self.engine = engine
         self.key = key
         self.banks = banks
         self.worker_interval_s = worker_interval_ms / 1000
         self.batch_size = batch_size
+        self.max_batch = max_batch
         self.lease_ms = int(banks.timeout_s * 1000) + LEASE_MARGIN_MS
+        self.batcher: Batcher | None = None
+        self._conn: AsyncConnection | None = None  # the batcher's own connection
+        self._signers: dict[str, tuple[str, PublicKey]] = {}  # key id -> (bank id, key)
+        self._deliveries: set[asyncio.Task] = set()
+
+    async def start(self) -> None:
+        """Start the batcher of message 1s (without it, each goes one at a time)."""
+        self.batcher = Batcher(self._run_batch, _fall_back, max_items=self.max_batch,
+                               name="transfer-batcher")
+
+    async def aclose(self) -> None:
+        if self.batcher is not None:
+            await self.batcher.aclose()
+            self.batcher = None
+        for task in list(self._deliveries):
+            task.cancel()
+        await asyncio.gather(*self._deliveries, return_exceptions=True)
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
 
     # --- message 1 --------------------------------------------------------------------
 
     async def submit(self, raw: object) -> dict:
         """Handle message 1: prepare the transfer and try delivering it once, or, for a
         transfer already known, answer its current status. Either way the answer is the
-        status statement signed by central."""
+        status statement signed by central. A live message goes into the next batch, which
+        also finds the known ones; anything the batch cannot take goes one at a time."""
         env = Envelope.parse(raw)
-        async with self.engine.connect() as conn:
-            bank = await sql.find_bank_by_key(conn, env.signer)
-        if bank is None:
-            raise RailError("unknown_key", "the signer is not a registered bank's key")
-        envelope.verify(env, PublicKey.from_text(bank.public_key),
-                        expected_type=domain.TRANSFER, check_expiry=False)
-        order = domain.transfer_order(env.body, env.id, bank.bank_id)
+        bank_id, public_key = await self._signer(env.signer)
+        envelope.verify(env, public_key, expected_type=domain.TRANSFER, check_expiry=False)
+        order = domain.transfer_order(env.body, env.id, bank_id)
         digest = env.digest()
+        if self.batcher is not None and _is_live(env):
+            item = _Item(env, order, digest, asyncio.get_running_loop().create_future())
+            self.batcher.submit(item)
+            try:
+                return await item.future
+            except _Fallback:
+                pass
+        return await self._submit_one(env, order, digest)
+
+    async def _signer(self, key_id: str) -> tuple[str, PublicKey]:
+        """The bank that registered this key, looked up once per process: a registered key
+        never changes bank (`bank_key_conflict`). Unknown keys are not remembered."""
+        known = self._signers.get(key_id)
+        if known is None:
+            async with self.engine.connect() as conn:
+                bank = await sql.find_bank_by_key(conn, key_id)
+            if bank is None:
+                raise RailError("unknown_key", "the signer is not a registered bank's key")
+            known = self._signers[key_id] = (bank.bank_id, PublicKey.from_text(bank.public_key))
+        return known
+
+    async def _submit_one(self, env: Envelope, order: domain.TransferOrder,
+                          digest: str) -> dict:
+        """Message 1 on its own: find, else prepare (in one transaction) and deliver once."""
         row = await self._find(order.transfer_id)
         if row is None:
             check_live(env)  # a new transfer must be live; a known one is answered below
             if await self._prepare(order, digest):
                 crash_point("central.transfer.after_prepare")
                 try:
-                    await self._deliver(order, attempts=1)
+                    await self._deliver([(order, 1)])
                 except Exception:  # the prepare is durable: answer `prepared`, the worker goes on
                     log.exception("transfer %s: first delivery failed", order.transfer_id)
             row = await self._find(order.transfer_id)
@@ -85,14 +184,97 @@ class Transfers:
         try:
             async with self.engine.begin() as conn:
                 if await sql.find_bank(conn, order.to_bank) is None:
-                    raise RailError("unknown_bank", f"to_bank {order.to_bank} is not registered")
-                await tsql.insert_prepared(conn, order, digest, now, now + self.lease_ms)
+                    raise domain.unknown_bank(order.to_bank)
+                await tsql.insert_prepared(conn, [(order, digest)], now, now + self.lease_ms)
                 await sql.post_entry(conn, domain.transfer_prepare(order.from_bank,
                                                                    order.amount_fen),
                                      f"transfer:{order.transfer_id}:prepare")
         except IntegrityError:
             return False
         return True
+
+    async def _run_batch(self, items: list[_Item]) -> None:
+        """Prepare a batch of message 1s in ONE transaction on the batcher's own connection
+        (its statements do not grow with the batch): which ids are known (answered from
+        their rows), which payee banks are registered, the paying banks' holdings locked
+        once; the domain decides each new transfer in turn; the new rows, their entries and
+        one move per account are written. Refusals are answered at once; the prepared ones
+        are delivered in the background while the next batch is prepared. A second message
+        with an id already in the batch waits for the batch and then goes one at a time, as
+        does the whole batch on any error (another process preparing one of the same ids,
+        a guard that fails): nothing of it was committed."""
+        firsts: dict[str, _Item] = {}
+        again: list[_Item] = []
+        for item in items:
+            if item.order.transfer_id in firsts:
+                again.append(item)
+            else:
+                firsts[item.order.transfer_id] = item
+        if self._conn is None:
+            self._conn = await self.engine.connect()
+        conn = self._conn
+        now = now_ms()
+        try:
+            async with conn.begin():
+                known = await tsql.find_many(conn, firsts)
+                new = [item for tid, item in firsts.items() if tid not in known]
+                banks: dict = {}
+                outcomes: list = []
+                if new:
+                    banks = await sql.find_banks(conn, {i.order.to_bank for i in new})
+                    balances = await sql.lock_balances(
+                        conn, list({domain.holding_account(i.order.from_bank) for i in new}))
+                    outcomes = domain.prepare_in_turn([i.order for i in new], set(banks),
+                                                      balances)
+                prepared = [(item, entry) for item, entry in zip(new, outcomes)
+                            if isinstance(entry, domain.Entry)]
+                if prepared:
+                    await tsql.insert_prepared(conn, [(i.order, i.digest) for i, _ in prepared],
+                                               now, now + self.lease_ms)
+                    await sql.post_entries(conn, [
+                        (entry, f"transfer:{item.order.transfer_id}:prepare")
+                        for item, entry in prepared])
+        except BaseException:
+            self._conn = None
+            await conn.close()  # a broken connection is not reused
+            raise
+        for tid, row in known.items():
+            item = firsts[tid]
+            if not item.future.done():
+                if row.digest != item.digest:
+                    item.future.set_exception(RailError("instruction_id_reused"))
+                else:
+                    item.future.set_result(self.status_answer(row))
+        for item, outcome in zip(new, outcomes):
+            if isinstance(outcome, RailError) and not item.future.done():
+                item.future.set_exception(outcome)
+        _fall_back(again)
+        if prepared:
+            crash_point("central.transfer.after_prepare")
+            task = asyncio.get_running_loop().create_task(
+                self._deliver_new([item for item, _ in prepared], banks))
+            self._deliveries.add(task)
+            task.add_done_callback(self._deliveries.discard)
+
+    async def _deliver_new(self, items: list[_Item], banks: dict) -> None:
+        """Deliver the transfers a batch prepared, then answer their requests: with the
+        outcome when this delivery finished them, else with the row as it stands."""
+        statuses: dict = {}  # _Status of those finished here, rows of the others
+        try:
+            statuses = await self._deliver([(item.order, 1) for item in items], banks)
+            rest = [item.order.transfer_id for item in items
+                    if item.order.transfer_id not in statuses]
+            if rest:
+                async with self.engine.connect() as conn:
+                    statuses |= await tsql.find_many(conn, rest)
+        except Exception:  # the prepare is durable: answer `prepared`, the worker goes on
+            log.exception("first delivery of %d transfer(s) failed", len(items))
+        finally:
+            for item in items:
+                if not item.future.done():
+                    status = statuses.get(item.order.transfer_id)
+                    item.future.set_result(self.status_answer(
+                        status or _Status.of(item.order, domain.TRANSFER_PREPARED)))
 
     def status_answer(self, row) -> dict:
         statement = {
@@ -106,74 +288,98 @@ class Transfers:
 
     # --- message 2 --------------------------------------------------------------------
 
-    async def _deliver(self, row: domain.TransferOrder, attempts: int) -> None:
-        """One delivery of message 2 for a transfer that this process has claimed as its
-        try number `attempts`. B's answer finishes the transfer; no answer puts the next try
-        off (unless another worker has claimed it since)."""
-        async with self.engine.connect() as conn:
-            bank = await sql.find_bank(conn, row.to_bank)
-        answer = None
-        if bank.url:
-            body = {"transfer_id": row.transfer_id, "from_bank": row.from_bank,
-                    "to_bank": row.to_bank, "amount_fen": row.amount_fen,
-                    "payee_wallet": row.payee_wallet}
-            if row.details is not None:
-                body["details"] = row.details
-            env = seal(self.key, domain.INTERBANK_CREDIT, body, id=row.transfer_id,
-                       ttl_ms=CREDIT_TTL_MS)
-            result = await self.banks.credit(bank.url, env)
-            answer = domain.read_credit_result(result, PublicKey.from_text(bank.public_key),
-                                               row.transfer_id)
-            if result is not None and answer is None:
-                log.warning("transfer %s: %s's result is not an answer (forged or malformed)",
-                            row.transfer_id, row.to_bank)
-        else:
-            log.info("transfer %s: %s has no registered url yet", row.transfer_id, row.to_bank)
-        if answer is None:
-            now = now_ms()
-            async with self.engine.begin() as conn:
-                await tsql.postpone(conn, row.transfer_id, attempts,
-                                    now + domain.retry_delay_ms(attempts), now)
-            return
-        crash_point("central.transfer.after_answer")
-        await self._finish(row, answer)
-        crash_point("central.transfer.after_settle")
+    async def _deliver(self, claimed: list[tuple[domain.TransferOrder, int]],
+                       banks: dict | None = None) -> dict[str, _Status]:
+        """One delivery of message 2 for transfers this process has claimed (each with its
+        try number): one batch call per payee bank, the banks called concurrently. The
+        answers finish their transfers in one transaction; the rest are put off (unless
+        another worker has claimed them since). Returns what this delivery finished."""
+        if banks is None:
+            async with self.engine.connect() as conn:
+                banks = await sql.find_banks(conn, {order.to_bank for order, _ in claimed})
+        calls = []
+        for to_bank in sorted({order.to_bank for order, _ in claimed}):
+            bank = banks.get(to_bank)
+            orders = [order for order, _ in claimed if order.to_bank == to_bank]
+            if bank is None or not bank.url:
+                log.info("%d transfer(s): %s has no registered url yet", len(orders), to_bank)
+                continue
+            for start in range(0, len(orders), MAX_CREDITS):
+                calls.append(self._credit(bank, orders[start:start + MAX_CREDITS]))
+        answered = [pair for pairs in await asyncio.gather(*calls) for pair in pairs]
+        if answered:
+            crash_point("central.transfer.after_answer")
+        done = {order.transfer_id for order, _ in answered}
+        unanswered = [(order.transfer_id, attempts) for order, attempts in claimed
+                      if order.transfer_id not in done]
+        finished = await self._finish(answered, unanswered)
+        if answered:
+            crash_point("central.transfer.after_settle")
+        return finished
 
-    async def _finish(self, row: domain.TransferOrder, answer: domain.CreditAnswer) -> None:
-        """Settle or reject, exactly once: the status leaves `prepared` and the entry is
-        posted in one transaction; if someone finished the transfer first, nothing is done."""
-        if answer.status == domain.TRANSFER_SETTLED:
-            entry = domain.transfer_settle(row.to_bank, row.amount_fen)
-        else:
-            entry = domain.transfer_reject(row.from_bank, row.amount_fen)
+    async def _credit(self, bank, orders: list[domain.TransferOrder]
+                      ) -> list[tuple[domain.TransferOrder, domain.CreditAnswer]]:
+        """Send one bank a batch of credits; the transfers it answered, with the answer.
+        Each result must be B's own statement for that transfer (B's signature)."""
+        envs = [seal(self.key, domain.INTERBANK_CREDIT, domain.credit_body(order),
+                     id=order.transfer_id, ttl_ms=CREDIT_TTL_MS) for order in orders]
+        results = await self.banks.credits(bank.url, envs) or [None] * len(orders)
+        key = PublicKey.from_text(bank.public_key)
+        answered = []
+        for order, result in zip(orders, results):
+            answer = domain.read_credit_result(result, key, order.transfer_id)
+            if answer is not None:
+                answered.append((order, answer))
+            elif result is not None:
+                log.warning("transfer %s: %s's result is not an answer (forged or malformed)",
+                            order.transfer_id, order.to_bank)
+        return answered
+
+    async def _finish(self, answered: list[tuple[domain.TransferOrder, domain.CreditAnswer]],
+                      unanswered: list[tuple[str, int]]) -> dict[str, _Status]:
+        """Settle or reject the answered transfers, exactly once each, and put the others
+        off, in one transaction: a status leaves `prepared` only in the statement that
+        returns its id, and only those get their entry; one someone finished first is left
+        alone. Returns the outcome of each transfer finished here."""
+        by_outcome: dict[tuple[str, str], list[domain.TransferOrder]] = {}
+        for order, answer in answered:
+            by_outcome.setdefault((answer.status, answer.code or ""), []).append(order)
+        finished: dict[str, _Status] = {}
+        entries = []
+        now = now_ms()
         async with self.engine.begin() as conn:
-            if not await tsql.finish(conn, row.transfer_id, answer.status, answer.code,
-                                     now_ms()):
-                return
-            await sql.post_entry(conn, entry, f"transfer:{row.transfer_id}:{answer.status}")
-        log.info("transfer %s %s%s", row.transfer_id, answer.status,
-                 f" ({answer.code})" if answer.code else "")
+            for (status, code), orders in sorted(by_outcome.items()):
+                answer = domain.CreditAnswer(status, code or None)
+                moved = await tsql.finish(conn, [o.transfer_id for o in orders], status,
+                                          answer.code, now)
+                for order in orders:
+                    if order.transfer_id in moved:
+                        finished[order.transfer_id] = _Status.of(order, status, answer.code)
+                        entries.append((domain.transfer_finish(order, answer),
+                                        f"transfer:{order.transfer_id}:{status}"))
+            if entries:
+                await sql.post_entries(conn, entries)
+            if unanswered:
+                await tsql.postpone(conn, unanswered, now)
+        if finished:
+            outcomes = Counter(s.status for s in finished.values())
+            log.info("finished %d transfer(s): %s", len(finished), dict(outcomes))
+        return finished
 
     async def deliver_due(self) -> int:
-        """One pass of the worker: claim the due prepared transfers (a bounded batch) and
-        deliver them concurrently. Returns how many it claimed."""
+        """One pass of the worker: claim the due prepared transfers (a bounded batch, in one
+        statement) and deliver them as `_deliver` does. Returns how many it claimed."""
         now = now_ms()
         async with self.engine.connect() as conn:
             due = await tsql.due(conn, now, self.batch_size)
         if not due:
             return 0
-        claimed = []
         async with self.engine.begin() as conn:
-            # One lock order for every worker (by id), so two claiming passes never deadlock.
-            for row in sorted(due, key=lambda r: r.transfer_id):
-                if await tsql.claim(conn, row.transfer_id, row.attempts, now + self.lease_ms):
-                    claimed.append(row)
-        results = await asyncio.gather(
-            *(self._deliver(tsql.order_of(row), attempts=row.attempts + 1) for row in claimed),
-            return_exceptions=True)
-        for row, result in zip(claimed, results):
-            if isinstance(result, Exception):
-                log.error("transfer %s: delivery failed", row.transfer_id, exc_info=result)
+            claimed = await tsql.claim(conn, [(r.transfer_id, r.attempts) for r in due],
+                                       now + self.lease_ms)
+        if claimed:
+            await self._deliver([(tsql.order_of(row), row.attempts + 1) for row in due
+                                 if row.transfer_id in claimed])
         return len(claimed)
 
     async def run_worker(self) -> None:

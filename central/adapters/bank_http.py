@@ -1,9 +1,11 @@
-"""Central's client of bank nodes: delivers message 2 of docs/interbank.md.
+"""Central's client of bank nodes: delivers message 2 of docs/interbank.md, many credits to
+one call (`POST /v1/interbank/credits/batch`).
 
 It says only what came back; whether that is an answer is the domain's to decide. Anything
-but an HTTP 200 carrying a `result` object within the time limit (a transport error, a
-timeout, a 5xx, a 4xx, a body that is not strict JSON) comes back as None: not an answer,
-so the transfer stays prepared and is delivered again later."""
+but an HTTP 200 carrying one item per credit within the time limit (a transport error, a
+timeout, a 5xx, a 4xx, a body that is not strict JSON) comes back as None for the whole
+call, and an item that is not a `result` object as None for its credit: not an answer, so
+that transfer stays prepared and is delivered again later."""
 
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ from rail_protocol.envelope import Envelope
 from rail_protocol.errors import RailError
 
 log = logging.getLogger("yuanrail.central.banks")
-CREDITS_PATH = "/v1/interbank/credits"
+BATCH_PATH = "/v1/interbank/credits/batch"
+MAX_CREDITS = 256  # credits in one batch call at most (the bank's limit)
 
 
 class BankNodes:
@@ -37,29 +40,40 @@ class BankNodes:
     async def aclose(self) -> None:
         await self.http.aclose()
 
-    async def credit(self, base_url: str, env: Envelope) -> dict | None:
-        """POST the credit envelope to the bank; its `result` statement, or None."""
-        url = base_url.rstrip("/") + CREDITS_PATH
+    async def credits(self, base_url: str, envs: list[Envelope]) -> list[dict | None] | None:
+        """POST a batch of credit envelopes (at most MAX_CREDITS) to the bank: for each, in
+        order, its `result` statement, or None where the bank answered that one with an
+        error; None for the whole call when nothing readable came back."""
+        url = base_url.rstrip("/") + BATCH_PATH
+        label = f"{len(envs)} credit(s) ({envs[0].id}...) to {url}"
+        body = orjson.dumps({"credits": [env.to_dict() for env in envs]})
         try:
             # A total deadline: httpx's own timeouts are per phase (and absent in-process).
             async with asyncio.timeout(self.timeout_s):
-                response = await self.http.post(url, content=orjson.dumps(env.to_dict()))
+                response = await self.http.post(url, content=body)
         except (httpx.HTTPError, TimeoutError, OSError) as exc:
-            log.info("credit %s to %s: no answer (%r)", env.id, url, exc)
+            log.info("%s: no answer (%r)", label, exc)
             return None
         except Exception:  # e.g. an in-process stand-in's own crash: still no answer
-            log.warning("credit %s to %s: the call failed", env.id, url, exc_info=True)
+            log.warning("%s: the call failed", label, exc_info=True)
             return None
         if response.status_code != 200:
-            log.info("credit %s to %s: HTTP %s", env.id, url, response.status_code)
+            log.info("%s: HTTP %s", label, response.status_code)
             return None
         try:
             data = parse_json(response.content)
         except RailError as exc:
-            log.warning("credit %s to %s: unreadable answer (%s)", env.id, url, exc.code)
+            log.warning("%s: unreadable answer (%s)", label, exc.code)
             return None
-        result = data.get("result") if isinstance(data, dict) else None
-        if not isinstance(result, dict):
-            log.warning("credit %s to %s: answer without a result object", env.id, url)
+        results = data.get("results") if isinstance(data, dict) else None
+        if not isinstance(results, list) or len(results) != len(envs):
+            log.warning("%s: answer without one result per credit", label)
             return None
-        return result
+        return [_result_of(item) for item in results]
+
+
+def _result_of(item: object) -> dict | None:
+    """One item of a batch answer: `{"result": {...}}` is B's statement; `{"error": ...}`
+    (or anything else) is not an answer."""
+    result = item.get("result") if isinstance(item, dict) else None
+    return result if isinstance(result, dict) else None

@@ -26,35 +26,79 @@ async def ensure_accounts(conn: AsyncConnection, account_ids: list[str]) -> None
 
 
 async def post_entry(conn: AsyncConnection, entry: domain.Entry, reference: str) -> int:
-    """Write `entry` and move the balances in the caller's transaction. A guarded account is
-    debited only where its balance covers it (a conditional UPDATE, so concurrent entries
-    cannot overdraw it); on a shortfall this raises and the caller's transaction rolls back."""
-    # One order for every transaction's row locks, so two entries never deadlock.
-    for posting in sorted(entry.postings, key=lambda p: p.account):
-        stmt = (
-            t.accounts.update()
-            .where(t.accounts.c.account_id == posting.account)
-            .values(balance_fen=t.accounts.c.balance_fen + posting.amount_fen)
-        )
-        if posting.amount_fen < 0 and domain.is_guarded(posting.account):
-            stmt = stmt.where(t.accounts.c.balance_fen >= -posting.amount_fen)
-        result = await conn.execute(stmt)
-        if result.rowcount != 1:
-            raise RailError(domain.shortfall_code(posting.account))
-    entry_id = (
-        await conn.execute(
-            t.journal_entries.insert()
-            .values(kind=entry.kind, bank_id=entry.bank_id, reference=reference,
-                    created_ms=now_ms())
-            .returning(t.journal_entries.c.entry_id)
-        )
-    ).scalar_one()
+    """Write `entry` and move the balances in the caller's transaction (see `post_entries`);
+    on a shortfall this raises and the caller's transaction rolls back."""
+    return (await post_entries(conn, [(entry, reference)]))[0]
+
+
+async def post_entries(conn: AsyncConnection,
+                       entries: list[tuple[domain.Entry, str]]) -> list[int]:
+    """Write many entries (each with its unique reference) in three statements whatever
+    their number: the journal rows, their postings, and one UPDATE that moves each account
+    once by the sum of its postings, so a hot account (`in_flight`) is written once per
+    batch. A guarded account is debited only where its balance covers the sum (a
+    conditional update); if one does not, this raises its shortfall code and the caller's
+    transaction rolls back. Returns the entry ids in the order given."""
+    deltas: dict[str, int] = {}
+    for entry, _reference in entries:
+        for posting in entry.postings:
+            deltas[posting.account] = deltas.get(posting.account, 0) + posting.amount_fen
+    await move_balances(conn, deltas)
+    now = now_ms()
+    rows = await conn.execute(
+        t.journal_entries.insert().returning(t.journal_entries.c.entry_id,
+                                             t.journal_entries.c.reference),
+        [{"kind": entry.kind, "bank_id": entry.bank_id, "reference": reference,
+          "created_ms": now} for entry, reference in entries])
+    ids = {row.reference: row.entry_id for row in rows}
+    if len(ids) != len(entries):
+        raise AssertionError("entries posted together need distinct references")
     await conn.execute(
         t.postings.insert(),
-        [{"entry_id": entry_id, "account_id": p.account, "amount_fen": p.amount_fen}
-         for p in entry.postings],
+        [{"entry_id": ids[reference], "account_id": p.account, "amount_fen": p.amount_fen}
+         for entry, reference in entries for p in entry.postings])
+    return [ids[reference] for _entry, reference in entries]
+
+
+async def move_balances(conn: AsyncConnection, deltas: dict[str, int]) -> None:
+    """Add each delta to its account in one statement. The rows are locked in account order
+    first (every transaction takes them in that order, so two never deadlock); a guarded
+    account is moved only if it stays >= 0. Raises the shortfall code of the first account
+    (in that order) that was not moved: too poor, or missing."""
+    deltas = {account: delta for account, delta in deltas.items() if delta != 0}
+    if not deltas:
+        return
+    accounts = t.accounts.c
+    delta = sa.case({account: sa.literal(d, sa.BigInteger) for account, d in deltas.items()},
+                    value=accounts.account_id)
+    debited = [a for a, d in deltas.items() if d < 0 and domain.is_guarded(a)]
+    locked = (sa.select(accounts.account_id)
+              .where(accounts.account_id.in_(sorted(deltas)))
+              .order_by(accounts.account_id)
+              .with_for_update())
+    stmt = (t.accounts.update()
+            .where(accounts.account_id.in_(locked))
+            .values(balance_fen=accounts.balance_fen + delta)
+            .returning(accounts.account_id))
+    if debited:
+        stmt = stmt.where(sa.or_(accounts.account_id.not_in(debited),
+                                 accounts.balance_fen + delta >= 0))
+    moved = set((await conn.execute(stmt)).scalars())
+    missing = sorted(set(deltas) - moved)
+    if missing:
+        raise RailError(domain.shortfall_code(missing[0]))
+
+
+async def lock_balances(conn: AsyncConnection, account_ids: list[str]) -> dict[str, int]:
+    """Read and lock these accounts (in account order) for the rest of the transaction, so
+    decisions made on their balances hold until it commits."""
+    rows = await conn.execute(
+        sa.select(t.accounts.c.account_id, t.accounts.c.balance_fen)
+        .where(t.accounts.c.account_id.in_(sorted(account_ids)))
+        .order_by(t.accounts.c.account_id)
+        .with_for_update()
     )
-    return entry_id
+    return {row.account_id: row.balance_fen for row in rows}
 
 
 async def balances(conn: AsyncConnection, account_ids: list[str]) -> dict[str, int]:
@@ -94,6 +138,12 @@ async def record_instruction(conn: AsyncConnection, env, status: str, result: di
 
 async def find_bank(conn: AsyncConnection, bank_id: str):
     return (await conn.execute(sa.select(t.banks).where(t.banks.c.bank_id == bank_id))).first()
+
+
+async def find_banks(conn: AsyncConnection, bank_ids) -> dict:
+    """The rows of these banks that are registered, by bank id."""
+    rows = await conn.execute(sa.select(t.banks).where(t.banks.c.bank_id.in_(sorted(bank_ids))))
+    return {row.bank_id: row for row in rows}
 
 
 async def find_bank_by_key(conn: AsyncConnection, key_id: str):

@@ -21,19 +21,27 @@ async def find(conn: AsyncConnection, transfer_id: str):
     return (await conn.execute(sa.select(_T).where(_T.c.transfer_id == transfer_id))).first()
 
 
-async def insert_prepared(conn: AsyncConnection, order: domain.TransferOrder, digest: str,
+async def find_many(conn: AsyncConnection, transfer_ids) -> dict:
+    """The rows of those of these transfers that exist, by transfer id."""
+    rows = await conn.execute(sa.select(_T).where(_T.c.transfer_id.in_(sorted(transfer_ids))))
+    return {row.transfer_id: row for row in rows}
+
+
+async def insert_prepared(conn: AsyncConnection, orders: list[tuple[domain.TransferOrder, str]],
                           now_ms: int, lease_until_ms: int) -> None:
-    """Record a new transfer as prepared and already claimed (attempts = 1, leased until
-    `lease_until_ms`) by the request that prepares it, which delivers it at once. The primary
-    key makes a concurrent first try of the same transfer fail here."""
-    await conn.execute(_T.insert().values(
-        transfer_id=order.transfer_id, from_bank=order.from_bank, to_bank=order.to_bank,
-        amount_fen=order.amount_fen, payee_wallet=order.payee_wallet,
-        details=None if order.details is None else canonical_bytes(order.details).decode(),
-        digest=digest,
-        status=domain.TRANSFER_PREPARED, code=None, created_ms=now_ms, updated_ms=now_ms,
-        attempts=1, next_attempt_ms=lease_until_ms,
-    ))
+    """Record new transfers (each with its message's digest) as prepared and already
+    claimed (attempts = 1, leased until `lease_until_ms`) by the request that prepares them,
+    which delivers them at once. The primary key makes a concurrent first try of the same
+    transfer fail here."""
+    await conn.execute(_T.insert(), [{
+        "transfer_id": order.transfer_id, "from_bank": order.from_bank,
+        "to_bank": order.to_bank, "amount_fen": order.amount_fen,
+        "payee_wallet": order.payee_wallet,
+        "details": None if order.details is None else canonical_bytes(order.details).decode(),
+        "digest": digest, "status": domain.TRANSFER_PREPARED, "code": None,
+        "created_ms": now_ms, "updated_ms": now_ms, "attempts": 1,
+        "next_attempt_ms": lease_until_ms,
+    } for order, digest in orders])
 
 
 async def due(conn: AsyncConnection, now_ms: int, limit: int) -> list:
@@ -46,43 +54,61 @@ async def due(conn: AsyncConnection, now_ms: int, limit: int) -> list:
     )).all())
 
 
-async def claim(conn: AsyncConnection, transfer_id: str, seen_attempts: int,
-                lease_until_ms: int) -> bool:
-    """Take the next delivery of a transfer: succeeds for one claimer only, since every claim
-    bumps `attempts` and each claimer names the count it saw. The lease keeps other workers
-    off it while this delivery runs; if the claimer dies, the lease runs out and another
-    worker takes it."""
+def _prepared_locked(*conditions):
+    """The ids of the prepared transfers that meet `conditions`, locked in id order: every
+    statement that changes many transfer rows locks them this way, so two never deadlock."""
+    return (sa.select(_T.c.transfer_id)
+            .where(_T.c.status == domain.TRANSFER_PREPARED, *conditions)
+            .order_by(_T.c.transfer_id)
+            .with_for_update())
+
+
+def _seen(tries: list[tuple[str, int]]):
+    """Transfers whose `attempts` is still the count their claimer saw or made."""
+    return sa.tuple_(_T.c.transfer_id, _T.c.attempts).in_(tries)
+
+
+async def claim(conn: AsyncConnection, seen: list[tuple[str, int]],
+                lease_until_ms: int) -> set[str]:
+    """Take the next delivery of these transfers (id, attempts seen): each succeeds for one
+    claimer only, since every claim bumps `attempts` and each claimer names the count it
+    saw. The lease keeps other workers off them while this delivery runs; if the claimer
+    dies, the lease runs out and another worker takes them. Returns the ids claimed."""
     result = await conn.execute(
         _T.update()
-        .where(_T.c.transfer_id == transfer_id, _T.c.status == domain.TRANSFER_PREPARED,
-               _T.c.attempts == seen_attempts)
-        .values(attempts=seen_attempts + 1, next_attempt_ms=lease_until_ms)
+        .where(_T.c.transfer_id.in_(_prepared_locked(_seen(seen))), _seen(seen))
+        .values(attempts=_T.c.attempts + 1, next_attempt_ms=lease_until_ms)
+        .returning(_T.c.transfer_id)
     )
-    return result.rowcount == 1
+    return set(result.scalars())
 
 
-async def postpone(conn: AsyncConnection, transfer_id: str, attempts: int,
-                   next_attempt_ms: int, now_ms: int) -> None:
-    """After an unanswered delivery: try again at `next_attempt_ms`, unless another claimer
-    has taken the transfer since (then its lease stands)."""
+async def postpone(conn: AsyncConnection, tries: list[tuple[str, int]], now_ms: int) -> None:
+    """After unanswered deliveries (id, attempts made): try each again after its back-off,
+    unless another claimer has taken it since (then its lease stands)."""
+    delays = {attempts: domain.retry_delay_ms(attempts) for _id, attempts in tries}
+    delay = sa.case({attempts: sa.literal(ms, sa.BigInteger) for attempts, ms in delays.items()},
+                    value=_T.c.attempts)
     await conn.execute(
         _T.update()
-        .where(_T.c.transfer_id == transfer_id, _T.c.status == domain.TRANSFER_PREPARED,
-               _T.c.attempts == attempts)
-        .values(next_attempt_ms=next_attempt_ms, updated_ms=now_ms)
+        .where(_T.c.transfer_id.in_(_prepared_locked(_seen(tries))), _seen(tries))
+        .values(next_attempt_ms=now_ms + delay, updated_ms=now_ms)
     )
 
 
-async def finish(conn: AsyncConnection, transfer_id: str, status: str, code: str | None,
-                 now_ms: int) -> bool:
-    """Move a transfer out of `prepared`, once: false when someone else already did (the
-    row lock makes a concurrent finisher wait, then find it no longer prepared)."""
+async def finish(conn: AsyncConnection, transfer_ids: list[str], status: str,
+                 code: str | None, now_ms: int) -> set[str]:
+    """Move these transfers out of `prepared`, once: the ids of those moved here; any that
+    someone else finished first are left out (the row lock makes a concurrent finisher
+    wait, then find it no longer prepared)."""
     result = await conn.execute(
         _T.update()
-        .where(_T.c.transfer_id == transfer_id, _T.c.status == domain.TRANSFER_PREPARED)
+        .where(_T.c.transfer_id.in_(_prepared_locked(_T.c.transfer_id.in_(transfer_ids))),
+               _T.c.status == domain.TRANSFER_PREPARED)
         .values(status=status, code=code, updated_ms=now_ms)
+        .returning(_T.c.transfer_id)
     )
-    return result.rowcount == 1
+    return set(result.scalars())
 
 
 async def prepared_sum(conn: AsyncConnection) -> int:

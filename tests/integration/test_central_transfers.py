@@ -33,10 +33,11 @@ B_FLOAT_FEN = 50_000
 # --- the stand-in bank B and the network it sits on ----------------------------------------
 
 class StandInBank:
-    """Bank B's message-2 endpoint, nothing more. Idempotent like the real one: the first
-    delivery of a transfer credits the payee (or refuses an unknown wallet) and stores the
-    signed result; every later delivery gets that same result. `mode` says how it answers:
-    answer | error500 | slow | forge | wrong_id | unsigned (the network's `down` is apart)."""
+    """Bank B's message-2 endpoints (single and batch), nothing more. Idempotent like the
+    real one: the first delivery of a transfer credits the payee (or refuses an unknown
+    wallet) and stores the signed result; every later delivery gets that same result. `mode`
+    says how it answers: answer | error500 | slow | forge | wrong_id | unsigned (the
+    network's `down` is apart); `fail_ids` makes the batch answer those with an error."""
 
     def __init__(self, bank_id: str) -> None:
         self.bank_id = bank_id
@@ -48,18 +49,52 @@ class StandInBank:
         self.credits = 0  # how many times a payee was credited, in all
         self.calls = 0
         self.bodies: dict[str, dict] = {}  # the last message 2 body per transfer
+        self.batch_calls = 0
+        self.batch_sizes: list[int] = []
+        self.fail_ids: set[str] = set()  # credits the batch endpoint answers with an error
         self.app = FastAPI()
         self.app.post("/v1/interbank/credits")(self.credit)
+        self.app.post("/v1/interbank/credits/batch")(self.credit_batch)
 
     async def credit(self, request: Request):
+        """Message 2 alone (the single endpoint)."""
         self.calls += 1
         if self.mode == "error500":
             return JSONResponse({"error": {"code": "internal", "message": "down"}}, 500)
-        env = Envelope.parse(parse_json(await request.body()))
         try:
-            verify(env, self.central_key, expected_type=domain.INTERBANK_CREDIT)
+            result = await self._credit_one(parse_json(await request.body()))
         except RailError as exc:
             return JSONResponse(exc.to_dict(), exc.status)
+        if self.mode == "slow":  # credited, but the answer comes too late
+            await asyncio.sleep(30)
+        return JSONResponse({"result": result})
+
+    async def credit_batch(self, request: Request):
+        """Message 2 in a batch: each credit answered in its place, as bank/api.py does;
+        a credit whose id is in `fail_ids` is answered with an error instead."""
+        self.calls += 1
+        self.batch_calls += 1
+        if self.mode == "error500":
+            return JSONResponse({"error": {"code": "internal", "message": "down"}}, 500)
+        credits = parse_json(await request.body())["credits"]
+        assert 1 <= len(credits) <= 256
+        self.batch_sizes.append(len(credits))
+        results = []
+        for raw in credits:
+            if raw["id"] in self.fail_ids:
+                results.append({"error": {"code": "internal", "message": "not now"}})
+                continue
+            try:
+                results.append({"result": await self._credit_one(raw)})
+            except RailError as exc:
+                results.append(exc.to_dict())
+        if self.mode == "slow":  # credited, but the answer comes too late
+            await asyncio.sleep(30)
+        return JSONResponse({"results": results})
+
+    async def _credit_one(self, raw: object) -> dict:
+        env = Envelope.parse(raw)
+        verify(env, self.central_key, expected_type=domain.INTERBANK_CREDIT)
         body = env.body
         assert body["to_bank"] == self.bank_id and env.id == body["transfer_id"]
         self.bodies[env.id] = body
@@ -73,15 +108,13 @@ class StandInBank:
             else:
                 fields |= {"accepted": False, "code": "unknown_wallet"}
             result = self.results[env.id] = sign_statement(self.key, fields)
-        if self.mode == "slow":  # credited, but the answer comes too late
-            await asyncio.sleep(30)
         if self.mode == "forge":
             result = sign_statement(SigningKey.generate(), result)
         if self.mode == "wrong_id":
             result = sign_statement(self.key, {**result, "transfer_id": f"{A}.someotherid"})
         if self.mode == "unsigned":
             result = {key: value for key, value in result.items() if key != "sig"}
-        return JSONResponse({"result": result})
+        return result
 
 
 class Network(httpx.AsyncBaseTransport):

@@ -1,0 +1,183 @@
+"""Central's CPU per interbank transfer under concurrent load (message 1 and 2 only).
+
+Central runs as a real uvicorn process on a fresh PostgreSQL database; bank B is a stand-in
+uvicorn process (this module's `bank_b_app`) that answers message 2, single or batched, with
+signed results and no database; bank A is this driver, which seals every message 1 before
+the clock starts and then sends them `--concurrency` at a time. The figure that matters is
+central's own CPU (user + system, from /proc) divided by the transfers:
+
+    .venv/bin/python loadtests/central_transfers_bench.py --transfers 2000 --concurrency 64
+
+Bank B does not check central's signature here (it is not what is measured); the real bank
+does. Run it on a quiet machine: the figures are CPU time, wall time is only indicative."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import psycopg
+from fastapi import FastAPI, Request
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from central import domain  # noqa: E402
+from central.client import CentralClient, transfer_envelope  # noqa: E402
+from rail_protocol.canonical import parse_json  # noqa: E402
+from rail_protocol.envelope import sign_statement  # noqa: E402
+from rail_protocol.errors import RailError  # noqa: E402
+from rail_protocol.keys import SigningKey  # noqa: E402
+from rail_service.keyfile import load_or_create_key  # noqa: E402
+
+PG_ADMIN_URL = os.environ.get("YUANRAIL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+TOKEN = "bench-central-operator-0001"
+A, B = "alpha", "beta"
+
+
+def bank_b_app():
+    """The stand-in bank B: accepts every credit, signed with the key in YUANRAIL_BENCH_B_KEY."""
+    key = load_or_create_key(Path(os.environ["YUANRAIL_BENCH_B_KEY"]))
+    app = FastAPI()
+
+    def result(env: dict) -> dict:
+        return {"result": sign_statement(key, {"type": domain.CREDIT_RESULT,
+                                               "transfer_id": env["id"], "accepted": True})}
+
+    @app.post("/v1/interbank/credits")
+    async def credit(request: Request) -> dict:
+        return result(parse_json(await request.body()))
+
+    @app.post("/v1/interbank/credits/batch")
+    async def credits(request: Request) -> dict:
+        return {"results": [result(env) for env in parse_json(await request.body())["credits"]]}
+
+    @app.get("/v1/health")
+    async def health() -> dict:
+        return {"status": "ok"}
+
+    return app
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start(factory: str, port: int, env: dict, log: Path) -> subprocess.Popen:
+    command = [sys.executable, "-m", "uvicorn", "--factory", factory, "--host", "127.0.0.1",
+               "--port", str(port), "--workers", "1", "--no-access-log", "--log-level", "warning"]
+    if os.environ.get("BENCH_PROFILE") and factory.startswith("central"):
+        command = [sys.executable, os.environ["BENCH_PROFILE"], str(port)]
+    return subprocess.Popen(
+        command,
+        cwd=REPO, env={**os.environ, **env}, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+
+
+async def wait_up(url: str) -> None:
+    async with httpx.AsyncClient() as http:
+        for _ in range(300):
+            try:
+                if (await http.get(url + "/v1/health")).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+async def drive(args, central_url: str, b_url: str, b_key: SigningKey, central_pid: int) -> None:
+    a_key = SigningKey.generate()
+    async with CentralClient(central_url, operator_token=TOKEN) as central:
+        await central.register_bank(a_key, A, "Alpha Bank")
+        await central.register_bank(b_key, B, "Beta Bank", url=b_url)
+        await central.deposit_reserves(A, "bench-seed-alpha", 10 ** 12)
+        await central.issue(a_key, A, 10 ** 12)
+        await central.deposit_reserves(B, "bench-seed-beta", 1_000)
+        await central.issue(b_key, B, 1_000)
+        warm = [transfer_envelope(a_key, A, B, 100, "beta.w-bench") for _ in range(20)]
+        for env in warm:
+            await central.transfer(env)
+        envs = [transfer_envelope(a_key, A, B, 100 + i % 900, "beta.w-bench")
+                for i in range(args.transfers)]
+        queue = list(reversed(envs))
+        statuses: Counter = Counter()
+        errors: list = []
+        limits = httpx.Limits(max_connections=args.concurrency,
+                              max_keepalive_connections=args.concurrency)
+        async with CentralClient(central_url, transport=httpx.AsyncHTTPTransport(
+                limits=limits)) as sender:
+
+            async def user() -> None:
+                while queue:
+                    env = queue.pop()
+                    for _ in range(5):  # as bank A does: the same message 1 again
+                        try:
+                            statuses[(await sender.transfer(env))["status"]] += 1
+                            break
+                        except RailError as exc:
+                            errors.append((round(time.monotonic() - wall0, 2), exc.code))
+
+            cpu0, wall0 = cpu_s(central_pid), time.monotonic()
+            await asyncio.gather(*(user() for _ in range(args.concurrency)))
+            cpu1, wall1 = cpu_s(central_pid), time.monotonic()
+        for _ in range(100):  # anything left prepared is settled by the worker
+            if (await central.audit())["in_flight_fen"] == 0:
+                break
+            await asyncio.sleep(0.1)
+        audit = await central.audit()
+    n = args.transfers
+    print(f"{n} transfers, {args.concurrency} at a time: {n / (wall1 - wall0):.0f}/s wall, "
+          f"central CPU {1000 * (cpu1 - cpu0) / n:.2f} ms per transfer "
+          f"({cpu1 - cpu0:.1f} s in all); answers {dict(statuses)}; resent after "
+          f"(s, error): {errors[:5]}{'...' if len(errors) > 5 else ''}; "
+          f"audit balanced: {audit['balanced']}, in flight {audit['in_flight_fen']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--transfers", type=int, default=2_000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    args = parser.parse_args()
+    name = f"yr_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    db_url = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    processes = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            if os.environ.get("BENCH_KEEP"):
+                tmp = tempfile.mkdtemp(); print("logs in", tmp)
+            tmp = Path(tmp)
+            b_key = load_or_create_key(tmp / "b.key")
+            central_port, b_port = 18_000 + os.getpid() % 1000, 19_000 + os.getpid() % 1000
+            central_url, b_url = f"http://127.0.0.1:{central_port}", f"http://127.0.0.1:{b_port}"
+            processes.append(start("loadtests.central_transfers_bench:bank_b_app", b_port,
+                                   {"YUANRAIL_BENCH_B_KEY": str(tmp / "b.key")}, tmp / "b.log"))
+            processes.append(start("central.app:create_app", central_port, {
+                "YUANRAIL_CENTRAL_DATABASE_URL": f"{db_url}/{name}",
+                "YUANRAIL_CENTRAL_OPERATOR_TOKEN": TOKEN,
+                "YUANRAIL_CENTRAL_KEY_FILE": str(tmp / "central.key")}, tmp / "central.log"))
+            asyncio.run(wait_up(b_url))
+            asyncio.run(wait_up(central_url))
+            asyncio.run(drive(args, central_url, b_url, b_key, processes[-1].pid))
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(10)
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""Group commit: many requests, one database transaction.
+
+A request that can be decided together with others is queued; one loop takes whatever has
+queued while the previous batch was in the database and hands it to `run` as the next
+batch. There is no fixed wait: under light load a batch is one item and adds nothing, under
+heavy load batches grow by themselves (up to `max_items`)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+log = logging.getLogger("yuanrail.batcher")
+
+
+class Batcher:
+    """One loop over one queue. `run(batch)` must settle every item it is given; if it
+    raises (or the loop is cancelled under it), `fail(items)` gets the batch, and at close
+    it gets whatever is still queued, so no request waits for ever."""
+
+    def __init__(self, run: Callable[[list], Awaitable[None]],
+                 fail: Callable[[list], None], *, max_items: int, name: str) -> None:
+        self._run, self._fail, self._max = run, fail, max_items
+        self._queue: asyncio.Queue = asyncio.Queue()
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name=name)
+        self.batches = self.items = self.largest = 0  # for tests and measurements
+
+    def submit(self, item: Any) -> None:
+        self._queue.put_nowait(item)
+
+    async def _loop(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._max and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            self.batches += 1
+            self.items += len(batch)
+            self.largest = max(self.largest, len(batch))
+            try:
+                await self._run(batch)
+            except asyncio.CancelledError:
+                self._fail(batch)
+                raise
+            except Exception:  # noqa: BLE001 - the batch's items go another way, the loop goes on
+                log.exception("a batch of %d failed", len(batch))
+                self._fail(batch)
+
+    async def aclose(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        pending = []
+        while not self._queue.empty():
+            pending.append(self._queue.get_nowait())
+        self._fail(pending)
