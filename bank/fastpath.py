@@ -1,5 +1,6 @@
-"""The hot path with group commit: same-bank payments (`bank.pay`, pay-by-order, payment-code
-charges) and order creation, many to one PostgreSQL transaction.
+"""The hot path with group commit: payments (`bank.pay`, pay-by-order, payment-code charges)
+and order creation, many to one PostgreSQL transaction; for a payee at another bank, the
+debit, then message 1 to central, and the settled outcomes many to one transaction again.
 
 Why: a payment through `Bank.pay` costs about 17 database round trips (a pool ping on every
 checkout, BEGIN/ROLLBACK around each read, one statement per row), two to four Redis hops
@@ -24,6 +25,18 @@ its size:
 then one Redis pipeline for the batch (outcomes cached for repeats, live notifications).
 Orders are created the same way, many to one INSERT.
 
+A payee at another bank (docs/interbank.md) joins the same batch: its payer is debited by
+the same rules into `interbank_out`, the row `processing` under a fresh transfer id, as
+`Bank._pay_other_bank` writes it. After the commit (crash point
+`bank.interbank.after_debit`) each request sends its message 1 at once, so a batch's
+transfers reach central together (central group-commits them); message 1 is sealed from
+what the batch wrote, with the same content as the outbox's retry from the stored row. The
+payments central settled are finished many to one transaction (`_SETTLE`, only those still
+processing, then their `interbank_out_settled` postings); a refusal goes through
+`Bank.finish_transfer` (rare); no answer within FORWARD_WAIT_MS leaves `processing` to the
+outbox, unchanged. As in `Bank`, an interbank outcome is not cached in Redis (it is not
+final when the debit commits): a repeat is answered from the row, with its current status.
+
 Semantics are those of `Bank._pay_here` and `Bank._execute`, kept on purpose:
 - the same checks in the same order (order payable, payee exists, class limits and daily cap
   by `plan_debit`, balance cap by `plan_credit`), the same refusals, recorded as a rejected
@@ -34,8 +47,8 @@ Semantics are those of `Bank._pay_here` and `Bank._execute`, kept on purpose:
   (a popular merchant) is credited by an appended credit, never locked;
 - the same result shape, the same webhook deliveries (queued in the payment's transaction),
   the same outcome cache and live notifications in Redis (one pipeline per batch).
-Anything this module does not handle goes to `Bank` unchanged, instruction and all: another
-bank's payee, an instruction outside its validity window, a repeat Redis has seen, top-up on
+Anything this module does not handle goes to `Bank` unchanged, instruction and all: an
+instruction outside its validity window, a repeat Redis has seen, top-up on
 use that must pull from the deposit account, a credit that must sweep past a balance cap,
 mandates, and any database error (nothing of the batch was committed, or, if the COMMIT's
 answer was lost, the unique key makes the retry answer the first outcome).
@@ -59,12 +72,19 @@ import orjson
 
 from bank.domain import ledger, orders
 from bank.domain.wallets import MERCHANT, CreditPlan, WalletState, plan_credit, plan_debit
+from bank.services import (
+    _CENTRAL_FINAL_REFUSALS,
+    FORWARD_WAIT_MS,
+    PROCESSING,
+    wallet_bank,
+)
 from rail_protocol import envelope, qr
 from rail_protocol.envelope import Envelope, check_live, now_ms
 from rail_protocol.errors import RailError
 from rail_protocol.keys import PublicKey
 from rail_protocol.money import parse_fen
 from rail_protocol.payment_code import read_code
+from rail_service.crash import crash_point
 
 log = logging.getLogger("yuanrail.bank.fastpath")
 
@@ -108,6 +128,8 @@ class _Payment:
     order_id: str | None
     refusal_has_order: bool          # `pay` records the order id on a refusal; `pay_as` does not
     future: asyncio.Future
+    to_bank: str | None = None       # the payee's bank when it is another one (interbank)
+    transfer_id: str | None = None   # interbank: message 1's id, made before the debit
     at: int = 0
     txn_id: int = 0
     outcome: dict | None = None
@@ -124,6 +146,52 @@ def _columns(names: tuple[str, ...]) -> dict[str, list]:
     return {name: [] for name in names}
 
 
+def _add_postings(columns: dict[str, list], txn: int, postings) -> None:
+    for posting in postings:
+        columns["txn_id"].append(txn)
+        columns["account"].append(posting.account)
+        columns["amount"].append(posting.amount_fen)
+
+
+def _debited(payer: WalletState, debit, item: _Payment, status: str) -> dict:
+    """Apply a planned debit to the locked payer; the start of the result `Bank` records
+    (no top-up on use here: nothing is pulled from the deposit account)."""
+    payer.balance_fen, payer.day = debit.balance_after_fen, debit.day
+    payer.spent_today_fen = debit.spent_today_after_fen
+    return {"status": status, "amount_fen": item.amount, "payer_wallet": item.payer_id,
+            "payee_wallet": item.payee_id, "balance_after_fen": payer.balance_fen,
+            "pulled_from_deposit_fen": 0}
+
+
+@dataclass(frozen=True, slots=True)
+class _OutRow:
+    """The columns of an `interbank_out` row that `Bank._transfer_envelope` and
+    `Bank._retry_later` read, taken from what the batch wrote instead of read back: message
+    1 then has the same content as the outbox's retry sealed from the stored row, and
+    central, which keys idempotency on its digest, sees one instruction."""
+
+    txn_id: int
+    transfer_id: str
+    counterparty_bank: str
+    amount_fen: int
+    payer_wallet: str
+    payee_wallet: str
+    order_id: str | None
+    created_ms: int
+    refund_of: None = None           # a payment, never a refund
+    result: str = "{}"
+
+
+@dataclass(slots=True)
+class _Settled:
+    """An interbank payment central said settled, waiting for the settle batch."""
+
+    txn_id: int
+    payer_id: str
+    order_id: str | None
+    future: asyncio.Future
+
+
 @dataclass(slots=True)
 class _Plan:
     """What one batch writes, column by column (one statement, arrays unnested)."""
@@ -137,8 +205,9 @@ class _Plan:
     wallets: dict[str, WalletState] = field(default_factory=dict)   # locked: all written back
 
 
-_TXN_COLUMNS = ("txn_id", "signer", "iid", "digest", "status", "code", "amount", "expires",
-                "created", "result", "payer", "payee", "memo", "order_id")
+_TXN_COLUMNS = ("txn_id", "kind", "signer", "iid", "digest", "status", "code", "amount",
+                "expires", "created", "result", "payer", "payee", "memo", "order_id",
+                "counterparty", "transfer_id", "next_attempt")
 _POSTING_COLUMNS = ("txn_id", "account", "amount")
 _ORDER_COLUMNS = ("order_id", "payer", "at", "txn_id")
 _HOOK_COLUMNS = ("merchant", "txn_id", "event", "url", "at")
@@ -188,40 +257,58 @@ _WRITE = """
 WITH t AS (
     INSERT INTO transactions (txn_id, kind, signer, instruction_id, digest, status, code,
                               amount_fen, expires_ms, created_ms, updated_ms, result,
-                              payer_wallet, payee_wallet, memo, order_id)
-    SELECT u.txn_id, 'payment', u.signer, u.iid, u.digest, u.status, u.code, u.amount,
-           u.expires, u.created, u.created, u.result, u.payer, u.payee, u.memo, u.order_id
+                              payer_wallet, payee_wallet, memo, order_id, counterparty_bank,
+                              transfer_id, next_attempt_ms)
+    SELECT u.txn_id, u.kind, u.signer, u.iid, u.digest, u.status, u.code, u.amount,
+           u.expires, u.created, u.created, u.result, u.payer, u.payee, u.memo, u.order_id,
+           u.counterparty, u.transfer_id, u.next_attempt
     FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                $7::bigint[], $8::bigint[], $9::bigint[], $10::text[], $11::text[],
-                $12::text[], $13::text[], $14::text[])
-         AS u(txn_id, signer, iid, digest, status, code, amount, expires, created, result,
-              payer, payee, memo, order_id)
+                $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[],
+                $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[],
+                $18::bigint[])
+         AS u(txn_id, kind, signer, iid, digest, status, code, amount, expires, created,
+              result, payer, payee, memo, order_id, counterparty, transfer_id, next_attempt)
     ON CONFLICT (signer, instruction_id) DO NOTHING
     RETURNING txn_id),
 p AS (
     INSERT INTO postings (txn_id, account, amount_fen)
-    SELECT * FROM unnest($15::bigint[], $16::text[], $17::bigint[])),
+    SELECT * FROM unnest($19::bigint[], $20::text[], $21::bigint[])),
 w AS (
     UPDATE wallets SET balance_fen = u.balance, day = u.day, spent_today_fen = u.spent
-    FROM unnest($18::text[], $19::bigint[], $20::int[], $21::bigint[])
+    FROM unnest($22::text[], $23::bigint[], $24::int[], $25::bigint[])
          AS u(wallet_id, balance, day, spent)
     WHERE wallets.wallet_id = u.wallet_id),
 c AS (
     INSERT INTO wallet_credits (wallet_id, amount_fen)
-    SELECT * FROM unnest($22::text[], $23::bigint[])),
+    SELECT * FROM unnest($26::text[], $27::bigint[])),
 o AS (
     UPDATE orders SET status = 'paid', payer_wallet = u.payer, updated_ms = u.at,
                       paid_txn_id = u.txn_id
-    FROM unnest($24::text[], $25::text[], $26::bigint[], $27::bigint[])
+    FROM unnest($28::text[], $29::text[], $30::bigint[], $31::bigint[])
          AS u(order_id, payer, at, txn_id)
     WHERE orders.order_id = u.order_id),
 h AS (
     INSERT INTO webhook_deliveries (merchant_wallet, txn_id, event, url, status, attempts,
                                     next_attempt_ms, created_ms)
     SELECT u.merchant, u.txn_id, u.event, u.url, 'pending', 0, u.at, u.at
-    FROM unnest($28::text[], $29::bigint[], $30::text[], $31::text[], $32::bigint[])
+    FROM unnest($32::text[], $33::bigint[], $34::text[], $35::text[], $36::bigint[])
          AS u(merchant, txn_id, event, url, at))
 SELECT txn_id FROM t"""
+
+# Interbank payments central said settled, finished many to one transaction, each exactly
+# once (`Bank.finish_transfer`, settled): the rows locked in id order (two finishers never
+# deadlock), only those still processing changed; the postings follow for those returned.
+_SETTLE = """
+UPDATE transactions SET status = 'settled', updated_ms = $2
+FROM (SELECT txn_id FROM transactions
+      WHERE txn_id = ANY($1::bigint[]) AND status = 'processing'
+      ORDER BY txn_id FOR UPDATE) AS l
+WHERE transactions.txn_id = l.txn_id AND transactions.status = 'processing'
+RETURNING transactions.txn_id, transactions.amount_fen"""
+
+_INSERT_POSTINGS = """
+INSERT INTO postings (txn_id, account, amount_fen)
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[])"""
 
 _INSERT_ORDERS = """
 INSERT INTO orders (order_id, merchant_wallet, reference, description, amount_fen, status,
@@ -304,7 +391,7 @@ class _NewOrder:
 
 
 class FastPath:
-    """Same-bank payments and orders with group commit, over a pool of its own (asyncpg, no
+    """Payments and orders with group commit, over a pool of its own (asyncpg, no
     pre-ping). Each public method has the contract of the `Bank`, `MerchantDesk` or
     `Charges` method it stands in for."""
 
@@ -317,6 +404,7 @@ class FastPath:
         self._by_id: OrderedDict[str, Identity] = OrderedDict()
         self.payments: Batcher | None = None
         self.orders: Batcher | None = None
+        self.settles: Batcher | None = None   # interbank payments central said settled
 
     @classmethod
     async def start(cls, bank, desk=None, charges=None, *, concurrency: int | None = None,
@@ -334,16 +422,18 @@ class FastPath:
         import asyncpg
 
         dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
-        size = pool_size or concurrency + 2   # the batch loops' own, and lookups of keys
+        size = pool_size or concurrency + 3   # the batch loops' own, and lookups of keys
         fast.pool = await asyncpg.create_pool(dsn, min_size=min(2, size), max_size=size)
         fast.payments = Batcher(fast._run_payments, fast.pool, concurrency=concurrency,
                                 max_items=fast._max_batch, name="pay-batch")
         fast.orders = Batcher(fast._run_orders, fast.pool, concurrency=1,
                               max_items=fast._max_batch, name="order-batch")
+        fast.settles = Batcher(fast._run_settles, fast.pool, concurrency=1,
+                               max_items=fast._max_batch, name="settle-batch")
         return fast
 
     async def aclose(self) -> None:
-        for batcher in (self.payments, self.orders):
+        for batcher in (self.payments, self.orders, self.settles):
             if batcher is not None:
                 await batcher.aclose()
                 log.info("%s: %d items in %d batches (largest %d)", batcher._tasks[0].get_name()
@@ -392,7 +482,7 @@ class FastPath:
 
     async def pay(self, raw: object) -> dict:
         """`Bank.pay`: a payment signed by the payer's wallet."""
-        from bank.services import PAY, parse_payment, wallet_bank
+        from bank.services import PAY, parse_payment
 
         if not self.on:
             return await self.bank.pay(raw)
@@ -400,15 +490,13 @@ class FastPath:
         payee_id, amount, memo, order_id = parse_payment(env.body)
         if payee_id == payer.wallet_id:
             raise RailError("self_payment")
-        if wallet_bank(payee_id) != self.bank.bank_id:
-            return await self.bank.pay(raw)
         return await self._pay(env, payer.wallet_id, payee_id, amount, memo, order_id, True,
                                lambda: self.bank.pay(raw))
 
     async def pay_as(self, env: Envelope, payer: Any, payee_id: str, amount: int, *,
                      memo: str | None = None, hook=None) -> dict:
         """`Bank.pay_as`: a payment authorised by another instruction (a payment code)."""
-        from bank.services import Bank, wallet_bank
+        from bank.services import Bank
 
         standard = lambda: Bank.pay_as(self.bank, env, payer, payee_id, amount,  # noqa: E731
                                        memo=memo, hook=hook)
@@ -416,15 +504,13 @@ class FastPath:
             return await standard()
         if payee_id == payer.wallet_id:
             raise RailError("self_payment")
-        if wallet_bank(payee_id) != self.bank.bank_id:
-            return await standard()
         return await self._pay(env, payer.wallet_id, payee_id, amount, memo, None, False,
                                standard)
 
     async def _pay(self, env: Envelope, payer_id: str, payee_id: str, amount: int,
                    memo: str | None, order_id: str | None, refusal_has_order: bool,
                    standard) -> dict:
-        """`Bank._execute` + `Bank._pay_here`, batched."""
+        """`Bank._execute` + `Bank._pay_here` (or `Bank._pay_other_bank`), batched."""
         try:
             check_live(env)
         except RailError:
@@ -443,9 +529,13 @@ class FastPath:
                     return {**cached["outcome"], "repeated": True}
         item = _Payment(env, payer_id, payee_id, amount, memo, order_id, refusal_has_order,
                         asyncio.get_running_loop().create_future())
+        to_bank = wallet_bank(payee_id)
+        if to_bank != self.bank.bank_id:
+            item.to_bank = to_bank
+            item.transfer_id = f"{self.bank.bank_id}.{secrets.token_hex(16)}"
         await self.payments.submit(item)
         try:
-            return await asyncio.shield(item.future)
+            outcome = await asyncio.shield(item.future)
         except _Fallback:
             if item.repeat:   # as `Bank` answers a repeat: from the outcome cached in Redis
                 cached = await hot.recall(env.signer, env.id)
@@ -454,6 +544,9 @@ class FastPath:
                         raise RailError("instruction_id_reused") from None
                     return {**cached["outcome"], "repeated": True}
             return await standard()
+        if item.to_bank is None:
+            return outcome
+        return await self._forward(item, outcome)
 
     async def _run_payments(self, batch: list[_Payment], conn) -> None:
         seen: set[tuple[str, str]] = set()
@@ -482,8 +575,11 @@ class FastPath:
         else:
             for item in live:
                 item.fallback = True
-        settled = [i for i in batch if not i.future.done() and not i.fallback
-                   and i.error is None and i.outcome is not None]
+        done = [i for i in batch if not i.future.done() and not i.fallback
+                and i.error is None and i.outcome is not None]
+        if any(i.to_bank is not None for i in done):
+            crash_point("bank.interbank.after_debit")
+        settled = [i for i in done if i.to_bank is None]   # interbank ones are processing
         if settled:
             await self._after_commit(settled)
         for item in batch:
@@ -501,11 +597,12 @@ class FastPath:
         nothing is written yet."""
         limits = self.bank.limits
         at = now_ms()
-        order_ids = sorted({i.order_id for i in batch if i.order_id is not None})
+        here = [i for i in batch if i.to_bank is None]   # an interbank payee is not ours
+        order_ids = sorted({i.order_id for i in here if i.order_id is not None})
         order_rows = {r["order_id"]: dict(r) for r in await conn.fetch(_LOCK_ORDERS, order_ids)} \
             if order_ids else {}
         payers = sorted({i.payer_id for i in batch})
-        payees = sorted({i.payee_id for i in batch})
+        payees = sorted({i.payee_id for i in here})
         capped = sorted(c for c, lim in limits.items() if lim.balance_cap_fen is not None)
         states: dict[str, WalletState] = {}
         unlocked: dict[str, Any] = {}
@@ -533,6 +630,11 @@ class FastPath:
             payer = states.get(item.payer_id)
             if payer is None:                 # cannot happen: the key named it; be safe
                 item.fallback = True
+                continue
+            if item.to_bank is not None:
+                self._debit_for_other_bank(plan, item, payer, ids)
+                if item.outcome is not None:   # in flight now: a later credit's cap counts it
+                    pending[item.payer_id] = pending.get(item.payer_id, 0) + item.amount
                 continue
             try:
                 if item.order_id is not None:
@@ -570,16 +672,10 @@ class FastPath:
                     item.fallback = True      # would sweep past the cap to the deposit account
                     continue
             except RailError as refusal:
-                item.error = refusal
-                self._add_txn(plan, item, ids.pop(), REJECTED, refusal.code,
-                              {"status": REJECTED, "code": refusal.code})
+                self._refuse(plan, item, ids.pop(), refusal)
                 continue
             txn = ids.pop()
-            payer.balance_fen, payer.day = debit.balance_after_fen, debit.day
-            payer.spent_today_fen = debit.spent_today_after_fen
-            result = {"status": SETTLED, "amount_fen": item.amount, "payer_wallet": item.payer_id,
-                      "payee_wallet": item.payee_id, "balance_after_fen": payer.balance_fen,
-                      "pulled_from_deposit_fen": 0, "swept_to_deposit_fen": 0}
+            result = {**_debited(payer, debit, item, SETTLED), "swept_to_deposit_fen": 0}
             if item.order_id is not None:
                 result["order_id"] = item.order_id
                 order_rows[item.order_id]["status"] = orders.PAID
@@ -598,23 +694,55 @@ class FastPath:
             elif credit.to_wallet_fen:
                 plan.credits["wallet"].append(item.payee_id)
                 plan.credits["amount"].append(credit.to_wallet_fen)
-            for posting in ledger.payment(item.payer_id, None, debit, item.payee_id, None,
-                                          CreditPlan(credit.to_wallet_fen, 0)):
-                for name, value in zip(_POSTING_COLUMNS, (txn, posting.account,
-                                                          posting.amount_fen)):
-                    plan.postings[name].append(value)
+            _add_postings(plan.postings, txn, ledger.payment(
+                item.payer_id, None, debit, item.payee_id, None,
+                CreditPlan(credit.to_wallet_fen, 0)))
             item.outcome = {**result, "payment_id": f"P{txn}", "created_ms": at}
             self._add_txn(plan, item, txn, SETTLED, None, result)
         return plan
 
+    def _debit_for_other_bank(self, plan: _Plan, item: _Payment, payer: WalletState,
+                              ids: list[int]) -> None:
+        """The debit of `Bank._pay_other_bank`: the same rules (`plan_debit`) and refusals;
+        the payer's wallet to `interbank_out`, the row `processing` under its transfer id
+        until central answers. No payee to look up: it is at the other bank."""
+        if payer.topup_on_use and payer.deposit_account and payer.balance_fen < item.amount:
+            item.fallback = True      # would pull from the deposit account
+            return
+        try:
+            debit = plan_debit(payer, self.bank.limits[payer.kyc_class], item.amount, item.at, 0)
+        except RailError as refusal:
+            self._refuse(plan, item, ids.pop(), refusal)
+            return
+        txn = ids.pop()
+        result = {**_debited(payer, debit, item, PROCESSING), "transfer_id": item.transfer_id}
+        if item.order_id is not None:
+            result["order_id"] = item.order_id
+        _add_postings(plan.postings, txn, ledger.interbank_out(item.payer_id,
+                                                               payer.deposit_account, debit))
+        item.outcome = {**result, "payment_id": f"P{txn}", "created_ms": item.at}
+        self._add_txn(plan, item, txn, PROCESSING, None, result)
+
+    def _refuse(self, plan: _Plan, item: _Payment, txn: int, refusal: RailError) -> None:
+        """A business refusal, recorded under the instruction's (signer, id) as `Bank`
+        records it, so a repeat gets the same refusal."""
+        item.error = refusal
+        self._add_txn(plan, item, txn, REJECTED, refusal.code,
+                      {"status": REJECTED, "code": refusal.code})
+
     def _add_txn(self, plan: _Plan, item: _Payment, txn: int, status: str, code: str | None,
                  result: dict) -> None:
-        """The transaction row `Bank` writes: `_txn_values`, or `_refusal_row` for a refusal."""
+        """The transaction row `Bank` writes: `_txn_values`, or `_refusal_row` for a refusal;
+        an interbank debit's as `_pay_other_bank` writes it."""
         item.txn_id = txn
-        order_id = item.order_id if (status == SETTLED or item.refusal_has_order) else None
-        values = (txn, item.env.signer, item.env.id, item.env.digest(), status, code,
-                  item.amount, item.env.expires_ms, item.at, orjson.dumps(result).decode(),
-                  item.payer_id, item.payee_id, item.memo, order_id)
+        order_id = item.order_id if (status != REJECTED or item.refusal_has_order) else None
+        away = item.to_bank is not None and status == PROCESSING
+        values = (txn, "interbank_out" if away else "payment", item.env.signer, item.env.id,
+                  item.env.digest(), status, code, item.amount, item.env.expires_ms, item.at,
+                  orjson.dumps(result).decode(), item.payer_id, item.payee_id, item.memo,
+                  order_id, item.to_bank if away else None, item.transfer_id if away else None,
+                  # the outbox leaves it to the request that forwards it until then
+                  item.at + FORWARD_WAIT_MS if away else None)
         for name, value in zip(_TXN_COLUMNS, values):
             plan.txn[name].append(value)
         plan.written.append(item)
@@ -632,26 +760,34 @@ class FastPath:
         return {r["txn_id"] for r in rows}
 
     async def _after_commit(self, settled: list[_Payment]) -> None:
-        """What `Bank` does after a payment commits, for a whole batch in one Redis pipeline:
-        cache each outcome for repeats (`HotState.remember`), then publish the live
-        notifications (`Bank._notify`). Best effort, as there: Redis holds nothing that
-        cannot be rebuilt."""
+        """What `Bank` does after a payment commits, for a whole batch: cache each outcome
+        for repeats (`HotState.remember`), then publish the live notifications
+        (`Bank._notify`)."""
+        events = []
+        for item in settled:
+            event = {"event": "payment.received", "amount_fen": item.amount,
+                     "payment_id": item.outcome["payment_id"]}
+            if item.refusal_has_order:
+                event["order_id"] = item.order_id
+            events.append((item.payee_id, event))
+        await self._to_redis(settled, events)
+
+    async def _to_redis(self, remember: list[_Payment],
+                        events: list[tuple[str, dict]]) -> None:
+        """Outcomes to cache and (wallet, event) notifications to publish, in one Redis
+        pipeline. Best effort, as in `Bank`: Redis holds nothing that cannot be rebuilt."""
         hot = self.bank.hot
         at = now_ms()
         try:
             async with hot.redis.pipeline(transaction=False) as pipe:
-                for item in settled:
+                for item in remember:
                     pipe.set(f"{hot.prefix}:done:{item.env.signer}:{item.env.id}",
                              orjson.dumps({"digest": item.env.digest(), "outcome": item.outcome}),
                              px=max(item.env.expires_ms - at, 1))
-                for item in settled:
-                    event = {"event": "payment.received", "amount_fen": item.amount,
-                             "payment_id": item.outcome["payment_id"]}
-                    if item.refusal_has_order:
-                        event["order_id"] = item.order_id
-                    event = {**event, "wallet_id": item.payee_id, "at_ms": at}
+                for wallet_id, event in events:
+                    event = {**event, "wallet_id": wallet_id, "at_ms": at}
                     data = {"event": orjson.dumps(event)}
-                    pipe.xadd(f"{hot.prefix}:events:wallet:{item.payee_id}", data, maxlen=1000,
+                    pipe.xadd(f"{hot.prefix}:events:wallet:{wallet_id}", data, maxlen=1000,
                               approximate=True)
                     if event.get("order_id"):
                         pipe.xadd(f"{hot.prefix}:events:order:{event['order_id']}", data,
@@ -659,6 +795,77 @@ class FastPath:
                 await pipe.execute(raise_on_error=False)
         except Exception as exc:  # noqa: BLE001 - Redis down: the database still has it all
             log.warning("outcomes not cached, notifications not published: %r", exc)
+
+    # --- interbank, after the debit: message 1, then the outcome --------------------------
+
+    async def _forward(self, item: _Payment, outcome: dict) -> dict:
+        """The rest of `Bank._pay_other_bank` once the batch has debited: message 1 now,
+        the answer within FORWARD_WAIT_MS or `processing` (the outbox finishes it)."""
+        try:
+            status = await asyncio.wait_for(self._send_transfer(item),
+                                            timeout=FORWARD_WAIT_MS / 1000)
+        except (asyncio.TimeoutError, RailError) as exc:
+            log.info("transfer %s left to the outbox: %r", item.transfer_id, exc)
+            status = PROCESSING
+        return {**outcome, "status": status}
+
+    async def _send_transfer(self, item: _Payment) -> str:
+        """`Bank.forward_transfer` for a payment just debited, without reading its row back;
+        a settled answer is recorded by the settle batch, a refusal by `Bank` as there."""
+        bank = self.bank
+        row = _OutRow(item.txn_id, item.transfer_id, item.to_bank, item.amount, item.payer_id,
+                      item.payee_id, item.order_id, item.at)
+        try:
+            answer = await bank.central.request("POST", "/v1/transfers",
+                                                bank._transfer_envelope(row).to_dict())
+        except RailError as exc:
+            if exc.code not in _CENTRAL_FINAL_REFUSALS:
+                await bank._retry_later(item.txn_id, row)
+                raise
+            status, code = REJECTED, exc.code      # central never prepared it
+        else:
+            statement = answer.get("statement", {})
+            envelope.verify_statement(bank.central_key, statement)
+            if statement.get("transfer_id") != item.transfer_id:
+                raise RailError("bad_signature", "central answered about another transfer")
+            status, code = statement.get("status"), statement.get("code")
+            if status not in (SETTLED, REJECTED):
+                await bank._retry_later(item.txn_id, row)
+                return PROCESSING
+            crash_point("bank.interbank.before_outcome")
+        if status == REJECTED:   # rare: one transaction of its own, as the standard path
+            await bank.finish_transfer(item.txn_id, REJECTED, code)
+            return REJECTED
+        settled = _Settled(item.txn_id, item.payer_id, item.order_id,
+                           asyncio.get_running_loop().create_future())
+        await self.settles.submit(settled)
+        try:
+            await asyncio.shield(settled.future)
+        except _Fallback:        # the batch failed: the row is processing, the outbox retries
+            return PROCESSING
+        return SETTLED
+
+    async def _run_settles(self, batch: list[_Settled], conn) -> None:
+        """`Bank.finish_transfer(.., settled)` for many payments in one transaction, each
+        exactly once; then the payers' live notifications in one Redis pipeline. One that
+        another finisher (the outbox) recorded first is settled all the same: central's
+        answer is final."""
+        at = now_ms()
+        async with conn.transaction():
+            rows = await conn.fetch(_SETTLE, [i.txn_id for i in batch], at)
+            postings = _columns(_POSTING_COLUMNS)
+            for r in rows:
+                _add_postings(postings, r["txn_id"], ledger.interbank_out_settled(r["amount_fen"]))
+            if rows:
+                await conn.execute(_INSERT_POSTINGS, *postings.values())
+        finished = {r["txn_id"] for r in rows}
+        await self._to_redis([], [(i.payer_id, {"event": "payment.settled",
+                                                "payment_id": f"P{i.txn_id}",
+                                                "order_id": i.order_id})
+                                  for i in batch if i.txn_id in finished])
+        for item in batch:
+            if not item.future.done():
+                item.future.set_result(None)
 
     # --- orders --------------------------------------------------------------------------
 

@@ -1,0 +1,330 @@
+"""Interbank payments at bank A through the group-commit fast path (bank/fastpath.py): the
+debit joins the payment batch, message 1 goes to central at once, the settled outcomes are
+recorded many to one transaction. Each test holds the fast path to the standard path's
+answers (`Bank.pay` on the same bank, called directly, is the twin), refusals, idempotency
+and books; the rail's audit balances after each.
+
+Both bank apps of this module's rail have the fast path installed; yangtze is bank A."""
+
+import asyncio
+
+import pytest
+
+from bank.adapters import books_sql
+from rail_protocol.envelope import Envelope, seal
+from rail_protocol.errors import RailError
+from rail_protocol.money import yuan
+from tests.integration.test_fastpath import fast, fast_rail, outcomes, send_all  # noqa: F401
+from tests.support import rail as rail_support
+
+pytestmark = pytest.mark.integration
+
+A, B = "yangtze", "pearl"
+# What differs between two payments made alike by two payers: their ids and times.
+OWN_TO_EACH = {"payment_id", "created_ms", "transfer_id", "payer_wallet"}
+
+
+@pytest.fixture(autouse=True)
+def no_batch_failed(caplog):
+    """A failed batch falls back to the standard path and would pass unseen: fail on it."""
+    yield
+    failed = [r.getMessage() for r in caplog.get_records("call")
+              if r.name == "yuanrail.bank.fastpath" and r.levelname in ("ERROR", "WARNING")]
+    assert not failed, failed
+
+
+def standard(rail):
+    """Bank A's standard path, `Bank.pay`, without the fast path's route in front."""
+    return rail.banks[A].node
+
+
+async def twin_answers(rail, amount_fen: int, payee: str, *, funded_fen: int = yuan(100),
+                       **payer_args) -> tuple[dict, dict]:
+    """Two payers alike pay `payee` alike: one through the fast path (the bank's route),
+    one through `Bank.pay`. Both answers, with the final status."""
+    answers = []
+    for via_fast in (True, False):
+        payer = await rail.funded_wallet(A, funded_fen, **payer_args)
+        env = rail.pay_envelope(payer, payee, amount_fen, memo="twin")
+        if via_fast:
+            response = await rail.send_payment(A, env)
+            assert response.status_code == 200, response.text
+            answer = response.json()
+        else:
+            answer = await standard(rail).pay(env.to_dict())
+        answers.append(answer)
+    return answers[0], answers[1]
+
+
+async def across(rail, amount_fen: int):
+    """A payer at A holding 100 yuan, a payee at B, and the payer's signed payment."""
+    payer = await rail.funded_wallet(A, yuan(100))
+    payee = await rail.open_wallet(B)
+    return payer, payee, rail.pay_envelope(payer, payee, amount_fen)
+
+
+def assert_alike(fast_answer: dict, standard_answer: dict) -> None:
+    assert set(fast_answer) == set(standard_answer)
+    assert {k: v for k, v in fast_answer.items() if k not in OWN_TO_EACH} == \
+        {k: v for k, v in standard_answer.items() if k not in OWN_TO_EACH}
+    assert fast_answer["transfer_id"].startswith(f"{A}.")
+    assert len(fast_answer["transfer_id"]) == len(standard_answer["transfer_id"])
+
+
+async def refusal_code(call) -> str:
+    try:
+        await call
+    except RailError as refusal:
+        return refusal.code
+    raise AssertionError("the standard path did not refuse")
+
+
+async def test_an_interbank_payment_settles_through_the_fast_path_as_through_the_standard_path(
+        fast_rail):
+    rail = fast_rail
+    payee = await rail.open_wallet(B)
+    settles = fast(rail).settles.items
+    via_fast, via_standard = await twin_answers(rail, yuan(40), payee.wallet_id)
+    assert via_fast["status"] == via_standard["status"] == "settled"
+    assert_alike(via_fast, via_standard)
+    assert fast(rail).settles.items == settles + 1, "the fast path did not settle it"
+    assert await rail.balance(payee) == yuan(80)
+    assert (await rail.central.get_transfer(via_fast["transfer_id"]))["status"] == "settled"
+    await rail.assert_balanced()
+
+
+async def test_the_row_and_the_payers_notification_are_the_standard_paths(fast_rail):
+    rail = fast_rail
+    payee = await rail.open_wallet(B)
+    via_fast, via_standard = await twin_answers(rail, 1234, payee.wallet_id)
+    views = []
+    for answer in (via_fast, via_standard):
+        payer = answer["payer_wallet"]
+        row = await standard(rail).payment(payer, answer["payment_id"])
+        views.append({k: v for k, v in row.items()
+                      if k not in OWN_TO_EACH | {"updated_ms", "instruction_id"}})
+        events = await standard(rail).hot.read_events(f"wallet:{payer}")
+        assert [(e["payment_id"], e["order_id"]) for _id, e in events
+                if e["event"] == "payment.settled"] == [(answer["payment_id"], None)]
+    assert views[0] == views[1]
+    assert views[0]["kind"] == "interbank_out" and views[0]["counterparty_bank"] == B
+
+
+async def test_message_1_has_the_content_the_outbox_seals_from_the_stored_row(
+        fast_rail, monkeypatch):
+    """Central keys idempotency on the envelope's digest: a retry by the outbox, sealed
+    from the row, must be the same instruction as the fast path's first send."""
+    rail = fast_rail
+    node = standard(rail)
+    sent: list[dict] = []
+    request = node.central.request
+
+    async def recording(method, path, body=None, **params):
+        if path == "/v1/transfers":
+            sent.append(body)
+        return await request(method, path, body, **params)
+
+    monkeypatch.setattr(node.central, "request", recording)
+    payer = await rail.funded_wallet(A, yuan(10))
+    payee = await rail.open_wallet(B)
+    paid = await rail.pay(payer, payee, 555, memo="same bytes")
+    assert paid["status"] == "settled" and len(sent) == 1
+    async with node.engine.connect() as conn:
+        row = await books_sql.transaction_by_id(conn, int(paid["payment_id"][1:]))
+    again = node._transfer_envelope(row)
+    first = Envelope.parse(sent[0])
+    assert first.signed_fields() == again.signed_fields()
+    assert first.digest() == again.digest()
+
+
+async def test_one_batch_debits_payments_here_and_to_the_other_bank_together(
+        fast_rail, monkeypatch):
+    rail = fast_rail
+    here = await rail.open_wallet(A, kind="merchant", kyc_class=1)
+    there = await rail.open_wallet(B, kind="merchant", kyc_class=1)
+    payers = await rail.open_many(A, 40)
+    await rail.payroll(A, payers, 1000)
+    batcher = fast(rail).payments
+    kinds_by_batch: list[set[bool]] = []
+    run = batcher._run
+
+    async def recording(batch, conn):
+        kinds_by_batch.append({item.to_bank is None for item in batch})
+        await run(batch, conn)
+
+    monkeypatch.setattr(batcher, "_run", recording)
+    answers = await send_all(rail, A, [
+        rail.pay_envelope(p, here if n % 2 else there, 100 + n) for n, p in enumerate(payers)])
+    assert outcomes(answers) == {"settled": 40}
+    assert {True, False} in kinds_by_batch, "no batch held both kinds"
+    assert await rail.balance(here) == sum(100 + n for n in range(1, 40, 2))
+    assert await rail.balance(there) == sum(100 + n for n in range(0, 40, 2))
+    await rail.assert_balanced()
+
+
+async def test_a_wallet_paying_here_and_there_at_once_spends_only_what_it_has(fast_rail):
+    rail = fast_rail
+    payer = await rail.funded_wallet(A, 1000)
+    here, there = await rail.open_wallet(A), await rail.open_wallet(B)
+    answers = await send_all(rail, A, [rail.pay_envelope(payer, here, 600),
+                                       rail.pay_envelope(payer, there, 600)])
+    assert outcomes(answers) == {"settled": 1, "insufficient_funds": 1}
+    assert await rail.balance(payer) == 400
+    assert await rail.balance(here) + await rail.balance(there) == 600
+    await rail.assert_balanced()
+
+
+@pytest.mark.parametrize("case", ["insufficient_funds", "per_payment_cap_exceeded",
+                                  "daily_cap_exceeded"])
+async def test_a_debit_refused_by_the_rules_is_refused_as_by_the_standard_path(
+        fast_rail, case):
+    rail = fast_rail
+    payee = await rail.open_wallet(B)
+    codes = []
+    for via_fast in (True, False):
+        # class 4: per payment 2,000 yuan, daily 5,000 yuan
+        payer = await rail.funded_wallet(A, yuan(500) if case == "insufficient_funds"
+                                         else yuan(9_000))
+        if case == "daily_cap_exceeded":
+            for _ in range(2):
+                assert (await rail.pay(payer, payee, yuan(2_000)))["status"] == "settled"
+        amount = {"insufficient_funds": yuan(500) + 1, "per_payment_cap_exceeded":
+                  yuan(2_000) + 1, "daily_cap_exceeded": yuan(1_000) + 1}[case]
+        before = await rail.snapshot(payer)
+        env = rail.pay_envelope(payer, payee, amount)
+        if via_fast:
+            batched = fast(rail).payments.items
+            for _ in range(2):   # a repeat gets the same refusal
+                response = await rail.send_payment(A, env)
+                rail_support.assert_refused(response, 409, case)
+            assert fast(rail).payments.items > batched
+            codes.append(response.json()["error"]["code"])
+        else:
+            codes.append(await refusal_code(standard(rail).pay(env.to_dict())))
+        assert await rail.snapshot(payer) == before, "a refusal moved something"
+        history = await rail.client(payer).history(payer.key, payer.wallet_id)
+        assert [(i["kind"], i["status"], i["code"]) for i in history["items"]
+                if i["instruction_id"] == env.id] == [("payment", "rejected", case)]
+    assert codes == [case, case]
+    await rail.assert_balanced()
+
+
+@pytest.mark.parametrize("payee, code", [("pearl.00000000deadbeef", "unknown_wallet"),
+                                         ("nosuchbank.0123456789", "unknown_bank")])
+async def test_a_transfer_refused_past_the_debit_is_rejected_and_refunded_as_by_the_standard_path(
+        fast_rail, payee, code):
+    rail = fast_rail
+    via_fast, via_standard = await twin_answers(rail, yuan(25), payee)
+    assert via_fast["status"] == via_standard["status"] == "rejected"
+    assert_alike(via_fast, via_standard)
+    for answer in (via_fast, via_standard):
+        view = await standard(rail).payment(answer["payer_wallet"], answer["payment_id"])
+        assert (view["status"], view["code"]) == ("rejected", code)
+        wallet = await rail.client(A).operator_wallet(answer["payer_wallet"])
+        assert (wallet["balance_fen"], wallet["spent_today_fen"]) == (yuan(100), 0), \
+            "the payer got the whole amount back, and it no longer counts toward the day"
+    await rail.assert_balanced()
+
+
+async def test_a_repeated_interbank_payment_answers_the_first_outcome_and_moves_money_once(
+        fast_rail):
+    rail = fast_rail
+    payer, payee, env = await across(rail, yuan(10))
+    first = await send_all(rail, A, [env] * 5)   # five copies at once
+    later = [await rail.send_payment(A, env) for _ in range(2)]
+    bodies = [a.json() for a in first + later]
+    assert {b["payment_id"] for b in bodies} == {bodies[0]["payment_id"]}
+    assert sum(1 for b in bodies if not b.get("repeated")) == 1
+    assert [b["status"] for b in bodies[-2:]] == ["settled", "settled"]
+    assert await rail.balance(payer) == yuan(90)
+    assert await rail.balance(payee) == yuan(10)
+    other = seal(payer.key, env.type, {**env.body, "amount_fen": yuan(11)}, id=env.id)
+    rail_support.assert_refused(await rail.send_payment(A, other), 409,
+                                "instruction_id_reused")
+    await rail.assert_balanced()
+
+
+async def test_with_central_unreachable_the_wallet_hears_processing_and_the_outbox_settles_it_once(
+        fast_rail):
+    rail = fast_rail
+    payer, payee, env = await across(rail, yuan(30))
+    rail.net.down.add("central.test")
+    try:
+        batched = fast(rail).payments.items
+        answer = (await rail.send_payment(A, env)).json()
+        assert fast(rail).payments.items == batched + 1
+        assert answer["status"] == "processing"
+        assert answer["balance_after_fen"] == yuan(70)
+        repeat = (await rail.send_payment(A, env)).json()
+        assert (repeat["status"], repeat["repeated"]) == ("processing", True)
+    finally:
+        rail.net.down.discard("central.test")
+    view = await rail.wait_for_payment(payer, answer["payment_id"])
+    assert view["status"] == "settled"
+    repeat = (await rail.send_payment(A, env)).json()
+    assert (repeat["status"], repeat["repeated"]) == ("settled", True), \
+        "a repeat after the outbox settled it is not answered with a stale processing"
+    assert await rail.balance(payer) == yuan(70)
+    assert await rail.balance(payee) == yuan(30)
+    await rail.assert_balanced()
+
+
+async def test_an_order_at_the_other_bank_is_paid_through_the_fast_path(fast_rail):
+    rail = fast_rail
+    shop = await rail.open_wallet(B, kind="merchant", kyc_class=1)
+    order = await rail.client(shop).create_order(shop.key, shop.wallet_id, 2580, "table-9")
+    payer = await rail.funded_wallet(A, yuan(100))
+    env = rail.pay_envelope(payer, shop, 2580, order_id=order["order_id"])
+    settles = fast(rail).settles.items
+    paid = (await rail.send_payment(A, env)).json()
+    assert (paid["status"], paid["order_id"]) == ("settled", order["order_id"])
+    assert fast(rail).settles.items == settles + 1
+    assert (await rail.client(shop).order(order["order_id"]))["status"] == "paid"
+    again = rail.pay_envelope(await rail.funded_wallet(A, yuan(100)), shop, 2580,
+                              order_id=order["order_id"])
+    refused = (await rail.send_payment(A, again)).json()
+    assert refused["status"] == "rejected", "bank B refuses an order paid already"
+    await rail.assert_balanced()
+
+
+async def test_many_interbank_payments_at_once_are_settled_in_few_transactions(fast_rail):
+    rail = fast_rail
+    payee = await rail.open_wallet(B, kind="merchant", kyc_class=1)
+    payers = await rail.open_many(A, 60)
+    await rail.payroll(A, payers, 1000)
+    settle_batches = fast(rail).settles.batches
+    answers = await send_all(rail, A, [rail.pay_envelope(p, payee, 500) for p in payers])
+    assert outcomes(answers) == {"settled": 60}
+    assert fast(rail).settles.batches - settle_batches < 60, "nothing was settled together"
+    assert await rail.balance(payee) == 60 * 500
+    await rail.assert_balanced()
+
+
+async def test_money_in_flight_to_another_bank_keeps_its_room_under_the_cap_in_the_same_batch(
+        fast_rail, monkeypatch):
+    """A wallet at its balance cap pays 1,000 yuan to another bank while, in the same batch,
+    it is paid 1,000 yuan: the credit is refused as `Bank` refuses it (the amount in flight
+    may come back), so the refund of the refused transfer still fits under the cap."""
+    rail = fast_rail
+    full = await rail.funded_wallet(A, yuan(10_000))          # class 4: capped at 10,000
+    other = await rail.funded_wallet(A, yuan(2_000))
+    path = fast(rail)
+    for payer, payee in ((full, other), (other, full)):       # their keys now cached
+        await path.pay(rail.pay_envelope(payer, payee, 1).to_dict())
+    batches: list[int] = []
+    run = path.payments._run
+
+    async def recording(batch, conn):
+        batches.append(len(batch))
+        await run(batch, conn)
+
+    monkeypatch.setattr(path.payments, "_run", recording)
+    away, paid_in = await asyncio.gather(
+        path.pay(rail.pay_envelope(full, "pearl.00000000cafebabe", yuan(1_000)).to_dict()),
+        path.pay(rail.pay_envelope(other, full, yuan(1_000)).to_dict()),
+        return_exceptions=True)
+    assert batches[0] == 2, "the two payments were not in one batch"
+    assert isinstance(paid_in, RailError) and paid_in.code == "balance_cap_exceeded", paid_in
+    assert away["status"] == "rejected"
+    assert await rail.balance(full) == yuan(10_000)
+    await rail.assert_balanced()
