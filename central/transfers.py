@@ -20,6 +20,7 @@ import asyncio
 import logging
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -44,6 +45,8 @@ CREDIT_TTL_MS = envelope.MAX_TTL_MS
 LEASE_MARGIN_MS = 1_000
 # Message 1s prepared in one transaction at most.
 MAX_BATCH = 256
+# Loops delivering to each payee bank: a batch can start while another waits on the bank.
+DELIVERY_LOOPS = 2
 
 
 def _is_live(env: Envelope) -> bool:
@@ -79,10 +82,12 @@ class _Item:
     order: domain.TransferOrder
     digest: str
     future: asyncio.Future
+    bank: Any = None  # the payee bank's row, once prepared (where to deliver)
 
 
 class _Fallback(Exception):
-    """This message 1 goes the one-at-a-time way: its batch wrote nothing for it."""
+    """This message 1 goes the one-at-a-time way, which finds its row or prepares it: its
+    batch wrote nothing for it, or (closing down) did not get to deliver it."""
 
 
 def _fall_back(items: list[_Item]) -> None:
@@ -107,7 +112,7 @@ class Transfers:
         self.batcher: Batcher | None = None
         self._conn: AsyncConnection | None = None  # the batcher's own connection
         self._signers: dict[str, tuple[str, PublicKey]] = {}  # key id -> (bank id, key)
-        self._deliveries: set[asyncio.Task] = set()
+        self._deliveries: dict[str, Batcher] = {}  # payee bank id -> its deliveries
 
     async def start(self) -> None:
         """Start the batcher of message 1s (without it, each goes one at a time)."""
@@ -118,9 +123,9 @@ class Transfers:
         if self.batcher is not None:
             await self.batcher.aclose()
             self.batcher = None
-        for task in list(self._deliveries):
-            task.cancel()
-        await asyncio.gather(*self._deliveries, return_exceptions=True)
+        for deliveries in self._deliveries.values():
+            await deliveries.aclose()
+        self._deliveries.clear()
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
@@ -251,16 +256,27 @@ class Transfers:
         _fall_back(again)
         if prepared:
             crash_point("central.transfer.after_prepare")
-            task = asyncio.get_running_loop().create_task(
-                self._deliver_new([item for item, _ in prepared], banks))
-            self._deliveries.add(task)
-            task.add_done_callback(self._deliveries.discard)
+            for item, _entry in prepared:
+                item.bank = banks[item.order.to_bank]
+                self._deliveries_to(item.order.to_bank).submit(item)
 
-    async def _deliver_new(self, items: list[_Item], banks: dict) -> None:
-        """Deliver the transfers a batch prepared, then answer their requests: with the
-        outcome when this delivery finished them, else with the row as it stands."""
+    def _deliveries_to(self, bank_id: str) -> Batcher:
+        """The batcher of first deliveries to one payee bank: whatever the prepare batches
+        hand it while its previous call and finish were under way goes in its next call, so
+        a bank that is slow delays only its own transfers."""
+        deliveries = self._deliveries.get(bank_id)
+        if deliveries is None:
+            deliveries = self._deliveries[bank_id] = Batcher(
+                self._deliver_new, _fall_back, max_items=MAX_CREDITS,
+                name=f"transfer-delivery-{bank_id}", loops=DELIVERY_LOOPS)
+        return deliveries
+
+    async def _deliver_new(self, items: list[_Item]) -> None:
+        """Deliver newly prepared transfers (to one bank), then answer their requests: with
+        the outcome when this delivery finished them, else with the row as it stands."""
         statuses: dict = {}  # _Status of those finished here, rows of the others
         try:
+            banks = {item.order.to_bank: item.bank for item in items}
             statuses = await self._deliver([(item.order, 1) for item in items], banks)
             rest = [item.order.transfer_id for item in items
                     if item.order.transfer_id not in statuses]

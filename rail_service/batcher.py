@@ -16,15 +16,18 @@ log = logging.getLogger("yuanrail.batcher")
 
 
 class Batcher:
-    """One loop over one queue. `run(batch)` must settle every item it is given; if it
-    raises (or the loop is cancelled under it), `fail(items)` gets the batch, and at close
-    it gets whatever is still queued, so no request waits for ever."""
+    """`loops` loops over one queue (more than one lets a batch start while another waits
+    on the network). `run(batch)` must settle every item it is given; if it raises (or the
+    loop is cancelled under it), `fail(items)` gets the batch, and at close it gets
+    whatever is still queued, so no request waits for ever."""
 
     def __init__(self, run: Callable[[list], Awaitable[None]],
-                 fail: Callable[[list], None], *, max_items: int, name: str) -> None:
+                 fail: Callable[[list], None], *, max_items: int, name: str,
+                 loops: int = 1) -> None:
         self._run, self._fail, self._max = run, fail, max_items
         self._queue: asyncio.Queue = asyncio.Queue()
-        self._task = asyncio.get_running_loop().create_task(self._loop(), name=name)
+        self._tasks = [asyncio.get_running_loop().create_task(self._loop(), name=f"{name}-{i}")
+                       for i in range(loops)]
         self.batches = self.items = self.largest = 0  # for tests and measurements
 
     def submit(self, item: Any) -> None:
@@ -48,8 +51,9 @@ class Batcher:
                 self._fail(batch)
 
     async def aclose(self) -> None:
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         pending = []
         while not self._queue.empty():
             pending.append(self._queue.get_nowait())

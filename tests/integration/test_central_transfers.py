@@ -537,3 +537,132 @@ async def test_operator_reads_of_transfers(rail, network, central_app):
     await wait_status(rail.central, pending.id, "settled")
     await assert_balanced(rail.central)
 
+
+
+# --- batches (group commit at central, message 2 in batch calls) ---------------------------
+
+C = "gamma"
+C_FLOAT_FEN = 500_000
+
+
+@pytest.fixture
+async def two_payers(rail, central_app):
+    """A second paying bank, gamma, funded like alpha; the central service, for its batcher."""
+    key = SigningKey.generate()
+    await rail.central.register_bank(key, C, "Gamma Bank")
+    await rail.central.deposit_reserves(C, f"seed-{C}-0001", C_FLOAT_FEN)
+    await rail.central.issue(key, C, C_FLOAT_FEN)
+    rail.c_key = key
+    rail.service = central_app.state.central.transfers
+    return rail
+
+
+async def test_many_concurrent_transfers_from_two_banks_land_in_few_batches_and_settle(
+        two_payers):
+    rail = two_payers
+    batches_before = rail.service.batcher.batches
+    envs = ([message1(rail, 100 + i) for i in range(40)]
+            + [transfer_envelope(rail.c_key, C, B, 200 + i, PAYEE) for i in range(40)])
+    answers = await asyncio.gather(*(rail.central.transfer(env) for env in envs))
+    for env, answer in zip(envs, answers):
+        verify_statement(rail.central_key, answer["statement"])
+        assert answer["statement"]["transfer_id"] == env.id
+        assert answer["status"] == "settled", answer
+    batches = rail.service.batcher.batches - batches_before
+    assert batches <= 20, f"{len(envs)} transfers took {batches} batches"
+    assert rail.b.batch_calls <= 20 and max(rail.b.batch_sizes) > 1
+    assert rail.b.credits == 80
+    a_total, c_total = sum(100 + i for i in range(40)), sum(200 + i for i in range(40))
+    assert await holdings(rail.central) == {A: A_FLOAT_FEN - a_total, C: C_FLOAT_FEN - c_total,
+                                            B: B_FLOAT_FEN + a_total + c_total, "in_flight": 0}
+    for env in envs[::13]:
+        assert await entries_of(rail.central, env.id) == ["transfer_prepare", "transfer_settle"]
+    await assert_balanced(rail.central)
+
+
+async def test_a_mixed_batch_answers_each_transfer_on_its_own(two_payers, network):
+    rail = two_payers
+    known = message1(rail, 1_000)
+    assert (await rail.central.transfer(known))["status"] == "settled"
+    before = await holdings(rail.central)
+    good_a, good_c = message1(rail, 300), transfer_envelope(rail.c_key, C, B, 400, PAYEE)
+    short = message1(rail, A_FLOAT_FEN + 1)
+    nobank = transfer_envelope(rail.a_key, A, "nobank", 100, PAYEE)
+    reused = message1(rail, 1_001, transfer_id=known.id)
+    refused_by_b = message1(rail, 500, payee="w-nobody-here")
+    twice = message1(rail, 600)
+    sends = [good_a, short, known, nobank, reused, good_c, refused_by_b, twice, twice]
+    answers = await asyncio.gather(*(rail.central.transfer(env) for env in sends),
+                                   return_exceptions=True)
+    by_id = dict(zip((id(env) for env in sends), answers))
+    check_statement(rail, by_id[id(good_a)], good_a, "settled")
+    check_statement(rail, by_id[id(known)], known, "settled")
+    check_statement(rail, by_id[id(refused_by_b)], refused_by_b, "rejected", "unknown_wallet")
+    assert answers[5]["status"] == "settled"
+    for answer in answers[-2:]:  # the same message twice in one batch: one transfer
+        assert answer["status"] in ("prepared", "settled")
+    for env, code in ((short, "insufficient_holdings"), (nobank, "unknown_bank"),
+                      (reused, "instruction_id_reused")):
+        assert isinstance(by_id[id(env)], RailError) and by_id[id(env)].code == code
+    await wait_status(rail.central, twice.id, "settled")
+    assert await holdings(rail.central) == {
+        A: before[A] - 300 - 600, C: before[C] - 400, B: before[B] + 300 + 400 + 600,
+        "in_flight": 0}
+    for env in (short, nobank):
+        await refused("not_found", rail.central.get_transfer(env.id))
+    assert await entries_of(rail.central, known.id) == ["transfer_prepare", "transfer_settle"]
+    assert await entries_of(rail.central, twice.id) == ["transfer_prepare", "transfer_settle"]
+    assert await entries_of(rail.central, refused_by_b.id) == ["transfer_prepare",
+                                                              "transfer_reject"]
+    assert rail.b.credits == 4  # known, good_a, good_c, twice
+    await assert_balanced(rail.central)
+
+
+async def test_items_bank_b_answers_with_an_error_stay_prepared_until_the_worker_finishes_them(
+        rail):
+    envs = [message1(rail, 1_000 + i) for i in range(12)]
+    failing = {env.id for env in envs[::3]}
+    rail.b.fail_ids = set(failing)
+    answers = await asyncio.gather(*(rail.central.transfer(env) for env in envs))
+    for env, answer in zip(envs, answers):
+        check_statement(rail, answer, env, "prepared" if env.id in failing else "settled")
+    await asyncio.sleep(0.5)  # the worker tries again and gets errors again
+    for env in envs:
+        row = await rail.central.get_transfer(env.id)
+        assert row["status"] == ("prepared" if env.id in failing else "settled")
+    report = await assert_balanced(rail.central)
+    assert report["prepared_transfers_fen"] == sum(e.body["amount_fen"] for e in envs[::3])
+    rail.b.fail_ids = set()
+    for env in envs:
+        await wait_status(rail.central, env.id, "settled")
+        assert await entries_of(rail.central, env.id) == ["transfer_prepare", "transfer_settle"]
+    assert rail.b.credits == 12
+    total = sum(env.body["amount_fen"] for env in envs)
+    assert await holdings(rail.central) == {A: A_FLOAT_FEN - total, B: B_FLOAT_FEN + total,
+                                            "in_flight": 0}
+    await assert_balanced(rail.central)
+
+
+@pytest.mark.parametrize("outage", ["error500", "slow"])
+async def test_a_batch_call_that_fails_leaves_all_prepared_and_they_settle_once_later(
+        rail, outage):
+    rail.b.mode = outage
+    envs = [message1(rail, 2_000 + i) for i in range(10)]
+    started = time.monotonic()
+    answers = await asyncio.gather(*(rail.central.transfer(env) for env in envs))
+    assert time.monotonic() - started < 5
+    for env, answer in zip(envs, answers):
+        check_statement(rail, answer, env, "prepared")
+    total = sum(env.body["amount_fen"] for env in envs)
+    assert (await holdings(rail.central))["in_flight"] == total
+    await assert_balanced(rail.central)
+    rail.b.mode = "answer"
+    for env in envs:
+        row = await wait_status(rail.central, env.id, "settled")
+        assert row["attempts"] >= 2
+        assert await entries_of(rail.central, env.id) == ["transfer_prepare", "transfer_settle"]
+    # slow: B credited on the first call and answered the later ones from its record
+    assert rail.b.credits == 10
+    assert await holdings(rail.central) == {A: A_FLOAT_FEN - total, B: B_FLOAT_FEN + total,
+                                            "in_flight": 0}
+    await assert_balanced(rail.central)

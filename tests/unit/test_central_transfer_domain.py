@@ -219,3 +219,44 @@ def test_crash_point_kills_its_process_only_when_named(armed, expected):
     done = subprocess.run([sys.executable, "-c", code], timeout=60,
                           env={**os.environ, "YUANRAIL_CRASH_AT": armed})
     assert done.returncode == expected
+
+
+# --- a batch of new transfers, decided in turn ----------------------------------------------
+
+def order(amount_fen: int, to_bank: str = B, n: int = 0) -> domain.TransferOrder:
+    return domain.TransferOrder(f"alpha.{n:032x}", A, to_bank, amount_fen, "w-0001")
+
+
+def test_a_batch_is_decided_in_turn_as_one_at_a_time_would_be():
+    balances = {domain.holding_account(A): 1_000}
+    outcomes = domain.prepare_in_turn(
+        [order(600, n=1), order(500, n=2), order(100, to_bank="nobank", n=3), order(400, n=4)],
+        {B}, balances)
+    assert isinstance(outcomes[0], domain.Entry)
+    assert outcomes[0] == domain.transfer_prepare(A, 600)
+    # 500 no longer fits after the 600 before it; the 400 after it still does
+    assert isinstance(outcomes[1], RailError) and outcomes[1].code == "insufficient_holdings"
+    assert isinstance(outcomes[2], RailError) and outcomes[2].code == "unknown_bank"
+    assert outcomes[3] == domain.transfer_prepare(A, 400)
+    assert balances[domain.holding_account(A)] == 0
+    assert balances[domain.IN_FLIGHT] == 1_000
+
+
+def test_a_bank_with_no_holding_account_is_short():
+    outcomes = domain.prepare_in_turn([order(1)], {B}, {})
+    assert outcomes[0].code == "insufficient_holdings"
+
+
+def test_the_finishing_entry_follows_bs_answer():
+    settle = domain.transfer_finish(order(70), domain.CreditAnswer(domain.TRANSFER_SETTLED))
+    reject = domain.transfer_finish(order(70), domain.CreditAnswer(domain.TRANSFER_REJECTED,
+                                                                   "unknown_wallet"))
+    assert settle == domain.transfer_settle(B, 70)
+    assert reject == domain.transfer_reject(A, 70)
+
+
+def test_message_2_carries_message_1_as_checked():
+    plain = domain.transfer_order(body(), TID, A)
+    assert domain.credit_body(plain) == body()
+    noted = domain.transfer_order(body(details={"order_id": "o-1"}), TID, A)
+    assert domain.credit_body(noted) == body(details={"order_id": "o-1"})
