@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Request
 
 from bank.services import Bank
+from rail_protocol.batches import MAX_BODY_BYTES as MAX_BATCH_BODY_BYTES
 from rail_protocol.keys import PublicKey
 from rail_protocol.request_auth import verify_read
 from rail_service.http import JSON, bearer_token, read_json
@@ -127,7 +128,7 @@ async def interbank_credit(request: Request, bank: BankDep) -> dict:
 @router.post("/interbank/credits/batch", tags=["interbank"])
 async def interbank_credits(request: Request, bank: BankDep) -> dict:
     """Message 2 in a batch: many credits from central, each answered in its place."""
-    return await bank.interbank_credits(await read_json(request))
+    return await bank.interbank_credits(await read_json(request, MAX_BATCH_BODY_BYTES))
 
 
 # --- operator ------------------------------------------------------------------------

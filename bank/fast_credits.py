@@ -55,6 +55,7 @@ from bank.domain import ledger, orders
 from bank.domain.wallets import OPEN, CreditPlan, WalletState, plan_credit
 from bank.fastpath import _IDS_AND_PENDING, _LOCK_ORDERS, _LOCK_WALLETS
 from bank.services import REJECTED, SETTLED, parse_credit_batch
+from rail_protocol.batches import MAX_BODY_BYTES as MAX_BATCH_BODY_BYTES
 from rail_protocol.envelope import Envelope, now_ms
 from rail_protocol.errors import RailError
 from rail_service.crash import crash_point
@@ -433,7 +434,8 @@ class FastCredits:
 async def _credits_route(request):
     from rail_service.http import JSON, read_json
 
-    return JSON(await request.app.state.fast_credits.interbank_credits(await read_json(request)))
+    body = await read_json(request, MAX_BATCH_BODY_BYTES)
+    return JSON(await request.app.state.fast_credits.interbank_credits(body))
 
 
 def fast_credit_routes() -> list:

@@ -28,8 +28,8 @@ Orders are created the same way, many to one INSERT.
 A payee at another bank (docs/interbank.md) joins the same batch: its payer is debited by
 the same rules into `interbank_out`, the row `processing` under a fresh transfer id, as
 `Bank._pay_other_bank` writes it. After the commit (crash point
-`bank.interbank.after_debit`) each request sends its message 1 at once, so a batch's
-transfers reach central together (central group-commits them); message 1 is sealed from
+`bank.interbank.after_debit`) the batch's message 1s go to central at once in ONE call
+(`POST /v1/transfers/batch`, where they land in one prepare batch); each is sealed from
 what the batch wrote, with the same content as the outbox's retry from the stored row. The
 payments central settled are finished many to one transaction (`_SETTLE`, only those still
 processing, then their `interbank_out_settled` postings); a refusal goes through
@@ -76,9 +76,11 @@ from bank.services import (
     _CENTRAL_FINAL_REFUSALS,
     FORWARD_WAIT_MS,
     PROCESSING,
+    retry_delay_ms,
     wallet_bank,
 )
 from rail_protocol import envelope, qr
+from rail_protocol.batches import MAX_ITEMS
 from rail_protocol.envelope import Envelope, check_live, now_ms
 from rail_protocol.errors import RailError
 from rail_protocol.keys import PublicKey
@@ -136,6 +138,7 @@ class _Payment:
     error: RailError | None = None
     fallback: bool = False
     repeat: bool = False             # its (signer, id) is already in the journal
+    sent: asyncio.Future | None = None   # interbank: message 1's outcome, a status
 
     @property
     def key(self) -> tuple[str, str]:
@@ -144,6 +147,12 @@ class _Payment:
 
 def _columns(names: tuple[str, ...]) -> dict[str, list]:
     return {name: [] for name in names}
+
+
+def _tell(item: _Payment, status: str) -> None:
+    """Give an interbank payment's request its outcome, unless it has one already."""
+    if not item.sent.done():
+        item.sent.set_result(status)
 
 
 def _add_postings(columns: dict[str, list], txn: int, postings) -> None:
@@ -306,6 +315,12 @@ FROM (SELECT txn_id FROM transactions
 WHERE transactions.txn_id = l.txn_id AND transactions.status = 'processing'
 RETURNING transactions.txn_id, transactions.amount_fen"""
 
+# The outbox's next try of payments central gave no final answer (`Bank._retry_later`).
+_RETRY_LATER = """
+UPDATE transactions SET next_attempt_ms = u.next_attempt
+FROM unnest($1::bigint[], $2::bigint[]) AS u(txn_id, next_attempt)
+WHERE transactions.txn_id = u.txn_id"""
+
 _INSERT_POSTINGS = """
 INSERT INTO postings (txn_id, account, amount_fen)
 SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[])"""
@@ -405,6 +420,7 @@ class FastPath:
         self.payments: Batcher | None = None
         self.orders: Batcher | None = None
         self.settles: Batcher | None = None   # interbank payments central said settled
+        self._sending: set[asyncio.Task] = set()   # message 1s of committed batches
 
     @classmethod
     async def start(cls, bank, desk=None, charges=None, *, concurrency: int | None = None,
@@ -433,6 +449,9 @@ class FastPath:
         return fast
 
     async def aclose(self) -> None:
+        for task in list(self._sending):   # their payments stay processing: the outbox's
+            task.cancel()
+        await asyncio.gather(*self._sending, return_exceptions=True)
         for batcher in (self.payments, self.orders, self.settles):
             if batcher is not None:
                 await batcher.aclose()
@@ -577,8 +596,10 @@ class FastPath:
                 item.fallback = True
         done = [i for i in batch if not i.future.done() and not i.fallback
                 and i.error is None and i.outcome is not None]
-        if any(i.to_bank is not None for i in done):
+        away = [i for i in done if i.to_bank is not None]
+        if away:
             crash_point("bank.interbank.after_debit")
+            self._send_after_commit(away)
         settled = [i for i in done if i.to_bank is None]   # interbank ones are processing
         if settled:
             await self._after_commit(settled)
@@ -799,51 +820,116 @@ class FastPath:
     # --- interbank, after the debit: message 1, then the outcome --------------------------
 
     async def _forward(self, item: _Payment, outcome: dict) -> dict:
-        """The rest of `Bank._pay_other_bank` once the batch has debited: message 1 now,
-        the answer within FORWARD_WAIT_MS or `processing` (the outbox finishes it)."""
-        try:
-            status = await asyncio.wait_for(self._send_transfer(item),
-                                            timeout=FORWARD_WAIT_MS / 1000)
-        except (asyncio.TimeoutError, RailError) as exc:
-            log.info("transfer %s left to the outbox: %r", item.transfer_id, exc)
-            status = PROCESSING
-        return {**outcome, "status": status}
+        """The rest of `Bank._pay_other_bank` once the batch has debited: message 1 went with
+        the batch's others in one call (`_send_transfers`); the outcome it brought within
+        FORWARD_WAIT_MS, or `processing` (the outbox finishes it)."""
+        return {**outcome, "status": await asyncio.shield(item.sent)}
 
-    async def _send_transfer(self, item: _Payment) -> str:
-        """`Bank.forward_transfer` for a payment just debited, without reading its row back;
-        a settled answer is recorded by the settle batch, a refusal by `Bank` as there."""
-        bank = self.bank
-        row = _OutRow(item.txn_id, item.transfer_id, item.to_bank, item.amount, item.payer_id,
-                      item.payee_id, item.order_id, item.at)
+    def _send_after_commit(self, items: list[_Payment]) -> None:
+        """Start sending the message 1s of a committed batch; each item's `sent` gets its
+        outcome. The payment batcher goes on meanwhile."""
+        loop = asyncio.get_running_loop()
+        for item in items:
+            item.sent = loop.create_future()
+        task = loop.create_task(self._send_transfers(items), name="send-transfers")
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send_transfers(self, items: list[_Payment]) -> None:
+        """`Bank.forward_transfer` for a batch's payments just debited, without reading their
+        rows back: ONE call to central per MAX_ITEMS of them (`POST /v1/transfers/batch`),
+        bounded by FORWARD_WAIT_MS from the commit. Whatever has no outcome by then, or
+        when anything fails, stays `processing` for the outbox, as a single send would."""
         try:
-            answer = await bank.central.request("POST", "/v1/transfers",
-                                                bank._transfer_envelope(row).to_dict())
-        except RailError as exc:
-            if exc.code not in _CENTRAL_FINAL_REFUSALS:
-                await bank._retry_later(item.txn_id, row)
-                raise
-            status, code = REJECTED, exc.code      # central never prepared it
-        else:
-            statement = answer.get("statement", {})
-            envelope.verify_statement(bank.central_key, statement)
-            if statement.get("transfer_id") != item.transfer_id:
-                raise RailError("bad_signature", "central answered about another transfer")
-            status, code = statement.get("status"), statement.get("code")
-            if status not in (SETTLED, REJECTED):
-                await bank._retry_later(item.txn_id, row)
-                return PROCESSING
+            async with asyncio.timeout(FORWARD_WAIT_MS / 1000):
+                await asyncio.gather(*(self._send_chunk(items[start:start + MAX_ITEMS])
+                                       for start in range(0, len(items), MAX_ITEMS)))
+        except TimeoutError:
+            log.info("%d transfer(s) left to the outbox: no outcome in time", len(items))
+        except Exception:  # noqa: BLE001 - the rows are processing: the outbox goes on
+            log.exception("%d transfer(s) left to the outbox", len(items))
+        finally:
+            for item in items:
+                _tell(item, PROCESSING)
+
+    async def _send_chunk(self, items: list[_Payment]) -> None:
+        """One batch call, each answer handled as `Bank.forward_transfer` handles it alone:
+        central's statement checked (its key, this transfer); settled goes to the settle
+        batch, rejected (or a refusal that means central never prepared it) to
+        `Bank.finish_transfer`; anything else, or the call failing, leaves the payment
+        processing and the outbox due soon (`_retry_later`)."""
+        bank = self.bank
+        envs = [bank._transfer_envelope(_OutRow(
+            item.txn_id, item.transfer_id, item.to_bank, item.amount, item.payer_id,
+            item.payee_id, item.order_id, item.at)) for item in items]
+        try:
+            answers = await bank.central.transfers_batch(envs)
+        except RailError as exc:   # no answer for any of them, whatever the code
+            log.info("%d transfer(s) left to the outbox: %r", len(items), exc)
+            await self._retry_later(items)
+            return
+        later, final, stated = [], [], False
+        for item, answer in zip(items, answers):
+            if isinstance(answer, RailError):
+                if answer.code in _CENTRAL_FINAL_REFUSALS:   # central never prepared it
+                    final.append((item, REJECTED, answer.code))
+                else:
+                    later.append(item)
+                continue
+            try:
+                status, code = self._read_statement(item, answer)
+            except RailError as exc:
+                log.info("transfer %s left to the outbox: %r", item.transfer_id, exc)
+                _tell(item, PROCESSING)
+                continue
+            if status in (SETTLED, REJECTED):
+                final.append((item, status, code))
+                stated = True
+            else:
+                later.append(item)
+        for item in later:
+            _tell(item, PROCESSING)
+        if stated:
             crash_point("bank.interbank.before_outcome")
-        if status == REJECTED:   # rare: one transaction of its own, as the standard path
-            await bank.finish_transfer(item.txn_id, REJECTED, code)
-            return REJECTED
+        failed = [r for r in await asyncio.gather(
+            self._retry_later(later),
+            *(self._record(item, status, code) for item, status, code in final),
+            return_exceptions=True) if isinstance(r, BaseException)]
+        if failed:   # those payments stay processing (`_send_transfers`): the outbox's
+            raise failed[0]
+
+    def _read_statement(self, item: _Payment, answer: dict) -> tuple[str, str | None]:
+        """Central's signed status of this very transfer: (status, code)."""
+        statement = answer.get("statement", {})
+        envelope.verify_statement(self.bank.central_key, statement)
+        if statement.get("transfer_id") != item.transfer_id:
+            raise RailError("bad_signature", "central answered about another transfer")
+        return statement.get("status"), statement.get("code")
+
+    async def _record(self, item: _Payment, status: str, code: str | None) -> None:
+        """A final outcome: settled by the settle batch, rejected by `Bank` (rare: one
+        transaction of its own, as the standard path)."""
+        if status == REJECTED:
+            await self.bank.finish_transfer(item.txn_id, REJECTED, code)
+            _tell(item, REJECTED)
+            return
         settled = _Settled(item.txn_id, item.payer_id, item.order_id,
                            asyncio.get_running_loop().create_future())
         await self.settles.submit(settled)
         try:
             await asyncio.shield(settled.future)
         except _Fallback:        # the batch failed: the row is processing, the outbox retries
-            return PROCESSING
-        return SETTLED
+            _tell(item, PROCESSING)
+            return
+        _tell(item, SETTLED)
+
+    async def _retry_later(self, items: list[_Payment]) -> None:
+        """`Bank._retry_later` for many payments, in one statement."""
+        if not items:
+            return
+        at = now_ms()
+        await self.pool.execute(_RETRY_LATER, [i.txn_id for i in items],
+                                [at + retry_delay_ms(i.at, at) for i in items])
 
     async def _run_settles(self, batch: list[_Settled], conn) -> None:
         """`Bank.finish_transfer(.., settled)` for many payments in one transaction, each

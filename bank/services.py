@@ -40,6 +40,7 @@ from bank.domain.wallets import (
 )
 from central.client import CentralClient
 from rail_protocol import envelope
+from rail_protocol.batches import MAX_ITEMS, parse_batch
 from rail_protocol.envelope import Envelope, check_live, now_ms, seal, sign_statement
 from rail_protocol.errors import RailError
 from rail_protocol.keys import PublicKey, SigningKey
@@ -60,7 +61,7 @@ from rail_protocol.instruction_types import (  # noqa: E402
 )
 
 TRANSFER_TTL_MS = 24 * 3600 * 1000
-MAX_CREDIT_BATCH = 256          # message 2s in one batch request from central
+MAX_CREDIT_BATCH = MAX_ITEMS    # message 2s in one batch request from central
 # The request that debits an interbank payment forwards it at once and waits this long for
 # the outcome; the outbox leaves the payment alone until then, so they do not race.
 FORWARD_WAIT_MS = 5_000
@@ -97,13 +98,13 @@ def parse_payment(body: dict) -> tuple[str, int, str | None, str | None]:
 def parse_credit_batch(raw: object) -> list:
     """The envelopes of a batch of message 2s: a non-empty list of at most
     MAX_CREDIT_BATCH, under `credits` and nothing else."""
-    if not isinstance(raw, dict) or set(raw) != {"credits"}:
-        raise RailError("invalid_field", "a credit batch is {\"credits\": [envelope, ...]}")
-    credits = raw["credits"]
-    if not isinstance(credits, list) or not 1 <= len(credits) <= MAX_CREDIT_BATCH:
-        raise RailError("invalid_field",
-                        f"credits must be a list of 1 to {MAX_CREDIT_BATCH} envelopes")
-    return credits
+    return parse_batch(raw, "credits", MAX_CREDIT_BATCH)
+
+
+def retry_delay_ms(created_ms: int, at_ms: int) -> int:
+    """How long the outbox waits before re-sending message 1 of a payment made at
+    `created_ms`: soon at first, then more slowly, at most 5 s."""
+    return min(200 + max(at_ms - created_ms, 0) // 4, 5_000)
 
 
 def payment_view(row: Any) -> dict:
@@ -701,11 +702,11 @@ class Bank:
         return PROCESSING
 
     async def _retry_later(self, txn_id: int, row: Any) -> None:
-        age = max(now_ms() - row.created_ms, 0)
-        delay = min(200 + age // 4, 5_000)
+        at = now_ms()
         async with self.engine.begin() as conn:
             await conn.execute(t.transactions.update().where(
-                t.transactions.c.txn_id == txn_id).values(next_attempt_ms=now_ms() + delay))
+                t.transactions.c.txn_id == txn_id).values(
+                    next_attempt_ms=at + retry_delay_ms(row.created_ms, at)))
 
     async def finish_transfer(self, txn_id: int, status: str, code: str | None) -> None:
         """Settle (the money has left) or reject (back to the payer), exactly once."""

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from central.services import Central
+from rail_protocol.batches import MAX_BODY_BYTES as MAX_BATCH_BODY_BYTES
 from rail_service.http import JSON, bearer_token, read_json
 
 OperatorToken = Annotated[str | None, Depends(bearer_token)]
@@ -112,6 +113,13 @@ async def audit(central: CentralDep, token: OperatorToken) -> dict:
 async def transfer(request: Request, central: CentralDep) -> dict:
     """Message 1 of an interbank transfer (signed by the paying bank); a repeat polls it."""
     return await central.transfers.submit(await read_json(request))
+
+
+@router.post("/transfers/batch", tags=["interbank"])
+async def transfers_batch(request: Request) -> JSON:
+    """Message 1 in a batch: many transfers of the signing banks, each answered in its place."""
+    body = await read_json(request, MAX_BATCH_BODY_BYTES)
+    return JSON(await request.app.state.central.transfers.submit_many(body))
 
 
 @router.get("/transfers/{transfer_id}", tags=["interbank"])

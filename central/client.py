@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from rail_protocol.batches import batch_results
 from rail_protocol.envelope import MAX_TTL_MS, Envelope, new_id, seal
+from rail_protocol.errors import CODES, RailError
 from rail_protocol.keys import SigningKey
-from rail_service.client import JSONClient
+from rail_service.client import JSONClient, RemoteError
 
 from central.services import ISSUE, REDEEM, REGISTER_BANK, TRANSFER
 
@@ -59,6 +61,20 @@ class CentralClient(JSONClient):
         body = env.to_dict() if isinstance(env, Envelope) else env
         return await self.request("POST", "/v1/transfers", body)
 
+    async def transfers_batch(self, envs: list[Envelope | dict[str, Any]]
+                              ) -> list[dict | RailError]:
+        """Send many message 1s in one call (`POST /v1/transfers/batch`, at most
+        MAX_ITEMS): per envelope, in order, what `transfer` would return for it, or the
+        RailError it would raise. The call as a whole failing (a transport error, a non-200,
+        an answer without one item per envelope) raises, and then nothing is an answer."""
+        body = {"transfers": [e.to_dict() if isinstance(e, Envelope) else e for e in envs]}
+        results = batch_results(await self.request("POST", "/v1/transfers/batch", body),
+                                len(envs))
+        if results is None:
+            raise RailError("upstream_unavailable", "central's batch answer has not one "
+                                                    "item per transfer")
+        return [_answer_of(item) for item in results]
+
     async def get_transfer(self, transfer_id: str) -> dict:
         return await self.request("GET", f"/v1/transfers/{transfer_id}")
 
@@ -82,3 +98,15 @@ class CentralClient(JSONClient):
 
     async def audit(self) -> dict:
         return await self.request("GET", "/v1/audit")
+
+
+def _answer_of(item: object) -> dict | RailError:
+    """One item of a batch answer: central's answer, or its typed refusal as the single
+    call raises it (an unknown code or a malformed item is `upstream_unavailable`)."""
+    if isinstance(item, dict) and "error" not in item:
+        return item
+    error = item.get("error") if isinstance(item, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    if code not in CODES:
+        return RailError("upstream_unavailable", f"central's batch item: {item!r:.200}")
+    return RemoteError(code, error.get("message"))

@@ -30,6 +30,7 @@ from central.adapters import registry_sql as sql
 from central.adapters import transfers_sql as tsql
 from central.adapters.bank_http import MAX_CREDITS, BankNodes
 from rail_protocol import envelope
+from rail_protocol.batches import parse_batch
 from rail_protocol.envelope import Envelope, check_live, now_ms, seal, sign_statement
 from rail_protocol.errors import RailError
 from rail_protocol.keys import PublicKey, SigningKey
@@ -96,6 +97,16 @@ def _fall_back(items: list[_Item]) -> None:
             item.future.set_exception(_Fallback())
 
 
+def _answer_or_error(outcome: dict | BaseException) -> dict:
+    """One item of a batch answer: the answer, or the typed error (an unexpected one is
+    `service_unavailable`, which commits bank A to nothing)."""
+    if isinstance(outcome, RailError):
+        return outcome.to_dict()
+    if isinstance(outcome, BaseException):
+        return RailError("service_unavailable", "this transfer was not handled; retry").to_dict()
+    return outcome
+
+
 class Transfers:
     """Prepare, deliver and finish interbank transfers; answer bank A's polls."""
 
@@ -150,6 +161,24 @@ class Transfers:
             except _Fallback:
                 pass
         return await self._submit_one(env, order, digest)
+
+    async def submit_many(self, raw: object) -> dict:
+        """Message 1 in a batch (docs/interbank.md, "Batches"): `{"transfers": [envelope,
+        ...]}`, every item submitted at once, so that they land in the same prepare batch,
+        and answered in its place exactly as `submit` answers it alone, or with its typed
+        error. An item that fails unexpectedly is answered `service_unavailable` (not an
+        answer: bank A sends it again); only when every item fails so does the call."""
+        envelopes = parse_batch(raw, "transfers")
+        outcomes = await asyncio.gather(*(self.submit(env) for env in envelopes),
+                                        return_exceptions=True)
+        unexpected = [o for o in outcomes if isinstance(o, BaseException)
+                      and not isinstance(o, RailError)]
+        if unexpected and (len(unexpected) == len(outcomes)
+                           or not all(isinstance(o, Exception) for o in unexpected)):
+            raise unexpected[0]   # as alone: e.g. the database unavailable (503)
+        for exc in unexpected:
+            log.error("a message 1 in a batch failed", exc_info=exc)
+        return {"results": [_answer_or_error(o) for o in outcomes]}
 
     async def _signer(self, key_id: str) -> tuple[str, PublicKey]:
         """The bank that registered this key, looked up once per process: a registered key

@@ -15,13 +15,14 @@ import logging
 import httpx
 import orjson
 
+from rail_protocol.batches import MAX_BODY_BYTES, MAX_ITEMS, batch_results
 from rail_protocol.canonical import parse_json
 from rail_protocol.envelope import Envelope
 from rail_protocol.errors import RailError
 
 log = logging.getLogger("yuanrail.central.banks")
 BATCH_PATH = "/v1/interbank/credits/batch"
-MAX_CREDITS = 256  # credits in one batch call at most (the bank's limit)
+MAX_CREDITS = MAX_ITEMS  # credits in one batch call at most (the bank's limit)
 
 
 class BankNodes:
@@ -61,12 +62,12 @@ class BankNodes:
             log.info("%s: HTTP %s", label, response.status_code)
             return None
         try:
-            data = parse_json(response.content)
+            data = parse_json(response.content, max_bytes=MAX_BODY_BYTES)
         except RailError as exc:
             log.warning("%s: unreadable answer (%s)", label, exc.code)
             return None
-        results = data.get("results") if isinstance(data, dict) else None
-        if not isinstance(results, list) or len(results) != len(envs):
+        results = batch_results(data, len(envs))
+        if results is None:
             log.warning("%s: answer without one result per credit", label)
             return None
         return [_result_of(item) for item in results]

@@ -666,3 +666,113 @@ async def test_a_batch_call_that_fails_leaves_all_prepared_and_they_settle_once_
     assert await holdings(rail.central) == {A: A_FLOAT_FEN - total, B: B_FLOAT_FEN + total,
                                             "in_flight": 0}
     await assert_balanced(rail.central)
+
+
+# --- message 1 in batches (POST /v1/transfers/batch) ---------------------------------------
+
+async def send_batch(central: CentralClient, envs: list) -> list[dict]:
+    """The raw items of central's batch answer, in order."""
+    body = {"transfers": [env.to_dict() if isinstance(env, Envelope) else env for env in envs]}
+    return (await central.request("POST", "/v1/transfers/batch", body))["results"]
+
+
+def without_sig(answer: dict) -> dict:
+    """An answer but for its statement's signature (ECDSA: each signing differs)."""
+    if "statement" not in answer:
+        return answer
+    return {**answer, "statement": {k: v for k, v in answer["statement"].items() if k != "sig"}}
+
+
+async def alone(central: CentralClient, env: Envelope) -> dict:
+    """What the single endpoint answers for `env`, written as a batch item."""
+    try:
+        return await central.transfer(env)
+    except RailError as exc:
+        return {"error": {"code": exc.code, "message": exc.message}}
+
+
+@pytest.mark.parametrize("shape", ["a list", "no transfers", "another key too", "not a list",
+                                   "empty", "257 of them"])
+async def test_a_batch_of_the_wrong_shape_is_refused_whole_and_writes_nothing(rail, shape):
+    env = message1(rail, 100).to_dict()
+    body = {"a list": [env], "no transfers": {"credits": [env]},
+            "another key too": {"transfers": [env], "more": 1},
+            "not a list": {"transfers": env}, "empty": {"transfers": []},
+            "257 of them": {"transfers": [message1(rail, 1).to_dict() for _ in range(257)]},
+            }[shape]
+    before = (await rail.central.audit())["entries"]
+    error = await refused("invalid_field",
+                          rail.central.request("POST", "/v1/transfers/batch", body))
+    assert error.status == 422
+    assert (await rail.central.audit())["entries"] == before
+    assert (await rail.central.transfers())["transfers"] == []
+
+
+async def test_each_transfer_of_a_batch_gets_the_answer_it_gets_alone(rail):
+    known = message1(rail, 1_000)
+    assert (await rail.central.transfer(known))["status"] == "settled"
+    before = await holdings(rail.central)
+    good = message1(rail, 300)
+    other_bank_key = transfer_envelope(rail.b.key, A, B, 100, PAYEE)   # B's key, A's money
+    forged = {**message1(rail, 100).to_dict(),
+              "sig": seal(SigningKey.generate(), domain.TRANSFER, {}).sig}
+    short = message1(rail, A_FLOAT_FEN + 1)
+    refused_by_b = message1(rail, 500, payee="w-nobody-here")
+    sends = [good, known, other_bank_key, forged, short, refused_by_b]
+    results = await send_batch(rail.central, sends)
+    check_statement(rail, results[0], good, "settled")
+    check_statement(rail, results[1], known, "settled")
+    assert [r.get("error", {}).get("code") for r in results[2:5]] == [
+        "signer_mismatch", "bad_signature", "insufficient_holdings"]
+    check_statement(rail, results[5], refused_by_b, "rejected", "unknown_wallet")
+    for env, result in zip(sends, results):   # and alone, afterwards: the very same answer
+        single = await alone(rail.central, Envelope.parse(env) if isinstance(env, dict)
+                             else env)
+        assert without_sig(single) == without_sig(result)
+        if "statement" in single:
+            verify_statement(rail.central_key, single["statement"])
+    assert await holdings(rail.central) == {A: before[A] - 300, B: before[B] + 300,
+                                            "in_flight": 0}
+    for env in (short, other_bank_key):
+        await refused("not_found", rail.central.get_transfer(env.id))
+    assert await entries_of(rail.central, good.id) == ["transfer_prepare", "transfer_settle"]
+    assert rail.b.credits == 2   # known, good
+    await assert_balanced(rail.central)
+
+
+async def test_a_batch_is_prepared_together_and_delivered_in_few_calls(two_payers):
+    rail = two_payers
+    await rail.central.transfer(message1(rail, 1))   # A's key now known to central
+    prepares, calls = rail.service.batcher.batches, rail.b.batch_calls
+    envs = [message1(rail, 100 + i) for i in range(50)]
+    results = await send_batch(rail.central, envs)
+    for env, result in zip(envs, results):
+        check_statement(rail, result, env, "settled")
+    assert rail.service.batcher.batches - prepares <= 2
+    assert rail.b.batch_calls - calls <= 2
+    await assert_balanced(rail.central)
+
+
+async def test_an_item_that_fails_unexpectedly_does_not_fail_the_others(
+        rail, central_app, monkeypatch):
+    service = central_app.state.central.transfers
+    good, unlucky = message1(rail, 700), message1(rail, 800)
+    submit = service.submit
+
+    async def flaky(raw):
+        if raw["id"] == unlucky.id:
+            raise RuntimeError("a bug, for this one only")
+        return await submit(raw)
+
+    monkeypatch.setattr(service, "submit", flaky)
+    results = await send_batch(rail.central, [good, unlucky])
+    check_statement(rail, results[0], good, "settled")
+    assert results[1]["error"]["code"] == "service_unavailable"   # not an answer: send again
+    await refused("not_found", rail.central.get_transfer(unlucky.id))
+    async with CentralClient("http://central.test", transport=httpx.ASGITransport(
+            app=central_app, raise_app_exceptions=False)) as plain:
+        # every item failing fails the call, as alone: a 500, which is no answer
+        await refused("upstream_unavailable", send_batch(plain, [unlucky]))
+    monkeypatch.undo()
+    check_statement(rail, (await send_batch(rail.central, [unlucky]))[0], unlucky, "settled")
+    await assert_balanced(rail.central)

@@ -120,8 +120,8 @@ async def test_message_1_has_the_content_the_outbox_seals_from_the_stored_row(
     request = node.central.request
 
     async def recording(method, path, body=None, **params):
-        if path == "/v1/transfers":
-            sent.append(body)
+        if path == "/v1/transfers/batch":
+            sent.extend(body["transfers"])
         return await request(method, path, body, **params)
 
     monkeypatch.setattr(node.central, "request", recording)
@@ -327,4 +327,98 @@ async def test_money_in_flight_to_another_bank_keeps_its_room_under_the_cap_in_t
     assert isinstance(paid_in, RailError) and paid_in.code == "balance_cap_exceeded", paid_in
     assert away["status"] == "rejected"
     assert await rail.balance(full) == yuan(10_000)
+    await rail.assert_balanced()
+
+
+def calls_to_central(rail, monkeypatch) -> list[tuple[str, int]]:
+    """Bank A's calls to central's message-1 endpoints as they are made: (path, transfers)."""
+    node = standard(rail)
+    calls: list[tuple[str, int]] = []
+    request = node.central.request
+
+    async def recording(method, path, body=None, **params):
+        if path == "/v1/transfers/batch":
+            calls.append((path, len(body["transfers"])))
+        elif path == "/v1/transfers":
+            calls.append((path, 1))
+        return await request(method, path, body, **params)
+
+    monkeypatch.setattr(node.central, "request", recording)
+    return calls
+
+
+def interbank_per_batch(rail, monkeypatch) -> list[int]:
+    """How many interbank payments each payment batch committed (batches with none left out)."""
+    batcher = fast(rail).payments
+    counts: list[int] = []
+    run = batcher._run
+
+    async def counting(batch, conn):
+        await run(batch, conn)
+        away = sum(1 for item in batch if item.sent is not None)
+        if away:
+            counts.append(away)
+
+    monkeypatch.setattr(batcher, "_run", counting)
+    return counts
+
+
+async def test_a_payment_batch_sends_all_its_transfers_to_central_in_one_call(
+        fast_rail, monkeypatch):
+    rail = fast_rail
+    payee = await rail.open_wallet(B, kind="merchant", kyc_class=1)
+    payers = await rail.open_many(A, 60)
+    await rail.payroll(A, payers, 1000)
+    calls = calls_to_central(rail, monkeypatch)
+    batches = interbank_per_batch(rail, monkeypatch)
+    answers = await send_all(rail, A, [rail.pay_envelope(p, payee, 500) for p in payers])
+    assert outcomes(answers) == {"settled": 60}
+    assert {path for path, _n in calls} == {"/v1/transfers/batch"}
+    assert sorted(n for _path, n in calls) == sorted(batches), "not one call per batch"
+    assert len(calls) < 60, "no two transfers went in one call"
+    assert await rail.balance(payee) == 60 * 500
+    await rail.assert_balanced()
+
+
+async def test_each_transfer_of_one_call_gets_its_own_outcome(fast_rail, monkeypatch):
+    """Settled, rejected by central (no such bank) and rejected by bank B (no such wallet)
+    in the same call: each payment ends as it would alone."""
+    rail = fast_rail
+    good = await rail.open_wallet(B)
+    payers = [await rail.funded_wallet(A, yuan(100)) for _ in range(3)]
+    calls = calls_to_central(rail, monkeypatch)
+    answers = await send_all(rail, A, [
+        rail.pay_envelope(payers[0], good, yuan(10)),
+        rail.pay_envelope(payers[1], "nosuchbank.0123456789", yuan(20)),
+        rail.pay_envelope(payers[2], "pearl.00000000deadbeef", yuan(30))])
+    assert [a.json()["status"] for a in answers] == ["settled", "rejected", "rejected"]
+    assert sum(n for _path, n in calls) == 3
+    for payer, answer, code in zip(payers[1:], answers[1:], ("unknown_bank", "unknown_wallet")):
+        view = await standard(rail).payment(payer.wallet_id, answer.json()["payment_id"])
+        assert (view["status"], view["code"]) == ("rejected", code)
+        assert await rail.balance(payer) == yuan(100)
+    assert await rail.balance(payers[0]) == yuan(90)
+    assert await rail.balance(good) == yuan(10)
+    await rail.assert_balanced()
+
+
+async def test_with_central_unreachable_a_whole_batch_stays_processing_and_settles_once(
+        fast_rail):
+    rail = fast_rail
+    payee = await rail.open_wallet(B, kind="merchant", kyc_class=1)
+    payers = await rail.open_many(A, 8)
+    await rail.payroll(A, payers, 1000)
+    rail.net.down.add("central.test")
+    try:
+        answers = await send_all(rail, A, [rail.pay_envelope(p, payee, 100 + n)
+                                           for n, p in enumerate(payers)])
+        assert outcomes(answers) == {"processing": 8}
+    finally:
+        rail.net.down.discard("central.test")
+    for payer, answer in zip(payers, answers):
+        view = await rail.wait_for_payment(payer, answer.json()["payment_id"])
+        assert view["status"] == "settled"
+        transfer = await rail.central.get_transfer(answer.json()["transfer_id"])
+        assert (transfer["status"], transfer["attempts"]) == ("settled", 1)
+    assert await rail.balance(payee) == sum(100 + n for n in range(8))
     await rail.assert_balanced()
