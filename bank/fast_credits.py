@@ -8,10 +8,10 @@ then the batch takes a fixed number of round trips, whatever its size:
 
     transfers already recorded                       (one SELECT .. transfer_id = ANY)
     BEGIN
-    lock the orders being paid                       (`fastpath._LOCK_ORDERS`)
-    lock capped payees, fold their credits, read     (`fastpath._LOCK_WALLETS`)
+    lock the orders being paid                       (`batch_sql.LOCK_ORDERS`)
+    lock capped payees, fold their credits, read     (`batch_sql.LOCK_WALLETS`)
       the uncapped ones
-    transaction ids, what capped payees have in      (`fastpath._IDS_AND_PENDING`)
+    transaction ids, what capped payees have in      (`batch_sql.IDS_AND_PENDING`)
       flight to other banks
     -- the domain decides each credit in turn, as `Bank._credit_from_other_bank` does --
     write everything                                 (one statement: transactions ON CONFLICT
@@ -53,66 +53,17 @@ import orjson
 
 from bank.domain import ledger, orders
 from bank.domain.wallets import OPEN, CreditPlan, WalletState, plan_credit
-from bank.fastpath import _IDS_AND_PENDING, _LOCK_ORDERS, _LOCK_WALLETS
+from bank.adapters import batch_sql as sql
 from bank.services import REJECTED, SETTLED, parse_credit_batch
 from rail_protocol.batches import MAX_BODY_BYTES as MAX_BATCH_BODY_BYTES
 from rail_protocol.envelope import Envelope, now_ms
 from rail_protocol.errors import RailError
 from rail_service.crash import crash_point
+from rail_service.extend import extend_app
 
 log = logging.getLogger("yuanrail.bank.fast_credits")
 
 ATTEMPTS = 3        # a batch redone after conflicts at most this often, then the standard way
-
-_KNOWN = "SELECT transfer_id, status, code FROM transactions WHERE transfer_id = ANY($1::text[])"
-
-# Everything a batch writes, in one statement. A transfer recorded meanwhile by someone
-# else is skipped by a unique key and missing from the answer: the batch is then rolled back.
-_WRITE = """
-WITH t AS (
-    INSERT INTO transactions (txn_id, kind, signer, instruction_id, transfer_id, digest,
-                              status, code, amount_fen, expires_ms, created_ms, updated_ms,
-                              result, payer_wallet, payee_wallet, order_id, counterparty_bank)
-    SELECT u.txn_id, 'interbank_in', u.signer, u.transfer_id, u.transfer_id, u.digest,
-           u.status, u.code, u.amount, u.expires, u.at, u.at, '{}', u.payer, u.payee,
-           u.order_id, u.from_bank
-    FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                $7::bigint[], $8::bigint[], $9::bigint[], $10::text[], $11::text[],
-                $12::text[], $13::text[])
-         AS u(txn_id, signer, transfer_id, digest, status, code, amount, expires, at, payer,
-              payee, order_id, from_bank)
-    ON CONFLICT DO NOTHING
-    RETURNING txn_id),
-p AS (
-    INSERT INTO postings (txn_id, account, amount_fen)
-    SELECT * FROM unnest($14::bigint[], $15::text[], $16::bigint[])),
-w AS (
-    UPDATE wallets SET balance_fen = u.balance
-    FROM unnest($17::text[], $18::bigint[]) AS u(wallet_id, balance)
-    WHERE wallets.wallet_id = u.wallet_id),
-c AS (
-    INSERT INTO wallet_credits (wallet_id, amount_fen)
-    SELECT * FROM unnest($19::text[], $20::bigint[])),
-o AS (
-    UPDATE orders SET status = 'paid', payer_wallet = u.payer, updated_ms = u.at,
-                      paid_txn_id = u.txn_id
-    FROM unnest($21::text[], $22::text[], $23::bigint[], $24::bigint[])
-         AS u(order_id, payer, at, txn_id)
-    WHERE orders.order_id = u.order_id),
-h AS (
-    INSERT INTO webhook_deliveries (merchant_wallet, txn_id, event, url, status, attempts,
-                                    next_attempt_ms, created_ms)
-    SELECT u.merchant, u.txn_id, u.event, u.url, 'pending', 0, u.at, u.at
-    FROM unnest($25::text[], $26::bigint[], $27::text[], $28::text[], $29::bigint[])
-         AS u(merchant, txn_id, event, url, at))
-SELECT txn_id FROM t"""
-
-_TXN = ("txn_id", "signer", "transfer_id", "digest", "status", "code", "amount", "expires",
-        "at", "payer", "payee", "order_id", "from_bank")
-_POSTING = ("txn_id", "account", "amount")
-_CREDIT = ("wallet", "amount")
-_ORDER = ("order_id", "payer", "at", "txn_id")
-_HOOK = ("merchant", "txn_id", "event", "url", "at")
 
 
 def _str_or_none(value: object) -> str | None:
@@ -163,11 +114,11 @@ def _columns(names: tuple[str, ...]) -> dict[str, list]:
 class _Plan:
     """What one batch writes, column by column (one statement, arrays unnested)."""
 
-    txn: dict[str, list] = field(default_factory=lambda: _columns(_TXN))
-    postings: dict[str, list] = field(default_factory=lambda: _columns(_POSTING))
-    credits: dict[str, list] = field(default_factory=lambda: _columns(_CREDIT))
-    paid_orders: dict[str, list] = field(default_factory=lambda: _columns(_ORDER))
-    hooks: dict[str, list] = field(default_factory=lambda: _columns(_HOOK))
+    txn: dict[str, list] = field(default_factory=lambda: _columns(sql.CREDIT_TXN_COLUMNS))
+    postings: dict[str, list] = field(default_factory=lambda: _columns(sql.POSTING_COLUMNS))
+    credits: dict[str, list] = field(default_factory=lambda: _columns(sql.CREDIT_COLUMNS))
+    paid_orders: dict[str, list] = field(default_factory=lambda: _columns(sql.ORDER_COLUMNS))
+    hooks: dict[str, list] = field(default_factory=lambda: _columns(sql.HOOK_COLUMNS))
     written: list[_Credit] = field(default_factory=list)
     wallets: dict[str, WalletState] = field(default_factory=dict)   # locked: all written back
 
@@ -267,7 +218,7 @@ class FastCredits:
             return []
         async with self.pool.acquire() as conn:
             known = {r["transfer_id"]: r for r in await conn.fetch(
-                _KNOWN, [c.transfer_id for c in credits])}
+                sql.KNOWN_TRANSFERS, [c.transfer_id for c in credits])}
             for credit in credits:
                 row = known.get(credit.transfer_id)
                 if row is not None:
@@ -298,13 +249,14 @@ class FastCredits:
         limits = self.bank.limits
         at = now_ms()
         order_ids = sorted({c.order_id for c in credits if c.order_id is not None})
-        order_rows = {r["order_id"]: dict(r) for r in await conn.fetch(_LOCK_ORDERS, order_ids)} \
+        order_rows = {r["order_id"]: dict(r)
+                      for r in await conn.fetch(sql.LOCK_ORDERS, order_ids)} \
             if order_ids else {}
         payees = sorted({c.payee_id for c in credits})
         capped = sorted(k for k, lim in limits.items() if lim.balance_cap_fen is not None)
         locked: dict[str, WalletState] = {}
         rows: dict[str, Any] = {}
-        for r in await conn.fetch(_LOCK_WALLETS, [], payees, capped):
+        for r in await conn.fetch(sql.LOCK_WALLETS, [], payees, capped):
             rows[r["wallet_id"]] = r
             if r["locked"]:
                 locked[r["wallet_id"]] = WalletState(
@@ -312,7 +264,7 @@ class FastCredits:
                     r["day"], r["spent_today_fen"], r["topup_on_use"], r["deposit_account"])
         ids: list[int] = []
         needed = sum(1 for c in credits if not c.sticky)
-        for r in await conn.fetch(_IDS_AND_PENDING, needed, sorted(locked)):
+        for r in await conn.fetch(sql.IDS_AND_PENDING, needed, sorted(locked)):
             if r["wallet_id"] is None:
                 ids.append(r["value"])
             else:
@@ -368,7 +320,7 @@ class FastCredits:
     def _add_txn(self, plan: _Plan, credit: _Credit, txn: int, at: int) -> None:
         """The `interbank_in` row `_credit_from_other_bank` writes, settled or refused."""
         credit.txn_id = txn
-        plan.add(plan.txn, _TXN, (
+        plan.add(plan.txn, sql.CREDIT_TXN_COLUMNS, (
             txn, credit.env.signer, credit.transfer_id, credit.env.digest(),
             SETTLED if credit.code is None else REJECTED, credit.code, credit.amount,
             credit.env.expires_ms, at, credit.payer_id, credit.payee_id, credit.order_id,
@@ -382,25 +334,25 @@ class FastCredits:
         self._add_txn(plan, credit, txn, at)
         for posting in ledger.interbank_in(credit.payee_id, payee_row["deposit_account"],
                                            CreditPlan(to_wallet, 0)):
-            plan.add(plan.postings, _POSTING, (txn, posting.account, posting.amount_fen))
+            plan.add(plan.postings, sql.POSTING_COLUMNS, (txn, posting.account, posting.amount_fen))
         if payee is not None:
             payee.balance_fen += to_wallet
         else:
-            plan.add(plan.credits, _CREDIT, (credit.payee_id, to_wallet))
+            plan.add(plan.credits, sql.CREDIT_COLUMNS, (credit.payee_id, to_wallet))
         if credit.order_id is not None:
-            plan.add(plan.paid_orders, _ORDER, (
+            plan.add(plan.paid_orders, sql.ORDER_COLUMNS, (
                 credit.order_id, credit.payer_id or f"{credit.from_bank}.?", at, txn))
         if payee_row["webhook_url"]:
             event = {"event": "payment.received", "payment_id": f"P{txn}",
                      "amount_fen": credit.amount, "status": SETTLED, "order_id": credit.order_id,
                      "from_bank": credit.from_bank, "at_ms": at}
-            plan.add(plan.hooks, _HOOK, (credit.payee_id, txn, orjson.dumps(event).decode(),
-                                         payee_row["webhook_url"], at))
+            plan.add(plan.hooks, sql.HOOK_COLUMNS, (
+                credit.payee_id, txn, orjson.dumps(event).decode(), payee_row["webhook_url"], at))
 
     async def _write(self, conn, plan: _Plan) -> set[int]:
         wallets = list(plan.wallets.values())
         rows = await conn.fetch(
-            _WRITE, *plan.txn.values(), *plan.postings.values(),
+            sql.WRITE_CREDITS, *plan.txn.values(), *plan.postings.values(),
             [w.wallet_id for w in wallets], [w.balance_fen for w in wallets],
             *plan.credits.values(), *plan.paid_orders.values(), *plan.hooks.values())
         return {r["txn_id"] for r in rows}
@@ -448,19 +400,5 @@ def fast_credit_routes() -> list:
 
 def install(app) -> None:
     """Put fast credits into a bank app made by `bank.app.create_app` (idempotent)."""
-    if getattr(app.state, "fast_credits_installed", False):
-        return
-    app.state.fast_credits_installed = True
-    inner = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(a):
-        async with inner(a) as state:
-            a.state.fast_credits = await FastCredits.start(a.state.bank)
-            try:
-                yield state
-            finally:
-                await a.state.fast_credits.aclose()
-
-    app.router.lifespan_context = lifespan
-    app.router.routes[0:0] = fast_credit_routes()
+    extend_app(app, "fast_credits", lambda a: FastCredits.start(a.state.bank),
+               fast_credit_routes())

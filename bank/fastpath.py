@@ -31,7 +31,7 @@ the same rules into `interbank_out`, the row `processing` under a fresh transfer
 `bank.interbank.after_debit`) the batch's message 1s go to central at once in ONE call
 (`POST /v1/transfers/batch`, where they land in one prepare batch); each is sealed from
 what the batch wrote, with the same content as the outbox's retry from the stored row. The
-payments central settled are finished many to one transaction (`_SETTLE`, only those still
+payments central settled are finished many to one transaction (`sql.SETTLE`, only those still
 processing, then their `interbank_out_settled` postings); a refusal goes through
 `Bank.finish_transfer` (rare); no answer within FORWARD_WAIT_MS leaves `processing` to the
 outbox, unchanged. As in `Bank`, an interbank outcome is not cached in Redis (it is not
@@ -53,9 +53,9 @@ use that must pull from the deposit account, a credit that must sweep past a bal
 mandates, and any database error (nothing of the batch was committed, or, if the COMMIT's
 answer was lost, the unique key makes the retry answer the first outcome).
 
-Wiring (behind `YUANRAIL_BANK_FAST_PATH=1`): `FastPath.start(bank, desk, charges)` in the
-app's lifespan, and `fast_routes()` placed before the API's routes; `create_app` below does
-both around `bank.app.create_app`."""
+Wiring: on by default (`YUANRAIL_BANK_FAST_PATH=0` turns it off); `bank.app.create_app`
+calls `install(app)`: `FastPath.start(bank, desk, charges)` in the app's lifespan, and
+`fast_routes()` placed before the API's routes. On SQLite it only delegates to `Bank`."""
 
 from __future__ import annotations
 
@@ -70,6 +70,7 @@ from typing import Any
 
 import orjson
 
+from bank.adapters import batch_sql as sql
 from bank.domain import ledger, orders
 from bank.domain.wallets import MERCHANT, CreditPlan, WalletState, plan_credit, plan_debit
 from bank.services import (
@@ -86,7 +87,9 @@ from rail_protocol.errors import RailError
 from rail_protocol.keys import PublicKey
 from rail_protocol.money import parse_fen
 from rail_protocol.payment_code import read_code
+from rail_service.batcher import Batcher
 from rail_service.crash import crash_point
+from rail_service.extend import extend_app
 
 log = logging.getLogger("yuanrail.bank.fastpath")
 
@@ -205,192 +208,14 @@ class _Settled:
 class _Plan:
     """What one batch writes, column by column (one statement, arrays unnested)."""
 
-    txn: dict[str, list] = field(default_factory=lambda: _columns(_TXN_COLUMNS))
-    postings: dict[str, list] = field(default_factory=lambda: _columns(_POSTING_COLUMNS))
+    txn: dict[str, list] = field(default_factory=lambda: _columns(sql.TXN_COLUMNS))
+    postings: dict[str, list] = field(default_factory=lambda: _columns(sql.POSTING_COLUMNS))
     credits: dict[str, list] = field(default_factory=lambda: _columns(("wallet", "amount")))
-    paid_orders: dict[str, list] = field(default_factory=lambda: _columns(_ORDER_COLUMNS))
-    hooks: dict[str, list] = field(default_factory=lambda: _columns(_HOOK_COLUMNS))
+    paid_orders: dict[str, list] = field(default_factory=lambda: _columns(sql.ORDER_COLUMNS))
+    hooks: dict[str, list] = field(default_factory=lambda: _columns(sql.HOOK_COLUMNS))
     written: list[_Payment] = field(default_factory=list)
     wallets: dict[str, WalletState] = field(default_factory=dict)   # locked: all written back
 
-
-_TXN_COLUMNS = ("txn_id", "kind", "signer", "iid", "digest", "status", "code", "amount",
-                "expires", "created", "result", "payer", "payee", "memo", "order_id",
-                "counterparty", "transfer_id", "next_attempt")
-_POSTING_COLUMNS = ("txn_id", "account", "amount")
-_ORDER_COLUMNS = ("order_id", "payer", "at", "txn_id")
-_HOOK_COLUMNS = ("merchant", "txn_id", "event", "url", "at")
-
-_LOCK_ORDERS = """
-SELECT order_id, merchant_wallet, amount_fen, status, expires_ms
-FROM orders WHERE order_id = ANY($1::text[]) ORDER BY order_id FOR UPDATE"""
-
-# Payers and capped payees locked in wallet-id order (two batches never deadlock), their
-# appended credits folded in the same statement; uncapped payees read without a lock.
-_LOCK_WALLETS = """
-WITH locked AS (
-    SELECT wallet_id, status, kyc_class, balance_fen, day, spent_today_fen, topup_on_use,
-           deposit_account, webhook_url
-    FROM wallets
-    WHERE wallet_id = ANY($1::text[])
-       OR (wallet_id = ANY($2::text[]) AND kyc_class = ANY($3::int[]))
-    ORDER BY wallet_id FOR UPDATE),
-folded AS (
-    DELETE FROM wallet_credits WHERE wallet_id IN (SELECT wallet_id FROM locked)
-    RETURNING wallet_id, amount_fen)
-SELECT l.*, true AS locked,
-       COALESCE((SELECT sum(f.amount_fen) FROM folded f WHERE f.wallet_id = l.wallet_id), 0)
-           ::bigint AS folded
-FROM locked l
-UNION ALL
-SELECT w.wallet_id, w.status, w.kyc_class, w.balance_fen, w.day, w.spent_today_fen,
-       w.topup_on_use, w.deposit_account, w.webhook_url, false, 0::bigint
-FROM wallets w
-WHERE w.wallet_id = ANY($2::text[]) AND w.wallet_id NOT IN (SELECT wallet_id FROM locked)"""
-
-# Transaction ids for the batch, and what each capped payee has in flight to other banks
-# (`lock_wallet(for_credit=True)`): read after the lock, as `Bank` reads it.
-_IDS_AND_PENDING = """
-SELECT NULL::text AS wallet_id,
-       nextval(pg_get_serial_sequence('transactions', 'txn_id')) AS value
-FROM generate_series(1, $1::int)
-UNION ALL
-SELECT payer_wallet, sum(amount_fen)::bigint
-FROM transactions
-WHERE payer_wallet = ANY($2::text[]) AND kind = 'interbank_out' AND status = 'processing'
-GROUP BY payer_wallet"""
-
-# Everything a batch writes, in one statement. A repeated instruction is skipped by the
-# unique key and missing from the answer: the caller then rolls the whole batch back.
-_WRITE = """
-WITH t AS (
-    INSERT INTO transactions (txn_id, kind, signer, instruction_id, digest, status, code,
-                              amount_fen, expires_ms, created_ms, updated_ms, result,
-                              payer_wallet, payee_wallet, memo, order_id, counterparty_bank,
-                              transfer_id, next_attempt_ms)
-    SELECT u.txn_id, u.kind, u.signer, u.iid, u.digest, u.status, u.code, u.amount,
-           u.expires, u.created, u.created, u.result, u.payer, u.payee, u.memo, u.order_id,
-           u.counterparty, u.transfer_id, u.next_attempt
-    FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[],
-                $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[],
-                $18::bigint[])
-         AS u(txn_id, kind, signer, iid, digest, status, code, amount, expires, created,
-              result, payer, payee, memo, order_id, counterparty, transfer_id, next_attempt)
-    ON CONFLICT (signer, instruction_id) DO NOTHING
-    RETURNING txn_id),
-p AS (
-    INSERT INTO postings (txn_id, account, amount_fen)
-    SELECT * FROM unnest($19::bigint[], $20::text[], $21::bigint[])),
-w AS (
-    UPDATE wallets SET balance_fen = u.balance, day = u.day, spent_today_fen = u.spent
-    FROM unnest($22::text[], $23::bigint[], $24::int[], $25::bigint[])
-         AS u(wallet_id, balance, day, spent)
-    WHERE wallets.wallet_id = u.wallet_id),
-c AS (
-    INSERT INTO wallet_credits (wallet_id, amount_fen)
-    SELECT * FROM unnest($26::text[], $27::bigint[])),
-o AS (
-    UPDATE orders SET status = 'paid', payer_wallet = u.payer, updated_ms = u.at,
-                      paid_txn_id = u.txn_id
-    FROM unnest($28::text[], $29::text[], $30::bigint[], $31::bigint[])
-         AS u(order_id, payer, at, txn_id)
-    WHERE orders.order_id = u.order_id),
-h AS (
-    INSERT INTO webhook_deliveries (merchant_wallet, txn_id, event, url, status, attempts,
-                                    next_attempt_ms, created_ms)
-    SELECT u.merchant, u.txn_id, u.event, u.url, 'pending', 0, u.at, u.at
-    FROM unnest($32::text[], $33::bigint[], $34::text[], $35::text[], $36::bigint[])
-         AS u(merchant, txn_id, event, url, at))
-SELECT txn_id FROM t"""
-
-# Interbank payments central said settled, finished many to one transaction, each exactly
-# once (`Bank.finish_transfer`, settled): the rows locked in id order (two finishers never
-# deadlock), only those still processing changed; the postings follow for those returned.
-_SETTLE = """
-UPDATE transactions SET status = 'settled', updated_ms = $2
-FROM (SELECT txn_id FROM transactions
-      WHERE txn_id = ANY($1::bigint[]) AND status = 'processing'
-      ORDER BY txn_id FOR UPDATE) AS l
-WHERE transactions.txn_id = l.txn_id AND transactions.status = 'processing'
-RETURNING transactions.txn_id, transactions.amount_fen"""
-
-# The outbox's next try of payments central gave no final answer (`Bank._retry_later`).
-_RETRY_LATER = """
-UPDATE transactions SET next_attempt_ms = u.next_attempt
-FROM unnest($1::bigint[], $2::bigint[]) AS u(txn_id, next_attempt)
-WHERE transactions.txn_id = u.txn_id"""
-
-_INSERT_POSTINGS = """
-INSERT INTO postings (txn_id, account, amount_fen)
-SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[])"""
-
-_INSERT_ORDERS = """
-INSERT INTO orders (order_id, merchant_wallet, reference, description, amount_fen, status,
-                    refunded_fen, created_ms, expires_ms, updated_ms)
-SELECT u.order_id, u.merchant, u.reference, u.description, u.amount, 'created', 0, u.created,
-       u.expires, u.created
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[],
-            $7::bigint[]) AS u(order_id, merchant, reference, description, amount, created, expires)
-ON CONFLICT DO NOTHING
-RETURNING order_id"""
-
-_WALLET_BY = ("SELECT wallet_id, key_id, public_key, kind, merchant_name, mcc, city "
-              "FROM wallets WHERE ")
-
-
-class Batcher:
-    """Group commit: whatever has queued while the previous batch was in the database goes
-    in the next one. No fixed wait: under light load a batch is one item and adds nothing;
-    under heavy load batches grow by themselves. Each of `concurrency` loops keeps a
-    connection of its own (no pool round trips between batches)."""
-
-    def __init__(self, run, pool, *, concurrency: int, max_items: int, name: str) -> None:
-        self._run, self._pool, self._max = run, pool, max_items
-        self._queue: asyncio.Queue = asyncio.Queue()
-        self._tasks = [asyncio.get_running_loop().create_task(self._loop(), name=f"{name}-{i}")
-                       for i in range(concurrency)]
-        self.batches = self.items = self.largest = 0
-
-    async def submit(self, item: Any) -> None:
-        await self._queue.put(item)
-
-    async def _loop(self) -> None:
-        conn = None
-        try:
-            while True:
-                batch = [await self._queue.get()]
-                while len(batch) < self._max and not self._queue.empty():
-                    batch.append(self._queue.get_nowait())
-                self.batches += 1
-                self.items += len(batch)
-                self.largest = max(self.largest, len(batch))
-                try:
-                    if conn is None:
-                        conn = await self._pool.acquire()
-                    await self._run(batch, conn)
-                except asyncio.CancelledError:
-                    _fall_back(batch)
-                    raise
-                except Exception:  # noqa: BLE001 - a batch's failure is its items' fallback
-                    log.exception("batch of %d failed; its items go the standard way",
-                                  len(batch))
-                    _fall_back(batch)
-                    if conn is not None:
-                        await self._pool.release(conn)
-                        conn = None
-        finally:
-            if conn is not None:
-                await self._pool.release(conn)
-
-    async def aclose(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        pending = []
-        while not self._queue.empty():
-            pending.append(self._queue.get_nowait())
-        _fall_back(pending)
 
 
 def _fall_back(items: list) -> None:
@@ -440,11 +265,11 @@ class FastPath:
         dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
         size = pool_size or concurrency + 3   # the batch loops' own, and lookups of keys
         fast.pool = await asyncpg.create_pool(dsn, min_size=min(2, size), max_size=size)
-        fast.payments = Batcher(fast._run_payments, fast.pool, concurrency=concurrency,
+        fast.payments = Batcher(fast._run_payments, _fall_back, pool=fast.pool, loops=concurrency,
                                 max_items=fast._max_batch, name="pay-batch")
-        fast.orders = Batcher(fast._run_orders, fast.pool, concurrency=1,
+        fast.orders = Batcher(fast._run_orders, _fall_back, pool=fast.pool,
                               max_items=fast._max_batch, name="order-batch")
-        fast.settles = Batcher(fast._run_settles, fast.pool, concurrency=1,
+        fast.settles = Batcher(fast._run_settles, _fall_back, pool=fast.pool,
                                max_items=fast._max_batch, name="settle-batch")
         return fast
 
@@ -455,9 +280,8 @@ class FastPath:
         for batcher in (self.payments, self.orders, self.settles):
             if batcher is not None:
                 await batcher.aclose()
-                log.info("%s: %d items in %d batches (largest %d)", batcher._tasks[0].get_name()
-                         if batcher._tasks else "batcher", batcher.items, batcher.batches,
-                         batcher.largest)
+                log.info("%s: %d items in %d batches (largest %d)", batcher.name,
+                         batcher.items, batcher.batches, batcher.largest)
         if self.pool is not None:
             await self.pool.close()
 
@@ -479,7 +303,7 @@ class FastPath:
         ident = cache.get(value)
         if ident is not None:
             return ident
-        row = await self.pool.fetchrow(_WALLET_BY + f"{column} = $1", value)
+        row = await self.pool.fetchrow(sql.WALLET_BY + f"{column} = $1", value)
         if row is None:
             return None
         return self._remember(Identity(row["wallet_id"], row["key_id"],
@@ -552,7 +376,7 @@ class FastPath:
         if to_bank != self.bank.bank_id:
             item.to_bank = to_bank
             item.transfer_id = f"{self.bank.bank_id}.{secrets.token_hex(16)}"
-        await self.payments.submit(item)
+        self.payments.submit(item)
         try:
             outcome = await asyncio.shield(item.future)
         except _Fallback:
@@ -620,7 +444,8 @@ class FastPath:
         at = now_ms()
         here = [i for i in batch if i.to_bank is None]   # an interbank payee is not ours
         order_ids = sorted({i.order_id for i in here if i.order_id is not None})
-        order_rows = {r["order_id"]: dict(r) for r in await conn.fetch(_LOCK_ORDERS, order_ids)} \
+        order_rows = {r["order_id"]: dict(r)
+                      for r in await conn.fetch(sql.LOCK_ORDERS, order_ids)} \
             if order_ids else {}
         payers = sorted({i.payer_id for i in batch})
         payees = sorted({i.payee_id for i in here})
@@ -628,7 +453,7 @@ class FastPath:
         states: dict[str, WalletState] = {}
         unlocked: dict[str, Any] = {}
         hooks: dict[str, str | None] = {}
-        for r in await conn.fetch(_LOCK_WALLETS, payers, payees, capped):
+        for r in await conn.fetch(sql.LOCK_WALLETS, payers, payees, capped):
             hooks[r["wallet_id"]] = r["webhook_url"]
             if r["locked"]:
                 states[r["wallet_id"]] = WalletState(
@@ -639,7 +464,7 @@ class FastPath:
         capped_payees = [w for w in payees if w in states]
         ids: list[int] = []
         pending: dict[str, int] = {}
-        for r in await conn.fetch(_IDS_AND_PENDING, len(batch), capped_payees):
+        for r in await conn.fetch(sql.IDS_AND_PENDING, len(batch), capped_payees):
             if r["wallet_id"] is None:
                 ids.append(r["value"])
             else:
@@ -700,14 +525,14 @@ class FastPath:
             if item.order_id is not None:
                 result["order_id"] = item.order_id
                 order_rows[item.order_id]["status"] = orders.PAID
-                for name, value in zip(_ORDER_COLUMNS, (item.order_id, item.payer_id, at, txn)):
+                for name, value in zip(sql.ORDER_COLUMNS, (item.order_id, item.payer_id, at, txn)):
                     plan.paid_orders[name].append(value)
             url = hooks.get(item.payee_id)
             if url:   # `Bank._queue_webhook`: queued in the payment's own transaction
                 body = {"event": "payment.received", "payment_id": f"P{txn}",
                         "amount_fen": item.amount, "status": SETTLED, "order_id": item.order_id,
                         "at_ms": at}
-                for name, value in zip(_HOOK_COLUMNS, (item.payee_id, txn,
+                for name, value in zip(sql.HOOK_COLUMNS, (item.payee_id, txn,
                                                        orjson.dumps(body).decode(), url, at)):
                     plan.hooks[name].append(value)
             if payee_locked:
@@ -764,20 +589,20 @@ class FastPath:
                   order_id, item.to_bank if away else None, item.transfer_id if away else None,
                   # the outbox leaves it to the request that forwards it until then
                   item.at + FORWARD_WAIT_MS if away else None)
-        for name, value in zip(_TXN_COLUMNS, values):
+        for name, value in zip(sql.TXN_COLUMNS, values):
             plan.txn[name].append(value)
         plan.written.append(item)
 
     async def _write(self, conn, plan: _Plan) -> set[int]:
         wallets = list(plan.wallets.values())
         rows = await conn.fetch(
-            _WRITE, *(plan.txn[k] for k in _TXN_COLUMNS),
-            *(plan.postings[k] for k in _POSTING_COLUMNS),
+            sql.WRITE_PAYMENTS, *(plan.txn[k] for k in sql.TXN_COLUMNS),
+            *(plan.postings[k] for k in sql.POSTING_COLUMNS),
             [w.wallet_id for w in wallets], [w.balance_fen for w in wallets],
             [w.day for w in wallets], [w.spent_today_fen for w in wallets],
             plan.credits["wallet"], plan.credits["amount"],
-            *(plan.paid_orders[k] for k in _ORDER_COLUMNS),
-            *(plan.hooks[k] for k in _HOOK_COLUMNS))
+            *(plan.paid_orders[k] for k in sql.ORDER_COLUMNS),
+            *(plan.hooks[k] for k in sql.HOOK_COLUMNS))
         return {r["txn_id"] for r in rows}
 
     async def _after_commit(self, settled: list[_Payment]) -> None:
@@ -915,7 +740,7 @@ class FastPath:
             return
         settled = _Settled(item.txn_id, item.payer_id, item.order_id,
                            asyncio.get_running_loop().create_future())
-        await self.settles.submit(settled)
+        self.settles.submit(settled)
         try:
             await asyncio.shield(settled.future)
         except _Fallback:        # the batch failed: the row is processing, the outbox retries
@@ -928,7 +753,7 @@ class FastPath:
         if not items:
             return
         at = now_ms()
-        await self.pool.execute(_RETRY_LATER, [i.txn_id for i in items],
+        await self.pool.execute(sql.RETRY_LATER, [i.txn_id for i in items],
                                 [at + retry_delay_ms(i.at, at) for i in items])
 
     async def _run_settles(self, batch: list[_Settled], conn) -> None:
@@ -938,12 +763,12 @@ class FastPath:
         answer is final."""
         at = now_ms()
         async with conn.transaction():
-            rows = await conn.fetch(_SETTLE, [i.txn_id for i in batch], at)
-            postings = _columns(_POSTING_COLUMNS)
+            rows = await conn.fetch(sql.SETTLE, [i.txn_id for i in batch], at)
+            postings = _columns(sql.POSTING_COLUMNS)
             for r in rows:
                 _add_postings(postings, r["txn_id"], ledger.interbank_out_settled(r["amount_fen"]))
             if rows:
-                await conn.execute(_INSERT_POSTINGS, *postings.values())
+                await conn.execute(sql.INSERT_POSTINGS, *postings.values())
         finished = {r["txn_id"] for r in rows}
         await self._to_redis([], [(i.payer_id, {"event": "payment.settled",
                                                 "payment_id": f"P{i.txn_id}",
@@ -972,7 +797,7 @@ class FastPath:
         order_id = "O" + secrets.token_hex(8)
         item = _NewOrder((order_id, merchant.wallet_id, reference, description, amount, at,
                           at + ttl_ms), asyncio.get_running_loop().create_future())
-        await self.orders.submit(item)
+        self.orders.submit(item)
         try:
             await asyncio.shield(item.future)
         except _Fallback:   # the reference was used before (or the id drawn twice)
@@ -993,7 +818,7 @@ class FastPath:
 
     async def _run_orders(self, batch: list[_NewOrder], conn) -> None:
         columns = list(zip(*(item.values for item in batch)))
-        rows = await conn.fetch(_INSERT_ORDERS, *columns)
+        rows = await conn.fetch(sql.INSERT_ORDERS, *columns)
         inserted = {r["order_id"] for r in rows}
         for item in batch:
             if item.values[0] in inserted:
@@ -1066,29 +891,5 @@ def fast_routes() -> list:
 
 def install(app) -> None:
     """Put the fast path into a bank app made by `bank.app.create_app` (idempotent)."""
-    if getattr(app.state, "fast_path_installed", False):
-        return
-    app.state.fast_path_installed = True
-    inner = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(a):
-        async with inner(a) as state:
-            a.state.fast = await FastPath.start(a.state.bank, a.state.desk, a.state.charges)
-            try:
-                yield state
-            finally:
-                await a.state.fast.aclose()
-
-    app.router.lifespan_context = lifespan
-    app.router.routes[0:0] = fast_routes()
-
-
-def create_app(settings=None):
-    """`bank.app.create_app` with the fast path installed: what YUANRAIL_BANK_FAST_PATH=1
-    does once wired into bank/app.py; until then, run this factory instead."""
-    from bank.app import create_app as create_bank_app
-
-    app = create_bank_app(settings)
-    install(app)
-    return app
+    extend_app(app, "fast", lambda a: FastPath.start(a.state.bank, a.state.desk, a.state.charges),
+               fast_routes())

@@ -19,12 +19,17 @@ class Batcher:
     """`loops` loops over one queue (more than one lets a batch start while another waits
     on the network). `run(batch)` must settle every item it is given; if it raises (or the
     loop is cancelled under it), `fail(items)` gets the batch, and at close it gets
-    whatever is still queued, so no request waits for ever."""
+    whatever is still queued, so no request waits for ever.
 
-    def __init__(self, run: Callable[[list], Awaitable[None]],
+    With a `pool` (asyncpg's), each loop keeps one connection of its own for its life and
+    calls `run(batch, conn)`: no pool round trips between batches. After a failed batch the
+    connection goes back and the next batch takes a fresh one."""
+
+    def __init__(self, run: Callable[..., Awaitable[None]],
                  fail: Callable[[list], None], *, max_items: int, name: str,
-                 loops: int = 1) -> None:
-        self._run, self._fail, self._max = run, fail, max_items
+                 loops: int = 1, pool: Any = None) -> None:
+        self._run, self._fail, self._max, self._pool = run, fail, max_items, pool
+        self.name = name
         self._queue: asyncio.Queue = asyncio.Queue()
         self._tasks = [asyncio.get_running_loop().create_task(self._loop(), name=f"{name}-{i}")
                        for i in range(loops)]
@@ -34,21 +39,34 @@ class Batcher:
         self._queue.put_nowait(item)
 
     async def _loop(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self._max and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            self.batches += 1
-            self.items += len(batch)
-            self.largest = max(self.largest, len(batch))
-            try:
-                await self._run(batch)
-            except asyncio.CancelledError:
-                self._fail(batch)
-                raise
-            except Exception:  # noqa: BLE001 - the batch's items go another way, the loop goes on
-                log.exception("a batch of %d failed", len(batch))
-                self._fail(batch)
+        conn = None
+        try:
+            while True:
+                batch = [await self._queue.get()]
+                while len(batch) < self._max and not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
+                self.batches += 1
+                self.items += len(batch)
+                self.largest = max(self.largest, len(batch))
+                try:
+                    if self._pool is None:
+                        await self._run(batch)
+                    else:
+                        if conn is None:
+                            conn = await self._pool.acquire()
+                        await self._run(batch, conn)
+                except asyncio.CancelledError:
+                    self._fail(batch)
+                    raise
+                except Exception:  # noqa: BLE001 - its items go another way; the loop goes on
+                    log.exception("%s: a batch of %d failed", self.name, len(batch))
+                    self._fail(batch)
+                    if conn is not None:
+                        await self._pool.release(conn)
+                        conn = None
+        finally:
+            if conn is not None:
+                await self._pool.release(conn)
 
     async def aclose(self) -> None:
         for task in self._tasks:

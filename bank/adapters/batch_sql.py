@@ -1,0 +1,178 @@
+"""The raw SQL of group commit (bank/fastpath.py, bank/fast_credits.py), in one place.
+
+asyncpg statements over arrays (`unnest`), so a batch of any size is a fixed number of round
+trips; the column tuples name each statement's arrays in order. `Bank` and its SQLAlchemy
+adapter (books_sql.py) write the same rows one statement per row: a change to a table
+changes both."""
+
+TXN_COLUMNS = ("txn_id", "kind", "signer", "iid", "digest", "status", "code", "amount",
+                "expires", "created", "result", "payer", "payee", "memo", "order_id",
+                "counterparty", "transfer_id", "next_attempt")
+POSTING_COLUMNS = ("txn_id", "account", "amount")
+ORDER_COLUMNS = ("order_id", "payer", "at", "txn_id")
+HOOK_COLUMNS = ("merchant", "txn_id", "event", "url", "at")
+
+LOCK_ORDERS = """
+SELECT order_id, merchant_wallet, amount_fen, status, expires_ms
+FROM orders WHERE order_id = ANY($1::text[]) ORDER BY order_id FOR UPDATE"""
+
+# Payers and capped payees locked in wallet-id order (two batches never deadlock), their
+# appended credits folded in the same statement; uncapped payees read without a lock.
+LOCK_WALLETS = """
+WITH locked AS (
+    SELECT wallet_id, status, kyc_class, balance_fen, day, spent_today_fen, topup_on_use,
+           deposit_account, webhook_url
+    FROM wallets
+    WHERE wallet_id = ANY($1::text[])
+       OR (wallet_id = ANY($2::text[]) AND kyc_class = ANY($3::int[]))
+    ORDER BY wallet_id FOR UPDATE),
+folded AS (
+    DELETE FROM wallet_credits WHERE wallet_id IN (SELECT wallet_id FROM locked)
+    RETURNING wallet_id, amount_fen)
+SELECT l.*, true AS locked,
+       COALESCE((SELECT sum(f.amount_fen) FROM folded f WHERE f.wallet_id = l.wallet_id), 0)
+           ::bigint AS folded
+FROM locked l
+UNION ALL
+SELECT w.wallet_id, w.status, w.kyc_class, w.balance_fen, w.day, w.spent_today_fen,
+       w.topup_on_use, w.deposit_account, w.webhook_url, false, 0::bigint
+FROM wallets w
+WHERE w.wallet_id = ANY($2::text[]) AND w.wallet_id NOT IN (SELECT wallet_id FROM locked)"""
+
+# Transaction ids for the batch, and what each capped payee has in flight to other banks
+# (`lock_wallet(for_credit=True)`): read after the lock, as `Bank` reads it.
+IDS_AND_PENDING = """
+SELECT NULL::text AS wallet_id,
+       nextval(pg_get_serial_sequence('transactions', 'txn_id')) AS value
+FROM generate_series(1, $1::int)
+UNION ALL
+SELECT payer_wallet, sum(amount_fen)::bigint
+FROM transactions
+WHERE payer_wallet = ANY($2::text[]) AND kind = 'interbank_out' AND status = 'processing'
+GROUP BY payer_wallet"""
+
+# Everything a batch writes, in one statement. A repeated instruction is skipped by the
+# unique key and missing from the answer: the caller then rolls the whole batch back.
+WRITE_PAYMENTS = """
+WITH t AS (
+    INSERT INTO transactions (txn_id, kind, signer, instruction_id, digest, status, code,
+                              amount_fen, expires_ms, created_ms, updated_ms, result,
+                              payer_wallet, payee_wallet, memo, order_id, counterparty_bank,
+                              transfer_id, next_attempt_ms)
+    SELECT u.txn_id, u.kind, u.signer, u.iid, u.digest, u.status, u.code, u.amount,
+           u.expires, u.created, u.created, u.result, u.payer, u.payee, u.memo, u.order_id,
+           u.counterparty, u.transfer_id, u.next_attempt
+    FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[],
+                $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[],
+                $18::bigint[])
+         AS u(txn_id, kind, signer, iid, digest, status, code, amount, expires, created,
+              result, payer, payee, memo, order_id, counterparty, transfer_id, next_attempt)
+    ON CONFLICT (signer, instruction_id) DO NOTHING
+    RETURNING txn_id),
+p AS (
+    INSERT INTO postings (txn_id, account, amount_fen)
+    SELECT * FROM unnest($19::bigint[], $20::text[], $21::bigint[])),
+w AS (
+    UPDATE wallets SET balance_fen = u.balance, day = u.day, spent_today_fen = u.spent
+    FROM unnest($22::text[], $23::bigint[], $24::int[], $25::bigint[])
+         AS u(wallet_id, balance, day, spent)
+    WHERE wallets.wallet_id = u.wallet_id),
+c AS (
+    INSERT INTO wallet_credits (wallet_id, amount_fen)
+    SELECT * FROM unnest($26::text[], $27::bigint[])),
+o AS (
+    UPDATE orders SET status = 'paid', payer_wallet = u.payer, updated_ms = u.at,
+                      paid_txn_id = u.txn_id
+    FROM unnest($28::text[], $29::text[], $30::bigint[], $31::bigint[])
+         AS u(order_id, payer, at, txn_id)
+    WHERE orders.order_id = u.order_id),
+h AS (
+    INSERT INTO webhook_deliveries (merchant_wallet, txn_id, event, url, status, attempts,
+                                    next_attempt_ms, created_ms)
+    SELECT u.merchant, u.txn_id, u.event, u.url, 'pending', 0, u.at, u.at
+    FROM unnest($32::text[], $33::bigint[], $34::text[], $35::text[], $36::bigint[])
+         AS u(merchant, txn_id, event, url, at))
+SELECT txn_id FROM t"""
+
+# Interbank payments central said settled, finished many to one transaction, each exactly
+# once (`Bank.finish_transfer`, settled): the rows locked in id order (two finishers never
+# deadlock), only those still processing changed; the postings follow for those returned.
+SETTLE = """
+UPDATE transactions SET status = 'settled', updated_ms = $2
+FROM (SELECT txn_id FROM transactions
+      WHERE txn_id = ANY($1::bigint[]) AND status = 'processing'
+      ORDER BY txn_id FOR UPDATE) AS l
+WHERE transactions.txn_id = l.txn_id AND transactions.status = 'processing'
+RETURNING transactions.txn_id, transactions.amount_fen"""
+
+# The outbox's next try of payments central gave no final answer (`Bank._retry_later`).
+RETRY_LATER = """
+UPDATE transactions SET next_attempt_ms = u.next_attempt
+FROM unnest($1::bigint[], $2::bigint[]) AS u(txn_id, next_attempt)
+WHERE transactions.txn_id = u.txn_id"""
+
+INSERT_POSTINGS = """
+INSERT INTO postings (txn_id, account, amount_fen)
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[])"""
+
+INSERT_ORDERS = """
+INSERT INTO orders (order_id, merchant_wallet, reference, description, amount_fen, status,
+                    refunded_fen, created_ms, expires_ms, updated_ms)
+SELECT u.order_id, u.merchant, u.reference, u.description, u.amount, 'created', 0, u.created,
+       u.expires, u.created
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[],
+            $7::bigint[]) AS u(order_id, merchant, reference, description, amount, created, expires)
+ON CONFLICT DO NOTHING
+RETURNING order_id"""
+
+WALLET_BY = ("SELECT wallet_id, key_id, public_key, kind, merchant_name, mcc, city "
+              "FROM wallets WHERE ")
+
+KNOWN_TRANSFERS = ("SELECT transfer_id, status, code FROM transactions "
+                   "WHERE transfer_id = ANY($1::text[])")
+
+# Everything a batch writes, in one statement. A transfer recorded meanwhile by someone
+# else is skipped by a unique key and missing from the answer: the batch is then rolled back.
+WRITE_CREDITS = """
+WITH t AS (
+    INSERT INTO transactions (txn_id, kind, signer, instruction_id, transfer_id, digest,
+                              status, code, amount_fen, expires_ms, created_ms, updated_ms,
+                              result, payer_wallet, payee_wallet, order_id, counterparty_bank)
+    SELECT u.txn_id, 'interbank_in', u.signer, u.transfer_id, u.transfer_id, u.digest,
+           u.status, u.code, u.amount, u.expires, u.at, u.at, '{}', u.payer, u.payee,
+           u.order_id, u.from_bank
+    FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                $7::bigint[], $8::bigint[], $9::bigint[], $10::text[], $11::text[],
+                $12::text[], $13::text[])
+         AS u(txn_id, signer, transfer_id, digest, status, code, amount, expires, at, payer,
+              payee, order_id, from_bank)
+    ON CONFLICT DO NOTHING
+    RETURNING txn_id),
+p AS (
+    INSERT INTO postings (txn_id, account, amount_fen)
+    SELECT * FROM unnest($14::bigint[], $15::text[], $16::bigint[])),
+w AS (
+    UPDATE wallets SET balance_fen = u.balance
+    FROM unnest($17::text[], $18::bigint[]) AS u(wallet_id, balance)
+    WHERE wallets.wallet_id = u.wallet_id),
+c AS (
+    INSERT INTO wallet_credits (wallet_id, amount_fen)
+    SELECT * FROM unnest($19::text[], $20::bigint[])),
+o AS (
+    UPDATE orders SET status = 'paid', payer_wallet = u.payer, updated_ms = u.at,
+                      paid_txn_id = u.txn_id
+    FROM unnest($21::text[], $22::text[], $23::bigint[], $24::bigint[])
+         AS u(order_id, payer, at, txn_id)
+    WHERE orders.order_id = u.order_id),
+h AS (
+    INSERT INTO webhook_deliveries (merchant_wallet, txn_id, event, url, status, attempts,
+                                    next_attempt_ms, created_ms)
+    SELECT u.merchant, u.txn_id, u.event, u.url, 'pending', 0, u.at, u.at
+    FROM unnest($25::text[], $26::bigint[], $27::text[], $28::text[], $29::bigint[])
+         AS u(merchant, txn_id, event, url, at))
+SELECT txn_id FROM t"""
+
+CREDIT_TXN_COLUMNS = ("txn_id", "signer", "transfer_id", "digest", "status", "code", "amount",
+                      "expires", "at", "payer", "payee", "order_id", "from_bank")
+CREDIT_COLUMNS = ("wallet", "amount")
