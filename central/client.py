@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 from rail_protocol.batches import batch_results
-from rail_protocol.envelope import MAX_TTL_MS, Envelope, new_id, seal
+from rail_protocol.envelope import MAX_TTL_MS, Envelope, new_id, now_ms, seal
 from rail_protocol.errors import CODES, RailError
 from rail_protocol.keys import SigningKey
 from rail_service.client import JSONClient, RemoteError
@@ -31,6 +32,29 @@ def transfer_envelope(key: SigningKey, from_bank: str, to_bank: str, amount_fen:
 
 
 class CentralClient(JSONClient):
+    # Envelopes sealed for a caller's instruction id, so that calling again with the same id
+    # and the same body resends the very same envelope (a retry), not a new one.
+    SEALED_KEPT = 1_000
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sealed: OrderedDict[tuple[str, str, str], Envelope] = OrderedDict()
+
+    def _seal_once(self, key: SigningKey, kind: str, body: dict,
+                   instruction_id: str | None) -> Envelope:
+        """A new envelope, or, for an instruction id this client sealed before with the same
+        body and still live, that envelope again."""
+        if instruction_id is None:
+            return seal(key, kind, body)
+        slot = (key.public_key.key_id, kind, instruction_id)
+        kept = self._sealed.get(slot)
+        if kept is not None and kept.body == body and kept.expires_ms > now_ms():
+            return kept
+        env = self._sealed[slot] = seal(key, kind, body, id=instruction_id)
+        while len(self._sealed) > self.SEALED_KEPT:
+            self._sealed.popitem(last=False)
+        return env
+
     async def identity(self) -> dict:
         return await self.request("GET", "/v1/central")
 
@@ -48,12 +72,14 @@ class CentralClient(JSONClient):
 
     async def issue(self, key: SigningKey, bank_id: str, amount_fen: int,
                     instruction_id: str | None = None) -> dict:
-        env = seal(key, ISSUE, {"bank_id": bank_id, "amount_fen": amount_fen}, id=instruction_id)
+        env = self._seal_once(key, ISSUE, {"bank_id": bank_id, "amount_fen": amount_fen},
+                              instruction_id)
         return await self.request("POST", "/v1/issuance", env.to_dict())
 
     async def redeem(self, key: SigningKey, bank_id: str, amount_fen: int,
                      instruction_id: str | None = None) -> dict:
-        env = seal(key, REDEEM, {"bank_id": bank_id, "amount_fen": amount_fen}, id=instruction_id)
+        env = self._seal_once(key, REDEEM, {"bank_id": bank_id, "amount_fen": amount_fen},
+                              instruction_id)
         return await self.request("POST", "/v1/redemption", env.to_dict())
 
     async def transfer(self, env: Envelope | dict[str, Any]) -> dict:

@@ -142,17 +142,20 @@ class Central:
                     raise RailError("unknown_bank")
                 entry_id = await sql.post_entry(
                     conn, domain.reserve_deposit(bank_id, amount), f"deposit:{deposit_id}")
+                answer = await self._bank_figures(conn, bank_id, entry_id=entry_id)
                 await conn.execute(t.reserve_deposits.insert().values(
-                    deposit_id=deposit_id, bank_id=bank_id, amount_fen=amount, entry_id=entry_id))
-                return await self._bank_figures(conn, bank_id, entry_id=entry_id)
+                    deposit_id=deposit_id, bank_id=bank_id, amount_fen=amount, entry_id=entry_id,
+                    result=orjson.dumps(answer).decode()))
+                return answer
         except IntegrityError:
             async with self.engine.connect() as conn:
                 row = (await conn.execute(t.reserve_deposits.select().where(
                     t.reserve_deposits.c.deposit_id == deposit_id))).first()
                 if row is None or row.bank_id != bank_id or row.amount_fen != amount:
                     raise RailError("deposit_id_reused") from None
-                return {**await self._bank_figures(conn, bank_id, entry_id=row.entry_id),
-                        "repeated": True}
+                first = orjson.loads(row.result) if row.result is not None else \
+                    await self._bank_figures(conn, bank_id, entry_id=row.entry_id)
+                return {**first, "repeated": True}   # the first answer, as instructions do
 
     async def issue(self, raw: object) -> dict:
         """Issue e-CNY to the signing bank, never beyond its reserves."""

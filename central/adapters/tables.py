@@ -51,6 +51,7 @@ reserve_deposits = sa.Table(
     sa.Column("bank_id", sa.String(32)),
     sa.Column("amount_fen", sa.BigInteger),
     sa.Column("entry_id", sa.BigInteger),
+    sa.Column("result", sa.Text),
 )
 transfers = sa.Table(
     "transfers", metadata,

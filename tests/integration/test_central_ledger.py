@@ -291,12 +291,6 @@ async def test_a_deposit_id_reused_with_another_amount_or_bank_is_refused(centra
     assert await books(central_client) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="central/services.py deposit_reserves: a repeated deposit answers with the bank's "
-    "balances as they are now, not with the first answer (unlike instructions, whose "
-    "stored outcome is replayed), so a retry after other movements gets another result",
-)
 async def test_a_repeated_deposit_answers_what_the_first_one_did(rail):
     first = await rail.client.deposit_reserves("bank-b", "deposit-b-0002", 300)
     await rail.client.issue(rail.key_b, "bank-b", 100)
@@ -445,12 +439,6 @@ async def test_instruction_ids_are_per_signer(rail):
     assert "repeated" not in result and result["receipt"]["bank_id"] == "bank-b"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG central/client.py CentralClient.issue/redeem(instruction_id=...): each call "
-    "re-seals with a new created_ms, so retrying through the client with the same id is "
-    "refused as instruction_id_reused (seal's docstring promises 'reuse id to retry')",
-)
 async def test_retrying_through_the_client_with_the_same_instruction_id_has_one_effect(rail):
     first = await rail.client.issue(rail.key_b, "bank-b", 100, instruction_id="client-retry-01")
     await asyncio.sleep(0.005)
