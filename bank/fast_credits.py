@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -104,27 +104,6 @@ class _Credit:
                 or not isinstance(self.from_bank, str) or len(self.from_bank) > 32
                 or (payer is not None and len(payer) > 64)
                 or (order_id is not None and len(order_id) > 25))
-
-
-def _columns(names: tuple[str, ...]) -> dict[str, list]:
-    return {name: [] for name in names}
-
-
-@dataclass(slots=True)
-class _Plan:
-    """What one batch writes, column by column (one statement, arrays unnested)."""
-
-    txn: dict[str, list] = field(default_factory=lambda: _columns(sql.CREDIT_TXN_COLUMNS))
-    postings: dict[str, list] = field(default_factory=lambda: _columns(sql.POSTING_COLUMNS))
-    credits: dict[str, list] = field(default_factory=lambda: _columns(sql.CREDIT_COLUMNS))
-    paid_orders: dict[str, list] = field(default_factory=lambda: _columns(sql.ORDER_COLUMNS))
-    hooks: dict[str, list] = field(default_factory=lambda: _columns(sql.HOOK_COLUMNS))
-    written: list[_Credit] = field(default_factory=list)
-    wallets: dict[str, WalletState] = field(default_factory=dict)   # locked: all written back
-
-    def add(self, table: dict[str, list], names: tuple[str, ...], values: tuple) -> None:
-        for name, value in zip(names, values, strict=True):
-            table[name].append(value)
 
 
 class _Conflict(Exception):
@@ -243,7 +222,7 @@ class FastCredits:
                 credit.standard = True
             return []
 
-    async def _decide(self, conn, credits: list[_Credit]) -> _Plan:
+    async def _decide(self, conn, credits: list[_Credit]) -> sql.Plan:
         """Lock, then ask the domain about each credit in turn, as
         `Bank._credit_from_other_bank` does; nothing is written yet."""
         limits = self.bank.limits
@@ -270,7 +249,8 @@ class FastCredits:
             else:
                 locked[r["wallet_id"]].pending_out_fen = r["value"]
         ids.sort(reverse=True)
-        plan = _Plan(wallets=locked)    # every locked wallet is written back: credits folded
+        # Every locked wallet is written back: its credits were folded.
+        plan = sql.Plan(sql.CREDIT_TXN_COLUMNS, wallets=locked)
         behind: set[str] = set()        # payees and orders whose next credits go the standard way
         for credit in credits:
             credit.code, credit.txn_id = None, 0
@@ -317,7 +297,7 @@ class FastCredits:
             order_rows[credit.order_id]["status"] = orders.PAID
         return plan.to_wallet_fen
 
-    def _add_txn(self, plan: _Plan, credit: _Credit, txn: int, at: int) -> None:
+    def _add_txn(self, plan: sql.Plan, credit: _Credit, txn: int, at: int) -> None:
         """The `interbank_in` row `_credit_from_other_bank` writes, settled or refused."""
         credit.txn_id = txn
         plan.add(plan.txn, sql.CREDIT_TXN_COLUMNS, (
@@ -327,14 +307,13 @@ class FastCredits:
             credit.from_bank))
         plan.written.append(credit)
 
-    def _add_credit(self, plan: _Plan, credit: _Credit, txn: int, at: int, to_wallet: int,
+    def _add_credit(self, plan: sql.Plan, credit: _Credit, txn: int, at: int, to_wallet: int,
                     payee_row: Any, payee: WalletState | None) -> None:
         """A settled credit: its row, postings, the wallet (or an appended credit), the order
         claimed, and the merchant's webhook queued (`Bank._queue_webhook`)."""
         self._add_txn(plan, credit, txn, at)
-        for posting in ledger.interbank_in(credit.payee_id, payee_row["deposit_account"],
-                                           CreditPlan(to_wallet, 0)):
-            plan.add(plan.postings, sql.POSTING_COLUMNS, (txn, posting.account, posting.amount_fen))
+        sql.add_postings(plan.postings, txn, ledger.interbank_in(
+            credit.payee_id, payee_row["deposit_account"], CreditPlan(to_wallet, 0)))
         if payee is not None:
             payee.balance_fen += to_wallet
         else:
@@ -349,7 +328,7 @@ class FastCredits:
             plan.add(plan.hooks, sql.HOOK_COLUMNS, (
                 credit.payee_id, txn, orjson.dumps(event).decode(), payee_row["webhook_url"], at))
 
-    async def _write(self, conn, plan: _Plan) -> set[int]:
+    async def _write(self, conn, plan: sql.Plan) -> set[int]:
         wallets = list(plan.wallets.values())
         rows = await conn.fetch(
             sql.WRITE_CREDITS, *plan.txn.values(), *plan.postings.values(),

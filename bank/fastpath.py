@@ -65,7 +65,7 @@ import os
 import secrets
 from collections import OrderedDict
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -148,21 +148,10 @@ class _Payment:
         return self.env.signer, self.env.id
 
 
-def _columns(names: tuple[str, ...]) -> dict[str, list]:
-    return {name: [] for name in names}
-
-
 def _tell(item: _Payment, status: str) -> None:
     """Give an interbank payment's request its outcome, unless it has one already."""
     if not item.sent.done():
         item.sent.set_result(status)
-
-
-def _add_postings(columns: dict[str, list], txn: int, postings) -> None:
-    for posting in postings:
-        columns["txn_id"].append(txn)
-        columns["account"].append(posting.account)
-        columns["amount"].append(posting.amount_fen)
 
 
 def _debited(payer: WalletState, debit, item: _Payment, status: str) -> dict:
@@ -202,19 +191,6 @@ class _Settled:
     payer_id: str
     order_id: str | None
     future: asyncio.Future
-
-
-@dataclass(slots=True)
-class _Plan:
-    """What one batch writes, column by column (one statement, arrays unnested)."""
-
-    txn: dict[str, list] = field(default_factory=lambda: _columns(sql.TXN_COLUMNS))
-    postings: dict[str, list] = field(default_factory=lambda: _columns(sql.POSTING_COLUMNS))
-    credits: dict[str, list] = field(default_factory=lambda: _columns(("wallet", "amount")))
-    paid_orders: dict[str, list] = field(default_factory=lambda: _columns(sql.ORDER_COLUMNS))
-    hooks: dict[str, list] = field(default_factory=lambda: _columns(sql.HOOK_COLUMNS))
-    written: list[_Payment] = field(default_factory=list)
-    wallets: dict[str, WalletState] = field(default_factory=dict)   # locked: all written back
 
 
 
@@ -437,7 +413,7 @@ class FastPath:
             else:
                 item.future.set_result(item.outcome)
 
-    async def _decide(self, conn, batch: list[_Payment]) -> _Plan:
+    async def _decide(self, conn, batch: list[_Payment]) -> sql.Plan:
         """Lock, then ask the domain about each payment in turn, as `Bank._pay_here` does;
         nothing is written yet."""
         limits = self.bank.limits
@@ -470,7 +446,8 @@ class FastPath:
             else:
                 pending[r["wallet_id"]] = r["value"]
         ids.sort(reverse=True)
-        plan = _Plan(wallets=states)   # every locked wallet is written back: credits folded
+        # Every locked wallet is written back: its credits were folded.
+        plan = sql.Plan(sql.TXN_COLUMNS, wallets=states)
         for item in batch:
             item.at, item.outcome, item.error, item.txn_id = at, None, None, 0
             payer = states.get(item.payer_id)
@@ -525,29 +502,27 @@ class FastPath:
             if item.order_id is not None:
                 result["order_id"] = item.order_id
                 order_rows[item.order_id]["status"] = orders.PAID
-                for name, value in zip(sql.ORDER_COLUMNS, (item.order_id, item.payer_id, at, txn)):
-                    plan.paid_orders[name].append(value)
+                plan.add(plan.paid_orders, sql.ORDER_COLUMNS,
+                         (item.order_id, item.payer_id, at, txn))
             url = hooks.get(item.payee_id)
             if url:   # `Bank._queue_webhook`: queued in the payment's own transaction
                 body = {"event": "payment.received", "payment_id": f"P{txn}",
                         "amount_fen": item.amount, "status": SETTLED, "order_id": item.order_id,
                         "at_ms": at}
-                for name, value in zip(sql.HOOK_COLUMNS, (item.payee_id, txn,
-                                                       orjson.dumps(body).decode(), url, at)):
-                    plan.hooks[name].append(value)
+                plan.add(plan.hooks, sql.HOOK_COLUMNS,
+                         (item.payee_id, txn, orjson.dumps(body).decode(), url, at))
             if payee_locked:
                 payee.balance_fen += credit.to_wallet_fen
             elif credit.to_wallet_fen:
-                plan.credits["wallet"].append(item.payee_id)
-                plan.credits["amount"].append(credit.to_wallet_fen)
-            _add_postings(plan.postings, txn, ledger.payment(
+                plan.add(plan.credits, sql.CREDIT_COLUMNS, (item.payee_id, credit.to_wallet_fen))
+            sql.add_postings(plan.postings, txn, ledger.payment(
                 item.payer_id, None, debit, item.payee_id, None,
                 CreditPlan(credit.to_wallet_fen, 0)))
             item.outcome = {**result, "payment_id": f"P{txn}", "created_ms": at}
             self._add_txn(plan, item, txn, SETTLED, None, result)
         return plan
 
-    def _debit_for_other_bank(self, plan: _Plan, item: _Payment, payer: WalletState,
+    def _debit_for_other_bank(self, plan: sql.Plan, item: _Payment, payer: WalletState,
                               ids: list[int]) -> None:
         """The debit of `Bank._pay_other_bank`: the same rules (`plan_debit`) and refusals;
         the payer's wallet to `interbank_out`, the row `processing` under its transfer id
@@ -564,19 +539,19 @@ class FastPath:
         result = {**_debited(payer, debit, item, PROCESSING), "transfer_id": item.transfer_id}
         if item.order_id is not None:
             result["order_id"] = item.order_id
-        _add_postings(plan.postings, txn, ledger.interbank_out(item.payer_id,
+        sql.add_postings(plan.postings, txn, ledger.interbank_out(item.payer_id,
                                                                payer.deposit_account, debit))
         item.outcome = {**result, "payment_id": f"P{txn}", "created_ms": item.at}
         self._add_txn(plan, item, txn, PROCESSING, None, result)
 
-    def _refuse(self, plan: _Plan, item: _Payment, txn: int, refusal: RailError) -> None:
+    def _refuse(self, plan: sql.Plan, item: _Payment, txn: int, refusal: RailError) -> None:
         """A business refusal, recorded under the instruction's (signer, id) as `Bank`
         records it, so a repeat gets the same refusal."""
         item.error = refusal
         self._add_txn(plan, item, txn, REJECTED, refusal.code,
                       {"status": REJECTED, "code": refusal.code})
 
-    def _add_txn(self, plan: _Plan, item: _Payment, txn: int, status: str, code: str | None,
+    def _add_txn(self, plan: sql.Plan, item: _Payment, txn: int, status: str, code: str | None,
                  result: dict) -> None:
         """The transaction row `Bank` writes: `_txn_values`, or `_refusal_row` for a refusal;
         an interbank debit's as `_pay_other_bank` writes it."""
@@ -589,11 +564,10 @@ class FastPath:
                   order_id, item.to_bank if away else None, item.transfer_id if away else None,
                   # the outbox leaves it to the request that forwards it until then
                   item.at + FORWARD_WAIT_MS if away else None)
-        for name, value in zip(sql.TXN_COLUMNS, values):
-            plan.txn[name].append(value)
+        plan.add(plan.txn, sql.TXN_COLUMNS, values)
         plan.written.append(item)
 
-    async def _write(self, conn, plan: _Plan) -> set[int]:
+    async def _write(self, conn, plan: sql.Plan) -> set[int]:
         wallets = list(plan.wallets.values())
         rows = await conn.fetch(
             sql.WRITE_PAYMENTS, *(plan.txn[k] for k in sql.TXN_COLUMNS),
@@ -764,9 +738,10 @@ class FastPath:
         at = now_ms()
         async with conn.transaction():
             rows = await conn.fetch(sql.SETTLE, [i.txn_id for i in batch], at)
-            postings = _columns(sql.POSTING_COLUMNS)
+            postings = sql.columns(sql.POSTING_COLUMNS)
             for r in rows:
-                _add_postings(postings, r["txn_id"], ledger.interbank_out_settled(r["amount_fen"]))
+                sql.add_postings(postings, r["txn_id"],
+                                 ledger.interbank_out_settled(r["amount_fen"]))
             if rows:
                 await conn.execute(sql.INSERT_POSTINGS, *postings.values())
         finished = {r["txn_id"] for r in rows}

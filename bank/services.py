@@ -1034,8 +1034,8 @@ class Bank:
         txn = await sql.insert_transaction(conn, **self._txn_values(
             env, "interbank_out", PROCESSING, amount, payer_wallet=merchant_id,
             payee_wallet=original.payer_wallet, counterparty_bank=original.counterparty_bank,
-            transfer_id=transfer_id, next_attempt_ms=at + FORWARD_WAIT_MS, refund_of=original.txn_id,
-            order_id=original.order_id, result=orjson.dumps(result).decode()))
+            transfer_id=transfer_id, next_attempt_ms=at + FORWARD_WAIT_MS,
+            refund_of=original.txn_id, order_id=original.order_id, result=orjson.dumps(result).decode()))
         await sql.insert_postings(conn, txn, ledger.interbank_out(merchant_id, None, debit))
         await sql.save_wallet(conn, shop)
         return {**result, "payment_id": f"P{txn}", "_txn": txn}

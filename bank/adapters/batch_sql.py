@@ -5,6 +5,12 @@ trips; the column tuples name each statement's arrays in order. `Bank` and its S
 adapter (books_sql.py) write the same rows one statement per row: a change to a table
 changes both."""
 
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bank.domain.wallets import WalletState
+
 TXN_COLUMNS = ("txn_id", "kind", "signer", "iid", "digest", "status", "code", "amount",
                 "expires", "created", "result", "payer", "payee", "memo", "order_id",
                 "counterparty", "transfer_id", "next_attempt")
@@ -176,3 +182,42 @@ SELECT txn_id FROM t"""
 CREDIT_TXN_COLUMNS = ("txn_id", "signer", "transfer_id", "digest", "status", "code", "amount",
                       "expires", "at", "payer", "payee", "order_id", "from_bank")
 CREDIT_COLUMNS = ("wallet", "amount")
+
+
+def columns(names: tuple[str, ...]) -> dict[str, list]:
+    """Empty arrays for the named columns of a statement."""
+    return {name: [] for name in names}
+
+
+def add_postings(table: dict[str, list], txn: int, postings) -> None:
+    """Append one transaction's postings to POSTING_COLUMNS arrays."""
+    for posting in postings:
+        table["txn_id"].append(txn)
+        table["account"].append(posting.account)
+        table["amount"].append(posting.amount_fen)
+
+
+@dataclass(slots=True)
+class Plan:
+    """What one batch writes, column by column, for WRITE_PAYMENTS (`txn_columns` =
+    TXN_COLUMNS) or WRITE_CREDITS (CREDIT_TXN_COLUMNS): one statement, arrays unnested.
+    `written` holds the batch's items that have a row; `wallets` the locked wallets, all
+    written back."""
+
+    txn_columns: tuple[str, ...]
+    txn: dict[str, list] = field(init=False)
+    postings: dict[str, list] = field(default_factory=lambda: columns(POSTING_COLUMNS))
+    credits: dict[str, list] = field(default_factory=lambda: columns(CREDIT_COLUMNS))
+    paid_orders: dict[str, list] = field(default_factory=lambda: columns(ORDER_COLUMNS))
+    hooks: dict[str, list] = field(default_factory=lambda: columns(HOOK_COLUMNS))
+    written: list = field(default_factory=list)
+    wallets: dict[str, WalletState] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.txn = columns(self.txn_columns)
+
+    @staticmethod
+    def add(table: dict[str, list], names: tuple[str, ...], values: tuple) -> None:
+        """Append one row's `values` to the arrays of `names`, in order."""
+        for name, value in zip(names, values, strict=True):
+            table[name].append(value)
