@@ -45,7 +45,6 @@ Wiring: `install(app)` on an app made by `bank.app.create_app` (its lifespan sta
 from __future__ import annotations
 
 import logging
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 

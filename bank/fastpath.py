@@ -64,7 +64,6 @@ import logging
 import os
 import secrets
 from collections import OrderedDict
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 

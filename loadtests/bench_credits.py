@@ -20,18 +20,16 @@ import secrets
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
-
-import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bank.fast_credits import FastCredits  # noqa: E402
 from rail_protocol.envelope import MAX_TTL_MS, seal  # noqa: E402
 from rail_protocol.instruction_types import INTERBANK_CREDIT  # noqa: E402
-from tests.conftest import PG_ADMIN_URL, _async_url  # noqa: E402
+from tests.conftest import PG_ADMIN_URL  # noqa: E402
 from tests.support.rail import start_rail  # noqa: E402
+from yuanrail.loadtest_command import ThrowawayDatabases  # noqa: E402
 
 
 def batch_of(rail, payees: list[str], size: int) -> dict:
@@ -55,15 +53,7 @@ async def cpu_of(call, body: dict) -> tuple[float, float]:
 
 
 async def run(batch: int, rounds: int) -> None:
-    made: list[str] = []
-
-    def databases() -> str:
-        name = f"yr_bench_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        made.append(name)
-        return _async_url(name)
-
+    databases = ThrowawayDatabases(PG_ADMIN_URL, "yr_bench")
     try:
         with tempfile.TemporaryDirectory() as keys:
             async with start_rail(databases, Path(keys)) as rail:
@@ -88,9 +78,7 @@ async def run(batch: int, rounds: int) -> None:
                         totals[name][1] += wall
                 await fast.aclose()
     finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            for name in made:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        databases.drop()
     credits = batch * rounds
     print(f"{rounds} rounds of a batch of {batch} credits (half to class-4 payees, half to "
           f"class 1); background idle CPU {idle * 1000:.1f} ms/s")

@@ -17,17 +17,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
-import httpx
 import orjson
-import psycopg
 from fastapi import FastAPI, Request
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,6 +35,8 @@ from rail_protocol.canonical import parse_json  # noqa: E402
 from rail_protocol.envelope import sign_statement  # noqa: E402
 from rail_protocol.keys import SigningKey  # noqa: E402
 from rail_service.keyfile import load_or_create_key  # noqa: E402
+from yuanrail.loadtest_command import ThrowawayDatabases  # noqa: E402
+from yuanrail.processes import ServiceGroup, free_port, start_uvicorn, wait_healthy  # noqa: E402
 
 PG_ADMIN_URL = os.environ.get("YUANRAIL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 TOKEN = "bench-central-operator-0001"
@@ -73,26 +71,6 @@ def cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def start(factory: str, port: int, env: dict, log: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "uvicorn", "--factory", factory, "--host", "127.0.0.1",
-               "--port", str(port), "--workers", "1", "--no-access-log", "--log-level", "warning"]
-    return subprocess.Popen(
-        command,
-        cwd=REPO, env={**os.environ, **env}, stdout=log.open("ab"), stderr=subprocess.STDOUT)
-
-
-async def wait_up(url: str) -> None:
-    async with httpx.AsyncClient() as http:
-        for _ in range(300):
-            try:
-                if (await http.get(url + "/v1/health")).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
 
 
 async def drive(args, central_url: str, b_url: str, b_key: SigningKey, central_pid: int,
@@ -161,34 +139,26 @@ def main() -> None:
     parser.add_argument("--transfers", type=int, default=2_000)
     parser.add_argument("--concurrency", type=int, default=64)
     args = parser.parse_args()
-    name = f"yr_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    db_url = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-    processes = []
+    databases = ThrowawayDatabases(PG_ADMIN_URL, "yr_bench")
+    services = ServiceGroup()
     try:
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
             b_key = load_or_create_key(tmp / "b.key")
-            central_port, b_port = 18_000 + os.getpid() % 1000, 19_000 + os.getpid() % 1000
-            central_url, b_url = f"http://127.0.0.1:{central_port}", f"http://127.0.0.1:{b_port}"
-            processes.append(start("loadtests.central_transfers_bench:bank_b_app", b_port,
-                                   {"YUANRAIL_BENCH_B_KEY": str(tmp / "b.key")}, tmp / "b.log"))
-            processes.append(start("central.app:create_app", central_port, {
-                "YUANRAIL_CENTRAL_DATABASE_URL": f"{db_url}/{name}",
+            bank_b = services.add(start_uvicorn(
+                "bank-b", "loadtests.central_transfers_bench:bank_b_app", free_port(),
+                {"YUANRAIL_BENCH_B_KEY": str(tmp / "b.key"), "PYTHONPATH": str(REPO)}, tmp))
+            central = services.add(start_uvicorn("central", "central.app:create_app", free_port(), {
+                "YUANRAIL_CENTRAL_DATABASE_URL": databases(),
                 "YUANRAIL_CENTRAL_OPERATOR_TOKEN": TOKEN,
-                "YUANRAIL_CENTRAL_KEY_FILE": str(tmp / "central.key")}, tmp / "central.log"))
-            asyncio.run(wait_up(b_url))
-            asyncio.run(wait_up(central_url))
-            asyncio.run(drive(args, central_url, b_url, b_key, processes[-1].pid,
-                              processes[0].pid))
+                "YUANRAIL_CENTRAL_KEY_FILE": str(tmp / "central.key")}, tmp))
+            wait_healthy(bank_b)
+            wait_healthy(central)
+            asyncio.run(drive(args, central.url, bank_b.url, b_key, central.process.pid,
+                              bank_b.process.pid))
     finally:
-        for process in processes:
-            process.terminate()
-            process.wait(10)
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
+        services.stop_all()
+        databases.drop()
 
 if __name__ == "__main__":
     main()

@@ -20,39 +20,20 @@ import secrets
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
-
-import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run as a script
 
 from bank.client import BankClient  # noqa: E402
 from central.client import CentralClient  # noqa: E402
 from rail_protocol.keys import SigningKey  # noqa: E402
-from tests.conftest import PG_ADMIN_URL, _async_url  # noqa: E402
+from tests.conftest import PG_ADMIN_URL  # noqa: E402
 from tests.support.processes_rail import (  # noqa: E402
     BANK_NAMES, BANK_TOKEN, CENTRAL, CENTRAL_TOKEN, make_process_rail)
+from yuanrail.loadtest_command import ThrowawayDatabases  # noqa: E402
 
 A, B = "yangtze", "pearl"
 AMOUNT_FEN = 100
-
-
-class Databases:
-    def __init__(self) -> None:
-        self.made: list[str] = []
-
-    def __call__(self) -> str:
-        name = f"yr_cpu_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        self.made.append(name)
-        return _async_url(name)
-
-    def drop(self) -> None:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            for name in self.made:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def cpu_s(pid: int) -> float:
@@ -95,7 +76,7 @@ async def measure(rail, bank: BankClient, payers, payee: str, payments: int,
 
 
 async def run_mode(fast: bool, payments: int, lanes: list[int]) -> list[dict]:
-    databases = Databases()
+    databases = ThrowawayDatabases(PG_ADMIN_URL, "yr_cpu")
     directory = Path(tempfile.mkdtemp(prefix="interbank-cpu-"))
     rail = make_process_rail(databases, directory)
     for name in BANK_NAMES:

@@ -7,17 +7,16 @@ dropped afterwards, so tests never see each other's money."""
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 
 from central.app import create_app as create_central_app
 from central.client import CentralClient
 from central.config import CentralSettings
 from rail_protocol.keys import SigningKey
+from yuanrail.loadtest_command import ThrowawayDatabases
 
 PG_ADMIN_URL = os.environ.get("YUANRAIL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("YUANRAIL_TEST_REDIS", "redis://127.0.0.1:6379/0")
@@ -25,27 +24,12 @@ OPERATOR_TOKEN = "test-operator-token-0001"
 ARTIFACTS = Path(os.environ.get("YUANRAIL_TEST_ARTIFACTS", "test-artifacts"))
 
 
-def _async_url(name: str) -> str:
-    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-    return f"{base}/{name}"
-
-
 @pytest.fixture(scope="session")
 def pg_databases():
     """Make fresh PostgreSQL databases on demand; drop them all at the end."""
-    made: list[str] = []
-
-    def make() -> str:
-        name = f"yr_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        made.append(name)
-        return _async_url(name)
-
-    yield make
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        for name in made:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    databases = ThrowawayDatabases(PG_ADMIN_URL, "yr")
+    yield databases
+    databases.drop()
 
 
 @pytest.fixture

@@ -218,8 +218,9 @@ def _pg_parts(url: str) -> dict:
 
 
 def _pg_url(admin: str, name: str, driver: str = "postgresql+asyncpg") -> str:
-    parts = _pg_parts(admin)
-    return f"{driver}://{parts['user']}@{parts['host']}:{parts['port']}/{name}"
+    """The URL of database `name` on the admin URL's server, credentials and all."""
+    parsed = urlparse(admin.replace("postgresql+asyncpg://", "postgresql://"))
+    return parsed._replace(scheme=driver, path=f"/{name}").geturl()
 
 
 def create_database(admin: str, name: str) -> str:
@@ -239,6 +240,24 @@ def drop_databases(admin: str, urls: list[str]) -> None:
                 conn.execute(f'DROP DATABASE IF EXISTS "{_pg_parts(url)["dbname"]}" WITH (FORCE)')
     except Exception as exc:  # noqa: BLE001
         print(f"  could not drop databases {urls}: {exc!r}", file=sys.stderr)
+
+
+class ThrowawayDatabases:
+    """Fresh, empty PostgreSQL databases made on demand, all dropped by `drop()`: what the
+    tests and the benchmarks run on. Calling it makes one and returns its asyncpg URL."""
+
+    def __init__(self, admin: str, prefix: str) -> None:
+        self.admin, self.prefix = admin, prefix
+        self.made: list[str] = []
+
+    def __call__(self) -> str:
+        url = create_database(self.admin, f"{self.prefix}_{secrets.token_hex(6)}")
+        self.made.append(url)
+        return url
+
+    def drop(self) -> None:
+        drop_databases(self.admin, self.made)
+        self.made.clear()
 
 
 def pg_setting(admin: str, name: str) -> str:
