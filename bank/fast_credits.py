@@ -50,11 +50,12 @@ from typing import Any
 
 import orjson
 
+from bank.adapters import batch_sql as sql
 from bank.domain import ledger, orders
 from bank.domain.wallets import OPEN, CreditPlan, WalletState, plan_credit
-from bank.adapters import batch_sql as sql
-from bank.services import REJECTED, SETTLED, parse_credit_batch
+from bank.services import REJECTED, SETTLED
 from rail_protocol.batches import MAX_BODY_BYTES as MAX_BATCH_BODY_BYTES
+from rail_protocol.batches import parse_batch
 from rail_protocol.envelope import Envelope, now_ms
 from rail_protocol.errors import RailError
 from rail_service.crash import crash_point
@@ -146,7 +147,7 @@ class FastCredits:
     async def interbank_credits(self, raw: object) -> dict:
         """`Bank.interbank_credits`: each credit answered in its place, as
         `Bank.interbank_credit` answers it alone, or with its typed error."""
-        items = parse_credit_batch(raw)
+        items = parse_batch(raw, "credits")
         if not self.on:
             return await self.bank.interbank_credits(raw)
         results: list[dict | None] = [None] * len(items)

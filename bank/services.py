@@ -40,7 +40,7 @@ from bank.domain.wallets import (
 )
 from central.client import CentralClient
 from rail_protocol import envelope
-from rail_protocol.batches import MAX_ITEMS, parse_batch
+from rail_protocol.batches import parse_batch
 from rail_protocol.envelope import Envelope, check_live, now_ms, seal, sign_statement
 from rail_protocol.errors import RailError
 from rail_protocol.keys import PublicKey, SigningKey
@@ -61,7 +61,6 @@ from rail_protocol.instruction_types import (  # noqa: E402
 )
 
 TRANSFER_TTL_MS = 24 * 3600 * 1000
-MAX_CREDIT_BATCH = MAX_ITEMS    # message 2s in one batch request from central
 # The request that debits an interbank payment forwards it at once and waits this long for
 # the outcome; the outbox leaves the payment alone until then, so they do not race.
 FORWARD_WAIT_MS = 5_000
@@ -93,12 +92,6 @@ def parse_payment(body: dict) -> tuple[str, int, str | None, str | None]:
     if order_id is not None and (not isinstance(order_id, str) or not 1 <= len(order_id) <= 25):
         raise RailError("invalid_field", "order_id must be 1-25 characters")
     return payee_id, amount, memo, order_id
-
-
-def parse_credit_batch(raw: object) -> list:
-    """The envelopes of a batch of message 2s: a non-empty list of at most
-    MAX_CREDIT_BATCH, under `credits` and nothing else."""
-    return parse_batch(raw, "credits", MAX_CREDIT_BATCH)
 
 
 def retry_delay_ms(created_ms: int, at_ms: int) -> int:
@@ -811,7 +804,7 @@ class Bank:
         answered in its place exactly as `interbank_credit` answers it alone, or with its
         typed error (`{"error": {...}}`, not an answer: central sends that one again)."""
         return {"results": [await self._credit_or_error(item)
-                            for item in parse_credit_batch(raw)]}
+                            for item in parse_batch(raw, "credits")]}
 
     async def _credit_or_error(self, item: object) -> dict:
         try:

@@ -28,9 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from central import domain
 from central.adapters import registry_sql as sql
 from central.adapters import transfers_sql as tsql
-from central.adapters.bank_http import MAX_CREDITS, BankNodes
+from central.adapters.bank_http import BankNodes
 from rail_protocol import envelope
-from rail_protocol.batches import parse_batch
+from rail_protocol.batches import MAX_ITEMS, parse_batch
 from rail_protocol.envelope import Envelope, check_live, now_ms, seal, sign_statement
 from rail_protocol.errors import RailError
 from rail_protocol.keys import PublicKey, SigningKey
@@ -256,8 +256,9 @@ class Transfers:
                 outcomes: list = []
                 if new:
                     banks = await sql.find_banks(conn, {i.order.to_bank for i in new})
-                    balances = await sql.lock_balances(
-                        conn, list({domain.holding_account(i.order.from_bank) for i in new}))
+                    balances = await sql.balances(
+                        conn, list({domain.holding_account(i.order.from_bank) for i in new}),
+                        lock=True)
                     outcomes = domain.prepare_in_turn([i.order for i in new], set(banks),
                                                       balances)
                 prepared = [(item, entry) for item, entry in zip(new, outcomes)
@@ -296,7 +297,7 @@ class Transfers:
         deliveries = self._deliveries.get(bank_id)
         if deliveries is None:
             deliveries = self._deliveries[bank_id] = Batcher(
-                self._deliver_new, _fall_back, max_items=MAX_CREDITS,
+                self._deliver_new, _fall_back, max_items=MAX_ITEMS,
                 name=f"transfer-delivery-{bank_id}", loops=DELIVERY_LOOPS)
         return deliveries
 
@@ -349,8 +350,8 @@ class Transfers:
             if bank is None or not bank.url:
                 log.info("%d transfer(s): %s has no registered url yet", len(orders), to_bank)
                 continue
-            for start in range(0, len(orders), MAX_CREDITS):
-                calls.append(self._credit(bank, orders[start:start + MAX_CREDITS]))
+            for start in range(0, len(orders), MAX_ITEMS):
+                calls.append(self._credit(bank, orders[start:start + MAX_ITEMS]))
         answered = [pair for pairs in await asyncio.gather(*calls) for pair in pairs]
         if answered:
             crash_point("central.transfer.after_answer")

@@ -15,14 +15,13 @@ import logging
 import httpx
 import orjson
 
-from rail_protocol.batches import MAX_BODY_BYTES, MAX_ITEMS, batch_results
+from rail_protocol.batches import MAX_BODY_BYTES, batch_results
 from rail_protocol.canonical import parse_json
 from rail_protocol.envelope import Envelope
 from rail_protocol.errors import RailError
 
 log = logging.getLogger("yuanrail.central.banks")
 BATCH_PATH = "/v1/interbank/credits/batch"
-MAX_CREDITS = MAX_ITEMS  # credits in one batch call at most (the bank's limit)
 
 
 class BankNodes:
@@ -42,7 +41,7 @@ class BankNodes:
         await self.http.aclose()
 
     async def credits(self, base_url: str, envs: list[Envelope]) -> list[dict | None] | None:
-        """POST a batch of credit envelopes (at most MAX_CREDITS) to the bank: for each, in
+        """POST a batch of credit envelopes (at most MAX_ITEMS) to the bank: for each, in
         order, its `result` statement, or None where the bank answered that one with an
         error; None for the whole call when nothing readable came back."""
         url = base_url.rstrip("/") + BATCH_PATH

@@ -89,24 +89,16 @@ async def move_balances(conn: AsyncConnection, deltas: dict[str, int]) -> None:
         raise RailError(domain.shortfall_code(missing[0]))
 
 
-async def lock_balances(conn: AsyncConnection, account_ids: list[str]) -> dict[str, int]:
-    """Read and lock these accounts (in account order) for the rest of the transaction, so
-    decisions made on their balances hold until it commits."""
-    rows = await conn.execute(
-        sa.select(t.accounts.c.account_id, t.accounts.c.balance_fen)
-        .where(t.accounts.c.account_id.in_(sorted(account_ids)))
-        .order_by(t.accounts.c.account_id)
-        .with_for_update()
-    )
-    return {row.account_id: row.balance_fen for row in rows}
-
-
-async def balances(conn: AsyncConnection, account_ids: list[str]) -> dict[str, int]:
-    rows = await conn.execute(
-        sa.select(t.accounts.c.account_id, t.accounts.c.balance_fen)
-        .where(t.accounts.c.account_id.in_(account_ids))
-    )
-    return {row.account_id: row.balance_fen for row in rows}
+async def balances(conn: AsyncConnection, account_ids: list[str], *,
+                   lock: bool = False) -> dict[str, int]:
+    """The balances of these accounts; with `lock`, also locked (in account order, as every
+    transaction takes them) for the rest of the transaction, so decisions made on them hold
+    until it commits."""
+    query = (sa.select(t.accounts.c.account_id, t.accounts.c.balance_fen)
+             .where(t.accounts.c.account_id.in_(sorted(account_ids))))
+    if lock:
+        query = query.order_by(t.accounts.c.account_id).with_for_update()
+    return {row.account_id: row.balance_fen for row in await conn.execute(query)}
 
 
 # --- instructions: idempotency by (signer, id) ----------------------------------------
