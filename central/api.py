@@ -116,10 +116,9 @@ async def transfer(request: Request, central: CentralDep) -> dict:
 
 
 @router.post("/transfers/batch", tags=["interbank"])
-async def transfers_batch(request: Request) -> JSON:
+async def transfers_batch(request: Request, central: CentralDep) -> dict:
     """Message 1 in a batch: many transfers of the signing banks, each answered in its place."""
-    body = await read_json(request, MAX_BATCH_BODY_BYTES)
-    return JSON(await request.app.state.central.transfers.submit_many(body))
+    return await central.transfers.submit_many(await read_json(request, MAX_BATCH_BODY_BYTES))
 
 
 @router.get("/transfers/{transfer_id}", tags=["interbank"])

@@ -433,5 +433,7 @@ async def test_a_batch_of_credits_from_central_is_answered_item_by_item(rail):
 @pytest.mark.parametrize("body", [{"credits": []}, {"credits": {}}, {"other": []},
                                   {"credits": [{}] * 257}])
 async def test_a_malformed_batch_of_credits_is_refused_whole(rail, body):
+    before = await rail.bank_audit("pearl")
     response = await rail.post_raw("pearl", "/v1/interbank/credits/batch", body)
     assert_refused(response, 422, "invalid_field")
+    assert await rail.bank_audit("pearl") == before   # nothing written
