@@ -22,18 +22,38 @@ def make_engine(url: str, *, pool_size: int = 10, pool_timeout_s: float = 10) ->
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": 30})
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record):  # noqa: ANN001
-            cursor = dbapi_conn.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=FULL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
-
+        serialize_sqlite_writers(engine)
         return engine
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size,
                                pool_timeout=pool_timeout_s, pool_pre_ping=True)
+
+
+def serialize_sqlite_writers(engine: AsyncEngine) -> None:
+    """Make SQLite as safe as PostgreSQL by construction: every transaction starts with
+    `BEGIN IMMEDIATE`, so it holds the database's single write lock from its first read.
+
+    Why: SQLite ignores `SELECT .. FOR UPDATE`. With its default deferred transactions two
+    requests read the same balance, order or mandate, both pass the check, and both write
+    (an order paid twice, a cap passed, a payee's credit lost). With one writer at a time
+    every read-check-write runs alone, as the row locks make it run on PostgreSQL; other
+    connections wait (busy timeout 30 s) rather than fail. WAL keeps readers outside a
+    transaction unblocked; the demo's throughput is bounded by one writer, by design."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _sqlite_pragmas(dbapi_conn, _record):  # noqa: ANN001
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+        # Hand transaction control to SQLAlchemy's "begin" event below (the sqlite3
+        # module would otherwise issue a deferred BEGIN of its own before a write).
+        dbapi_conn.isolation_level = None
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin_immediate(conn):  # noqa: ANN001
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 async def migrate(engine: AsyncEngine, migrations_dir: Path, version_table: str) -> None:

@@ -349,13 +349,23 @@ async def _delete_prefix(url: str, prefix: str) -> int:
     return deleted
 
 
+def sqlite_databases(directory: Path):
+    """Like `pg_databases`: a fresh, empty SQLite file (the demo's embedded default) per call."""
+    def make() -> str:
+        return f"sqlite+aiosqlite:///{directory / uuid.uuid4().hex[:12]}.sqlite"
+    return make
+
+
 @contextlib.asynccontextmanager
 async def start_rail(pg_databases, key_dir: Path, *, central_pool: int = 4,
-                     **bank_overrides) -> AsyncIterator[Rail]:
+                     backend: str = "postgresql", **bank_overrides) -> AsyncIterator[Rail]:
     """Start central and both bank nodes on fresh databases; `bank_overrides` go into each
-    bank's `BankSettings` (e.g. `rate_limit_per_s`, `redis_url`, `db_pool_size`)."""
+    bank's `BankSettings` (e.g. `rate_limit_per_s`, `redis_url`, `db_pool_size`). With
+    `backend="sqlite"` every service runs on SQLite files instead, as the demo does."""
     run = uuid.uuid4().hex[:10]
     net = AsgiNetwork()
+    if backend == "sqlite":
+        pg_databases = sqlite_databases(key_dir)
     central_db = pg_databases()
     central_app = create_central_app(CentralSettings(
         database_url=central_db, operator_token=CENTRAL_TOKEN,
