@@ -50,12 +50,16 @@ from rail_service.crash import crash_point
 log = logging.getLogger("yuanrail.bank")
 
 from rail_protocol.instruction_types import (  # noqa: E402
+    CENTRAL_ISSUE,
+    CENTRAL_REDEEM,
+    CREDIT_RESULT,
     INTERBANK_CREDIT,
     OPEN_WALLET,
     PAY,
     REDEEM,
     REFUND,
     TOP_UP,
+    TRANSFER,
     UPGRADE_WALLET,
     WALLET_SETTINGS,
 )
@@ -661,7 +665,7 @@ class Bank:
             details["order_id"] = row.order_id
         if row.refund_of:
             details["refund_of"] = orjson.loads(row.result).get("refund_of_transfer")
-        return seal(self.key, "central.transfer", {
+        return seal(self.key, TRANSFER, {
             "transfer_id": row.transfer_id, "from_bank": self.bank_id,
             "to_bank": row.counterparty_bank, "amount_fen": row.amount_fen,
             "payee_wallet": row.payee_wallet, "details": details,
@@ -795,7 +799,7 @@ class Bank:
     def credit_answer(self, transfer_id: str, code: str | None) -> dict:
         """The answer to message 2, signed by this bank: accepted, or refused with `code`."""
         return {"result": sign_statement(self.key, {
-            "type": "bank.interbank_credit_result", "transfer_id": transfer_id,
+            "type": CREDIT_RESULT, "transfer_id": transfer_id,
             "accepted": code is None, **({"code": code} if code else {}),
         })}
 
@@ -1073,7 +1077,7 @@ class Bank:
             await self._vault_op("vault_issue", amount)
 
     async def _vault_op(self, kind: str, amount: int) -> None:
-        op_type = "central.issue" if kind == "vault_issue" else "central.redeem"
+        op_type = CENTRAL_ISSUE if kind == "vault_issue" else CENTRAL_REDEEM
         env = seal(self.key, op_type, {"bank_id": self.bank_id, "amount_fen": amount},
                    ttl_ms=TRANSFER_TTL_MS)
         at = now_ms()

@@ -11,7 +11,7 @@ from rail_protocol.errors import CODES, RailError
 from rail_protocol.keys import SigningKey
 from rail_service.client import JSONClient, RemoteError
 
-from central.services import ISSUE, REDEEM, REGISTER_BANK, TRANSFER
+from rail_protocol.instruction_types import CENTRAL_ISSUE, CENTRAL_REDEEM, REGISTER_BANK, TRANSFER
 
 
 def new_transfer_id(from_bank: str) -> str:
@@ -72,13 +72,13 @@ class CentralClient(JSONClient):
 
     async def issue(self, key: SigningKey, bank_id: str, amount_fen: int,
                     instruction_id: str | None = None) -> dict:
-        env = self._seal_once(key, ISSUE, {"bank_id": bank_id, "amount_fen": amount_fen},
+        env = self._seal_once(key, CENTRAL_ISSUE, {"bank_id": bank_id, "amount_fen": amount_fen},
                               instruction_id)
         return await self.request("POST", "/v1/issuance", env.to_dict())
 
     async def redeem(self, key: SigningKey, bank_id: str, amount_fen: int,
                      instruction_id: str | None = None) -> dict:
-        env = self._seal_once(key, REDEEM, {"bank_id": bank_id, "amount_fen": amount_fen},
+        env = self._seal_once(key, CENTRAL_REDEEM, {"bank_id": bank_id, "amount_fen": amount_fen},
                               instruction_id)
         return await self.request("POST", "/v1/redemption", env.to_dict())
 

@@ -21,6 +21,12 @@ from urllib.parse import urlsplit
 from rail_protocol.canonical import canonical_bytes
 from rail_protocol.envelope import verify_statement
 from rail_protocol.errors import RailError
+from rail_protocol.instruction_types import (  # noqa: F401 - the messages, as domain.X
+    CREDIT_RESULT,
+    INTERBANK_CREDIT,
+    TRANSFER,
+    TRANSFER_STATUS,
+)
 from rail_protocol.keys import PublicKey
 from rail_protocol.money import parse_fen
 
@@ -157,10 +163,9 @@ MAX_DETAILS_BYTES = 2_048
 FIRST_RETRY_MS = 200
 MAX_RETRY_MS = 5_000
 # Envelope and statement types of the interbank messages.
-TRANSFER = "central.transfer"  # message 1, bank A -> central
-TRANSFER_STATUS = "central.transfer_status"  # central's answer to message 1
-INTERBANK_CREDIT = "bank.interbank_credit"  # message 2, central -> bank B
-CREDIT_RESULT = "bank.interbank_credit_result"  # bank B's answer to message 2
+# The messages: TRANSFER (1, bank A -> central), TRANSFER_STATUS (central's answer),
+# INTERBANK_CREDIT (2, central -> bank B), CREDIT_RESULT (bank B's answer); named in
+# rail_protocol.instruction_types, which every party imports.
 _REFUSAL_CODE = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
 
 

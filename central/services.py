@@ -19,6 +19,7 @@ from central.transfers import Transfers
 from rail_protocol import envelope
 from rail_protocol.envelope import Envelope, now_ms, sign_statement
 from rail_protocol.errors import RailError
+from rail_protocol.instruction_types import CENTRAL_ISSUE, CENTRAL_REDEEM, REGISTER_BANK
 from rail_protocol.keys import PublicKey, SigningKey
 from rail_protocol.money import parse_fen
 from rail_service.db import migrate
@@ -26,10 +27,6 @@ from rail_service.instructions import execute_once
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
-REGISTER_BANK = "central.register_bank"
-ISSUE = "central.issue"
-REDEEM = "central.redeem"
-TRANSFER = domain.TRANSFER
 
 
 class _Log:
@@ -159,11 +156,11 @@ class Central:
 
     async def issue(self, raw: object) -> dict:
         """Issue e-CNY to the signing bank, never beyond its reserves."""
-        return await self._move(raw, ISSUE, domain.issue)
+        return await self._move(raw, CENTRAL_ISSUE, domain.issue)
 
     async def redeem(self, raw: object) -> dict:
         """Redeem e-CNY from the signing bank, never beyond its holding."""
-        return await self._move(raw, REDEEM, domain.redeem)
+        return await self._move(raw, CENTRAL_REDEEM, domain.redeem)
 
     async def _move(self, raw: object, kind: str, make_entry) -> dict:
         env = Envelope.parse(raw)

@@ -29,10 +29,10 @@ from fastapi import FastAPI, Request
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from central import domain  # noqa: E402
 from central.client import CentralClient, transfer_envelope  # noqa: E402
 from rail_protocol.canonical import parse_json  # noqa: E402
 from rail_protocol.envelope import sign_statement  # noqa: E402
+from rail_protocol.instruction_types import CREDIT_RESULT  # noqa: E402
 from rail_protocol.keys import SigningKey  # noqa: E402
 from rail_service.keyfile import load_or_create_key  # noqa: E402
 from yuanrail.loadtest_command import ThrowawayDatabases  # noqa: E402
@@ -49,7 +49,7 @@ def bank_b_app():
     app = FastAPI()
 
     def result(env: dict) -> dict:
-        return {"result": sign_statement(key, {"type": domain.CREDIT_RESULT,
+        return {"result": sign_statement(key, {"type": CREDIT_RESULT,
                                                "transfer_id": env["id"], "accepted": True})}
 
     @app.post("/v1/interbank/credits")

@@ -34,11 +34,9 @@ from pathlib import Path
 import orjson
 from locust import FastHttpUser, constant, events, task
 
-from bank.charges import CHARGE_CODE
-from bank.merchants import CREATE_ORDER
-from bank.services import PAY
 from rail_protocol import qr
 from rail_protocol.envelope import seal
+from rail_protocol.instruction_types import CHARGE_CODE, CREATE_ORDER, PAY
 from rail_protocol.keys import SigningKey
 from rail_protocol.payment_code import make_code
 from rail_protocol.request_auth import sign_read

@@ -21,3 +21,11 @@ MANDATE_CHARGE = "bank.mandate_charge"
 # bank <-> bank, central -> bank
 INTERBANK_CHARGE = "bank.interbank_charge"
 INTERBANK_CREDIT = "bank.interbank_credit"
+# bank -> central (a bank signs with its certified key)
+REGISTER_BANK = "central.register_bank"
+CENTRAL_ISSUE = "central.issue"        # draw e-CNY against the bank's reserves
+CENTRAL_REDEEM = "central.redeem"      # return e-CNY, credited back to the reserves
+TRANSFER = "central.transfer"          # interbank message 1, bank A -> central
+# central -> banks, and their answers
+TRANSFER_STATUS = "central.transfer_status"        # central's answer to message 1
+CREDIT_RESULT = "bank.interbank_credit_result"     # bank B's answer to message 2

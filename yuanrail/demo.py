@@ -23,6 +23,7 @@ from bank.client import BankClient
 from central.client import CentralClient
 from rail_protocol.envelope import seal
 from rail_protocol.errors import RailError
+from rail_protocol.instruction_types import CENTRAL_ISSUE
 from rail_protocol.keys import PublicKey, SigningKey
 from rail_protocol.money import format_fen, yuan
 from yuanrail.audit import audit_rail
@@ -306,7 +307,7 @@ async def run_scenario(rail: Rail) -> bool:
 
     async def issuer_rules() -> str:
         key = rail.bank_key("pearl")
-        env = seal(key, "central.issue", {"bank_id": "pearl", "amount_fen": yuan(1_000)})
+        env = seal(key, CENTRAL_ISSUE, {"bank_id": "pearl", "amount_fen": yuan(1_000)})
         first = await central.request("POST", "/v1/issuance", env.to_dict())
         again = await central.request("POST", "/v1/issuance", env.to_dict())
         check(again.get("repeated") is True and again["receipt"] == first["receipt"],

@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from central.client import CentralClient
-from central.services import ISSUE
+from rail_protocol.instruction_types import CENTRAL_ISSUE as ISSUE
 from rail_protocol.envelope import seal, verify_statement
 from rail_protocol.keys import PublicKey, SigningKey
 from rail_service.client import RemoteError

@@ -13,7 +13,9 @@ import pytest
 from central.app import create_app
 from central.client import CentralClient
 from central.config import CentralSettings
-from central.services import ISSUE, REDEEM, REGISTER_BANK
+from rail_protocol.instruction_types import CENTRAL_ISSUE as ISSUE
+from rail_protocol.instruction_types import CENTRAL_REDEEM as REDEEM
+from rail_protocol.instruction_types import REGISTER_BANK
 from rail_protocol.envelope import Envelope, now_ms, seal, verify_statement
 from rail_protocol.errors import RailError
 from rail_protocol.keys import PublicKey, SigningKey, b64encode

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from central.app import create_app
 from central.client import CentralClient
 from central.config import CentralSettings
-from central.services import ISSUE, REDEEM
+from rail_protocol.instruction_types import CENTRAL_ISSUE as ISSUE
+from rail_protocol.instruction_types import CENTRAL_REDEEM as REDEEM
 from rail_protocol.envelope import seal
 from rail_protocol.keys import SigningKey
 from tests.conftest import OPERATOR_TOKEN
