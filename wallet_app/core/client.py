@@ -1,23 +1,39 @@
 """A typed client of one bank node's API, for the wallet.
 
-It wraps `bank.client.BankClient` (the project's one HTTP client of a bank node) and turns
-its JSON answers into small frozen dataclasses, so a screen reads `view.balance_fen` rather
-than `answer["balance_fen"]`, and a renamed field fails here, in one place. Every network
-failure comes back as `RailError("upstream_unavailable")`, never as an httpx exception."""
+It speaks the bank node's HTTP API itself (the routes `bank.client.BankClient` uses), with
+httpx and rail_protocol only, so the phone carries no server code: `bank/` imports the
+server side, and `rail_service.client` needs orjson, which python-for-android has no recipe
+for. Its JSON answers become small frozen dataclasses, so a screen reads `view.balance_fen`
+rather than `answer["balance_fen"]`, and a renamed field fails here, in one place. Every
+network failure comes back as `RailError("upstream_unavailable")`, never as an httpx
+exception; a typed refusal from the bank comes back as `RailError(code)`."""
 
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
 import httpx
 
-from bank.client import BankClient
-from rail_protocol.envelope import Envelope
-from rail_protocol.errors import RailError
+from urllib.parse import urlencode
+
+from rail_protocol.envelope import Envelope, seal
+from rail_protocol.errors import CODES, RailError
+from rail_protocol.instruction_types import (
+    CHARGE_CODE,
+    CREATE_ORDER,
+    MANDATE,
+    OPEN_WALLET,
+    PAY,
+    REVOKE_MANDATE,
+    UPGRADE_WALLET,
+    WALLET_SETTINGS,
+)
 from rail_protocol.keys import SigningKey
+from rail_protocol.request_auth import sign_read
 
 # The bank's default no-PIN threshold (bank setting `no_pin_threshold_fen`): a payment code
 # above it must carry the PIN, and the wallet asks for the PIN above it. Used until the bank
@@ -191,15 +207,54 @@ class WalletClient:
     def __init__(self, url: str, *, transport: httpx.AsyncBaseTransport | None = None,
                  timeout_s: float = 10.0, operator_token: str | None = None) -> None:
         self.url = url.rstrip("/")
-        self.bank = BankClient(self.url, transport=transport, timeout_s=timeout_s,
-                               operator_token=operator_token)
+        headers = {"content-type": "application/json"}
+        if operator_token:
+            headers["authorization"] = f"Bearer {operator_token}"
+        self.http = httpx.AsyncClient(base_url=self.url, headers=headers, timeout=timeout_s,
+                                      transport=transport)
 
     async def aclose(self) -> None:
-        await self.bank.aclose()
+        await self.http.aclose()
 
+    # --- HTTP: JSON in and out, typed refusals back as RailError ---
+    async def _request(self, method: str, path: str, body: Any = None) -> Any:
+        content = None if body is None else json.dumps(
+            body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        try:
+            response = await self.http.request(method, path, content=content)
+        except httpx.TransportError as exc:
+            raise RailError("upstream_unavailable", f"{self.url}: {exc!r}") from None
+        return _decode(response)
+
+    async def _signed_get(self, key: SigningKey, path: str, **params: Any) -> Any:
+        """A read signed by the wallet's key over the exact path and query it sends."""
+        query = urlencode({k: v for k, v in params.items() if v is not None})
+        full = f"{path}?{query}" if query else path
+        try:
+            response = await self.http.get(
+                full, headers={"authorization": sign_read(key, "GET", full)})
+        except httpx.TransportError as exc:
+            raise RailError("upstream_unavailable", f"{self.url}: {exc!r}") from None
+        return _decode(response)
+
+    async def _instruct(self, path: str, key: SigningKey, kind: str, body: dict) -> dict:
+        return await self.send(path, seal(key, kind, body))
+
+    def pay_envelope(self, key: SigningKey, payer: str, payee: str, amount_fen: int,
+                     memo: str | None = None, order_id: str | None = None,
+                     **seal_args: Any) -> Envelope:
+        body: dict[str, Any] = {"payer_wallet": payer, "payee_wallet": payee,
+                                "amount_fen": amount_fen}
+        if memo:
+            body["memo"] = memo
+        if order_id:
+            body["order_id"] = order_id
+        return seal(key, PAY, body, **seal_args)
+
+    # --- the API ---
     @_guard
     async def identity(self) -> BankInfo:
-        answer = await self.bank.identity()
+        answer = await self._request("GET", "/v1/bank")
         classes = {c["kyc_class"]: _pick(ClassLimits, c) for c in answer["classes"]}
         threshold = answer.get("no_pin_threshold_fen", DEFAULT_NO_PIN_THRESHOLD_FEN)
         return BankInfo(answer["bank_id"], answer["name"], self.url, classes, threshold)
@@ -207,83 +262,128 @@ class WalletClient:
     @_guard
     async def open_wallet(self, key: SigningKey, phone: str, *, kind: str = "personal",
                           merchant: dict | None = None) -> WalletView:
-        return wallet_view(await self.bank.open_wallet(key, phone, kind=kind,
-                                                       merchant=merchant))
+        body: dict[str, Any] = {"phone": phone, "public_key": key.public_key.to_text(),
+                                "kind": kind}
+        if merchant is not None:
+            body["merchant"] = merchant
+        return wallet_view(await self._instruct("/v1/wallets", key, OPEN_WALLET, body))
 
     @_guard
     async def wallet(self, key: SigningKey, wallet_id: str) -> WalletView:
-        return wallet_view(await self.bank.wallet(key, wallet_id))
+        return wallet_view(await self._signed_get(key, f"/v1/wallets/{wallet_id}"))
 
     @_guard
     async def upgrade(self, key: SigningKey, wallet_id: str, **evidence: str) -> WalletView:
-        return wallet_view(await self.bank.upgrade(key, wallet_id, **evidence))
+        return wallet_view(await self._instruct(f"/v1/wallets/{wallet_id}/upgrade", key,
+                                                UPGRADE_WALLET,
+                                                {"wallet_id": wallet_id, **evidence}))
 
     @_guard
     async def settings(self, key: SigningKey, wallet_id: str, *, topup_on_use: bool
                        ) -> WalletView:
-        return wallet_view(await self.bank.settings(key, wallet_id, topup_on_use=topup_on_use))
+        return wallet_view(await self._instruct(
+            f"/v1/wallets/{wallet_id}/settings", key, WALLET_SETTINGS,
+            {"wallet_id": wallet_id, "topup_on_use": topup_on_use}))
 
     @_guard
     async def send(self, path: str, envelope: Envelope | dict) -> dict:
         """POST one signed instruction; the outbox resends the same one to retry."""
         body = envelope.to_dict() if isinstance(envelope, Envelope) else envelope
-        return await self.bank.request("POST", path, body)
+        return await self._request("POST", path, body)
 
     @_guard
     async def history(self, key: SigningKey, wallet_id: str, *, before: int | None = None,
                       limit: int = 20, since_ms: int | None = None,
                       status: str | None = None) -> HistoryPage:
-        answer = await self.bank.history(key, wallet_id, before=before, limit=limit,
-                                         since_ms=since_ms, status=status)
+        answer = await self._signed_get(key, f"/v1/wallets/{wallet_id}/history",
+                                        before=before, limit=limit, since_ms=since_ms,
+                                        status=status)
         return HistoryPage([_pick(Payment, item) for item in answer["items"]],
                            answer.get("next_before"))
 
     @_guard
     async def payment(self, key: SigningKey, wallet_id: str, payment_id: str) -> Payment:
-        return _pick(Payment, await self.bank.payment(key, wallet_id, payment_id))
+        return _pick(Payment, await self._signed_get(
+            key, f"/v1/wallets/{wallet_id}/payments/{payment_id}"))
 
     @_guard
     async def order(self, order_id: str) -> Order:
-        return _pick(Order, await self.bank.order(order_id))
+        return _pick(Order, await self._request("GET", f"/v1/orders/{order_id}"))
 
     @_guard
     async def create_order(self, key: SigningKey, merchant: str, amount_fen: int,
                            reference: str, description: str | None = None,
                            ttl_ms: int | None = None) -> Order:
-        return _pick(Order, await self.bank.create_order(key, merchant, amount_fen, reference,
-                                                         description, ttl_ms))
+        body: dict[str, Any] = {"merchant_wallet": merchant, "amount_fen": amount_fen,
+                                "reference": reference}
+        if description:
+            body["description"] = description
+        if ttl_ms is not None:
+            body["ttl_ms"] = ttl_ms
+        return _pick(Order, await self._instruct("/v1/merchant/orders", key, CREATE_ORDER,
+                                                 body))
 
     @_guard
     async def charge_code(self, key: SigningKey, merchant: str, code: str,
                           amount_fen: int) -> dict:
-        return await self.bank.charge_code(key, merchant, code, amount_fen)
+        return await self._instruct("/v1/merchant/charges", key, CHARGE_CODE, {
+            "merchant_wallet": merchant, "code": code, "amount_fen": amount_fen})
 
     @_guard
     async def static_qr(self, merchant: str) -> str:
-        return await self.bank.static_qr(merchant)
+        return (await self._request("GET", f"/v1/merchants/{merchant}/qr"))["qr_payload"]
 
     @_guard
     async def mandates(self, key: SigningKey, wallet_id: str) -> list[Mandate]:
-        answer = await self.bank.mandates(key, wallet_id)
+        answer = await self._signed_get(key, f"/v1/wallets/{wallet_id}/mandates")
         return [_pick(Mandate, m) for m in answer["mandates"]]
 
     @_guard
     async def create_mandate(self, key: SigningKey, payer: str, merchant: str,
-                             merchant_public_key: str, **terms: Any) -> Mandate:
-        return _pick(Mandate, await self.bank.create_mandate(key, payer, merchant,
-                                                             merchant_public_key, **terms))
+                             merchant_public_key: str, *, per_payment_cap_fen: int,
+                             period_cap_fen: int, period: str = "month",
+                             merchant_name: str | None = None) -> Mandate:
+        body: dict[str, Any] = {"payer_wallet": payer, "merchant_wallet": merchant,
+                                "merchant_public_key": merchant_public_key,
+                                "per_payment_cap_fen": per_payment_cap_fen,
+                                "period_cap_fen": period_cap_fen, "period": period}
+        if merchant_name:
+            body["merchant_name"] = merchant_name
+        return _pick(Mandate, await self._instruct(f"/v1/wallets/{payer}/mandates", key,
+                                                   MANDATE, body))
 
     @_guard
     async def revoke_mandate(self, key: SigningKey, wallet_id: str, mandate_id: str
                              ) -> Mandate:
-        return _pick(Mandate, await self.bank.revoke_mandate(key, wallet_id, mandate_id))
+        return _pick(Mandate, await self._instruct(
+            f"/v1/wallets/{wallet_id}/mandates/revoke", key, REVOKE_MANDATE,
+            {"payer_wallet": wallet_id, "mandate_id": mandate_id}))
 
     @_guard
     async def open_deposit_account(self, phone: str, holder_name: str, opening_fen: int
                                    ) -> str:
-        """Operator only (the demo's bank counter): a deposit account for `phone`."""
-        answer = await self.bank.open_deposit_account(phone, holder_name, opening_fen)
+        """Operator only (a demo's bank counter): a deposit account for `phone`."""
+        answer = await self._request("POST", "/v1/operator/deposit-accounts", {
+            "phone": phone, "holder_name": holder_name, "opening_fen": opening_fen})
         return answer["account_id"]
+
+
+def _decode(response: httpx.Response) -> Any:
+    """The JSON answer; a refusal with one of the rail's codes is RailError(code), anything
+    else unexpected is upstream_unavailable."""
+    try:
+        data = json.loads(response.content) if response.content else None
+    except ValueError:
+        raise RailError("upstream_unavailable",
+                        f"HTTP {response.status_code}: not JSON") from None
+    if response.status_code >= 400:
+        error = (data or {}).get("error", {}) if isinstance(data, dict) else {}
+        code = error.get("code") if isinstance(error, dict) else None
+        if code not in CODES:
+            raise RailError("upstream_unavailable",
+                            f"HTTP {response.status_code}: {error or response.text[:200]}")
+        raise RailError(code, error.get("message"))
+    return data
 
 
 def wallet_view(answer: dict) -> WalletView:

@@ -409,7 +409,7 @@ class Wallet:
                 # the same payment already waits for an answer: signing it again under a new
                 # id could pay twice, so the user waits for the first one instead
                 raise PaymentPending(entry.instruction_id)
-        env = self.client.bank.pay_envelope(key, self.wallet_id, request.payee, amount,
+        env = self.client.pay_envelope(key, self.wallet_id, request.payee, amount,
                                             memo=memo, order_id=request.order_id)
         outcome = await self.outbox.submit("pay", "/v1/payments", env, {
             "payee": request.payee, "name": request.name, "amount_fen": amount})
