@@ -202,15 +202,5 @@ class Charges:
                         expected_type=MANDATE_CHARGE, check_expiry=False)
         amount = parse_fen(env.body.get("amount_fen"))
         payer = await self.bank.wallet_for_read(row.payer_wallet)
-        terms = mandates.MandateTerms(row.per_payment_cap_fen, row.period, row.period_cap_fen)
-
-        async def count_it(conn, at: int) -> None:
-            locked = (await conn.execute(sa.select(t.mandates).where(
-                t.mandates.c.mandate_id == mandate_id).with_for_update())).first()
-            key, used = mandates.plan_charge(locked.status, terms, locked.used_fen,
-                                             locked.period_key, amount, at)
-            await conn.execute(t.mandates.update().where(
-                t.mandates.c.mandate_id == mandate_id).values(period_key=key, used_fen=used))
-
         return await self.bank.pay_as(env, payer, row.merchant_wallet, amount,
-                                      memo=f"mandate {mandate_id}", hook=count_it)
+                                      memo=f"mandate {mandate_id}", mandate_id=mandate_id)

@@ -71,7 +71,14 @@ import orjson
 
 from bank.adapters import batch_sql as sql
 from bank.domain import ledger, orders
-from bank.domain.wallets import MERCHANT, CreditPlan, WalletState, plan_credit, plan_debit
+from bank.domain.payments import (
+    LockedBooks,
+    Payment,
+    PaymentDecision,
+    apply_payment,
+    decide_payment,
+)
+from bank.domain.wallets import MERCHANT, WalletState
 from bank.services import (
     _CENTRAL_FINAL_REFUSALS,
     FORWARD_WAIT_MS,
@@ -153,11 +160,9 @@ def _tell(item: _Payment, status: str) -> None:
         item.sent.set_result(status)
 
 
-def _debited(payer: WalletState, debit, item: _Payment, status: str) -> dict:
-    """Apply a planned debit to the locked payer; the start of the result `Bank` records
-    (no top-up on use here: nothing is pulled from the deposit account)."""
-    payer.balance_fen, payer.day = debit.balance_after_fen, debit.day
-    payer.spent_today_fen = debit.spent_today_after_fen
+def _result(payer: WalletState, item: _Payment, status: str) -> dict:
+    """The start of the result `Bank` records for a decided payment, its debit applied (no
+    top-up on use here: nothing is pulled from the deposit account)."""
     return {"status": status, "amount_fen": item.amount, "payer_wallet": item.payer_id,
             "payee_wallet": item.payee_id, "balance_after_fen": payer.balance_fen,
             "pulled_from_deposit_fen": 0}
@@ -312,13 +317,13 @@ class FastPath:
                                lambda: self.bank.pay(raw))
 
     async def pay_as(self, env: Envelope, payer: Any, payee_id: str, amount: int, *,
-                     memo: str | None = None, hook=None) -> dict:
+                     memo: str | None = None, mandate_id: str | None = None) -> dict:
         """`Bank.pay_as`: a payment authorised by another instruction (a payment code)."""
         from bank.services import Bank
 
         standard = lambda: Bank.pay_as(self.bank, env, payer, payee_id, amount,  # noqa: E731
-                                       memo=memo, hook=hook)
-        if not self.on or hook is not None:
+                                       memo=memo, mandate_id=mandate_id)
+        if not self.on or mandate_id is not None:
             return await standard()
         if payee_id == payer.wallet_id:
             raise RailError("self_payment")
@@ -445,6 +450,15 @@ class FastPath:
             else:
                 pending[r["wallet_id"]] = r["value"]
         ids.sort(reverse=True)
+        for wallet_id in capped_payees:   # as `lock_wallet(for_credit=True)` counts them
+            states[wallet_id].pending_out_fen = pending.get(wallet_id, 0)
+        books = LockedBooks(limits, wallets=states, payees={
+            r["wallet_id"]: WalletState(r["wallet_id"], r["status"], r["kyc_class"], 0, 0, 0,
+                                        r["topup_on_use"], r["deposit_account"])
+            for r in unlocked.values()}, orders={
+            r["order_id"]: orders.OrderState(r["order_id"], r["merchant_wallet"],
+                                             r["amount_fen"], r["status"], r["expires_ms"])
+            for r in order_rows.values()})
         # Every locked wallet is written back: its credits were folded.
         plan = sql.Plan(sql.TXN_COLUMNS, wallets=states)
         for item in batch:
@@ -453,89 +467,57 @@ class FastPath:
             if payer is None:                 # cannot happen: the key named it; be safe
                 item.fallback = True
                 continue
-            if item.to_bank is not None:
-                self._debit_for_other_bank(plan, item, payer, ids)
-                if item.outcome is not None:   # in flight now: a later credit's cap counts it
-                    pending[item.payer_id] = pending.get(item.payer_id, 0) + item.amount
+            if payer.topup_on_use and payer.deposit_account and payer.balance_fen < item.amount:
+                item.fallback = True          # would pull from the deposit account
                 continue
+            payment = Payment(item.payer_id, item.payee_id, item.amount, item.order_id,
+                              to_bank=item.to_bank)
             try:
-                if item.order_id is not None:
-                    row = order_rows.get(item.order_id)
-                    if row is None:
-                        raise RailError("unknown_order")
-                    orders.check_payable(orders.OrderState(
-                        row["order_id"], row["merchant_wallet"], row["amount_fen"],
-                        row["status"], row["expires_ms"]), item.payee_id, item.amount, at)
-                if item.payee_id in states:
-                    payee = states[item.payee_id]
-                elif item.payee_id in unlocked:
-                    r = unlocked[item.payee_id]
-                    payee = WalletState(r["wallet_id"], r["status"], r["kyc_class"], 0, 0, 0,
-                                        r["topup_on_use"], r["deposit_account"])
-                else:
-                    raise RailError("unknown_wallet", f"no wallet {item.payee_id} at this bank")
-                if payer.topup_on_use and payer.deposit_account \
-                        and payer.balance_fen < item.amount:
-                    item.fallback = True      # would pull from the deposit account
-                    continue
-                debit = plan_debit(payer, limits[payer.kyc_class], item.amount, at, 0)
-                payee_locked = item.payee_id in states
-                if payee_locked and limits[payee.kyc_class].balance_cap_fen is not None:
-                    seen_by_rules = WalletState(
-                        payee.wallet_id, payee.status, payee.kyc_class, payee.balance_fen,
-                        payee.day, payee.spent_today_fen, payee.topup_on_use,
-                        payee.deposit_account, pending.get(payee.wallet_id, 0))
-                else:   # as `Bank` sees an uncapped payee: unlocked, no balance
-                    seen_by_rules = WalletState(payee.wallet_id, payee.status, payee.kyc_class,
-                                                0, 0, 0, payee.topup_on_use,
-                                                payee.deposit_account)
-                credit = plan_credit(seen_by_rules, limits[payee.kyc_class], item.amount)
-                if credit.swept_to_deposit_fen:
-                    item.fallback = True      # would sweep past the cap to the deposit account
-                    continue
+                decision = decide_payment(payment, books, at)
             except RailError as refusal:
                 self._refuse(plan, item, ids.pop(), refusal)
                 continue
+            if decision.moves_deposits:
+                item.fallback = True          # would sweep past the cap to the deposit account
+                continue
+            apply_payment(payment, decision, books)
             txn = ids.pop()
-            result = {**_debited(payer, debit, item, SETTLED), "swept_to_deposit_fen": 0}
-            if item.order_id is not None:
-                result["order_id"] = item.order_id
-                order_rows[item.order_id]["status"] = orders.PAID
-                plan.add(plan.paid_orders, sql.ORDER_COLUMNS,
-                         (item.order_id, item.payer_id, at, txn))
-            url = hooks.get(item.payee_id)
-            if url:   # `Bank._queue_webhook`: queued in the payment's own transaction
-                body = {"event": "payment.received", "payment_id": f"P{txn}",
-                        "amount_fen": item.amount, "status": SETTLED, "order_id": item.order_id,
-                        "at_ms": at}
-                plan.add(plan.hooks, sql.HOOK_COLUMNS,
-                         (item.payee_id, txn, orjson.dumps(body).decode(), url, at))
-            if payee_locked:
-                payee.balance_fen += credit.to_wallet_fen
-            elif credit.to_wallet_fen:
-                plan.add(plan.credits, sql.CREDIT_COLUMNS, (item.payee_id, credit.to_wallet_fen))
-            sql.add_postings(plan.postings, txn, ledger.payment(
-                item.payer_id, None, debit, item.payee_id, None,
-                CreditPlan(credit.to_wallet_fen, 0)))
-            item.outcome = {**result, "payment_id": f"P{txn}", "created_ms": at}
-            self._add_txn(plan, item, txn, SETTLED, None, result)
+            if item.to_bank is not None:
+                self._add_debit_for_other_bank(plan, item, payer, decision.debit, txn)
+            else:
+                self._add_payment(plan, item, payer, decision, txn, hooks.get(item.payee_id),
+                                  credit_in_place=item.payee_id in states)
         return plan
 
-    def _debit_for_other_bank(self, plan: sql.Plan, item: _Payment, payer: WalletState,
-                              ids: list[int]) -> None:
-        """The debit of `Bank._pay_other_bank`: the same rules (`plan_debit`) and refusals;
-        the payer's wallet to `interbank_out`, the row `processing` under its transfer id
-        until central answers. No payee to look up: it is at the other bank."""
-        if payer.topup_on_use and payer.deposit_account and payer.balance_fen < item.amount:
-            item.fallback = True      # would pull from the deposit account
-            return
-        try:
-            debit = plan_debit(payer, self.bank.limits[payer.kyc_class], item.amount, item.at, 0)
-        except RailError as refusal:
-            self._refuse(plan, item, ids.pop(), refusal)
-            return
-        txn = ids.pop()
-        result = {**_debited(payer, debit, item, PROCESSING), "transfer_id": item.transfer_id}
+    def _add_payment(self, plan: sql.Plan, item: _Payment, payer: WalletState,
+                     decision: PaymentDecision, txn: int, webhook_url: str | None, *,
+                     credit_in_place: bool) -> None:
+        """A payment here, as `Bank._pay_here` writes it: settled, the payee credited (in
+        its locked row, or by an appended credit), the order paid, the webhook queued."""
+        at = item.at
+        result = {**_result(payer, item, SETTLED), "swept_to_deposit_fen": 0}
+        if item.order_id is not None:
+            result["order_id"] = item.order_id
+            plan.add(plan.paid_orders, sql.ORDER_COLUMNS, (item.order_id, item.payer_id, at, txn))
+        if webhook_url:   # `Bank._queue_webhook`: queued in the payment's own transaction
+            body = {"event": "payment.received", "payment_id": f"P{txn}",
+                    "amount_fen": item.amount, "status": SETTLED, "order_id": item.order_id,
+                    "at_ms": at}
+            plan.add(plan.hooks, sql.HOOK_COLUMNS,
+                     (item.payee_id, txn, orjson.dumps(body).decode(), webhook_url, at))
+        credit = decision.credit
+        if not credit_in_place and credit.to_wallet_fen:
+            plan.add(plan.credits, sql.CREDIT_COLUMNS, (item.payee_id, credit.to_wallet_fen))
+        sql.add_postings(plan.postings, txn, ledger.payment(
+            item.payer_id, None, decision.debit, item.payee_id, None, credit))
+        item.outcome = {**result, "payment_id": f"P{txn}", "created_ms": at}
+        self._add_txn(plan, item, txn, SETTLED, None, result)
+
+    def _add_debit_for_other_bank(self, plan: sql.Plan, item: _Payment, payer: WalletState,
+                                  debit, txn: int) -> None:
+        """The debit of `Bank._pay_other_bank`: the payer's wallet to `interbank_out`, the
+        row `processing` under its transfer id until central answers."""
+        result = {**_result(payer, item, PROCESSING), "transfer_id": item.transfer_id}
         if item.order_id is not None:
             result["order_id"] = item.order_id
         sql.add_postings(plan.postings, txn, ledger.interbank_out(item.payer_id,

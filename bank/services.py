@@ -23,6 +23,13 @@ from bank.adapters.books_sql import VaultShort
 from bank.adapters.hot_state import HotState
 from bank.domain import audit as bank_audit
 from bank.domain import ledger, orders
+from bank.domain.payments import (
+    LockedBooks,
+    Payment,
+    PaymentDecision,
+    apply_payment,
+    decide_payment,
+)
 from bank.domain.wallets import (
     CreditPlan,
     MERCHANT,
@@ -517,65 +524,74 @@ class Bank:
         return outcome
 
     async def pay_as(self, env: Envelope, payer: Any, payee_id: str, amount: int, *,
-                     memo: str | None = None, hook=None) -> dict:
+                     memo: str | None = None, mandate_id: str | None = None) -> dict:
         """A payment whose instruction is not a `bank.pay` but something the payer (a
-        payment code) or the payer's mandate authorised; `env` keys its idempotency."""
+        payment code) or the payer's mandate (`mandate_id`) authorised; `env` keys its
+        idempotency."""
         if payee_id == payer.wallet_id:
             raise RailError("self_payment")
         refusal = self._refusal_row(env, "payment", amount, payer_wallet=payer.wallet_id,
                                     payee_wallet=payee_id, memo=memo)
         if wallet_bank(payee_id) != self.bank_id:
             return await self._pay_other_bank(env, payer, payee_id, amount, memo, refusal,
-                                              hook=hook)
+                                              mandate_id=mandate_id)
         outcome = await self._execute(env, payer.wallet_id, lambda conn: self._pay_here(
-            conn, env, payer.wallet_id, payee_id, amount, memo, None, hook), refusal)
+            conn, env, payer.wallet_id, payee_id, amount, memo, None, mandate_id), refusal)
         if not outcome.get("repeated"):
             self._notify(payee_id, {"event": "payment.received", "amount_fen": amount,
                                     "payment_id": outcome["payment_id"]})
         return outcome
 
-    async def _claim_order(self, conn: AsyncConnection, order_id: str, payee_id: str,
-                           amount: int, payer_id: str, at: int) -> None:
-        """Lock the order and mark it paid in the payment's own transaction: of two wallets
-        paying one order at once, the second finds it paid. A refusal rolls this back."""
-        row = (await conn.execute(sa.select(t.orders).where(
-            t.orders.c.order_id == order_id).with_for_update())).first()
-        if row is None:
-            raise RailError("unknown_order")
-        orders.check_payable(orders.OrderState(row.order_id, row.merchant_wallet,
-                                               row.amount_fen, row.status, row.expires_ms),
-                             payee_id, amount, at)
-        await conn.execute(t.orders.update().where(t.orders.c.order_id == order_id).values(
-            status=orders.PAID, payer_wallet=payer_id, updated_ms=at))
+    async def _lock_books(self, conn: AsyncConnection, payment: Payment) -> tuple[LockedBooks, Any]:
+        """Lock what deciding `payment` reads, in the order every path takes its locks: the
+        mandate, the order, then wallets by id (two opposite payments never deadlock). The
+        payee is locked only when its balance cap must be checked on a stable balance."""
+        books = LockedBooks(self.limits)
+        if payment.mandate_id is not None:
+            mandate = await sql.lock_mandate(conn, payment.mandate_id)
+            if mandate is not None:
+                books.mandates[payment.mandate_id] = mandate
+        if payment.order_id is not None and payment.to_bank is None:
+            order = await sql.lock_order(conn, payment.order_id)
+            if order is not None:
+                books.orders[payment.order_id] = order
+        to_lock, payee_row = [payment.payer_id], None
+        if payment.to_bank is None:
+            payee_row = await sql.wallet_row(conn, payment.payee_id)
+            if payee_row is not None:
+                books.payees[payee_row.wallet_id] = WalletState(
+                    payee_row.wallet_id, payee_row.status, payee_row.kyc_class, 0, 0, 0,
+                    payee_row.topup_on_use, payee_row.deposit_account)
+                if self.limits[payee_row.kyc_class].balance_cap_fen is not None:
+                    to_lock.append(payee_row.wallet_id)
+        for wallet_id in sorted(to_lock):
+            _row, books.wallets[wallet_id] = await sql.lock_wallet(
+                conn, wallet_id, for_credit=wallet_id == payment.payee_id)
+        payer = books.wallets[payment.payer_id]
+        if payer.topup_on_use:
+            books.deposits[payer.wallet_id] = await sql.deposit_balance(conn,
+                                                                        payer.deposit_account)
+        return books, payee_row
+
+    async def _decided(self, conn: AsyncConnection, payment: Payment, at: int) -> tuple[
+            LockedBooks, PaymentDecision, Any]:
+        """Lock, decide (a refusal raises and rolls back), and keep the mandate's use:
+        (the books after the payment, its decision, the payee's row when it is here)."""
+        books, payee_row = await self._lock_books(conn, payment)
+        decision = decide_payment(payment, books, at)
+        apply_payment(payment, decision, books)
+        if payment.mandate_id is not None:
+            await sql.save_mandate(conn, payment.mandate_id, books.mandates[payment.mandate_id])
+        return books, decision, payee_row
 
     async def _pay_here(self, conn: AsyncConnection, env: Envelope, payer_id: str,
                         payee_id: str, amount: int, memo: str | None,
-                        order_id: str | None = None, hook=None) -> dict:
+                        order_id: str | None = None, mandate_id: str | None = None) -> dict:
         at = now_ms()
-        if hook is not None:
-            await hook(conn, at)
-        if order_id is not None:
-            await self._claim_order(conn, order_id, payee_id, amount, payer_id, at)
-        payee_row = await sql.wallet_row(conn, payee_id)
-        if payee_row is None:
-            raise RailError("unknown_wallet", f"no wallet {payee_id} at this bank")
-        payee_capped = self.limits[payee_row.kyc_class].balance_cap_fen is not None
-        # Lock in one order (by wallet id) so two opposite payments never deadlock; lock
-        # the payee only when its balance cap must be checked against a stable balance.
-        states: dict[str, WalletState] = {}
-        for wallet_id in sorted([payer_id, payee_id] if payee_capped else [payer_id]):
-            _row, states[wallet_id] = await sql.lock_wallet(
-                conn, wallet_id, for_credit=wallet_id == payee_id)
-        payer = states[payer_id]
-        payee = states.get(payee_id) or WalletState(
-            payee_row.wallet_id, payee_row.status, payee_row.kyc_class, 0, 0, 0,
-            payee_row.topup_on_use, payee_row.deposit_account)
-        available = await sql.deposit_balance(conn, payer.deposit_account) \
-            if payer.topup_on_use else 0
-        debit = plan_debit(payer, self.limits[payer.kyc_class], amount, at, available)
-        credit = plan_credit(payee, self.limits[payee.kyc_class], amount)
-        payer.balance_fen, payer.day = debit.balance_after_fen, debit.day
-        payer.spent_today_fen = debit.spent_today_after_fen
+        payment = Payment(payer_id, payee_id, amount, order_id, mandate_id)
+        books, decision, payee_row = await self._decided(conn, payment, at)
+        debit, credit = decision.debit, decision.credit
+        payer, payee = books.wallets[payer_id], books.payee(payee_id)
         result = {"status": SETTLED, "amount_fen": amount, "payer_wallet": payer_id,
                   "payee_wallet": payee_id, "balance_after_fen": payer.balance_fen,
                   "pulled_from_deposit_fen": debit.pulled_from_deposit_fen,
@@ -587,16 +603,14 @@ class Bank:
             memo=memo, order_id=order_id, pulled_fen=debit.pulled_from_deposit_fen,
             result=orjson.dumps(result).decode()))
         if order_id is not None:
-            await conn.execute(t.orders.update().where(t.orders.c.order_id == order_id)
-                               .values(paid_txn_id=txn))
+            await sql.mark_order_paid(conn, order_id, payer_id, at, txn)
         await self._queue_webhook(conn, payee_id, payee_row.webhook_url, txn, {
             "event": "payment.received", "payment_id": f"P{txn}", "amount_fen": amount,
             "status": SETTLED, "order_id": order_id})
         await sql.insert_postings(conn, txn, ledger.payment(
             payer_id, payer.deposit_account, debit, payee_id, payee.deposit_account, credit))
         await sql.save_wallet(conn, payer)
-        if payee_id in states:
-            payee.balance_fen += credit.to_wallet_fen
+        if payee_id in books.wallets:
             await sql.save_wallet(conn, payee)
         else:
             await sql.append_credit(conn, payee_id, credit.to_wallet_fen)
@@ -609,20 +623,15 @@ class Bank:
 
     async def _pay_other_bank(self, env: Envelope, payer, payee_id: str, amount: int,
                               memo: str | None, refusal, *, order_id: str | None = None,
-                              hook=None) -> dict:
+                              mandate_id: str | None = None) -> dict:
         to_bank = wallet_bank(payee_id)
         transfer_id = f"{self.bank_id}.{secrets.token_hex(16)}"
 
         async def apply(conn: AsyncConnection) -> dict:
             at = now_ms()
-            if hook is not None:
-                await hook(conn, at)
-            _row, state = await sql.lock_wallet(conn, payer.wallet_id)
-            available = await sql.deposit_balance(conn, state.deposit_account) \
-                if state.topup_on_use else 0
-            debit = plan_debit(state, self.limits[state.kyc_class], amount, at, available)
-            state.balance_fen, state.day = debit.balance_after_fen, debit.day
-            state.spent_today_fen = debit.spent_today_after_fen
+            payment = Payment(payer.wallet_id, payee_id, amount, order_id, mandate_id, to_bank)
+            books, decision, _ = await self._decided(conn, payment, at)
+            debit, state = decision.debit, books.wallets[payer.wallet_id]
             result = {"status": PROCESSING, "amount_fen": amount, "payer_wallet": payer.wallet_id,
                       "payee_wallet": payee_id, "balance_after_fen": state.balance_fen,
                       "pulled_from_deposit_fen": debit.pulled_from_deposit_fen,
@@ -758,6 +767,16 @@ class Bank:
             except RailError as exc:
                 log.info("transfer of P%s not finished yet: %s", txn_id, exc.code)
         return len(due)
+
+    async def _claim_order(self, conn: AsyncConnection, order_id: str, payee_id: str,
+                           amount: int, payer_id: str, at: int) -> None:
+        """An order paid from another bank: locked, checked and marked paid in the credit's
+        own transaction (a refusal rolls it back)."""
+        order = await sql.lock_order(conn, order_id)
+        if order is None:
+            raise RailError("unknown_order")
+        orders.check_payable(order, payee_id, amount, at)
+        await sql.mark_order_paid(conn, order_id, payer_id, at)
 
     # --- interbank, bank B: the idempotent receiver -------------------------------------
 

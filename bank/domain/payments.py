@@ -1,0 +1,161 @@
+"""Deciding payments: every money rule of a wallet payment, in one place, for one payment or
+a batch of them.
+
+Both ways a bank writes payments ask here: one transaction per payment (`bank/services.py`,
+on SQLite and PostgreSQL) and many to one transaction (`bank/fastpath.py`). The caller locks
+what a payment reads (the payer, a capped payee, the order, the mandate), puts it in a
+`LockedBooks`, and writes exactly what the decisions say. Nothing here touches a database.
+
+The rules, first refusal wins: not to oneself; the mandate allows it (a charge under a
+mandate); the order is payable (a dynamic QR); the payee is a wallet here; the payer may pay
+(open, per-payment cap, daily cap, funds, top-up on use); the payee may receive (open,
+balance cap counting what it has in flight, the excess swept to its deposit account).
+A payee at another bank is decided by its bank; here only the debit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bank.domain import mandates, orders
+from bank.domain.wallets import (
+    ClassLimits,
+    CreditPlan,
+    DebitPlan,
+    WalletState,
+    plan_credit,
+    plan_debit,
+)
+from rail_protocol.errors import RailError
+
+
+@dataclass(frozen=True, slots=True)
+class Payment:
+    """A payment to decide: `to_bank` is set when the payee is at another bank."""
+
+    payer_id: str
+    payee_id: str
+    amount_fen: int
+    order_id: str | None = None
+    mandate_id: str | None = None
+    to_bank: str | None = None
+
+
+@dataclass(slots=True)
+class MandateState:
+    """A mandate as a charge under it needs it, read with its row locked."""
+
+    status: str
+    terms: mandates.MandateTerms
+    used_fen: int
+    period_key: int
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentDecision:
+    """What a payment does: the payer's debit and, for a payee here, its credit."""
+
+    debit: DebitPlan
+    credit: CreditPlan | None = None
+    mandate_period_key: int | None = None
+    mandate_used_fen: int | None = None
+
+    @property
+    def moves_deposits(self) -> bool:
+        """Whether money also moves in or out of a deposit account (top-up on use, sweep)."""
+        swept = self.credit.swept_to_deposit_fen if self.credit else 0
+        return bool(self.debit.pulled_from_deposit_fen or swept)
+
+
+@dataclass(slots=True)
+class LockedBooks:
+    """What a batch of payments is decided against. `wallets` holds the states read with
+    their rows locked (payers, and payees whose balance cap must be checked); `payees` the
+    payees read without a lock (no balance cap: a popular merchant is never locked), whose
+    balance the rules do not need. Deciding a payment and applying it updates these, so the
+    next payment of the batch sees what the one before it left."""
+
+    limits: dict[int, ClassLimits]
+    wallets: dict[str, WalletState] = field(default_factory=dict)
+    payees: dict[str, WalletState] = field(default_factory=dict)
+    orders: dict[str, orders.OrderState] = field(default_factory=dict)
+    mandates: dict[str, MandateState] = field(default_factory=dict)
+    deposits: dict[str, int] = field(default_factory=dict)   # payer's linked account balance
+
+    def payee(self, wallet_id: str) -> WalletState:
+        """The payee as the rules see it: locked with its balance, or unlocked with none."""
+        if wallet_id in self.wallets:
+            return self.wallets[wallet_id]
+        state = self.payees.get(wallet_id)
+        if state is None:
+            raise RailError("unknown_wallet", f"no wallet {wallet_id} at this bank")
+        return WalletState(state.wallet_id, state.status, state.kyc_class, 0, 0, 0,
+                           state.topup_on_use, state.deposit_account)
+
+
+def decide_payment(payment: Payment, books: LockedBooks, at_ms: int) -> PaymentDecision:
+    """Decide one payment against `books`, first refusal wins (the module's list); raises
+    the refusal as a `RailError`. Changes nothing: `apply_payment` does."""
+    if payment.payee_id == payment.payer_id:
+        raise RailError("self_payment")
+    key = used = None
+    if payment.mandate_id is not None:
+        mandate = books.mandates.get(payment.mandate_id)
+        if mandate is None:
+            raise RailError("unknown_mandate")
+        key, used = mandates.plan_charge(mandate.status, mandate.terms, mandate.used_fen,
+                                         mandate.period_key, payment.amount_fen, at_ms)
+    if payment.order_id is not None and payment.to_bank is None:   # else the payee's bank's
+        order = books.orders.get(payment.order_id)
+        if order is None:
+            raise RailError("unknown_order")
+        orders.check_payable(order, payment.payee_id, payment.amount_fen, at_ms)
+    payee = books.payee(payment.payee_id) if payment.to_bank is None else None
+    payer = books.wallets[payment.payer_id]
+    available = books.deposits.get(payment.payer_id, 0) if payer.topup_on_use else 0
+    debit = plan_debit(payer, books.limits[payer.kyc_class], payment.amount_fen, at_ms,
+                       available)
+    credit = None
+    if payee is not None:
+        credit = plan_credit(payee, books.limits[payee.kyc_class], payment.amount_fen)
+    return PaymentDecision(debit, credit, key, used)
+
+
+def apply_payment(payment: Payment, decision: PaymentDecision, books: LockedBooks) -> None:
+    """What a decided payment leaves in `books` for the next one: the payer debited, a
+    locked payee credited, the order paid, the mandate's period used, an interbank payment
+    counted as in flight (a later credit to the payer counts it against its cap)."""
+    payer = books.wallets[payment.payer_id]
+    debit = decision.debit
+    payer.balance_fen, payer.day = debit.balance_after_fen, debit.day
+    payer.spent_today_fen = debit.spent_today_after_fen
+    if debit.pulled_from_deposit_fen:
+        books.deposits[payment.payer_id] -= debit.pulled_from_deposit_fen
+    if payment.to_bank is not None:
+        payer.pending_out_fen += payment.amount_fen
+    elif payment.payee_id in books.wallets:
+        books.wallets[payment.payee_id].balance_fen += decision.credit.to_wallet_fen
+    if payment.order_id is not None and payment.to_bank is None:
+        order = books.orders[payment.order_id]
+        books.orders[payment.order_id] = orders.OrderState(
+            order.order_id, order.merchant_wallet, order.amount_fen, orders.PAID,
+            order.expires_ms, order.refunded_fen)
+    if payment.mandate_id is not None:
+        mandate = books.mandates[payment.mandate_id]
+        mandate.period_key, mandate.used_fen = decision.mandate_period_key, \
+            decision.mandate_used_fen
+
+
+def decide_payments(payments: list[Payment], books: LockedBooks,
+                    at_ms: int) -> list[PaymentDecision | RailError]:
+    """A batch, in turn: each payment decided against what the ones before it left, and
+    applied when it passes. One request is a batch of one."""
+    decided: list[PaymentDecision | RailError] = []
+    for payment in payments:
+        try:
+            decision = decide_payment(payment, books, at_ms)
+        except RailError as refusal:
+            decided.append(refusal)
+            continue
+        apply_payment(payment, decision, books)
+        decided.append(decision)
+    return decided
