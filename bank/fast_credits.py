@@ -52,7 +52,8 @@ import orjson
 
 from bank.adapters import batch_sql as sql
 from bank.domain import ledger, orders
-from bank.domain.wallets import OPEN, CreditPlan, WalletState, plan_credit
+from bank.domain.payments import Credit, LockedBooks, apply_credit, decide_credit
+from bank.domain.wallets import CreditPlan, WalletState
 from bank.services import REJECTED, SETTLED
 from rail_protocol.batches import MAX_BODY_BYTES as MAX_BATCH_BODY_BYTES
 from rail_protocol.batches import parse_batch
@@ -249,6 +250,13 @@ class FastCredits:
             else:
                 locked[r["wallet_id"]].pending_out_fen = r["value"]
         ids.sort(reverse=True)
+        books = LockedBooks(limits, wallets=locked, payees={
+            r["wallet_id"]: WalletState(r["wallet_id"], r["status"], r["kyc_class"], 0, 0, 0,
+                                        r["topup_on_use"], r["deposit_account"])
+            for r in rows.values() if not r["locked"]}, orders={
+            r["order_id"]: orders.OrderState(r["order_id"], r["merchant_wallet"],
+                                             r["amount_fen"], r["status"], r["expires_ms"])
+            for r in order_rows.values()})
         # Every locked wallet is written back: its credits were folded.
         plan = sql.Plan(sql.CREDIT_TXN_COLUMNS, wallets=locked)
         behind: set[str] = set()        # payees and orders whose next credits go the standard way
@@ -257,45 +265,21 @@ class FastCredits:
             credit.standard = credit.sticky or credit.payee_id in behind \
                 or (credit.order_id is not None and credit.order_id in behind)
             if not credit.standard:
+                inbound = Credit(credit.payee_id, credit.amount, credit.order_id)
                 try:
-                    to_wallet = self._plan(credit, order_rows, rows, locked, at)
-                    credit.standard = to_wallet is None
+                    decided = decide_credit(inbound, books, at)
                 except RailError as refusal:
                     credit.code = refusal.code
                     self._add_txn(plan, credit, ids.pop(), at)
                     continue
+                credit.standard = decided.swept_to_deposit_fen > 0   # `Bank` sweeps
             if credit.standard:
                 behind.update(k for k in (credit.payee_id, credit.order_id) if k is not None)
                 continue
-            self._add_credit(plan, credit, ids.pop(), at, to_wallet, rows[credit.payee_id],
-                             locked.get(credit.payee_id))
+            apply_credit(inbound, decided, books)
+            self._add_credit(plan, credit, ids.pop(), at, decided.to_wallet_fen,
+                             rows[credit.payee_id], credit.payee_id in locked)
         return plan
-
-    def _plan(self, credit: _Credit, order_rows: dict, rows: dict, locked: dict,
-              at: int) -> int | None:
-        """The domain's decision on one credit, checks in `_credit_from_other_bank`'s order:
-        how much lands in the wallet, None when it would sweep to the deposit account."""
-        if credit.order_id is not None:
-            row = order_rows.get(credit.order_id)
-            if row is None:
-                raise RailError("unknown_order")
-            orders.check_payable(orders.OrderState(
-                row["order_id"], row["merchant_wallet"], row["amount_fen"], row["status"],
-                row["expires_ms"]), credit.payee_id, credit.amount, at)
-        r = rows.get(credit.payee_id)
-        if r is None:
-            raise RailError("unknown_wallet")
-        payee = locked.get(credit.payee_id) or WalletState(
-            r["wallet_id"], r["status"], r["kyc_class"], 0, 0, 0, r["topup_on_use"],
-            r["deposit_account"])
-        if payee.status != OPEN:
-            raise RailError("wallet_closed")
-        plan = plan_credit(payee, self.bank.limits[payee.kyc_class], credit.amount)
-        if plan.swept_to_deposit_fen:
-            return None
-        if credit.order_id is not None:
-            order_rows[credit.order_id]["status"] = orders.PAID
-        return plan.to_wallet_fen
 
     def _add_txn(self, plan: sql.Plan, credit: _Credit, txn: int, at: int) -> None:
         """The `interbank_in` row `_credit_from_other_bank` writes, settled or refused."""
@@ -308,15 +292,13 @@ class FastCredits:
         plan.written.append(credit)
 
     def _add_credit(self, plan: sql.Plan, credit: _Credit, txn: int, at: int, to_wallet: int,
-                    payee_row: Any, payee: WalletState | None) -> None:
+                    payee_row: Any, credited_in_place: bool) -> None:
         """A settled credit: its row, postings, the wallet (or an appended credit), the order
         claimed, and the merchant's webhook queued (`Bank._queue_webhook`)."""
         self._add_txn(plan, credit, txn, at)
         sql.add_postings(plan.postings, txn, ledger.interbank_in(
             credit.payee_id, payee_row["deposit_account"], CreditPlan(to_wallet, 0)))
-        if payee is not None:
-            payee.balance_fen += to_wallet
-        else:
+        if not credited_in_place:   # a locked payee's balance is written back whole
             plan.add(plan.credits, sql.CREDIT_COLUMNS, (credit.payee_id, to_wallet))
         if credit.order_id is not None:
             plan.add(plan.paid_orders, sql.ORDER_COLUMNS, (

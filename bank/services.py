@@ -24,10 +24,13 @@ from bank.adapters.hot_state import HotState
 from bank.domain import audit as bank_audit
 from bank.domain import ledger, orders
 from bank.domain.payments import (
+    Credit,
     LockedBooks,
     Payment,
     PaymentDecision,
+    apply_credit,
     apply_payment,
+    decide_credit,
     decide_payment,
 )
 from bank.domain.wallets import (
@@ -542,42 +545,47 @@ class Bank:
                                     "payment_id": outcome["payment_id"]})
         return outcome
 
-    async def _lock_books(self, conn: AsyncConnection, payment: Payment) -> tuple[LockedBooks, Any]:
-        """Lock what deciding `payment` reads, in the order every path takes its locks: the
-        mandate, the order, then wallets by id (two opposite payments never deadlock). The
-        payee is locked only when its balance cap must be checked on a stable balance."""
+    async def _lock_books(self, conn: AsyncConnection, *, payer_id: str | None = None,
+                          payee_id: str | None = None, order_id: str | None = None,
+                          mandate_id: str | None = None) -> tuple[LockedBooks, Any]:
+        """Lock what deciding a payment or credit reads, in the order every path takes its
+        locks: the mandate, the order, then wallets by id (two opposite payments never
+        deadlock). The payee is locked only when its balance cap must be checked on a
+        stable balance. Returns the books and the payee's row (None if it has none)."""
         books = LockedBooks(self.limits)
-        if payment.mandate_id is not None:
-            mandate = await sql.lock_mandate(conn, payment.mandate_id)
+        if mandate_id is not None:
+            mandate = await sql.lock_mandate(conn, mandate_id)
             if mandate is not None:
-                books.mandates[payment.mandate_id] = mandate
-        if payment.order_id is not None and payment.to_bank is None:
-            order = await sql.lock_order(conn, payment.order_id)
+                books.mandates[mandate_id] = mandate
+        if order_id is not None:
+            order = await sql.lock_order(conn, order_id)
             if order is not None:
-                books.orders[payment.order_id] = order
-        to_lock, payee_row = [payment.payer_id], None
-        if payment.to_bank is None:
-            payee_row = await sql.wallet_row(conn, payment.payee_id)
+                books.orders[order_id] = order
+        to_lock, payee_row = [payer_id] if payer_id else [], None
+        if payee_id is not None:
+            payee_row = await sql.wallet_row(conn, payee_id)
             if payee_row is not None:
-                books.payees[payee_row.wallet_id] = WalletState(
-                    payee_row.wallet_id, payee_row.status, payee_row.kyc_class, 0, 0, 0,
+                books.payees[payee_id] = WalletState(
+                    payee_id, payee_row.status, payee_row.kyc_class, 0, 0, 0,
                     payee_row.topup_on_use, payee_row.deposit_account)
                 if self.limits[payee_row.kyc_class].balance_cap_fen is not None:
-                    to_lock.append(payee_row.wallet_id)
+                    to_lock.append(payee_id)
         for wallet_id in sorted(to_lock):
             _row, books.wallets[wallet_id] = await sql.lock_wallet(
-                conn, wallet_id, for_credit=wallet_id == payment.payee_id)
-        payer = books.wallets[payment.payer_id]
-        if payer.topup_on_use:
-            books.deposits[payer.wallet_id] = await sql.deposit_balance(conn,
-                                                                        payer.deposit_account)
+                conn, wallet_id, for_credit=wallet_id == payee_id)
+        payer = books.wallets.get(payer_id)
+        if payer is not None and payer.topup_on_use:
+            books.deposits[payer_id] = await sql.deposit_balance(conn, payer.deposit_account)
         return books, payee_row
 
     async def _decided(self, conn: AsyncConnection, payment: Payment, at: int) -> tuple[
             LockedBooks, PaymentDecision, Any]:
         """Lock, decide (a refusal raises and rolls back), and keep the mandate's use:
         (the books after the payment, its decision, the payee's row when it is here)."""
-        books, payee_row = await self._lock_books(conn, payment)
+        here = payment.to_bank is None   # else the payee and its order are another bank's
+        books, payee_row = await self._lock_books(
+            conn, payer_id=payment.payer_id, payee_id=payment.payee_id if here else None,
+            order_id=payment.order_id if here else None, mandate_id=payment.mandate_id)
         decision = decide_payment(payment, books, at)
         apply_payment(payment, decision, books)
         if payment.mandate_id is not None:
@@ -768,16 +776,6 @@ class Bank:
                 log.info("transfer of P%s not finished yet: %s", txn_id, exc.code)
         return len(due)
 
-    async def _claim_order(self, conn: AsyncConnection, order_id: str, payee_id: str,
-                           amount: int, payer_id: str, at: int) -> None:
-        """An order paid from another bank: locked, checked and marked paid in the credit's
-        own transaction (a refusal rolls it back)."""
-        order = await sql.lock_order(conn, order_id)
-        if order is None:
-            raise RailError("unknown_order")
-        orders.check_payable(order, payee_id, amount, at)
-        await sql.mark_order_paid(conn, order_id, payer_id, at)
-
     # --- interbank, bank B: the idempotent receiver -------------------------------------
 
     async def interbank_credit(self, raw: object) -> dict:
@@ -854,40 +852,28 @@ class Bank:
         try:
             async with self.engine.begin() as conn:
                 at = now_ms()
-                if order_id is not None:
-                    await self._claim_order(conn, order_id, payee_id, amount,
-                                            payer_id or f"{from_bank}.?", at)
                 to_deposit = 0
-                if refund_of is not None:
+                if refund_of is not None:   # the refunded payment is locked before the wallet
                     to_deposit, original = await self._book_inbound_refund(
                         conn, refund_of, payee_id, amount, at)
                     base["refund_of"] = original
-                payee_row = await sql.wallet_row(conn, payee_id)
-                if payee_row is None:
-                    raise RailError("unknown_wallet")
-                locked = self.limits[payee_row.kyc_class].balance_cap_fen is not None
-                if locked:
-                    _r, payee = await sql.lock_wallet(conn, payee_id, for_credit=True)
-                else:
-                    payee = WalletState(payee_id, payee_row.status, payee_row.kyc_class, 0, 0, 0,
-                                        payee_row.topup_on_use, payee_row.deposit_account)
-                if payee_row.status != OPEN:
-                    raise RailError("wallet_closed")
-                credit = plan_credit(payee, self.limits[payee.kyc_class], amount - to_deposit) \
-                    if amount > to_deposit else CreditPlan(0, 0)
-                credit = CreditPlan(credit.to_wallet_fen, credit.swept_to_deposit_fen + to_deposit)
+                books, payee_row = await self._lock_books(conn, payee_id=payee_id,
+                                                          order_id=order_id)
+                inbound = Credit(payee_id, amount, order_id, to_deposit)
+                credit = decide_credit(inbound, books, at)
+                apply_credit(inbound, credit, books)
+                payee = books.payee(payee_id)
                 txn = await sql.insert_transaction(conn, **base, status=SETTLED,
                                                    created_ms=at, updated_ms=at)
                 if order_id is not None:
-                    await conn.execute(t.orders.update().where(
-                        t.orders.c.order_id == order_id).values(paid_txn_id=txn))
+                    await sql.mark_order_paid(conn, order_id, payer_id or f"{from_bank}.?", at,
+                                              txn)
                 await self._queue_webhook(conn, payee_id, payee_row.webhook_url, txn, {
                     "event": "payment.received", "payment_id": f"P{txn}", "amount_fen": amount,
                     "status": SETTLED, "order_id": order_id, "from_bank": from_bank})
                 await sql.insert_postings(conn, txn, ledger.interbank_in(
                     payee_id, payee.deposit_account, credit))
-                if locked:
-                    payee.balance_fen += credit.to_wallet_fen
+                if payee_id in books.wallets:
                     await sql.save_wallet(conn, payee)
                 else:
                     await sql.append_credit(conn, payee_id, credit.to_wallet_fen)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from bank.domain import mandates, orders
 from bank.domain.wallets import (
+    OPEN,
     ClassLimits,
     CreditPlan,
     DebitPlan,
@@ -135,10 +136,7 @@ def apply_payment(payment: Payment, decision: PaymentDecision, books: LockedBook
     elif payment.payee_id in books.wallets:
         books.wallets[payment.payee_id].balance_fen += decision.credit.to_wallet_fen
     if payment.order_id is not None and payment.to_bank is None:
-        order = books.orders[payment.order_id]
-        books.orders[payment.order_id] = orders.OrderState(
-            order.order_id, order.merchant_wallet, order.amount_fen, orders.PAID,
-            order.expires_ms, order.refunded_fen)
+        _mark_paid(books, payment.order_id)
     if payment.mandate_id is not None:
         mandate = books.mandates[payment.mandate_id]
         mandate.period_key, mandate.used_fen = decision.mandate_period_key, \
@@ -159,3 +157,47 @@ def decide_payments(payments: list[Payment], books: LockedBooks,
         apply_payment(payment, decision, books)
         decided.append(decision)
     return decided
+
+
+@dataclass(frozen=True, slots=True)
+class Credit:
+    """Money from another bank for a wallet here (interbank message 2). A refund of one of
+    our payments names `to_deposit_fen`: what goes back to the deposit account it came from."""
+
+    payee_id: str
+    amount_fen: int
+    order_id: str | None = None
+    to_deposit_fen: int = 0
+
+
+def decide_credit(credit: Credit, books: LockedBooks, at_ms: int) -> CreditPlan:
+    """Decide one credit against `books`, first refusal wins: the order is payable, the
+    payee is a wallet here, open, and may hold it (or sweeps the excess past its cap).
+    Changes nothing: `apply_credit` does."""
+    if credit.order_id is not None:
+        order = books.orders.get(credit.order_id)
+        if order is None:
+            raise RailError("unknown_order")
+        orders.check_payable(order, credit.payee_id, credit.amount_fen, at_ms)
+    payee = books.payee(credit.payee_id)
+    if payee.status != OPEN:
+        raise RailError("wallet_closed")
+    into_wallet = credit.amount_fen - credit.to_deposit_fen
+    plan = plan_credit(payee, books.limits[payee.kyc_class], into_wallet) \
+        if into_wallet else CreditPlan(0, 0)
+    return CreditPlan(plan.to_wallet_fen, plan.swept_to_deposit_fen + credit.to_deposit_fen)
+
+
+def apply_credit(credit: Credit, plan: CreditPlan, books: LockedBooks) -> None:
+    """What a decided credit leaves in `books`: a locked payee credited, the order paid."""
+    if credit.payee_id in books.wallets:
+        books.wallets[credit.payee_id].balance_fen += plan.to_wallet_fen
+    if credit.order_id is not None:
+        _mark_paid(books, credit.order_id)
+
+
+def _mark_paid(books: LockedBooks, order_id: str) -> None:
+    order = books.orders[order_id]
+    books.orders[order_id] = orders.OrderState(order.order_id, order.merchant_wallet,
+                                               order.amount_fen, orders.PAID,
+                                               order.expires_ms, order.refunded_fen)

@@ -5,10 +5,13 @@ import pytest
 
 from bank.domain import mandates, orders
 from bank.domain.payments import (
+    Credit,
     LockedBooks,
     MandateState,
     Payment,
     PaymentDecision,
+    apply_credit,
+    decide_credit,
     decide_payment,
     decide_payments,
 )
@@ -191,3 +194,52 @@ def test_an_order_for_a_payee_at_another_bank_is_left_to_that_bank():
     decided = decide_payment(Payment("b.payer", "c.shop", 500, order_id="O-at-c", to_bank="c"),
                              at_books, AT)
     assert decided.debit.balance_after_fen == yuan(100) - 500
+
+
+# --- credits from other banks ------------------------------------------------------------
+
+def test_a_credit_from_another_bank_lands_in_the_wallet():
+    decided = decide_credit(Credit("b.payee", 500), books(payees=(wallet("b.payee"),)), AT)
+    assert (decided.to_wallet_fen, decided.swept_to_deposit_fen) == (500, 0)
+
+
+@pytest.mark.parametrize("credit, at_books, code", [
+    (Credit("b.nobody", 500), books(), "unknown_wallet"),
+    (Credit("b.payee", 500), books(payees=(wallet("b.payee", status="closed"),)),
+     "wallet_closed"),
+    (Credit("b.payee", 500, order_id="O1"), books(payees=(wallet("b.payee"),)),
+     "unknown_order"),
+    (Credit("b.payee", yuan(10)), books(wallet("b.payee", yuan(9_995))),
+     "balance_cap_exceeded"),
+])
+def test_a_credit_is_refused_with_its_rules_code(credit, at_books, code):
+    with pytest.raises(RailError) as refused:
+        decide_credit(credit, at_books, AT)
+    assert refused.value.code == code
+
+
+def test_a_refund_of_a_topped_up_payment_goes_back_to_the_deposit_account_first():
+    """300 of a 1,000 refund came from the deposit account: 300 back there, 700 to the
+    wallet, past whose cap nothing else is swept."""
+    decided = decide_credit(Credit("b.payee", 1_000, to_deposit_fen=300),
+                            books(wallet("b.payee", 0, deposit_account="6200001")), AT)
+    assert (decided.to_wallet_fen, decided.swept_to_deposit_fen) == (700, 300)
+
+
+def test_credits_for_one_order_pay_it_once():
+    order = orders.OrderState("O1", "b.shop", 800, orders.CREATED, AT + 60_000)
+    at_books = books(payees=(wallet("b.shop", kyc_class=1),), orders={"O1": order})
+    first = Credit("b.shop", 800, order_id="O1")
+    apply_credit(first, decide_credit(first, at_books, AT), at_books)
+    with pytest.raises(RailError) as refused:
+        decide_credit(Credit("b.shop", 800, order_id="O1"), at_books, AT)
+    assert refused.value.code == "order_paid"
+
+
+def test_credits_to_a_locked_payee_count_against_its_cap_in_turn():
+    at_books = books(wallet("b.payee", yuan(9_000)))
+    credit = Credit("b.payee", yuan(600))
+    apply_credit(credit, decide_credit(credit, at_books, AT), at_books)
+    assert at_books.wallets["b.payee"].balance_fen == yuan(9_600)
+    with pytest.raises(RailError):
+        decide_credit(credit, at_books, AT)
