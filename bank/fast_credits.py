@@ -51,6 +51,7 @@ from typing import Any
 import orjson
 
 from bank.adapters import batch_sql as sql
+from bank.adapters.batch_store import BatchStore, open_store
 from bank.domain import ledger, orders
 from bank.domain.payments import Credit, LockedBooks, apply_credit, decide_credit
 from bank.domain.wallets import CreditPlan, WalletState
@@ -116,34 +117,27 @@ class _Conflict(Exception):
 
 
 class FastCredits:
-    """Message 2s in a batch, one transaction per batch, over a small asyncpg pool of its own
-    (no pre-ping). `interbank_credits` has the contract of `Bank.interbank_credits`."""
+    """Message 2s in a batch, one transaction per batch, through a `BatchStore` of its own
+    (PostgreSQL or SQLite). `interbank_credits` has the contract of `Bank.interbank_credits`."""
 
-    def __init__(self, bank, pool=None) -> None:
-        self.bank, self.pool = bank, pool
+    def __init__(self, bank, store: BatchStore | None = None) -> None:
+        self.bank, self.store = bank, store
         self.batches = self.fast = self.standard = 0     # counted for tests and logs
 
     @classmethod
     async def start(cls, bank, *, pool_size: int = 2) -> FastCredits:
-        """Fast credits for `bank`; on anything but PostgreSQL they only delegate to `Bank`."""
-        url = bank.engine.url
-        if url.get_backend_name() != "postgresql":
-            log.warning("fast credits off: they need PostgreSQL, not %s", url.get_backend_name())
-            return cls(bank)
-        import asyncpg
-
-        dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
-        return cls(bank, await asyncpg.create_pool(dsn, min_size=1, max_size=pool_size))
+        """Batched credits for `bank`, on its database."""
+        return cls(bank, await open_store(bank.engine, pool_size))
 
     async def aclose(self) -> None:
         log.info("fast credits: %d batches, %d credits booked here, %d the standard way",
                  self.batches, self.fast, self.standard)
-        if self.pool is not None:
-            await self.pool.close()
+        if self.store is not None:
+            await self.store.aclose()
 
     @property
     def on(self) -> bool:
-        return self.pool is not None
+        return self.store is not None
 
     async def interbank_credits(self, raw: object) -> dict:
         """`Bank.interbank_credits`: each credit answered in its place, as
@@ -196,9 +190,9 @@ class FastCredits:
         transaction; return those booked here (credited or refused)."""
         if not credits:
             return []
-        async with self.pool.acquire() as conn:
-            known = {r["transfer_id"]: r for r in await conn.fetch(
-                sql.KNOWN_TRANSFERS, [c.transfer_id for c in credits])}
+        async with self.store.connection() as conn:
+            async with self.store.single(conn) as tx:
+                known = await tx.known_transfers([c.transfer_id for c in credits])
             for credit in credits:
                 row = known.get(credit.transfer_id)
                 if row is not None:
@@ -209,9 +203,9 @@ class FastCredits:
                 if all(c.sticky for c in new):
                     break
                 try:
-                    async with conn.transaction():
-                        plan = await self._decide(conn, new)
-                        written = await self._write(conn, plan)
+                    async with self.store.transaction(conn) as tx:
+                        plan = await self._decide(tx, new)
+                        written = await tx.write_credits(plan)
                         conflicts = [c for c in plan.written if c.txn_id not in written]
                         if conflicts:
                             raise _Conflict(conflicts)
@@ -223,32 +217,27 @@ class FastCredits:
                 credit.standard = True
             return []
 
-    async def _decide(self, conn, credits: list[_Credit]) -> sql.Plan:
+    async def _decide(self, tx, credits: list[_Credit]) -> sql.Plan:
         """Lock, then ask the domain about each credit in turn, as
         `Bank._credit_from_other_bank` does; nothing is written yet."""
         limits = self.bank.limits
         at = now_ms()
         order_ids = sorted({c.order_id for c in credits if c.order_id is not None})
-        order_rows = {r["order_id"]: dict(r)
-                      for r in await conn.fetch(sql.LOCK_ORDERS, order_ids)} \
-            if order_ids else {}
+        order_rows = {r["order_id"]: r for r in await tx.lock_orders(order_ids)}
         payees = sorted({c.payee_id for c in credits})
         capped = sorted(k for k, lim in limits.items() if lim.balance_cap_fen is not None)
         locked: dict[str, WalletState] = {}
         rows: dict[str, Any] = {}
-        for r in await conn.fetch(sql.LOCK_WALLETS, [], payees, capped):
+        for r in await tx.lock_wallets([], payees, capped):
             rows[r["wallet_id"]] = r
             if r["locked"]:
                 locked[r["wallet_id"]] = WalletState(
                     r["wallet_id"], r["status"], r["kyc_class"], r["balance_fen"] + r["folded"],
                     r["day"], r["spent_today_fen"], r["topup_on_use"], r["deposit_account"])
-        ids: list[int] = []
         needed = sum(1 for c in credits if not c.sticky)
-        for r in await conn.fetch(sql.IDS_AND_PENDING, needed, sorted(locked)):
-            if r["wallet_id"] is None:
-                ids.append(r["value"])
-            else:
-                locked[r["wallet_id"]].pending_out_fen = r["value"]
+        ids, pending = await tx.ids_and_pending(needed, sorted(locked))
+        for wallet_id, fen in pending.items():
+            locked[wallet_id].pending_out_fen = fen
         ids.sort(reverse=True)
         books = LockedBooks(limits, wallets=locked, payees={
             r["wallet_id"]: WalletState(r["wallet_id"], r["status"], r["kyc_class"], 0, 0, 0,
@@ -309,14 +298,6 @@ class FastCredits:
                      "from_bank": credit.from_bank, "at_ms": at}
             plan.add(plan.hooks, sql.HOOK_COLUMNS, (
                 credit.payee_id, txn, orjson.dumps(event).decode(), payee_row["webhook_url"], at))
-
-    async def _write(self, conn, plan: sql.Plan) -> set[int]:
-        wallets = list(plan.wallets.values())
-        rows = await conn.fetch(
-            sql.WRITE_CREDITS, *plan.txn.values(), *plan.postings.values(),
-            [w.wallet_id for w in wallets], [w.balance_fen for w in wallets],
-            *plan.credits.values(), *plan.paid_orders.values(), *plan.hooks.values())
-        return {r["txn_id"] for r in rows}
 
     async def _notify(self, credited: list[_Credit]) -> None:
         """`Bank._notify` for the credits of a batch, in one Redis pipeline: the payee's

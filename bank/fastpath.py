@@ -70,6 +70,7 @@ from typing import Any
 import orjson
 
 from bank.adapters import batch_sql as sql
+from bank.adapters.batch_store import BatchStore, open_store
 from bank.domain import ledger, orders
 from bank.domain.payments import (
     LockedBooks,
@@ -215,10 +216,10 @@ class FastPath:
     pre-ping). Each public method has the contract of the `Bank`, `MerchantDesk` or
     `Charges` method it stands in for."""
 
-    def __init__(self, bank, desk=None, charges=None, *, pool=None, concurrency: int = 2,
-                 max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, bank, desk=None, charges=None, *, store: BatchStore | None = None,
+                 concurrency: int = 2, max_batch: int = MAX_BATCH) -> None:
         self.bank, self.desk, self.charges = bank, desk, charges
-        self.pool = pool
+        self.store = store
         self._concurrency, self._max_batch = concurrency, max_batch
         self._by_key: OrderedDict[str, Identity] = OrderedDict()
         self._by_id: OrderedDict[str, Identity] = OrderedDict()
@@ -230,26 +231,23 @@ class FastPath:
     @classmethod
     async def start(cls, bank, desk=None, charges=None, *, concurrency: int | None = None,
                     pool_size: int | None = None) -> FastPath:
-        """A fast path for `bank`; on anything but PostgreSQL it only delegates to `Bank`.
+        """The engine for `bank`, on its database (PostgreSQL or SQLite: `open_store`).
         `concurrency`: payment batches in flight at once (YUANRAIL_BANK_FAST_PATH_BATCHES,
-        default 1: the next batch forms while one is in the database)."""
+        default 1: the next batch forms while one is in the database); SQLite has one
+        writer, so one loop there."""
         if concurrency is None:
             concurrency = int(os.environ.get("YUANRAIL_BANK_FAST_PATH_BATCHES", "1"))
-        fast = cls(bank, desk, charges, concurrency=concurrency)
-        url = bank.engine.url
-        if url.get_backend_name() != "postgresql":
-            log.warning("fast path off: it needs PostgreSQL, not %s", url.get_backend_name())
-            return fast
-        import asyncpg
-
-        dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
         size = pool_size or concurrency + 3   # the batch loops' own, and lookups of keys
-        fast.pool = await asyncpg.create_pool(dsn, min_size=min(2, size), max_size=size)
-        fast.payments = Batcher(fast._run_payments, _fall_back, pool=fast.pool, loops=concurrency,
+        store = await open_store(bank.engine, size)
+        if store.loop_pool is None:
+            concurrency = 1
+        fast = cls(bank, desk, charges, store=store, concurrency=concurrency)
+        pool = store.loop_pool
+        fast.payments = Batcher(fast._run_payments, _fall_back, pool=pool, loops=concurrency,
                                 max_items=fast._max_batch, name="pay-batch")
-        fast.orders = Batcher(fast._run_orders, _fall_back, pool=fast.pool,
+        fast.orders = Batcher(fast._run_orders, _fall_back, pool=pool,
                               max_items=fast._max_batch, name="order-batch")
-        fast.settles = Batcher(fast._run_settles, _fall_back, pool=fast.pool,
+        fast.settles = Batcher(fast._run_settles, _fall_back, pool=pool,
                                max_items=fast._max_batch, name="settle-batch")
         return fast
 
@@ -262,12 +260,12 @@ class FastPath:
                 await batcher.aclose()
                 log.info("%s: %d items in %d batches (largest %d)", batcher.name,
                          batcher.items, batcher.batches, batcher.largest)
-        if self.pool is not None:
-            await self.pool.close()
+        if self.store is not None:
+            await self.store.aclose()
 
     @property
     def on(self) -> bool:
-        return self.pool is not None
+        return self.store is not None
 
     # --- who signed: keys never change owner, so they are looked up once ----------------
 
@@ -283,7 +281,8 @@ class FastPath:
         ident = cache.get(value)
         if ident is not None:
             return ident
-        row = await self.pool.fetchrow(sql.WALLET_BY + f"{column} = $1", value)
+        async with self.store.single() as tx:
+            row = await tx.wallet_by(column, value)
         if row is None:
             return None
         return self._remember(Identity(row["wallet_id"], row["key_id"],
@@ -371,7 +370,7 @@ class FastPath:
             return outcome
         return await self._forward(item, outcome)
 
-    async def _run_payments(self, batch: list[_Payment], conn) -> None:
+    async def _run_payments(self, batch: list[_Payment], conn=None) -> None:
         seen: set[tuple[str, str]] = set()
         for item in batch:   # the same instruction twice at once: the second waits its turn
             item.fallback = item.repeat = item.key in seen
@@ -381,9 +380,9 @@ class FastPath:
             if not live:
                 break
             try:
-                async with conn.transaction():
-                    plan = await self._decide(conn, live)
-                    written = await self._write(conn, plan)
+                async with self.store.transaction(conn) as tx:
+                    plan = await self._decide(tx, live)
+                    written = await tx.write_payments(plan)
                     repeats = [i for i in plan.written if i.txn_id not in written]
                     if repeats:
                         raise _Undo(repeats)
@@ -417,23 +416,21 @@ class FastPath:
             else:
                 item.future.set_result(item.outcome)
 
-    async def _decide(self, conn, batch: list[_Payment]) -> sql.Plan:
+    async def _decide(self, tx, batch: list[_Payment]) -> sql.Plan:
         """Lock, then ask the domain about each payment in turn, as `Bank._pay_here` does;
         nothing is written yet."""
         limits = self.bank.limits
         at = now_ms()
         here = [i for i in batch if i.to_bank is None]   # an interbank payee is not ours
         order_ids = sorted({i.order_id for i in here if i.order_id is not None})
-        order_rows = {r["order_id"]: dict(r)
-                      for r in await conn.fetch(sql.LOCK_ORDERS, order_ids)} \
-            if order_ids else {}
+        order_rows = {r["order_id"]: r for r in await tx.lock_orders(order_ids)}
         payers = sorted({i.payer_id for i in batch})
         payees = sorted({i.payee_id for i in here})
         capped = sorted(c for c, lim in limits.items() if lim.balance_cap_fen is not None)
         states: dict[str, WalletState] = {}
         unlocked: dict[str, Any] = {}
         hooks: dict[str, str | None] = {}
-        for r in await conn.fetch(sql.LOCK_WALLETS, payers, payees, capped):
+        for r in await tx.lock_wallets(payers, payees, capped):
             hooks[r["wallet_id"]] = r["webhook_url"]
             if r["locked"]:
                 states[r["wallet_id"]] = WalletState(
@@ -442,13 +439,7 @@ class FastPath:
             else:
                 unlocked[r["wallet_id"]] = r
         capped_payees = [w for w in payees if w in states]
-        ids: list[int] = []
-        pending: dict[str, int] = {}
-        for r in await conn.fetch(sql.IDS_AND_PENDING, len(batch), capped_payees):
-            if r["wallet_id"] is None:
-                ids.append(r["value"])
-            else:
-                pending[r["wallet_id"]] = r["value"]
+        ids, pending = await tx.ids_and_pending(len(batch), capped_payees)
         ids.sort(reverse=True)
         for wallet_id in capped_payees:   # as `lock_wallet(for_credit=True)` counts them
             states[wallet_id].pending_out_fen = pending.get(wallet_id, 0)
@@ -547,18 +538,6 @@ class FastPath:
                   item.at + FORWARD_WAIT_MS if away else None)
         plan.add(plan.txn, sql.TXN_COLUMNS, values)
         plan.written.append(item)
-
-    async def _write(self, conn, plan: sql.Plan) -> set[int]:
-        wallets = list(plan.wallets.values())
-        rows = await conn.fetch(
-            sql.WRITE_PAYMENTS, *(plan.txn[k] for k in sql.TXN_COLUMNS),
-            *(plan.postings[k] for k in sql.POSTING_COLUMNS),
-            [w.wallet_id for w in wallets], [w.balance_fen for w in wallets],
-            [w.day for w in wallets], [w.spent_today_fen for w in wallets],
-            plan.credits["wallet"], plan.credits["amount"],
-            *(plan.paid_orders[k] for k in sql.ORDER_COLUMNS),
-            *(plan.hooks[k] for k in sql.HOOK_COLUMNS))
-        return {r["txn_id"] for r in rows}
 
     async def _after_commit(self, settled: list[_Payment]) -> None:
         """What `Bank` does after a payment commits, for a whole batch: cache each outcome
@@ -708,23 +687,24 @@ class FastPath:
         if not items:
             return
         at = now_ms()
-        await self.pool.execute(sql.RETRY_LATER, [i.txn_id for i in items],
-                                [at + retry_delay_ms(i.at, at) for i in items])
+        async with self.store.single() as tx:
+            await tx.retry_later([i.txn_id for i in items],
+                                 [at + retry_delay_ms(i.at, at) for i in items])
 
-    async def _run_settles(self, batch: list[_Settled], conn) -> None:
+    async def _run_settles(self, batch: list[_Settled], conn=None) -> None:
         """`Bank.finish_transfer(.., settled)` for many payments in one transaction, each
         exactly once; then the payers' live notifications in one Redis pipeline. One that
         another finisher (the outbox) recorded first is settled all the same: central's
         answer is final."""
         at = now_ms()
-        async with conn.transaction():
-            rows = await conn.fetch(sql.SETTLE, [i.txn_id for i in batch], at)
+        async with self.store.transaction(conn) as tx:
+            rows = await tx.settle([i.txn_id for i in batch], at)
             postings = sql.columns(sql.POSTING_COLUMNS)
             for r in rows:
                 sql.add_postings(postings, r["txn_id"],
                                  ledger.interbank_out_settled(r["amount_fen"]))
             if rows:
-                await conn.execute(sql.INSERT_POSTINGS, *postings.values())
+                await tx.insert_postings(postings)
         finished = {r["txn_id"] for r in rows}
         await self._to_redis([], [(i.payer_id, {"event": "payment.settled",
                                                 "payment_id": f"P{i.txn_id}",
@@ -772,10 +752,10 @@ class FastPath:
                 merchant_city=merchant.city, amount_fen=amount, order_id=order_id)),
         }
 
-    async def _run_orders(self, batch: list[_NewOrder], conn) -> None:
+    async def _run_orders(self, batch: list[_NewOrder], conn=None) -> None:
         columns = list(zip(*(item.values for item in batch)))
-        rows = await conn.fetch(sql.INSERT_ORDERS, *columns)
-        inserted = {r["order_id"] for r in rows}
+        async with self.store.single(conn) as tx:
+            inserted = await tx.insert_orders(columns)
         for item in batch:
             if item.values[0] in inserted:
                 item.future.set_result(None)

@@ -11,15 +11,14 @@ checks the whole rail's conservation."""
 
 import asyncio
 import secrets
-from types import SimpleNamespace
 
 import httpx
 import orjson
 import psycopg
 import pytest
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from bank import fast_credits
+from bank.adapters.batch_store import PgTx
 from bank.app import create_app as create_bank_app
 from rail_protocol.envelope import MAX_TTL_MS, Envelope, seal, verify_statement
 from rail_protocol.errors import RailError
@@ -305,13 +304,13 @@ async def test_a_database_error_sends_the_whole_batch_the_standard_way(credit_ra
     `Bank` credits each transfer exactly once."""
     rail = credit_rail
     payees = [await rail.open_wallet(B) for _ in range(3)]
-    real_write = fast_credits.FastCredits._write
+    real_write = PgTx.write_credits
 
-    async def write_then_fail(self, conn, plan):
-        await real_write(self, conn, plan)
+    async def write_then_fail(self, plan):
+        await real_write(self, plan)
         raise ConnectionResetError("the database went away mid-batch")
 
-    monkeypatch.setattr(fast_credits.FastCredits, "_write", write_then_fail)
+    monkeypatch.setattr(PgTx, "write_credits", write_then_fail)
     envs = [message2(rail, p, 10 + n) for n, p in enumerate(payees)]
     assert [answer(r, rail) for r in await send_batch(rail, envs)] == ["accepted"] * 3
     monkeypatch.undo()
@@ -320,24 +319,6 @@ async def test_a_database_error_sends_the_whole_batch_the_standard_way(credit_ra
                      [e.id for e in envs]) == [(3,)]
     assert [answer(r, rail) for r in await send_batch(rail, envs)] == ["accepted"] * 3
     await assert_pearl_balanced(rail)
-
-
-async def test_without_postgresql_fast_credits_only_delegate():
-    engine = create_async_engine("sqlite+aiosqlite://")
-    calls = []
-
-    async def interbank_credits(raw):
-        calls.append(raw)
-        return {"results": []}
-
-    bank = SimpleNamespace(engine=engine, interbank_credits=interbank_credits)
-    credits = await fast_credits.FastCredits.start(bank)
-    assert not credits.on
-    body = {"credits": [{"not": "checked here"}]}
-    assert await credits.interbank_credits(body) == {"results": []}
-    assert calls == [body]
-    await credits.aclose()
-    await engine.dispose()
 
 
 async def test_real_interbank_payments_credited_in_a_batch_keep_the_rail_balanced(
@@ -401,16 +382,16 @@ async def test_a_transfer_recorded_by_another_delivery_mid_batch_is_answered_fro
     shop = await rail.open_wallet(B, kind="merchant", kyc_class=1)
     person = await rail.open_wallet(B, kyc_class=4)
     raced, calm = message2(rail, shop, 333), message2(rail, person, 44)
-    real_write = fast_credits.FastCredits._write
+    real_write = PgTx.write_credits
     writes = []
 
-    async def write_after_a_rival(self, conn, plan):
+    async def write_after_a_rival(self, plan):
         if not writes:
             assert await standard_answer(rail, raced) == "accepted"   # commits first
         writes.append(len(plan.written))
-        return await real_write(self, conn, plan)
+        return await real_write(self, plan)
 
-    monkeypatch.setattr(fast_credits.FastCredits, "_write", write_after_a_rival)
+    monkeypatch.setattr(PgTx, "write_credits", write_after_a_rival)
     before = (fast(rail).fast, fast(rail).standard)
     results = await send_batch(rail, [raced, calm])
     monkeypatch.undo()

@@ -152,3 +152,17 @@ async def test_one_payment_code_charged_twice_at_once_pays_once(rail):
     assert sorted([await rail.balance(s) for s in shops]) == [0, 1500]
     assert await rail.balance(payer) == yuan(100) - 1500
     await rail.assert_balanced()
+
+
+async def test_both_databases_run_the_one_batch_engine(rail):
+    """Payments and orders are decided and written in batches on SQLite as on PostgreSQL,
+    not by a second code path."""
+    engine = rail.net.apps["yangtze.test"].app.state.fast
+    before = (engine.payments.items, engine.orders.items)
+    shop = await rail.open_wallet("yangtze", kind="merchant", kyc_class=1)
+    payer = await rail.funded_wallet("yangtze", 5_000)
+    order = await rail.client("yangtze").create_order(shop.key, shop.wallet_id, 700, "engine")
+    await rail.client(payer).pay(payer.key, payer.wallet_id, shop.wallet_id, 700,
+                                 order_id=order["order_id"])
+    assert engine.orders.items == before[1] + 1
+    assert engine.payments.items >= before[0] + 2   # the funding and the order's payment
