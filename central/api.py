@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 
+from central.registry import Registry
 from central.services import Central
 from rail_protocol.batches import MAX_BODY_BYTES as MAX_BATCH_BODY_BYTES
 from rail_service.http import JSON, bearer_token, read_json
@@ -18,6 +19,13 @@ async def get_central(request: Request) -> Central:
 
 
 CentralDep = Annotated[Central, Depends(get_central)]
+
+
+async def get_registry(request: Request) -> Registry:
+    return request.app.state.registry
+
+
+RegistryDep = Annotated[Registry, Depends(get_registry)]
 
 router = APIRouter(prefix="/v1", default_response_class=JSON)
 
@@ -107,6 +115,15 @@ async def audit(central: CentralDep, token: OperatorToken) -> dict:
     """Recompute conservation of money from the journal (operator only)."""
     central.check_operator(token)
     return (await central.audit()).to_dict()
+
+
+@router.get("/checkpoints/latest", tags=["registry"])
+async def latest_checkpoint(request: Request, registry: RegistryDep,
+                            authorization: Annotated[str | None, Header()] = None) -> dict:
+    """The latest checkpoint signed by central (operator, or a read signed by a bank)."""
+    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    await registry.check_reader(authorization, request.method, path)
+    return await registry.latest()
 
 
 @router.post("/transfers", tags=["interbank"])

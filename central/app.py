@@ -11,7 +11,9 @@ from fastapi import FastAPI
 
 from central.api import router
 from central.config import CentralSettings
+from central.registry import Registry
 from central.services import Central
+from rail_service.background import Background, Loop
 from rail_service.db import make_engine
 from rail_service.http import JSON, install_error_handlers
 from rail_service.keyfile import load_or_create_key
@@ -32,11 +34,22 @@ def create_app(settings: CentralSettings | None = None, *,
                           worker_batch_size=settings.transfer_worker_batch_size)
         await central.start()
         app.state.central = central
+        app.state.registry = registry = Registry(
+            engine, central.key, settings.operator_token,
+            checkpoint_interval_ms=settings.checkpoint_interval_ms,
+            seal_batch_size=settings.seal_batch_size)
         worker = (asyncio.create_task(central.transfers.run_worker(), name="transfer-worker")
                   if settings.transfer_worker else None)
+        # The sealer and checkpoints run in one process of central (an advisory lock leads).
+        background = Background(engine, "yuanrail:central:registry", [
+            Loop("registry", registry.work, busy_s=0.2,
+                 idle_s=min(1.0, settings.checkpoint_interval_ms / 1000))])
+        if settings.registry_worker:
+            background.start()
         try:
             yield
         finally:
+            await background.aclose()
             if worker is not None:
                 worker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
+import httpx
+
 from rail_protocol.batches import batch_results
 from rail_protocol.envelope import MAX_TTL_MS, Envelope, new_id, now_ms, seal
 from rail_protocol.errors import CODES, RailError
 from rail_protocol.keys import SigningKey
+from rail_protocol.request_auth import sign_read
 from rail_service.client import JSONClient, RemoteError
 
 from rail_protocol.instruction_types import CENTRAL_ISSUE, CENTRAL_REDEEM, REGISTER_BANK, TRANSFER
@@ -124,6 +127,19 @@ class CentralClient(JSONClient):
 
     async def audit(self) -> dict:
         return await self.request("GET", "/v1/audit")
+
+    async def latest_checkpoint(self, key: SigningKey | None = None) -> dict:
+        """Central's latest signed checkpoint: read with the operator credential, or signed
+        by `key` (a registered bank's). The caller verifies it (central.chain)."""
+        path = "/v1/checkpoints/latest"
+        if key is None:
+            return await self.request("GET", path)
+        try:
+            response = await self.http.get(
+                path, headers={"authorization": sign_read(key, "GET", path)})
+        except httpx.TransportError as exc:
+            raise RailError("upstream_unavailable", f"{self.http.base_url}: {exc!r}") from None
+        return self._decode(response)
 
 
 def _answer_of(item: object) -> dict | RailError:

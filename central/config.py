@@ -24,6 +24,12 @@ class CentralSettings(BaseSettings):
     transfer_worker: bool = True
     transfer_worker_interval_ms: int = 200
     transfer_worker_batch_size: int = 50
+    # The tamper-evident registry (docs/registry.md): the sealer chains committed journal
+    # entries (at most `seal_batch_size` per transaction) and a checkpoint is signed every
+    # `checkpoint_interval_ms`. `registry_worker` off only for special tests and tools.
+    registry_worker: bool = True
+    checkpoint_interval_ms: int = 5_000
+    seal_batch_size: int = 1_000
 
     @model_validator(mode="after")
     def _no_default_secrets_outside_development(self) -> CentralSettings:
@@ -37,4 +43,8 @@ class CentralSettings(BaseSettings):
             raise ValueError("transfer_worker_interval_ms must be 10-60000")
         if not 1 <= self.transfer_worker_batch_size <= 1_000:
             raise ValueError("transfer_worker_batch_size must be 1-1000")
+        if not 100 <= self.checkpoint_interval_ms <= 3_600_000:
+            raise ValueError("checkpoint_interval_ms must be 100-3600000")
+        if not 1 <= self.seal_batch_size <= 10_000:
+            raise ValueError("seal_batch_size must be 1-10000")
         return self

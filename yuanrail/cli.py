@@ -43,6 +43,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
+    if args.verify_chain or args.export_chain:
+        from yuanrail.chain_command import run
+
+        return run(args)
     from yuanrail.audit import audit_rail
 
     banks = {}
@@ -97,6 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a bank node to include (repeat for each bank)")
     audit.add_argument("--bank-token", default=os.environ.get("YUANRAIL_BANK_OPERATOR_TOKEN",
                                                               "demo-bank-operator-token"))
+    audit.add_argument("--verify-chain", action="store_true",
+                       help="verify central's hash-chained journal offline and exit")
+    audit.add_argument("--database-url", help="central's database (SQLAlchemy URL)")
+    audit.add_argument("--chain-file", help="verify this chain export instead of a database")
+    audit.add_argument("--export-chain", metavar="FILE",
+                       help="write the chain from --database-url to FILE (JSON) and exit")
+    audit.add_argument("--central-key",
+                       help="central's public key (GET /v1/central): check checkpoint signatures")
     audit.set_defaults(run=_audit)
 
     # Commands that live with their feature: each module adds its own subcommand.

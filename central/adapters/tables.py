@@ -26,6 +26,8 @@ journal_entries = sa.Table(
     sa.Column("bank_id", sa.String(32)),
     sa.Column("reference", sa.String(160)),
     sa.Column("created_ms", sa.BigInteger),
+    sa.Column("chain_seq", sa.BigInteger),     # set after commit by the sealer (chain_sql)
+    sa.Column("chain_hash", sa.String(64)),
 )
 postings = sa.Table(
     "postings", metadata,
@@ -68,4 +70,23 @@ transfers = sa.Table(
     sa.Column("updated_ms", sa.BigInteger),
     sa.Column("attempts", sa.Integer),
     sa.Column("next_attempt_ms", sa.BigInteger),
+)
+chain_head = sa.Table(
+    "chain_head", metadata,
+    sa.Column("head_id", sa.Integer, primary_key=True),
+    sa.Column("seq", sa.BigInteger),
+    sa.Column("head_hash", sa.String(64)),
+)
+chain_totals = sa.Table(
+    "chain_totals", metadata,
+    sa.Column("account_id", sa.String(64), primary_key=True),
+    sa.Column("balance_fen", sa.BigInteger),
+)
+checkpoints = sa.Table(
+    "checkpoints", metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("head_hash", sa.String(64)),
+    sa.Column("statement", sa.Text),
+    sa.Column("created_ms", sa.BigInteger),
+    sa.Column("signed_ms", sa.BigInteger),
 )
