@@ -11,6 +11,8 @@ from bank.adapters.hot_state import HotState
 from bank.api import router
 from bank.api_merchants import router as merchant_router
 from bank.charges import Charges
+from bank.checkpoints import CheckpointWatch
+from bank.checkpoints import router as checkpoint_router
 from bank.merchants import MerchantDesk
 from bank.config import BankSettings
 from bank.services import Bank
@@ -50,10 +52,14 @@ def create_app(settings: BankSettings | None = None, bank: Bank | None = None) -
         app.state.desk = desk = MerchantDesk(node)
         app.state.charges = Charges(node, no_pin_threshold_fen=settings.no_pin_threshold_fen,
                                     transport=node.peer_transport)
+        app.state.checkpoints = watch = CheckpointWatch(
+            node, check_s=settings.checkpoint_check_s, confirm_s=settings.checkpoint_confirm_s)
         background = Background(node.engine, f"yuanrail:bank:{node.bank_id}:background", [
             Loop("outbox", node.run_outbox_once, busy_s=0.2, idle_s=1.0),
             Loop("vault", node.keep_vault, busy_s=1.0, idle_s=1.0),
-            Loop("webhooks", desk.deliver_webhooks, busy_s=0.3, idle_s=0.6)])
+            Loop("webhooks", desk.deliver_webhooks, busy_s=0.3, idle_s=0.6),
+            Loop("checkpoint", watch.work, busy_s=settings.checkpoint_check_s,
+                 idle_s=settings.checkpoint_check_s)])
         if settings.run_workers:
             background.start()
         try:
@@ -77,4 +83,5 @@ def create_app(settings: BankSettings | None = None, bank: Bank | None = None) -
         install_fast_credits(app)  # message 2s from central, many to one transaction
     app.include_router(router)
     app.include_router(merchant_router)
+    app.include_router(checkpoint_router)
     return app

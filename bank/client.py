@@ -188,5 +188,13 @@ class BankClient(JSONClient):
     async def audit(self) -> dict:
         return await self.request("GET", "/v1/operator/audit")
 
+    async def checkpoint(self) -> dict:
+        """Central's latest checkpoint against this bank's books, and any alarm."""
+        return await self.request("GET", "/v1/operator/checkpoint")
+
+    async def check_checkpoint(self) -> dict:
+        """Have the bank fetch, verify and compare central's latest checkpoint now."""
+        return await self.request("POST", "/v1/operator/checkpoint/check")
+
     async def credited(self, transfer_ids: list[str]) -> dict:
         return await self.request("POST", "/v1/operator/credited", {"transfer_ids": transfer_ids})

@@ -35,6 +35,10 @@ class BankSettings(BaseSettings):
     fast_path: bool = True             # group commit on PostgreSQL (bank/fastpath.py)
     run_workers: bool = True           # the outbox and vault workers
     db_pool_size: int = 10
+    # Central's signed checkpoints (docs/registry.md): fetched and compared with the books
+    # every `checkpoint_check_s`; a difference unchanged for `checkpoint_confirm_s` alarms.
+    checkpoint_check_s: float = 5.0
+    checkpoint_confirm_s: float = 15.0
 
     @model_validator(mode="after")
     def _check(self) -> BankSettings:
@@ -42,6 +46,8 @@ class BankSettings(BaseSettings):
             raise ValueError("set YUANRAIL_BANK_OPERATOR_TOKEN outside development")
         if not 0 <= self.vault_low_fen <= self.vault_target_fen <= self.vault_high_fen:
             raise ValueError("vault thresholds must satisfy low <= target <= high")
+        if not 0.1 <= self.checkpoint_check_s <= 3600 or not 0 <= self.checkpoint_confirm_s:
+            raise ValueError("checkpoint_check_s must be 0.1-3600, checkpoint_confirm_s >= 0")
         if not self.redis_prefix:
             self.redis_prefix = f"yr:{self.bank_id}"
         return self

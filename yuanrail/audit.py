@@ -27,6 +27,7 @@ from rail_protocol.money import format_fen
 class RailAudit:
     central: dict
     banks: dict[str, dict] = field(default_factory=dict)
+    checkpoints: dict[str, dict | None] = field(default_factory=dict)  # each bank's check
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -49,9 +50,25 @@ class RailAudit:
                          f"{format_fen(report['wallets_fen'])} + in flight "
                          f"{format_fen(report['interbank_out_fen'] + report['redeem_out_fen'])}")
             out.append(line)
+            check = self.checkpoints.get(bank_id)
+            if check is not None:
+                seq = (check.get("checkpoint") or {}).get("seq")
+                out.append(f"           central's checkpoint seq {seq}: {check['status']}"
+                           f"{' ALARM' if check['alarm'] else ''} ({check.get('detail', '')})")
         out += [f"  PROBLEM: {p}" for p in self.problems]
         out.append("audit: BALANCED to the fen" if self.balanced else "audit: NOT BALANCED")
         return out
+
+
+async def _checkpoint_check(client: BankClient) -> dict | None:
+    """The bank's check of central's latest signed checkpoint against its books
+    (docs/registry.md); None from a bank node that does not make it."""
+    try:
+        return await client.checkpoint()
+    except RailError as exc:
+        if exc.code == "not_found":
+            return None
+        raise
 
 
 async def _audit_once(central: CentralClient, banks: dict[str, BankClient]) -> RailAudit:
@@ -63,6 +80,10 @@ async def _audit_once(central: CentralClient, banks: dict[str, BankClient]) -> R
         own = await client.audit()
         report.banks[bank_id] = own
         report.problems += [f"{bank_id}: {p}" for p in own["problems"]]
+        report.checkpoints[bank_id] = check = await _checkpoint_check(client)
+        if check is not None and check["alarm"]:
+            report.problems.append(f"{bank_id}: registry alarm ({check['status']}): "
+                                   f"{check.get('detail')}")
         if bank_id not in holdings:
             report.problems.append(f"{bank_id}: not registered at central")
             continue
