@@ -153,11 +153,11 @@ class Driver:
         return target
 
 
-def make_app(kivy, home: Path, urls: list[str], **wallet_args):
+def make_app(kivy, home: Path, urls: list[str], language: str = "en", **wallet_args):
     from wallet_app.core.wallet import Wallet
     from wallet_app.ui.app import WalletApp
 
-    return WalletApp(Wallet(home, urls, **wallet_args))
+    return WalletApp(Wallet(home, urls, **wallet_args), language=language)
 
 
 def decode_screenshot(path: Path) -> str:
@@ -555,3 +555,93 @@ def test_the_wallet_command_starts_the_app(kivy, ui_rail, tmp_path, artifacts_di
     assert f"banks {ui_rail.bank_urls['yangtze']}, {ui_rail.bank_urls['pearl']}" in done.stdout
     assert shot.stat().st_size > 2000
     assert not (tmp_path / "home" / "key.json").exists()  # nothing made before the user acts
+
+
+# --- languages ------------------------------------------------------------------------------
+
+def renders_glyphs(text: str) -> bool:
+    """Whether Kivy's default font draws `text` with real glyphs: with a font that lacks
+    them every character is the same .notdef box, so two different characters would give
+    the same pixels."""
+    from kivy.core.text import Label as CoreLabel
+
+    def pixels(char: str) -> bytes:
+        label = CoreLabel(text=char, font_size=32)
+        label.refresh()
+        return bytes(label.texture.pixels)
+
+    return len({pixels(char) for char in text}) == len(set(text))
+
+
+def test_a_new_user_in_chinese_opens_a_wallet_and_switches_language(kivy, ui_rail, tmp_path,
+                                                                    artifacts_dir):
+    from wallet_app.core import i18n
+
+    app = make_app(kivy, tmp_path / "wallet", banks(ui_rail), language="zh_CN",
+                   operator_token=BANK_TOKEN)
+    with Driver(app, artifacts_dir) as ui:
+        assert renders_glyphs("钱包付款码") and renders_glyphs("Pay")
+        onboarding = ui.on("onboarding")
+        ui.until(lambda: len(onboarding.bank_labels) == 2, "the banks")
+        texts = {w.text for w in onboarding.walk() if hasattr(w, "text")}
+        assert {"开通数字人民币钱包", "开通钱包"} <= texts
+        assert onboarding.ids.phone.hint_text == "手机号码"
+        onboarding.ids.bank.text = next(b for b in onboarding.bank_labels if "yangtze" in b)
+        onboarding.ids.phone.text = new_phone()
+        onboarding.ids.pin.text = PIN
+        onboarding.ids.pin_again.text = "135799"
+        ui.press(onboarding.ids.open_button)
+        ui.until(lambda: onboarding.error, "the refusal")
+        assert onboarding.error == "两次输入的支付密码不一致。"
+        ui.shot("zh_onboarding")
+        onboarding.ids.pin.text = onboarding.ids.pin_again.text = PIN
+        ui.press(onboarding.ids.open_button)
+
+        link = ui.on("link")
+        ui.until(lambda: link.class_text, "the class")
+        assert link.class_text.startswith("四类钱包（仅手机号）")
+        assert link.limits_text == "余额上限 ¥10,000.00，单笔限额 ¥2,000.00，每日限额 ¥5,000.00。"
+        ui.shot("zh_opened_class4")
+        ui.press(link.ids.continue_button)
+
+        home = ui.on("home")
+        ui.until(lambda: home.balance == "¥0.00" and home.today_left, "the balance")
+        assert home.ids.scan_button.text == "扫码付款"
+        assert home.ids.code_button.text == "付款码"
+        assert home.today_left == "今日剩余额度：¥5,000.00 / ¥5,000.00"
+        ui.shot("zh_home")
+
+        ui.press(home.ids.settings_button)
+        settings = ui.on("settings")
+        assert settings.language == "zh_CN" and settings.ids.lang_zh.state == "down"
+        ui.shot("zh_settings")
+        ui.press(settings.ids.lang_en)  # every label redraws at once
+        assert i18n.language() == "en" and settings.ids.back_button.text == "Back"
+        assert home.ids.scan_button.text == "Scan to pay"
+        assert i18n.saved_language(tmp_path / "wallet") == "en"
+        ui.press(settings.ids.back_button)
+        home = ui.on("home")
+        ui.until(lambda: home.today_left.startswith("Left today"), "English figures")
+        ui.press(home.ids.settings_button)
+        settings = ui.on("settings")
+        ui.press(settings.ids.lang_zh)
+        assert home.ids.scan_button.text == "扫码付款"
+        ui.press(settings.ids.system_button)  # back to the phone's language
+        assert i18n.saved_language(tmp_path / "wallet") is None
+    i18n.set_language("en")
+
+
+def test_the_language_follows_the_system_until_one_is_chosen(kivy, ui_rail, tmp_path,
+                                                            artifacts_dir, monkeypatch):
+    from wallet_app.core import i18n
+
+    monkeypatch.setenv("LANGUAGE", "zh_CN:en")
+    with Driver(make_app(kivy, tmp_path / "w", banks(ui_rail), language=None),
+                artifacts_dir) as ui:
+        onboarding = ui.on("onboarding")
+        assert i18n.language() == "zh_CN" and onboarding.ids.open_button.text == "开通钱包"
+    i18n.save_language(tmp_path / "w", "en")
+    with Driver(make_app(kivy, tmp_path / "w", banks(ui_rail), language=None),
+                artifacts_dir) as ui:
+        onboarding = ui.on("onboarding")
+        assert i18n.language() == "en" and onboarding.ids.open_button.text == "Open my wallet"

@@ -45,8 +45,9 @@ def apk_files(app: configparser.SectionProxy) -> list[str]:
     include_patterns = listed(app, "source.include_patterns")
     chosen = []
     for root, _dirs, files in os.walk(source):
-        rel_root = os.path.relpath(root, source)
-        rel_root = "" if rel_root == "." else rel_root.lower() + "/"
+        real_root = os.path.relpath(root, source)
+        real_root = "" if real_root == "." else real_root + "/"
+        rel_root = real_root.lower()  # buildozer matches lower-cased folder names
         if any(part.startswith(".") for part in rel_root.split("/") if part):
             continue
         if rel_root:
@@ -66,7 +67,7 @@ def apk_files(app: configparser.SectionProxy) -> list[str]:
             ext = os.path.splitext(name)[1][1:].lower()
             if excluded or (ext and exts and ext not in exts):
                 continue
-            chosen.append(rel)
+            chosen.append(real_root + name)
     return sorted(chosen)
 
 
@@ -75,6 +76,9 @@ def test_the_apk_holds_the_wallet_and_the_protocol_only():
     assert "main.py" in files
     assert "wallet_app/__main__.py" in files and "rail_protocol/canonical.py" in files
     assert "wallet_app/ui/assets/icon.png" in files
+    assert "wallet_app/ui/assets/fonts/YuanrailSansSC-Regular.otf" in files
+    assert "wallet_app/ui/assets/fonts/LICENSE-NotoSansCJK.txt" in files
+    assert "wallet_app/locale/zh_CN/LC_MESSAGES/wallet.po" in files
     tops = {f.split("/", 1)[0] for f in files if "/" in f}
     assert tops == {"wallet_app", "rail_protocol"}, tops
     assert not [f for f in files if f.split("/", 1)[0] in SERVER_SIDE]

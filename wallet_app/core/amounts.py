@@ -10,6 +10,7 @@ import re
 
 from rail_protocol.money import FEN_PER_YUAN, MAX_FEN, format_fen
 from wallet_app.core.errors import WalletError
+from wallet_app.core.i18n import N_
 
 _YUAN = re.compile(r"^([0-9]{1,13})(?:\.([0-9]{0,2}))?$")
 
@@ -17,20 +18,19 @@ _YUAN = re.compile(r"^([0-9]{1,13})(?:\.([0-9]{0,2}))?$")
 def parse_yuan(text: object) -> int:
     """Integer fen from what a person typed in yuan."""
     if not isinstance(text, str):
-        raise WalletError("invalid_amount", "type an amount in yuan, like 12.50")
+        raise WalletError("invalid_amount", N_("type an amount in yuan, like 12.50"))
     cleaned = text.strip().replace(",", "").replace("¥", "").replace("￥", "").strip()
     if not cleaned:
-        raise WalletError("invalid_amount", "type an amount in yuan, like 12.50")
+        raise WalletError("invalid_amount", N_("type an amount in yuan, like 12.50"))
     match = _YUAN.match(cleaned)
     if match is None:
-        raise WalletError("invalid_amount",
-                          f"{text.strip()!r} is not an amount: use digits and at most 2 decimals")
+        raise WalletError("invalid_amount", N_("use digits and at most 2 decimals"))
     whole, part = match.group(1), (match.group(2) or "")
     fen = int(whole) * FEN_PER_YUAN + int(part.ljust(2, "0"))
     if fen == 0:
-        raise WalletError("invalid_amount", "the amount must be more than zero")
+        raise WalletError("invalid_amount", N_("the amount must be more than zero"))
     if fen > MAX_FEN:
-        raise WalletError("invalid_amount", "the amount is too large")
+        raise WalletError("invalid_amount", N_("the amount is too large"))
     return fen
 
 

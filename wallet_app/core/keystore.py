@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from rail_protocol.keys import SigningKey, b64decode, b64encode
 from wallet_app.core.errors import WalletError
+from wallet_app.core.i18n import N_
 from wallet_app.core.files import read_json, write_json
 
 VERSION = 1
@@ -53,7 +54,7 @@ _PIN = re.compile(r"^[0-9]{6}$")
 def check_pin(pin: object) -> str:
     """A PIN is exactly 6 digits, like a bank card's payment password."""
     if not isinstance(pin, str) or not _PIN.match(pin):
-        raise WalletError("pin_format", "the PIN must be 6 digits")
+        raise WalletError("pin_format", N_("the PIN must be 6 digits"))
     return pin
 
 

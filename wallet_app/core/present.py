@@ -1,7 +1,8 @@
 """View logic, apart from widgets: what each screen shows, as plain strings and rows.
 
 Screens bind labels to these functions' results and hold no formatting of their own, so
-what a person reads is unit-tested without Kivy."""
+what a person reads is unit-tested without Kivy. Every sentence is an English msgid, said in
+the chosen language (`i18n`); the placeholders are named, so a translation may reorder them."""
 
 from __future__ import annotations
 
@@ -10,13 +11,15 @@ from dataclasses import dataclass
 
 from rail_protocol.money import format_fen
 from wallet_app.core.client import ClassLimits, Mandate, Payment, WalletView
+from wallet_app.core.i18n import N_, _
 
-CLASS_NAMES = {1: "Class 1 (verified in person)", 2: "Class 2 (ID and bank account)",
-               3: "Class 3 (ID)", 4: "Class 4 (phone number only)"}
-STATUS_TEXT = {"settled": "Done", "processing": "Processing", "rejected": "Refused",
-               "pending": "Pending"}
-KIND_TEXT = {"payment": "Payment", "interbank_out": "Payment", "interbank_in": "Payment",
-             "top_up": "Top-up", "redeem": "Back to bank account", "refund": "Refund"}
+CLASS_NAMES = {1: N_("Class 1 (verified in person)"), 2: N_("Class 2 (ID and bank account)"),
+               3: N_("Class 3 (ID)"), 4: N_("Class 4 (phone number only)")}
+STATUS_TEXT = {"settled": N_("Done"), "processing": N_("Processing"), "rejected": N_("Refused"),
+               "pending": N_("Pending")}
+KIND_TEXT = {"payment": N_("Payment"), "interbank_out": N_("Payment"),
+             "interbank_in": N_("Payment"),
+             "top_up": N_("Top-up"), "redeem": N_("Back to bank account"), "refund": N_("Refund")}
 
 
 def short_id(wallet_id: str | None) -> str:
@@ -28,15 +31,17 @@ def short_id(wallet_id: str | None) -> str:
 
 
 def cap(fen: int | None) -> str:
-    return "no limit" if fen is None else format_fen(fen)
+    return _("no limit") if fen is None else format_fen(fen)
 
 
 def limits_text(limits: ClassLimits) -> str:
     """'Holds up to ¥10,000.00, pays up to ¥2,000.00 at a time and ¥5,000.00 a day.'"""
     if limits.balance_cap_fen is None:
-        return "No limits on balance or payments."
-    return (f"Holds up to {cap(limits.balance_cap_fen)}, pays up to "
-            f"{cap(limits.per_payment_cap_fen)} at a time and {cap(limits.daily_cap_fen)} a day.")
+        return _("No limits on balance or payments.")
+    return _("Holds up to {balance}, pays up to {per_payment} at a time and {daily} a day."
+             ).format(balance=cap(limits.balance_cap_fen),
+                      per_payment=cap(limits.per_payment_cap_fen),
+                      daily=cap(limits.daily_cap_fen))
 
 
 @dataclass(frozen=True)
@@ -52,19 +57,21 @@ class HomeView:
 
 def home_view(view: WalletView) -> HomeView:
     if view.daily_left_fen is None:
-        left = "No daily limit"
+        left = _("No daily limit")
     else:
-        left = (f"Left today: {format_fen(view.daily_left_fen)} of "
-                f"{format_fen(view.limits.daily_cap_fen or 0)}")
+        left = _("Left today: {left} of {cap}").format(
+            left=format_fen(view.daily_left_fen), cap=format_fen(view.limits.daily_cap_fen or 0))
     merchant = ""
     if view.merchant is not None:
         merchant = f"{view.merchant.name}, {view.merchant.city}"
     return HomeView(
         balance=format_fen(view.balance_fen),
-        kyc_class=CLASS_NAMES.get(view.kyc_class, f"Class {view.kyc_class}"),
+        kyc_class=(_(CLASS_NAMES[view.kyc_class]) if view.kyc_class in CLASS_NAMES
+                   else _("Class {number}").format(number=view.kyc_class)),
         limits=limits_text(view.limits), today_left=left, wallet_id=view.wallet_id,
         merchant=merchant,
-        topup_on_use=("Top-up on use: on" if view.topup_on_use else "Top-up on use: off"))
+        topup_on_use=(_("Top-up on use: on") if view.topup_on_use
+                      else _("Top-up on use: off")))
 
 
 @dataclass(frozen=True)
@@ -105,36 +112,50 @@ def history_rows(items: list[Payment], me: str, names: dict[str, str] | None = N
         incoming = item.payee_wallet == me
         other = item.payer_wallet if incoming else item.payee_wallet
         who = names.get(other or "", short_id(other))
-        kind = KIND_TEXT.get(item.kind, item.kind.replace("_", " ").title())
+        kind = (_(KIND_TEXT[item.kind]) if item.kind in KIND_TEXT
+                else item.kind.replace("_", " ").title())
         if item.is_refund:
-            title = f"Refund from {who}" if incoming else f"Refund to {who}"
+            title = (_("Refund from {who}") if incoming else _("Refund to {who}")).format(who=who)
             if item.refund_of:
-                title += f" (of {item.refund_of})"
+                title += _(" (of {payment_id})").format(payment_id=item.refund_of)
         elif item.kind in ("top_up", "redeem"):
             title = kind
         elif item.memo == "payment code":
-            title = f"Payment code: {'from' if incoming else 'to'} {who}"
+            title = (_("Payment code: from {who}") if incoming
+                     else _("Payment code: to {who}")).format(who=who)
         else:
-            title = f"{'From' if incoming else 'To'} {who}"
+            title = (_("From {who}") if incoming else _("To {who}")).format(who=who)
         sign = "+" if incoming or item.kind == "top_up" else "-"
-        lines = tuple(f"refunded {format_fen(r.amount_fen)} ({r.payment_id}, "
-                      f"{STATUS_TEXT.get(r.status, r.status)})"
+        lines = tuple(_("refunded {amount} ({payment_id}, {status})").format(
+                          amount=format_fen(r.amount_fen), payment_id=r.payment_id,
+                          status=status_text(r.status))
                       for r in refunds.get(item.payment_id, []))
         rows.append(HistoryRow(item.payment_id, title, f"{sign}{format_fen(item.amount_fen)}",
-                               STATUS_TEXT.get(item.status, item.status), _when(item.created_ms),
+                               status_text(item.status), _when(item.created_ms),
                                incoming, lines, item.refund_of))
     return rows
 
 
+def status_text(status: str) -> str:
+    return _(STATUS_TEXT[status]) if status in STATUS_TEXT else status
+
+
+MANDATE_STATES = {"active": N_("active"), "revoked": N_("revoked")}
+PERIODS = {"day": N_("day"), "week": N_("week"), "month": N_("month"), "year": N_("year")}
+
+
 def mandate_text(mandate: Mandate) -> str:
     name = mandate.merchant_name or mandate.merchant_wallet
-    state = "active" if mandate.status == "active" else mandate.status
-    return (f"{name} ({state})\nUp to {format_fen(mandate.per_payment_cap_fen)} a payment, "
-            f"{format_fen(mandate.period_cap_fen)} a {mandate.period}; used "
-            f"{format_fen(mandate.used_this_period_fen)}, left "
-            f"{format_fen(mandate.left_this_period_fen)}")
+    state = _(MANDATE_STATES.get(mandate.status, mandate.status))
+    return _("{name} ({state})\nUp to {per_payment} a payment, {period_cap} a {period}; "
+             "used {used}, left {left}").format(
+        name=name, state=state, per_payment=format_fen(mandate.per_payment_cap_fen),
+        period_cap=format_fen(mandate.period_cap_fen),
+        period=_(PERIODS.get(mandate.period, mandate.period)),
+        used=format_fen(mandate.used_this_period_fen),
+        left=format_fen(mandate.left_this_period_fen))
 
 
 def countdown(expires_ms: int, now_ms: int) -> str:
     seconds = max((expires_ms - now_ms) // 1000, 0)
-    return f"Refreshes in {seconds} s"
+    return _("Refreshes in {seconds} s").format(seconds=seconds)

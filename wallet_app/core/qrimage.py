@@ -12,6 +12,7 @@ from pathlib import Path
 import segno
 
 from wallet_app.core.errors import WalletError
+from wallet_app.core.i18n import N_
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 MAX_IMAGE_PIXELS = 40_000_000
@@ -37,14 +38,14 @@ def decode_image_bytes(data: bytes) -> list[str]:
     from PIL import Image, UnidentifiedImageError
 
     if len(data) > MAX_IMAGE_BYTES:
-        raise WalletError("unreadable_code", "the image is too large")
+        raise WalletError("unreadable_code", N_("the image is too large"))
     try:
         with Image.open(io.BytesIO(data)) as image:
             if image.width * image.height > MAX_IMAGE_PIXELS:
-                raise WalletError("unreadable_code", "the image is too large")
+                raise WalletError("unreadable_code", N_("the image is too large"))
             return _read(image.convert("L"))
     except (UnidentifiedImageError, OSError, ValueError):
-        raise WalletError("unreadable_code", "the file is not an image") from None
+        raise WalletError("unreadable_code", N_("the file is not an image")) from None
 
 
 def decode_image_file(path: str | Path) -> list[str]:
@@ -68,9 +69,9 @@ def decode_rgba(pixels: bytes, width: int, height: int, *, flip: bool = False) -
 def single_code(texts: list[str]) -> str:
     """The one code found, or a refusal saying there were none or several."""
     if not texts:
-        raise WalletError("unreadable_code", "no QR code could be read in the picture")
+        raise WalletError("unreadable_code", N_("no QR code could be read in the picture"))
     if len(set(texts)) > 1:
-        raise WalletError("unreadable_code", "the picture holds more than one QR code")
+        raise WalletError("unreadable_code", N_("the picture holds more than one QR code"))
     return texts[0]
 
 

@@ -30,6 +30,7 @@ from rail_protocol.money import MAX_FEN
 from rail_protocol.payment_code import PREFIX as CODE_PREFIX
 from rail_protocol.payment_code import read_code
 from wallet_app.core.errors import WalletError
+from wallet_app.core.i18n import N_
 
 RECEIVE_SCHEME = "yuanrail"
 RECEIVE_PATH = "pay"
@@ -98,7 +99,7 @@ def receive_payload(wallet_id: str, amount_fen: int | None = None,
     if amount_fen is not None:
         if isinstance(amount_fen, bool) or not isinstance(amount_fen, int) \
                 or not 0 < amount_fen <= MAX_FEN:
-            raise WalletError("invalid_amount", "the amount must be a positive number of fen")
+            raise WalletError("invalid_amount", N_("the amount must be a positive number of fen"))
         text += f"&amount_fen={amount_fen}"
     if name:
         text += f"&name={quote(name[:MAX_NAME_CHARS], safe='')}"
@@ -108,10 +109,10 @@ def receive_payload(wallet_id: str, amount_fen: int | None = None,
 def read_scanned(text: object) -> Scanned:
     """What `text` (from the camera, an image or the clipboard) asks for, or a refusal."""
     if not isinstance(text, str) or not text.strip():
-        raise WalletError("unreadable_code", "no code was found")
+        raise WalletError("unreadable_code", N_("no code was found"))
     text = text.strip()
     if len(text) > MAX_SCAN_CHARS:
-        raise WalletError("unreadable_code", "the code is too long to be one of ours")
+        raise WalletError("unreadable_code", N_("the code is too long to be one of ours"))
     if text.startswith(CODE_PREFIX):
         env = read_code(text)  # RailError payment_code_invalid when garbled
         return CustomerCode(text, env.body["payer_wallet"], env.id, env.expires_ms)
@@ -119,7 +120,7 @@ def read_scanned(text: object) -> Scanned:
         return _read_receive(text)
     if text.startswith("000201"):
         return PayMerchant(qr.decode(text), text)  # RailError qr_* when wrong
-    raise WalletError("unreadable_code", "this is not a payment code of the e-CNY rail")
+    raise WalletError("unreadable_code", N_("this is not a payment code of the e-CNY rail"))
 
 
 def _read_receive(text: str) -> PayWallet:
@@ -130,17 +131,17 @@ def _read_receive(text: str) -> PayWallet:
         params = dict(parse_qsl(parts.query, keep_blank_values=True, strict_parsing=True,
                                 max_num_fields=5))
     except ValueError:
-        raise WalletError("unreadable_code", "the receive code is garbled") from None
+        raise WalletError("unreadable_code", N_("the receive code is garbled")) from None
     unknown = set(params) - {"wallet", "amount_fen", "name"}
     if unknown:
         raise WalletError("unreadable_code", f"unknown fields {sorted(unknown)}")
     wallet_id = params.get("wallet", "")
     if not _WALLET_ID.match(wallet_id):
-        raise WalletError("unreadable_code", "the receive code names no valid wallet")
+        raise WalletError("unreadable_code", N_("the receive code names no valid wallet"))
     amount = params.get("amount_fen")
     if amount is not None and (not _FEN.match(amount) or int(amount) > MAX_FEN):
-        raise WalletError("unreadable_code", "the receive code's amount is not whole fen")
+        raise WalletError("unreadable_code", N_("the receive code's amount is not whole fen"))
     name = params.get("name") or None
     if name is not None and (len(name) > MAX_NAME_CHARS or not name.isprintable()):
-        raise WalletError("unreadable_code", "the receive code's name is not printable")
+        raise WalletError("unreadable_code", N_("the receive code's name is not printable"))
     return PayWallet(wallet_id, int(amount) if amount else None, name)

@@ -40,6 +40,7 @@ from wallet_app.core.client import (
 )
 from wallet_app.core.errors import PaymentPending, WalletError
 from wallet_app.core.files import read_json, write_json
+from wallet_app.core.i18n import N_, _
 from wallet_app.core.keystore import SCRYPT_N, KeyStore, check_pin
 from wallet_app.core.outbox import UNANSWERED, Outbox, Outcome
 from wallet_app.core.scan import (
@@ -93,7 +94,9 @@ class BankChoice:
 
     @property
     def label(self) -> str:
-        return f"{self.info.name} ({self.info.bank_id})" if self.info else f"{self.url} (offline)"
+        if self.info is None:
+            return _("{url} (offline)").format(url=self.url)
+        return f"{self.info.name} ({self.info.bank_id})"
 
 
 @dataclass(frozen=True)
@@ -258,7 +261,7 @@ class Wallet:
                                                pending.merchant)
         else:
             if not isinstance(phone, str) or not _PHONE.match(phone.strip()):
-                raise WalletError("invalid_field", "the phone number must be 6-15 digits")
+                raise WalletError("invalid_field", N_("the phone number must be 6-15 digits"))
             phone = phone.strip()
             info = await self.bank(bank_url)
             key = SigningKey.generate()  # made here, with `ecdsa`; it never leaves
@@ -319,10 +322,10 @@ class Wallet:
         """Upgrade with an ID number and the holder's deposit account at this bank."""
         id_number = id_number.strip().upper()
         if not _ID_NUMBER.match(id_number):
-            raise WalletError("invalid_field", "the ID number must be 18 characters")
+            raise WalletError("invalid_field", N_("the ID number must be 18 characters"))
         deposit_account = deposit_account.strip()
         if not 6 <= len(deposit_account) <= 40:
-            raise WalletError("invalid_field", "the account number must be 6-40 characters")
+            raise WalletError("invalid_field", N_("the account number must be 6-40 characters"))
         self.view = await self.client.upgrade(self._key(), self.wallet_id, id_number=id_number,
                                               deposit_account=deposit_account)
         return self.view
@@ -356,7 +359,7 @@ class Wallet:
             scanned = read_scanned(scanned)
         if isinstance(scanned, CustomerCode):
             raise WalletError("not_payable_here",
-                              "that is a customer's payment code; only a merchant charges it")
+                              N_("that is a customer's payment code; only a merchant charges it"))
         if isinstance(scanned, PayWallet):
             return PaymentRequest("person", scanned.wallet_id, scanned.name or scanned.wallet_id,
                                   amount_fen=scanned.amount_fen)
@@ -400,7 +403,7 @@ class Wallet:
         key = self._key()
         amount = request.amount_fen if request.amount_fixed else amount_fen
         if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
-            raise WalletError("invalid_amount", "type the amount to pay")
+            raise WalletError("invalid_amount", N_("type the amount to pay"))
         if self.needs_pin(amount):
             self.verify_pin(pin)
         for entry in self.outbox.pending():
@@ -468,7 +471,7 @@ class Wallet:
     async def _exchange(self, kind: str, path_part: str, amount_fen: int) -> PaymentResult:
         key = self._key()
         if isinstance(amount_fen, bool) or not isinstance(amount_fen, int) or amount_fen <= 0:
-            raise WalletError("invalid_amount", "type an amount")
+            raise WalletError("invalid_amount", N_("type an amount"))
         env = seal(key, f"bank.{kind}", {"wallet_id": self.wallet_id, "amount_fen": amount_fen})
         outcome = await self.outbox.submit(kind, f"/v1/wallets/{self.wallet_id}/{path_part}",
                                            env, {"amount_fen": amount_fen})
@@ -556,7 +559,7 @@ class Wallet:
         """An order for `amount_fen` and its dynamic QR, for the customer to scan."""
         merchant = self._merchant()
         if isinstance(amount_fen, bool) or not isinstance(amount_fen, int) or amount_fen <= 0:
-            raise WalletError("invalid_amount", "type the amount to collect")
+            raise WalletError("invalid_amount", N_("type the amount to collect"))
         reference = f"pos-{uuid.uuid4().hex[:20]}"
         return await self.client.create_order(self._key(), merchant, amount_fen, reference,
                                               description, ttl_ms)
@@ -571,7 +574,7 @@ class Wallet:
         if not isinstance(scanned, CustomerCode):
             raise WalletError("not_a_payment_code")
         if isinstance(amount_fen, bool) or not isinstance(amount_fen, int) or amount_fen <= 0:
-            raise WalletError("invalid_amount", "type the amount to charge")
+            raise WalletError("invalid_amount", N_("type the amount to charge"))
         if scanned.expires_ms <= now_ms():
             raise RailError("expired", "the payment code has expired")
         answer = await self.client.charge_code(self._key(), merchant, scanned.text, amount_fen)

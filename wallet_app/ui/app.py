@@ -14,10 +14,12 @@ from kivy.base import ExceptionHandler, ExceptionManager
 from kivy.clock import Clock
 from kivy.uix.screenmanager import NoTransition, ScreenManager
 
+from wallet_app.core import i18n
 from wallet_app.core.messages import UNEXPECTED
 from wallet_app.core.runner import AsyncRunner
 from wallet_app.core.wallet import Wallet
 from wallet_app.ui import widgets  # noqa: F401 - loads the shared styles first
+from wallet_app.ui.i18n import register_font
 
 log = logging.getLogger("yuanrail.wallet.ui")
 
@@ -38,12 +40,17 @@ class _StayUp(ExceptionHandler):
 
 
 class WalletApp(App):
-    title = "yuanrail wallet"
+    TITLE = i18n.N_("yuanrail wallet")
+    title = TITLE
 
-    def __init__(self, wallet: Wallet, *, images_folder: Path | None = None, **kwargs) -> None:
+    def __init__(self, wallet: Wallet, *, images_folder: Path | None = None,
+                 language: str | None = None, **kwargs) -> None:
+        """`language`: the UI's language; by default the one chosen in Settings, else the
+        system's."""
         super().__init__(**kwargs)
         self.wallet = wallet
         self.images_folder = images_folder
+        self.language = language
         self.unexpected: list[BaseException] = []
         self.runner = AsyncRunner(dispatch=lambda callback: Clock.schedule_once(
             lambda _dt: callback()))
@@ -52,6 +59,10 @@ class WalletApp(App):
     def build(self) -> ScreenManager:
         from wallet_app.ui.screens import screen_classes
 
+        register_font()  # before the first label: Chinese needs the bundled CJK font
+        i18n.set_language(self.language or i18n.saved_language(self.wallet.home)
+                          or i18n.system_language())
+        self.title = i18n.gettext(self.TITLE)
         manager = ScreenManager(transition=NoTransition())
         for cls in screen_classes():
             manager.add_widget(cls())

@@ -22,6 +22,7 @@ from kivy.uix.popup import Popup
 
 from wallet_app.core import qrimage
 from wallet_app.core.errors import WalletError
+from wallet_app.core.i18n import N_
 
 Builder.load_file(str(Path(__file__).with_suffix(".kv")))
 
@@ -117,7 +118,8 @@ class QrScanner(BoxLayout):
         """Decode the QR code in an image file (the path typed, or the one given)."""
         path = (path if path is not None else self.ids.path.text).strip()
         if not path:
-            self.dispatch("on_error", WalletError("unreadable_code", "type an image file's path"))
+            self.dispatch("on_error",
+                          WalletError("unreadable_code", N_("type an image file's path")))
             return
 
         async def decode() -> str:
@@ -137,7 +139,7 @@ class QrScanner(BoxLayout):
     def use_pasted(self) -> None:
         text = self.ids.paste.text.strip()
         if not text:
-            self.dispatch("on_error", WalletError("unreadable_code", "paste a code first"))
+            self.dispatch("on_error", WalletError("unreadable_code", N_("paste a code first")))
             return
         self.dispatch("on_qr", text)
 

@@ -13,10 +13,11 @@ def screen_classes() -> list[type]:
     from wallet_app.ui.screens.paycode import PayCodeScreen
     from wallet_app.ui.screens.receive import ReceiveScreen
     from wallet_app.ui.screens.scan import ScanScreen
+    from wallet_app.ui.screens.settings import SettingsScreen
     from wallet_app.ui.screens.subwallets import SubWalletsScreen
     from wallet_app.ui.screens.topup import TopUpScreen
     from wallet_app.ui.screens.unlock import UnlockScreen
 
     return [OnboardingScreen, UnlockScreen, LinkScreen, HomeScreen, ScanScreen, ConfirmScreen,
             PayCodeScreen, ReceiveScreen, TopUpScreen, HistoryScreen, SubWalletsScreen,
-            MerchantScreen]
+            MerchantScreen, SettingsScreen]

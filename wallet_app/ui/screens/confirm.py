@@ -8,6 +8,7 @@ from kivy.properties import BooleanProperty, StringProperty
 from rail_protocol.money import format_fen
 from wallet_app.core.amounts import parse_yuan
 from wallet_app.core.errors import PaymentPending
+from wallet_app.core.i18n import _
 from wallet_app.ui.screens.base import WalletScreen, load_kv
 
 load_kv(__file__)
@@ -33,18 +34,18 @@ class ConfirmScreen(WalletScreen):
         self.payee_name = request.name
         details = [request.city] if request.city else []
         if request.order_id:
-            details.append(f"order {request.order_id}")
+            details.append(_("order {order_id}").format(order_id=request.order_id))
         details.append(request.payee)
         self.payee_detail = ", ".join(details)
         self.amount_fixed = request.amount_fixed
         self.amount_text = format_fen(request.amount_fen) if request.amount_fixed else ""
         threshold = format_fen(self.wallet.no_pin_threshold_fen)
         if request.amount_fixed and self.wallet.needs_pin(request.amount_fen):
-            self.pin_hint = f"Above {threshold} your PIN is needed."
+            self.pin_hint = _("Above {threshold} your PIN is needed.").format(threshold=threshold)
         elif request.amount_fixed:
             self.pin_hint = ""
         else:
-            self.pin_hint = f"PIN needed above {threshold}."
+            self.pin_hint = _("PIN needed above {threshold}.").format(threshold=threshold)
 
     def pay(self) -> None:
         if self.request is None or self.done:
@@ -56,7 +57,7 @@ class ConfirmScreen(WalletScreen):
         self.ids.pin.text = ""
         paying = self.wallet.pay(self.request, amount, pin=pin,
                                  memo=self.ids.memo.text.strip() or None)
-        self.run(paying, self._paid, "Paying...", on_error=self._failed)
+        self.run(paying, self._paid, _("Paying..."), on_error=self._failed)
 
     def _failed(self, exc: BaseException) -> None:
         if isinstance(exc, PaymentPending):
@@ -65,9 +66,11 @@ class ConfirmScreen(WalletScreen):
 
     def _paid(self, result) -> None:
         self.done = True
-        self.info = (f"Paid {format_fen(result.amount_fen)} to {self.payee_name}. "
-                     f"Payment {result.payment_id}"
-                     + (" (processing)" if result.status == "processing" else "") + ".")
+        text = (_("Paid {amount} to {payee}. Payment {payment_id} (processing).")
+                if result.status == "processing" else
+                _("Paid {amount} to {payee}. Payment {payment_id}."))
+        self.info = text.format(amount=format_fen(result.amount_fen), payee=self.payee_name,
+                                payment_id=result.payment_id)
 
     def finish(self) -> None:
         self.app.go("home")

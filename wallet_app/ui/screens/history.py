@@ -8,6 +8,7 @@ from kivy.properties import BooleanProperty
 from kivy.uix.label import Label
 
 from wallet_app.core import present
+from wallet_app.core.i18n import _
 from wallet_app.ui.screens.base import WalletScreen, load_kv
 
 load_kv(__file__)
@@ -30,7 +31,7 @@ class HistoryScreen(WalletScreen):
         self.load()
 
     def load(self) -> None:
-        self.run(self.wallet.history(before=self._next, limit=PAGE), self._loaded, "Loading...")
+        self.run(self.wallet.history(before=self._next, limit=PAGE), self._loaded, _("Loading..."))
 
     def _loaded(self, page) -> None:
         self._items += page.items

@@ -5,6 +5,7 @@ from __future__ import annotations
 from kivy.properties import BooleanProperty, StringProperty
 
 from wallet_app.core import present
+from wallet_app.core.i18n import _
 from wallet_app.ui.screens.base import WalletScreen, load_kv
 
 load_kv(__file__)
@@ -27,7 +28,7 @@ class HomeScreen(WalletScreen):
         self.refresh()
 
     def refresh(self) -> None:
-        self.run(self.wallet.refresh(), self._show, "Updating...", on_error=self._failed)
+        self.run(self.wallet.refresh(), self._show, _("Updating..."), on_error=self._failed)
 
     def _failed(self, exc: BaseException) -> None:
         self.show_error(exc)
@@ -35,8 +36,8 @@ class HomeScreen(WalletScreen):
 
     def _count_pending(self) -> None:
         waiting = len(self.wallet.outbox.pending())
-        self.pending = (f"{waiting} payment(s) wait for the bank's answer; they are retried "
-                        "with the same id.") if waiting else ""
+        self.pending = _("{count} payment(s) wait for the bank's answer; they are retried "
+                         "with the same id.").format(count=waiting) if waiting else ""
 
     def _show(self, view) -> None:
         home = present.home_view(view)

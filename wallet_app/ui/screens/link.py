@@ -6,6 +6,7 @@ from __future__ import annotations
 from kivy.properties import BooleanProperty, StringProperty
 
 from wallet_app.core import present
+from wallet_app.core.i18n import _
 from wallet_app.ui.screens.base import WalletScreen, load_kv
 
 load_kv(__file__)
@@ -20,7 +21,7 @@ class LinkScreen(WalletScreen):
 
     def prepare(self, view=None, onboarding: bool = False, **params) -> None:
         super().prepare(**params)
-        self.heading = "Your wallet is open" if onboarding else "Link your bank account"
+        self.heading = _("Your wallet is open") if onboarding else _("Link your bank account")
         self.demo_counter = self.wallet.demo_counter
         if view is not None:
             self._show(view)
@@ -29,28 +30,30 @@ class LinkScreen(WalletScreen):
 
     def _show(self, view) -> None:
         home = present.home_view(view)
-        self.class_text = f"{home.kyc_class}. Wallet {view.wallet_id}"
+        self.class_text = _("{kyc_class}. Wallet {wallet_id}").format(kyc_class=home.kyc_class,
+                                                                    wallet_id=view.wallet_id)
         self.limits_text = home.limits
         self.linked = view.deposit_account_linked
 
     def link(self) -> None:
         self.run(self.wallet.link_account(self.ids.account.text, self.ids.id_number.text),
-                 self._linked, "Linking...")
+                 self._linked, _("Linking..."))
 
     def _linked(self, view) -> None:
         self._show(view)
-        self.info = "Linked. You can now top up from your bank account."
+        self.info = _("Linked. You can now top up from your bank account.")
 
     def demo_account(self) -> None:
         """The demo's bank counter opens a deposit account (¥10,000) in this phone's name."""
         self.run(self.wallet.demo_open_deposit_account("Demo Customer", 1_000_000),
-                 self._demo_opened, "At the bank counter...")
+                 self._demo_opened, _("At the bank counter..."))
 
     def _demo_opened(self, account_id: str) -> None:
         self.ids.account.text = account_id
         if not self.ids.id_number.text:
             self.ids.id_number.text = "11010519900101" + account_id[-3:] + "X"
-        self.info = f"The bank opened account {account_id} with ¥10,000.00. Now link it."
+        self.info = _("The bank opened account {account_id} with ¥10,000.00. Now link it.").format(
+            account_id=account_id)
 
     def done(self) -> None:
         self.app.go("home")

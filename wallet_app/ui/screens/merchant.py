@@ -9,6 +9,7 @@ from kivy.properties import StringProperty
 from rail_protocol.money import format_fen
 from wallet_app.core import present
 from wallet_app.core.amounts import parse_yuan
+from wallet_app.core.i18n import _
 from wallet_app.core.scan import CustomerCode, read_scanned
 from wallet_app.ui import scanner  # noqa: F401 - registers QrScanner for the .kv
 from wallet_app.ui.screens.base import WalletScreen, load_kv
@@ -31,7 +32,7 @@ class MerchantScreen(WalletScreen):
         super().prepare(**params)
         profile = self.wallet.profile
         merchant = (profile.merchant or {}) if profile else {}
-        self.shop_name = merchant.get("name", "Merchant")
+        self.shop_name = merchant.get("name", _("Merchant"))
         self._order = None
         self._poll = None
         self._polling = False
@@ -58,12 +59,14 @@ class MerchantScreen(WalletScreen):
             return
         self._stop_poll()
         description = self.ids.description.text.strip() or None
-        self.run(self.wallet.collect(amount, description), self._collecting, "Creating the order...")
+        self.run(self.wallet.collect(amount, description), self._collecting,
+                 _("Creating the order..."))
 
     def _collecting(self, order) -> None:
         self._order = order
         self.order_qr = order.qr_payload
-        self.order_status = f"Waiting for {format_fen(order.amount_fen)} (order {order.order_id})"
+        self.order_status = _("Waiting for {amount} (order {order_id})").format(
+            amount=format_fen(order.amount_fen), order_id=order.order_id)
         self._poll = Clock.schedule_interval(self._check_order, ORDER_POLL_S)
 
     def _stop_poll(self) -> None:
@@ -91,11 +94,13 @@ class MerchantScreen(WalletScreen):
         self._stop_poll()
         self.order_qr = ""
         if order.status == "paid":
-            self.order_status = (f"Paid {format_fen(order.amount_fen)} "
-                                 f"(order {order.order_id}, payment {order.payment_id})")
+            self.order_status = _("Paid {amount} (order {order_id}, payment {payment_id})"
+                                  ).format(amount=format_fen(order.amount_fen),
+                                           order_id=order.order_id, payment_id=order.payment_id)
             self.load_receipts()
         else:
-            self.order_status = f"Order {order.order_id}: {order.status}"
+            self.order_status = _("Order {order_id}: {status}").format(
+                order_id=order.order_id, status=present.status_text(order.status))
 
     # --- charge a customer's payment code -------------------------------------------------
 
@@ -107,24 +112,26 @@ class MerchantScreen(WalletScreen):
             self.show_error(exc)
             return
         if not isinstance(scanned, CustomerCode):
-            self.error = "That is not a customer's payment code."
+            self.error = _("That is not a customer's payment code.")
             return
         self.error = ""
         self.customer_code = scanned.text
-        self.code_status = f"Code of {scanned.payer_wallet}. Type the amount and charge."
+        self.code_status = _("Code of {wallet}. Type the amount and charge.").format(
+            wallet=scanned.payer_wallet)
 
     def charge(self) -> None:
         if not self.customer_code:
-            self.error = "Scan the customer's payment code first."
+            self.error = _("Scan the customer's payment code first.")
             return
         amount = self.guard(parse_yuan, self.ids.charge_amount.text)
         if amount is None:
             return
         code, self.customer_code = self.customer_code, ""
-        self.run(self.wallet.charge(code, amount), self._charged, "Charging...")
+        self.run(self.wallet.charge(code, amount), self._charged, _("Charging..."))
 
     def _charged(self, result) -> None:
-        self.code_status = f"Charged {format_fen(result.amount_fen)}: payment {result.payment_id}."
+        self.code_status = _("Charged {amount}: payment {payment_id}.").format(
+            amount=format_fen(result.amount_fen), payment_id=result.payment_id)
         self.ids.charge_amount.text = ""
         self.load_receipts()
 
@@ -134,9 +141,11 @@ class MerchantScreen(WalletScreen):
         self.run(self.wallet.receipts_today(), self._receipts)
 
     def _receipts(self, receipts) -> None:
-        self.totals = (f"Today: {receipts.count} payment(s), {format_fen(receipts.received_fen)}"
-                       f" received, {format_fen(receipts.refunded_fen)} refunded, net "
-                       f"{format_fen(receipts.net_fen)}")
+        self.totals = _("Today: {count} payment(s), {received} received, {refunded} refunded, "
+                        "net {net}").format(count=receipts.count,
+                                            received=format_fen(receipts.received_fen),
+                                            refunded=format_fen(receipts.refunded_fen),
+                                            net=format_fen(receipts.net_fen))
         rows = self.ids.receipt_rows
         rows.clear_widgets()
         for row in present.history_rows(receipts.items, self.wallet.wallet_id):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from kivy.properties import BooleanProperty, ListProperty
 
+from wallet_app.core.i18n import _
 from wallet_app.ui.screens.base import WalletScreen, load_kv
 
 load_kv(__file__)
@@ -17,7 +18,7 @@ class OnboardingScreen(WalletScreen):
     def prepare(self, **params) -> None:
         super().prepare(**params)
         self._choices = []
-        self.run(self.wallet.list_banks(), self._banks, "Looking for banks...")
+        self.run(self.wallet.list_banks(), self._banks, _("Looking for banks..."))
 
     def _banks(self, choices) -> None:
         self._choices = choices
@@ -26,7 +27,7 @@ class OnboardingScreen(WalletScreen):
         if online and self.ids.bank.text not in self.bank_labels:
             self.ids.bank.text = online[0].label
         if not online:
-            self.error = "No bank answers. Is the demo running? (yuanrail demo)"
+            self.error = _("No bank answers. Check the connection and try again.")
 
     def _chosen_url(self) -> str | None:
         for choice in self._choices:
@@ -37,7 +38,7 @@ class OnboardingScreen(WalletScreen):
     def open_wallet(self) -> None:
         url = self._chosen_url()
         if url is None:
-            self.error = "Choose a bank that answers."
+            self.error = _("Choose a bank that answers.")
             return
         merchant = None
         kind = "personal"
@@ -48,7 +49,7 @@ class OnboardingScreen(WalletScreen):
                         "city": self.ids.merchant_city.text.strip()}
         opening = self.wallet.open_wallet(url, self.ids.phone.text, self.ids.pin.text,
                                           self.ids.pin_again.text, kind=kind, merchant=merchant)
-        self.run(opening, self._opened, "Making your key and opening the wallet...")
+        self.run(opening, self._opened, _("Making your key and opening the wallet..."))
 
     def _opened(self, view) -> None:
         self.ids.pin.text = self.ids.pin_again.text = ""

@@ -11,6 +11,7 @@ from kivy.properties import BooleanProperty, StringProperty
 from rail_protocol.envelope import now_ms
 from rail_protocol.money import format_fen
 from wallet_app.core import present
+from wallet_app.core.i18n import _
 from wallet_app.ui.screens.base import WalletScreen, load_kv
 
 load_kv(__file__)
@@ -33,8 +34,8 @@ class PayCodeScreen(WalletScreen):
         self._ticks = 0
         self._polling = False
         self.result = ""
-        self.limit_hint = (f"Without the PIN the code pays up to "
-                           f"{format_fen(self.wallet.no_pin_threshold_fen)}.")
+        self.limit_hint = _("Without the PIN the code pays up to {amount}.").format(
+            amount=format_fen(self.wallet.no_pin_threshold_fen))
         self.new_code()
         self._event = Clock.schedule_interval(self._tick, TICK_S)
 
@@ -50,7 +51,7 @@ class PayCodeScreen(WalletScreen):
             async def with_pin():
                 return self.wallet.payment_code(pin=pin)  # scrypt: off the UI thread
 
-            self.run(with_pin(), self._show, "Checking the PIN...")
+            self.run(with_pin(), self._show, _("Checking the PIN..."))
         else:
             self.guard(lambda: self._show(self.wallet.payment_code()))
 
@@ -58,7 +59,7 @@ class PayCodeScreen(WalletScreen):
         pin = self.ids.pin.text
         self.ids.pin.text = ""
         if not pin:
-            self.error = "Type your PIN first."
+            self.error = _("Type your PIN first.")
             return
         self.new_code(pin)
 
@@ -97,8 +98,9 @@ class PayCodeScreen(WalletScreen):
                 self.error = ""
             return
         payment = next(iter(found.values()))
-        self.result = (f"Paid {format_fen(payment.amount_fen)} to {payment.payee_wallet}. "
-                       f"Payment {payment.payment_id}.")
+        self.result = _("Paid {amount} to {payee}. Payment {payment_id}.").format(
+            amount=format_fen(payment.amount_fen), payee=payment.payee_wallet,
+            payment_id=payment.payment_id)
         self.code_text = ""
         self.countdown = ""
         self._tickets = []

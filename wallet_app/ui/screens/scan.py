@@ -3,6 +3,7 @@ asks the core what the code wants and moves on to the confirmation."""
 
 from __future__ import annotations
 
+from wallet_app.core.i18n import _
 from wallet_app.ui.screens.base import WalletScreen, load_kv
 from wallet_app.ui import scanner  # noqa: F401 - registers QrScanner for the .kv
 
@@ -21,7 +22,7 @@ class ScanScreen(WalletScreen):
 
     def on_qr(self, text: str) -> None:
         """The one handler every QR path ends in."""
-        self.run(self.wallet.prepare(text), self._ready, "Reading the code...")
+        self.run(self.wallet.prepare(text), self._ready, _("Reading the code..."))
 
     def _ready(self, request) -> None:
         self.app.go("confirm", request=request)

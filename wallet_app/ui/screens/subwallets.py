@@ -7,6 +7,7 @@ from kivy.properties import StringProperty
 from kivy.uix.boxlayout import BoxLayout
 
 from wallet_app.core import present
+from wallet_app.core.i18n import _
 from wallet_app.ui.screens.base import WalletScreen, load_kv
 
 load_kv(__file__)
@@ -24,7 +25,7 @@ class SubWalletsScreen(WalletScreen):
         self.load()
 
     def load(self) -> None:
-        self.run(self.wallet.mandates(), self._show, "Loading...")
+        self.run(self.wallet.mandates(), self._show, _("Loading..."))
 
     def _show(self, mandates) -> None:
         rows = self.ids.rows
@@ -35,7 +36,7 @@ class SubWalletsScreen(WalletScreen):
             row.screen = self
             rows.add_widget(row)
         if not mandates:
-            self.info = "No merchant app may charge this wallet."
+            self.info = _("No merchant app may charge this wallet.")
 
     def revoke(self, mandate_id: str) -> None:
         async def revoke_and_list():
@@ -44,6 +45,6 @@ class SubWalletsScreen(WalletScreen):
 
         def done(mandates) -> None:
             self._show(mandates)
-            self.info = "Revoked: that app can no longer charge this wallet."
+            self.info = _("Revoked: that app can no longer charge this wallet.")
 
-        self.run(revoke_and_list(), done, "Revoking...")
+        self.run(revoke_and_list(), done, _("Revoking..."))

@@ -6,6 +6,7 @@ from kivy.properties import BooleanProperty, StringProperty
 
 from rail_protocol.money import format_fen
 from wallet_app.core.amounts import parse_yuan
+from wallet_app.core.i18n import N_, _
 from wallet_app.ui.screens.base import WalletScreen, load_kv
 
 load_kv(__file__)
@@ -30,10 +31,10 @@ class TopUpScreen(WalletScreen):
         self._syncing = False
 
     def top_up(self) -> None:
-        self._exchange(self.wallet.top_up, "Topped up")
+        self._exchange(self.wallet.top_up, N_("Topped up {amount}."))
 
     def redeem(self) -> None:
-        self._exchange(self.wallet.redeem, "Moved back to your bank account:")
+        self._exchange(self.wallet.redeem, N_("Moved back to your bank account: {amount}."))
 
     def _exchange(self, action, done_text: str) -> None:
         amount = self.guard(parse_yuan, self.ids.amount.text)
@@ -47,9 +48,9 @@ class TopUpScreen(WalletScreen):
         def done(answer) -> None:
             result, view = answer
             self._show(view)
-            self.info = f"{done_text} {format_fen(result.amount_fen)}."
+            self.info = _(done_text).format(amount=format_fen(result.amount_fen))
 
-        self.run(go(), done, "Asking the bank...")
+        self.run(go(), done, _("Asking the bank..."))
 
     def switch_changed(self, active: bool) -> None:
         if getattr(self, "_syncing", False) or active == self.topup_on_use:
@@ -65,5 +66,6 @@ class TopUpScreen(WalletScreen):
 
     def _switched(self, view) -> None:
         self._show(view)
-        self.info = ("Top-up on use is on: a payment short of e-CNY takes the rest from your "
-                     "bank account." if view.topup_on_use else "Top-up on use is off.")
+        self.info = (_("Top-up on use is on: a payment short of e-CNY takes the rest from "
+                       "your bank account.") if view.topup_on_use
+                     else _("Top-up on use is off."))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from wallet_app.core.i18n import _
 from wallet_app.ui.screens.base import WalletScreen, load_kv
 
 load_kv(__file__)
@@ -16,8 +17,8 @@ class UnlockScreen(WalletScreen):
             self.wallet.unlock(pin)
             return await self.wallet.refresh()
 
-        self.run(unlock_and_load(), lambda view: self.app.go("home", view=view), "Unlocking...",
-                 on_error=self._failed)
+        self.run(unlock_and_load(), lambda view: self.app.go("home", view=view),
+                 _("Unlocking..."), on_error=self._failed)
 
     def _failed(self, exc: BaseException) -> None:
         if self.wallet.key is not None:  # unlocked, but the bank did not answer
