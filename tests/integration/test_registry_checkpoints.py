@@ -9,8 +9,10 @@ import asyncio
 
 import pytest
 
+from central.registry import verify_database
 from rail_protocol.envelope import sign_statement
 from rail_protocol.keys import SigningKey
+from rail_service.db import make_engine
 from tests.support.rail import Rail, rail_factory  # noqa: F401
 from yuanrail.audit import _audit_once
 
@@ -69,6 +71,13 @@ async def test_a_checkpoint_matching_the_banks_books_verifies(rail):
     audit = await _audit_once(rail.central, {b: rail.client(b) for b in rail.banks})
     assert audit.balanced, audit.problems
     assert any("checkpoint seq" in line and ": match" in line for line in audit.lines())
+    # Central's whole chain, interbank entries and their in-flight totals included, holds.
+    engine = make_engine(rail.central_database_url, pool_size=1)
+    try:
+        chained = await verify_database(engine, rail.central_key.public_key)
+    finally:
+        await engine.dispose()
+    assert chained.intact and chained.links >= 5, chained.problems  # deposits, issue, transfer
 
 
 async def test_a_checkpoint_with_a_wrong_signature_is_refused_with_an_alarm(rail):
