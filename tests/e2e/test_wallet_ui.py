@@ -645,3 +645,92 @@ def test_the_language_follows_the_system_until_one_is_chosen(kivy, ui_rail, tmp_
                 artifacts_dir) as ui:
         onboarding = ui.on("onboarding")
         assert i18n.language() == "en" and onboarding.ids.open_button.text == "Open my wallet"
+
+
+# --- interaction ----------------------------------------------------------------------------
+
+def button_places(screen) -> dict[str, tuple[float, float]]:
+    """Where each button of `screen` sits in the window."""
+    from kivy.uix.button import Button
+
+    return {f"{type(w).__name__}:{w.text}": tuple(round(v) for v in w.to_window(*w.pos))
+            for w in screen.walk(restrict=True) if isinstance(w, Button) and w.opacity > 0}
+
+
+def escape(ui) -> bool:
+    from kivy.core.window import Window
+
+    handled = Window.dispatch("on_keyboard", 27, 41, None, [])
+    ui.pump(0.1)
+    return bool(handled)
+
+
+@pytest.mark.parametrize("language", ["en", "zh_CN"])
+def test_messages_keep_buttons_still_back_goes_back_numbers_get_a_number_pad_and_a_refused_top_up_is_refused(  # noqa: E501
+        kivy, ui_rail, tmp_path, artifacts_dir, language):
+    from kivy.uix.textinput import TextInput
+
+    from rail_protocol.errors import RailError
+    from wallet_app.core import i18n, messages
+    from wallet_app.ui.screens.history import INCOMING, REFUSED
+
+    urls = banks(ui_rail)
+    run(funded_core_wallet(tmp_path / "wallet", urls, yuan(20)))
+    with Driver(make_app(kivy, tmp_path / "wallet", urls, language=language),
+                artifacts_dir) as ui:
+        # a number pad for every PIN, amount and phone field, on every screen
+        fields = [w for screen in ui.app.root.screens for w in screen.walk()
+                  if isinstance(w, TextInput) and (w.password or w.input_filter)]
+        assert len(fields) >= 10  # (the merchant tabs not shown are not in the tree)
+        assert all(w.input_type in ("number", "tel") for w in fields), \
+            [(w.hint_text, w.input_type) for w in fields if w.input_type not in ("number", "tel")]
+
+        unlock = ui.on("unlock")
+        assert not escape(ui) and ui.screen.name == "unlock"  # nowhere to go back to
+        unlock.ids.pin.text = PIN
+        ui.press(unlock.ids.unlock_button)
+        home = ui.on("home")
+        ui.until(lambda: home.balance == "¥20.00", "the balance")
+
+        # an error or a note appearing moves no button (each reserves two lines)
+        two_lines = messages.explain(RailError("insufficient_funds"))
+        for name in ("home", "scan", "topup", "receive", "history", "settings"):
+            ui.app.go(name)
+            screen = ui.on(name)
+            ui.pump(0.2)
+            before = button_places(screen)
+            screen.error, screen.info = two_lines, i18n.gettext("Updating...")
+            ui.pump(0.2)
+            assert button_places(screen) == before, name
+            if name == "home":
+                ui.shot(f"{language}_home_with_error")
+            screen.error = screen.info = ""
+            # Escape (Android's Back) leaves every screen but home for home
+            if name != "home":
+                assert escape(ui)
+                ui.until(lambda: ui.screen.name == "home", f"back from {name}")
+            else:
+                assert not escape(ui) and ui.screen.name == "home"
+
+        # a top-up the bank refuses shows as refused in history: no "+", not green
+        ui.app.go("topup")
+        topup = ui.on("topup")
+        ui.until(lambda: topup.linked, "the top-up screen")
+        topup.ids.amount.text = "4990"  # the deposit account holds ¥4,980 after the ¥20
+        ui.press(topup.ids.topup_button)
+        ui.until(lambda: topup.error, "the refusal")
+        assert topup.error == messages.explain(RailError("insufficient_deposit"))
+        assert escape(ui)
+        home = ui.on("home")
+        ui.press(home.ids.history_button)
+        history = ui.on("history")
+        ui.until(lambda: len(history.ids.rows.children) >= 2, "the history")
+        refused = next(r for r in history.rows if r.refused)
+        assert refused.amount == "¥4,990.00" and not refused.incoming
+        assert refused.status == i18n.gettext("Refused")
+        labels = {w.text: w.color for w in history.ids.rows.children}
+        assert labels[refused.text] == list(REFUSED)
+        done = next(r for r in history.rows if not r.refused)
+        assert done.amount == "+¥20.00" and labels[done.text] == list(INCOMING)
+        ui.shot(f"{language}_history_refused_top_up")
+    i18n.set_language("en")

@@ -237,6 +237,18 @@ def test_history_shows_refunds_against_their_payment():
     assert rows[2].title == "Top-up" and rows[2].amount == "+¥500.00"
 
 
+def test_a_refused_top_up_or_payment_is_not_money_in_or_out():
+    me, shop = "yangtze.aaaa", "yangtze.bbbb"
+    items = [Payment("P4", "top_up", "rejected", 50000, None, me, 1_000),
+             Payment("P3", "payment", "rejected", 8800, me, shop, 900),
+             Payment("P2", "payment", "rejected", 100, shop, me, 800),
+             Payment("P1", "top_up", "settled", 100, None, me, 700)]
+    rows = present.history_rows(items, me)
+    assert [(r.amount, r.status, r.refused, r.incoming) for r in rows] == [
+        ("¥500.00", "Refused", True, False), ("¥88.00", "Refused", True, False),
+        ("¥1.00", "Refused", True, False), ("+¥1.00", "Done", False, True)]
+
+
 # --- the outbox -----------------------------------------------------------------------------
 
 class FakeBank:

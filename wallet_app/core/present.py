@@ -86,6 +86,7 @@ class HistoryRow:
     incoming: bool
     refund_lines: tuple[str, ...] = ()
     refund_of: str | None = None
+    refused: bool = False   # nothing moved: shown without a sign, never as money in
 
     @property
     def text(self) -> str:
@@ -125,14 +126,15 @@ def history_rows(items: list[Payment], me: str, names: dict[str, str] | None = N
                      else _("Payment code: to {who}")).format(who=who)
         else:
             title = (_("From {who}") if incoming else _("To {who}")).format(who=who)
-        sign = "+" if incoming or item.kind == "top_up" else "-"
+        refused = item.status == "rejected"
+        sign = "" if refused else ("+" if incoming or item.kind == "top_up" else "-")
         lines = tuple(_("refunded {amount} ({payment_id}, {status})").format(
                           amount=format_fen(r.amount_fen), payment_id=r.payment_id,
                           status=status_text(r.status))
                       for r in refunds.get(item.payment_id, []))
         rows.append(HistoryRow(item.payment_id, title, f"{sign}{format_fen(item.amount_fen)}",
                                status_text(item.status), _when(item.created_ms),
-                               incoming, lines, item.refund_of))
+                               incoming and not refused, lines, item.refund_of, refused))
     return rows
 
 

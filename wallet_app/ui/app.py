@@ -22,6 +22,7 @@ from wallet_app.ui import widgets  # noqa: F401 - loads the shared styles first
 from wallet_app.ui.i18n import register_font
 
 log = logging.getLogger("yuanrail.wallet.ui")
+ESCAPE = 27  # Kivy's key code for Escape, and for Android's Back button
 
 
 class _StayUp(ExceptionHandler):
@@ -69,7 +70,10 @@ class WalletApp(App):
         return manager
 
     def on_start(self) -> None:
+        from kivy.core.window import Window
+
         ExceptionManager.add_handler(self._handler)
+        Window.bind(on_keyboard=self.on_key)
         self.go("unlock" if self.wallet.has_wallet() else "onboarding")
 
     def go(self, name: str, **params) -> None:
@@ -82,10 +86,19 @@ class WalletApp(App):
         screen.prepare(**params)
         manager.current = name
 
+    def on_key(self, _window, key: int, *_args) -> bool:
+        """Escape (and Android's Back, which Kivy reports as 27) goes back a screen."""
+        if key != ESCAPE or self.root is None or self.root.current_screen is None:
+            return False
+        return bool(self.root.current_screen.go_back())
+
     def screen(self, name: str):
         return self.root.get_screen(name)
 
     def on_stop(self) -> None:
+        from kivy.core.window import Window
+
+        Window.unbind(on_keyboard=self.on_key)
         if self.root is not None and self.root.current_screen is not None:
             self.root.current_screen.leave()
         if self._handler in ExceptionManager.handlers:

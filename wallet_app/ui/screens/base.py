@@ -30,6 +30,7 @@ class WalletScreen(Screen):
     error = StringProperty("")
     info = StringProperty("")
     busy = BooleanProperty(False)
+    back_to: str | None = "home"  # where Escape / Android's Back goes; None: nowhere
 
     @property
     def app(self):
@@ -46,6 +47,14 @@ class WalletScreen(Screen):
 
     def leave(self) -> None:
         """Called by `app.go` when another screen is shown: stop timers here."""
+
+    def go_back(self) -> bool:
+        """Escape on a desktop, Back on Android: the screen's own way out, as its Back,
+        Cancel or Done button. False where there is none (the app stays where it is)."""
+        if self.back_to is None:
+            return False
+        self.app.go(self.back_to)
+        return True
 
     def run(self, coro: Coroutine[Any, Any, Any], on_ok: Callable[[Any], None] | None = None,
             busy_text: str = "", on_error: Callable[[BaseException], None] | None = None):

@@ -72,5 +72,9 @@ class ConfirmScreen(WalletScreen):
         self.info = text.format(amount=format_fen(result.amount_fen), payee=self.payee_name,
                                 payment_id=result.payment_id)
 
+    def go_back(self) -> bool:
+        self.finish()  # as Cancel (or Done): nothing is paid by going back
+        return True
+
     def finish(self) -> None:
         self.app.go("home")

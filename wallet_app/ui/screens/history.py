@@ -16,6 +16,15 @@ load_kv(__file__)
 PAGE = 20
 
 
+INCOMING = (0.55, 0.9, 0.55, 1)   # money in: green
+REFUSED = (1, 0.45, 0.4, 1)       # nothing moved: the error colour, never green
+PLAIN = (1, 1, 1, 1)
+
+
+def row_color(row: present.HistoryRow) -> tuple[float, float, float, float]:
+    return REFUSED if row.refused else INCOMING if row.incoming else PLAIN
+
+
 class HistoryRowLabel(Label):
     pass
 
@@ -31,7 +40,8 @@ class HistoryScreen(WalletScreen):
         self.load()
 
     def load(self) -> None:
-        self.run(self.wallet.history(before=self._next, limit=PAGE), self._loaded, _("Loading..."))
+        self.run(self.wallet.history(before=self._next, limit=PAGE), self._loaded,
+                 _("Loading..."))
 
     def _loaded(self, page) -> None:
         self._items += page.items
@@ -40,7 +50,6 @@ class HistoryScreen(WalletScreen):
         self.rows = present.history_rows(self._items, self.wallet.wallet_id)
         self.ids.rows.clear_widgets()
         for row in self.rows:
-            self.ids.rows.add_widget(HistoryRowLabel(text=row.text, color=(
-                (0.55, 0.9, 0.55, 1) if row.incoming else (1, 1, 1, 1))))
+            self.ids.rows.add_widget(HistoryRowLabel(text=row.text, color=row_color(row)))
         if not self.rows:
-            self.ids.rows.add_widget(HistoryRowLabel(text="No payments yet.", height=dp(40)))
+            self.ids.rows.add_widget(HistoryRowLabel(text=_("No payments yet."), height=dp(40)))

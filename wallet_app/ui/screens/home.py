@@ -12,6 +12,7 @@ load_kv(__file__)
 
 
 class HomeScreen(WalletScreen):
+    back_to = None  # the first screen: Back leaves it alone
     balance = StringProperty("")
     kyc_class = StringProperty("")
     limits = StringProperty("")

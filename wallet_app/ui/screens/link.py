@@ -55,5 +55,9 @@ class LinkScreen(WalletScreen):
         self.info = _("The bank opened account {account_id} with ¥10,000.00. Now link it.").format(
             account_id=account_id)
 
+    def go_back(self) -> bool:
+        self.done()
+        return True
+
     def done(self) -> None:
         self.app.go("home")

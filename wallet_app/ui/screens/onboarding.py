@@ -12,6 +12,7 @@ load_kv(__file__)
 
 
 class OnboardingScreen(WalletScreen):
+    back_to = None  # the first screen: Back leaves it alone
     bank_labels = ListProperty([])
     merchant = BooleanProperty(False)
 

@@ -30,4 +30,4 @@ class SettingsScreen(WalletScreen):
         self.app.title = i18n.gettext(self.app.TITLE)
 
     def back(self) -> None:
-        self.app.go(self.back_to)
+        self.go_back()

@@ -9,6 +9,7 @@ load_kv(__file__)
 
 
 class UnlockScreen(WalletScreen):
+    back_to = None  # the first screen: Back leaves it alone
     def unlock(self) -> None:
         pin = self.ids.pin.text
         self.ids.pin.text = ""
