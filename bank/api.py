@@ -112,9 +112,9 @@ async def payment(wallet_id: WalletReader, payment_id: str, bank: BankDep) -> di
 
 
 @router.post("/payments", tags=["payments"])
-async def pay(request: Request, bank: BankDep) -> dict:
+async def pay(request: Request) -> dict:
     """Pay another wallet, here or at another bank; signed by the payer's wallet."""
-    return await bank.pay(await read_json(request))
+    return await request.app.state.fast.pay(await read_json(request))
 
 
 # --- interbank (from central) --------------------------------------------------------

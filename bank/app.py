@@ -11,6 +11,8 @@ from bank.adapters.hot_state import HotState
 from bank.api import router
 from bank.api_merchants import router as merchant_router
 from bank.charges import Charges
+from bank.fast_credits import install as install_batched_credits
+from bank.fastpath import install as install_payment_engine
 from bank.checkpoints import CheckpointWatch
 from bank.checkpoints import router as checkpoint_router
 from bank.merchants import MerchantDesk
@@ -37,6 +39,7 @@ def build_bank(settings: BankSettings) -> Bank:
         operator_token=settings.operator_token, public_url=settings.public_url,
         vault_low_fen=settings.vault_low_fen, vault_target_fen=settings.vault_target_fen,
         vault_high_fen=settings.vault_high_fen, register_at_start=settings.register_at_start,
+        no_pin_threshold_fen=settings.no_pin_threshold_fen,
     )
 
 
@@ -48,10 +51,8 @@ def create_app(settings: BankSettings | None = None, bank: Bank | None = None) -
         node = bank or build_bank(settings)
         await node.start()
         app.state.bank = node
-        node.no_pin_threshold_fen = settings.no_pin_threshold_fen
         app.state.desk = desk = MerchantDesk(node)
-        app.state.charges = Charges(node, no_pin_threshold_fen=settings.no_pin_threshold_fen,
-                                    transport=node.peer_transport)
+        app.state.charges = Charges(node, transport=node.peer_transport)
         app.state.checkpoints = watch = CheckpointWatch(
             node, check_s=settings.checkpoint_check_s, confirm_s=settings.checkpoint_confirm_s)
         background = Background(node.engine, f"yuanrail:bank:{node.bank_id}:background", [
@@ -74,13 +75,11 @@ def create_app(settings: BankSettings | None = None, bank: Bank | None = None) -
     app = FastAPI(title=f"yuanrail bank node {settings.bank_id}", version="0.1.0",
                   lifespan=lifespan, default_response_class=JSON)
     install_error_handlers(app)
-    if settings.fast_path:
-        from bank.fastpath import install as install_fast_path
-
-        from bank.fast_credits import install as install_fast_credits
-
-        install_fast_path(app)  # its routes go before the API's; its batcher in the lifespan
-        install_fast_credits(app)  # message 2s from central, many to one transaction
+    # The payment engine: payments, orders and charges decided and written in batches (its
+    # routes go before the API's, its batchers start in the lifespan), and message 2s from
+    # central credited the same way.
+    install_payment_engine(app)
+    install_batched_credits(app)
     app.include_router(router)
     app.include_router(merchant_router)
     app.include_router(checkpoint_router)

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bank.adapters import tables as t
 from bank.domain import mandates
+from bank.domain.payments import check_code_pin
 from bank.domain.wallets import MERCHANT
 from bank.services import Bank, check_wallet_id, wallet_bank
 from rail_protocol import envelope
@@ -33,9 +34,12 @@ from rail_protocol.instruction_types import (  # noqa: E402
 
 
 class Charges:
-    def __init__(self, bank: Bank, *, no_pin_threshold_fen: int, transport=None) -> None:
+    """Payment codes and mandate charges; the money moves through `payments`, the bank's
+    payment engine (bank/fastpath.py), set when it starts."""
+
+    def __init__(self, bank: Bank, *, transport=None) -> None:
         self.bank = bank
-        self.no_pin_threshold_fen = no_pin_threshold_fen
+        self.payments = None
         self._transport = transport
         self._nodes: dict[str, tuple[str, PublicKey]] = {}
 
@@ -81,7 +85,7 @@ class Charges:
 
     async def charge_code(self, raw: object) -> dict:
         """The merchant's POS scanned a payment code: charge it through the payer's bank."""
-        env, merchant = await self.bank._signed_by_wallet(raw, CHARGE_CODE, "merchant_wallet")
+        env, merchant = await self.payments.signed(raw, CHARGE_CODE, "merchant_wallet")
         check_live(env)
         if merchant.kind != MERCHANT:
             raise RailError("not_a_merchant")
@@ -99,12 +103,13 @@ class Charges:
         the no-PIN threshold and the class caps, all checked before anything moves."""
         code = read_code(code_text)
         amount = parse_fen(amount_fen)
-        payer = await self.bank.wallet_for_read(code.body["payer_wallet"])
-        envelope.verify(code, PublicKey.from_text(payer.public_key), check_expiry=False)
-        if amount > self.no_pin_threshold_fen and not code.body["pin_verified"]:
-            raise RailError("pin_required",
-                            f"above {self.no_pin_threshold_fen} fen the code needs the PIN")
-        outcome = await self.bank.pay_as(code, payer, merchant_id, amount, memo="payment code")
+        payer = await self.payments.identity(code.body["payer_wallet"])
+        if payer is None:
+            raise RailError("unknown_wallet")
+        envelope.verify(code, payer.public_key, check_expiry=False)
+        check_code_pin(amount, code.body["pin_verified"], self.bank.no_pin_threshold_fen)
+        outcome = await self.payments.pay_as(code, payer, merchant_id, amount,
+                                             memo="payment code")
         if outcome.get("repeated") and (outcome.get("payee_wallet") != merchant_id
                                         or outcome.get("amount_fen") != amount):
             raise RailError("payment_code_used")
@@ -202,5 +207,5 @@ class Charges:
                         expected_type=MANDATE_CHARGE, check_expiry=False)
         amount = parse_fen(env.body.get("amount_fen"))
         payer = await self.bank.wallet_for_read(row.payer_wallet)
-        return await self.bank.pay_as(env, payer, row.merchant_wallet, amount,
-                                      memo=f"mandate {mandate_id}", mandate_id=mandate_id)
+        return await self.payments.pay_as(env, payer, row.merchant_wallet, amount,
+                                          memo=f"mandate {mandate_id}", mandate_id=mandate_id)

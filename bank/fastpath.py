@@ -1,61 +1,55 @@
-"""The hot path with group commit: payments (`bank.pay`, pay-by-order, payment-code charges)
-and order creation, many to one PostgreSQL transaction; for a payee at another bank, the
-debit, then message 1 to central, and the settled outcomes many to one transaction again.
+"""The bank's one payment engine: every wallet payment (`bank.pay`, pay-by-order, payment-code
+charges, mandate charges; to a wallet here or at another bank) and order creation, decided
+and written in batches, many to one transaction, on PostgreSQL and SQLite alike. A single
+request is a batch of one.
 
-Why: a payment through `Bank.pay` costs about 17 database round trips (a pool ping on every
-checkout, BEGIN/ROLLBACK around each read, one statement per row), two to four Redis hops
-and, measured on a small machine, about 7 ms of Python per payment; the signature check is
-0.1 ms of it. Here a request is parsed and its signature verified as before (the wallet's
-key looked up once per process: a key never changes owner), then queued; a batcher takes
-whatever has queued meanwhile and runs it in ONE transaction of six round trips, whatever
-its size:
+Why batches: a payment one transaction at a time cost about 17 database round trips and
+about 7 ms of Python on a small machine; the signature check is 0.1 ms of it. Here a request
+is parsed and its signature verified (the wallet's key looked up once per process: a key
+never changes owner), then queued; a batcher takes whatever has queued meanwhile and runs
+it in ONE transaction of a fixed number of round trips, whatever its size
+(bank/adapters/batch_store.py; on PostgreSQL):
 
     BEGIN
-    lock the orders being paid                      (SELECT .. ORDER BY order_id FOR UPDATE)
+    lock the mandates charged, the orders paid      (.. ORDER BY id FOR UPDATE)
     lock payers and capped payees, fold credits     (one statement: FOR UPDATE + DELETE ..
                                                      RETURNING), read uncapped payees
+    lock the deposit accounts of top-up-on-use payers
     transaction ids, and what capped payees have    (nextval; SUM of their processing
-      in flight to other banks                       interbank_out, as `lock_wallet` counts)
-    -- the domain decides each payment in turn, exactly as `Bank._pay_here` does --
+      in flight to other banks                       interbank_out)
+    -- bank/domain/payments.py decides each payment in turn --
     write everything                                (one statement: transactions ON CONFLICT
                                                      DO NOTHING, postings, wallets, appended
-                                                     credits, orders, webhook deliveries)
+                                                     credits, orders, webhook deliveries;
+                                                     then, only if any, deposit accounts,
+                                                     the vault, mandates)
     COMMIT
 
 then one Redis pipeline for the batch (outcomes cached for repeats, live notifications).
-Orders are created the same way, many to one INSERT.
+On SQLite the same steps run as plain statements inside `BEGIN IMMEDIATE`: one writer.
 
-A payee at another bank (docs/interbank.md) joins the same batch: its payer is debited by
-the same rules into `interbank_out`, the row `processing` under a fresh transfer id, as
-`Bank._pay_other_bank` writes it. After the commit (crash point
-`bank.interbank.after_debit`) the batch's message 1s go to central at once in ONE call
-(`POST /v1/transfers/batch`, where they land in one prepare batch); each is sealed from
-what the batch wrote, with the same content as the outbox's retry from the stored row. The
-payments central settled are finished many to one transaction (`sql.SETTLE`, only those still
-processing, then their `interbank_out_settled` postings); a refusal goes through
-`Bank.finish_transfer` (rare); no answer within FORWARD_WAIT_MS leaves `processing` to the
-outbox, unchanged. As in `Bank`, an interbank outcome is not cached in Redis (it is not
-final when the debit commits): a repeat is answered from the row, with its current status.
+A payee at another bank (docs/interbank.md) joins the same batch: its payer is debited into
+`interbank_out`, the row `processing` under a fresh transfer id. After the commit (crash
+point `bank.interbank.after_debit`) the batch's message 1s go to central at once in ONE call
+(`POST /v1/transfers/batch`); each is sealed from what the batch wrote, with the same content
+as the outbox's retry from the stored row (`Bank._transfer_envelope`). The payments central
+settled are finished many to one transaction (only those still processing); a refusal goes
+through `Bank.finish_transfer` (rare); no answer within FORWARD_WAIT_MS leaves `processing`
+to the outbox. An interbank outcome is not cached in Redis (it is not final when the debit
+commits): a repeat is answered from the row, with its current status.
 
-Semantics are those of `Bank._pay_here` and `Bank._execute`, kept on purpose:
-- the same checks in the same order (order payable, payee exists, class limits and daily cap
-  by `plan_debit`, balance cap by `plan_credit`), the same refusals, recorded as a rejected
-  transaction under the instruction's (signer, id) so a repeat gets the same refusal;
-- idempotency by the database's unique key (signer, instruction_id): a repeat conflicts, the
-  batch is redone without it and the repeat is answered by `Bank` from the first outcome;
-- a capped payee's row is locked (its cap is checked on a stable balance); an uncapped payee
-  (a popular merchant) is credited by an appended credit, never locked;
-- the same result shape, the same webhook deliveries (queued in the payment's transaction),
-  the same outcome cache and live notifications in Redis (one pipeline per batch).
-Anything this module does not handle goes to `Bank` unchanged, instruction and all: an
-instruction outside its validity window, a repeat Redis has seen, top-up on
-use that must pull from the deposit account, a credit that must sweep past a balance cap,
-mandates, and any database error (nothing of the batch was committed, or, if the COMMIT's
-answer was lost, the unique key makes the retry answer the first outcome).
+Exactly once: the database's unique key (signer, instruction_id). A repeat conflicts, the
+batch is redone without it, and the repeat is answered with the first outcome (Redis, else
+`Bank.answer_known` from the journal). A refusal is recorded as a rejected transaction under
+the instruction's key, so a repeat gets the same refusal. A batch that fails (a database
+error: nothing of it was kept) is not retried with others: each of its payments runs again
+in a batch of its own, and one that fails alone is answered `service_unavailable`
+(retryable: the wallet resends the same envelope). Top-ups on use that find the vault short
+draw e-CNY from central and redo the batch.
 
-Wiring: on by default (`YUANRAIL_BANK_FAST_PATH=0` turns it off); `bank.app.create_app`
-calls `install(app)`: `FastPath.start(bank, desk, charges)` in the app's lifespan, and
-`fast_routes()` placed before the API's routes. On SQLite it only delegates to `Bank`."""
+Wiring: `bank.app.create_app` calls `install(app)`: `FastPath.start(bank, desk, charges)`
+in the app's lifespan (the charges pay through it), and `fast_routes()` placed before the
+API's routes."""
 
 from __future__ import annotations
 
@@ -64,13 +58,14 @@ import logging
 import os
 import secrets
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
 
 from bank.adapters import batch_sql as sql
 from bank.adapters.batch_store import BatchStore, open_store
+from bank.adapters.books_sql import VaultShort
 from bank.domain import ledger, orders
 from bank.domain.payments import (
     LockedBooks,
@@ -79,11 +74,12 @@ from bank.domain.payments import (
     apply_payment,
     decide_payment,
 )
-from bank.domain.wallets import MERCHANT, WalletState
+from bank.domain.wallets import MERCHANT, DebitPlan, WalletState
 from bank.services import (
     _CENTRAL_FINAL_REFUSALS,
     FORWARD_WAIT_MS,
     PROCESSING,
+    parse_payment,
     retry_delay_ms,
     wallet_bank,
 )
@@ -91,9 +87,8 @@ from rail_protocol import envelope, qr
 from rail_protocol.batches import MAX_ITEMS
 from rail_protocol.envelope import Envelope, check_live, now_ms
 from rail_protocol.errors import RailError
+from rail_protocol.instruction_types import CREATE_ORDER, PAY
 from rail_protocol.keys import PublicKey
-from rail_protocol.money import parse_fen
-from rail_protocol.payment_code import read_code
 from rail_service.batcher import Batcher
 from rail_service.crash import crash_point
 from rail_service.extend import extend_app
@@ -140,6 +135,7 @@ class _Payment:
     order_id: str | None
     refusal_has_order: bool          # `pay` records the order id on a refusal; `pay_as` does not
     future: asyncio.Future
+    mandate_id: str | None = None    # a merchant app's charge under the payer's mandate
     to_bank: str | None = None       # the payee's bank when it is another one (interbank)
     transfer_id: str | None = None   # interbank: message 1's id, made before the debit
     at: int = 0
@@ -161,12 +157,11 @@ def _tell(item: _Payment, status: str) -> None:
         item.sent.set_result(status)
 
 
-def _result(payer: WalletState, item: _Payment, status: str) -> dict:
-    """The start of the result `Bank` records for a decided payment, its debit applied (no
-    top-up on use here: nothing is pulled from the deposit account)."""
+def _result(payer: WalletState, item: _Payment, status: str, debit: DebitPlan) -> dict:
+    """The start of the result recorded for a decided payment, its debit applied."""
     return {"status": status, "amount_fen": item.amount, "payer_wallet": item.payer_id,
             "payee_wallet": item.payee_id, "balance_after_fen": payer.balance_fen,
-            "pulled_from_deposit_fen": 0}
+            "pulled_from_deposit_fen": debit.pulled_from_deposit_fen}
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +271,10 @@ class FastPath:
                 cache.popitem(last=False)
         return ident
 
+    async def identity(self, wallet_id: str) -> Identity | None:
+        """A wallet of this bank by id (cached), or None."""
+        return await self._identity("wallet_id", wallet_id)
+
     async def _identity(self, column: str, value: str) -> Identity | None:
         cache = self._by_key if column == "key_id" else self._by_id
         ident = cache.get(value)
@@ -289,8 +288,9 @@ class FastPath:
                                        PublicKey.from_text(row["public_key"]), row["kind"],
                                        row["merchant_name"], row["mcc"], row["city"]))
 
-    async def _signed(self, raw: object, expected_type: str, wallet_field: str):
-        """`Bank._signed_by_wallet`, with the key from the cache."""
+    async def signed(self, raw: object, expected_type: str, wallet_field: str):
+        """Parse and verify an instruction signed by a wallet's key: (envelope, identity);
+        the key comes from the cache (a key never changes owner)."""
         env = Envelope.parse(raw)
         wallet = await self._identity("key_id", env.signer)
         if wallet is None:
@@ -303,40 +303,34 @@ class FastPath:
     # --- payments ------------------------------------------------------------------------
 
     async def pay(self, raw: object) -> dict:
-        """`Bank.pay`: a payment signed by the payer's wallet."""
-        from bank.services import PAY, parse_payment
-
-        if not self.on:
-            return await self.bank.pay(raw)
-        env, payer = await self._signed(raw, PAY, "payer_wallet")
+        """A payment signed by the payer's wallet: to a wallet here, or at another bank
+        through central."""
+        env, payer = await self.signed(raw, PAY, "payer_wallet")
         payee_id, amount, memo, order_id = parse_payment(env.body)
         if payee_id == payer.wallet_id:
             raise RailError("self_payment")
-        return await self._pay(env, payer.wallet_id, payee_id, amount, memo, order_id, True,
-                               lambda: self.bank.pay(raw))
+        return await self._pay(env, payer.wallet_id, payee_id, amount, memo, order_id, True)
 
     async def pay_as(self, env: Envelope, payer: Any, payee_id: str, amount: int, *,
                      memo: str | None = None, mandate_id: str | None = None) -> dict:
-        """`Bank.pay_as`: a payment authorised by another instruction (a payment code)."""
-        from bank.services import Bank
-
-        standard = lambda: Bank.pay_as(self.bank, env, payer, payee_id, amount,  # noqa: E731
-                                       memo=memo, mandate_id=mandate_id)
-        if not self.on or mandate_id is not None:
-            return await standard()
+        """A payment whose instruction is not a `bank.pay` but something the payer (a
+        payment code) or the payer's mandate (`mandate_id`) authorised; `env` keys its
+        idempotency."""
         if payee_id == payer.wallet_id:
             raise RailError("self_payment")
         return await self._pay(env, payer.wallet_id, payee_id, amount, memo, None, False,
-                               standard)
+                               mandate_id=mandate_id)
 
     async def _pay(self, env: Envelope, payer_id: str, payee_id: str, amount: int,
-                   memo: str | None, order_id: str | None, refusal_has_order: bool,
-                   standard) -> dict:
-        """`Bank._execute` + `Bank._pay_here` (or `Bank._pay_other_bank`), batched."""
+                   memo: str | None, order_id: str | None, refusal_has_order: bool, *,
+                   mandate_id: str | None = None) -> dict:
+        """Exactly once: a repeat is answered with the first outcome (Redis, else the
+        journal), a new instruction is decided and written in the next batch."""
         try:
             check_live(env)
         except RailError:
-            return await standard()    # known: the first outcome, or `replayed` / `expired`
+            await self.bank.answer_known(env)  # known: its first outcome's `replayed`
+            raise
         hot = self.bank.hot
         if hot.rate_per_s > 0:         # with the rate limit off, the unique key alone suffices
             allowed, seen = await hot.admit(payer_id, env.signer, env.id,
@@ -350,7 +344,7 @@ class FastPath:
                         raise RailError("instruction_id_reused")
                     return {**cached["outcome"], "repeated": True}
         item = _Payment(env, payer_id, payee_id, amount, memo, order_id, refusal_has_order,
-                        asyncio.get_running_loop().create_future())
+                        asyncio.get_running_loop().create_future(), mandate_id)
         to_bank = wallet_bank(payee_id)
         if to_bank != self.bank.bank_id:
             item.to_bank = to_bank
@@ -359,16 +353,34 @@ class FastPath:
         try:
             outcome = await asyncio.shield(item.future)
         except _Fallback:
-            if item.repeat:   # as `Bank` answers a repeat: from the outcome cached in Redis
-                cached = await hot.recall(env.signer, env.id)
-                if cached is not None:
-                    if cached["digest"] != env.digest():
-                        raise RailError("instruction_id_reused") from None
-                    return {**cached["outcome"], "repeated": True}
-            return await standard()
+            outcome = await self._again(item)
+            if outcome.get("repeated"):
+                return outcome
         if item.to_bank is None:
             return outcome
         return await self._forward(item, outcome)
+
+    async def _again(self, item: _Payment) -> dict:
+        """A payment its batch did not finish. A repeat of a recorded instruction gets the
+        first outcome; one whose batch failed (a database error: nothing was kept) is run
+        again in a batch of its own, so no other payment can fail it; if that fails too,
+        the answer is a retryable `service_unavailable` (the same envelope may be resent)."""
+        if not item.repeat:
+            alone = replace(item, future=asyncio.get_running_loop().create_future(),
+                            fallback=False, outcome=None, error=None, txn_id=0)
+            await self._run_payments([alone])
+            try:
+                return await alone.future
+            except _Fallback:
+                if not alone.repeat:
+                    raise RailError("service_unavailable",
+                                    "the payment was not recorded; send it again") from None
+        known = await self.bank.hot.recall(item.env.signer, item.env.id)
+        if known is not None:
+            if known["digest"] != item.env.digest():
+                raise RailError("instruction_id_reused")
+            return {**known["outcome"], "repeated": True}
+        return await self.bank.answer_known(item.env, required=True)
 
     async def _run_payments(self, batch: list[_Payment], conn=None) -> None:
         seen: set[tuple[str, str]] = set()
@@ -376,7 +388,7 @@ class FastPath:
             item.fallback = item.repeat = item.key in seen
             seen.add(item.key)
         live = [item for item in batch if not item.fallback]
-        for _attempt in range(3):
+        for _attempt in range(4):
             if not live:
                 break
             try:
@@ -386,6 +398,19 @@ class FastPath:
                     repeats = [i for i in plan.written if i.txn_id not in written]
                     if repeats:
                         raise _Undo(repeats)
+                    await tx.write_extras(plan)
+            except VaultShort as short:
+                # Top-ups on use need more e-CNY than the vault holds: draw it from central
+                # (nothing of the batch was kept) and do the batch again; if central cannot,
+                # the payments that pull are refused and the others go on.
+                try:
+                    await self.bank.refill_vault(short.needed_fen)
+                except RailError as exc:
+                    for item in live:
+                        if item.outcome and item.outcome.get("pulled_from_deposit_fen"):
+                            item.error, item.outcome = RailError("vault_empty", exc.message), None
+                    live = [i for i in live if i.error is None or i.error.code != "vault_empty"]
+                continue
             except _Undo as undo:
                 # Repeats of committed instructions: `Bank` answers them. The batch is
                 # rolled back (nothing of it is kept) and done again without them.
@@ -422,6 +447,8 @@ class FastPath:
         limits = self.bank.limits
         at = now_ms()
         here = [i for i in batch if i.to_bank is None]   # an interbank payee is not ours
+        mandates = await tx.lock_mandates(
+            sorted({i.mandate_id for i in batch if i.mandate_id is not None}))
         order_ids = sorted({i.order_id for i in here if i.order_id is not None})
         order_rows = {r["order_id"]: r for r in await tx.lock_orders(order_ids)}
         payers = sorted({i.payer_id for i in batch})
@@ -443,7 +470,10 @@ class FastPath:
         ids.sort(reverse=True)
         for wallet_id in capped_payees:   # as `lock_wallet(for_credit=True)` counts them
             states[wallet_id].pending_out_fen = pending.get(wallet_id, 0)
-        books = LockedBooks(limits, wallets=states, payees={
+        linked = sorted({w.deposit_account for w in states.values()
+                         if w.topup_on_use and w.deposit_account})
+        books = LockedBooks(limits, wallets=states, mandates=mandates,
+                            deposits=await tx.lock_deposits(linked), payees={
             r["wallet_id"]: WalletState(r["wallet_id"], r["status"], r["kyc_class"], 0, 0, 0,
                                         r["topup_on_use"], r["deposit_account"])
             for r in unlocked.values()}, orders={
@@ -458,35 +488,42 @@ class FastPath:
             if payer is None:                 # cannot happen: the key named it; be safe
                 item.fallback = True
                 continue
-            if payer.topup_on_use and payer.deposit_account and payer.balance_fen < item.amount:
-                item.fallback = True          # would pull from the deposit account
-                continue
             payment = Payment(item.payer_id, item.payee_id, item.amount, item.order_id,
-                              to_bank=item.to_bank)
+                              item.mandate_id, item.to_bank)
             try:
                 decision = decide_payment(payment, books, at)
             except RailError as refusal:
                 self._refuse(plan, item, ids.pop(), refusal)
                 continue
-            if decision.moves_deposits:
-                item.fallback = True          # would sweep past the cap to the deposit account
-                continue
             apply_payment(payment, decision, books)
             txn = ids.pop()
+            if item.mandate_id is not None:
+                plan.mandates[item.mandate_id] = (decision.mandate_period_key,
+                                                  decision.mandate_used_fen)
+            pulled = decision.debit.pulled_from_deposit_fen
+            if pulled:   # top-up on use: deposit money becomes e-CNY out of the vault
+                plan.pulled[txn] = pulled
+                plan.move_deposit(payer.deposit_account, -pulled)
+                plan.vault_delta_fen -= pulled
             if item.to_bank is not None:
                 self._add_debit_for_other_bank(plan, item, payer, decision.debit, txn)
             else:
-                self._add_payment(plan, item, payer, decision, txn, hooks.get(item.payee_id),
-                                  credit_in_place=item.payee_id in states)
+                self._add_payment(plan, item, payer, books.payee(item.payee_id), decision, txn,
+                                  hooks.get(item.payee_id), credit_in_place=item.payee_id in states)
         return plan
 
     def _add_payment(self, plan: sql.Plan, item: _Payment, payer: WalletState,
-                     decision: PaymentDecision, txn: int, webhook_url: str | None, *,
-                     credit_in_place: bool) -> None:
-        """A payment here, as `Bank._pay_here` writes it: settled, the payee credited (in
-        its locked row, or by an appended credit), the order paid, the webhook queued."""
-        at = item.at
-        result = {**_result(payer, item, SETTLED), "swept_to_deposit_fen": 0}
+                     payee: WalletState, decision: PaymentDecision, txn: int,
+                     webhook_url: str | None, *, credit_in_place: bool) -> None:
+        """A payment here: settled, the payee credited (in its locked row, or by an appended
+        credit; past its cap, the excess swept to its deposit account), the order paid, the
+        webhook queued in the payment's own transaction."""
+        at, credit = item.at, decision.credit
+        result = {**_result(payer, item, SETTLED, decision.debit),
+                  "swept_to_deposit_fen": credit.swept_to_deposit_fen}
+        if credit.swept_to_deposit_fen:   # e-CNY back to the vault, deposit money out
+            plan.move_deposit(payee.deposit_account, credit.swept_to_deposit_fen)
+            plan.vault_delta_fen += credit.swept_to_deposit_fen
         if item.order_id is not None:
             result["order_id"] = item.order_id
             plan.add(plan.paid_orders, sql.ORDER_COLUMNS, (item.order_id, item.payer_id, at, txn))
@@ -496,11 +533,11 @@ class FastPath:
                     "at_ms": at}
             plan.add(plan.hooks, sql.HOOK_COLUMNS,
                      (item.payee_id, txn, orjson.dumps(body).decode(), webhook_url, at))
-        credit = decision.credit
         if not credit_in_place and credit.to_wallet_fen:
             plan.add(plan.credits, sql.CREDIT_COLUMNS, (item.payee_id, credit.to_wallet_fen))
         sql.add_postings(plan.postings, txn, ledger.payment(
-            item.payer_id, None, decision.debit, item.payee_id, None, credit))
+            item.payer_id, payer.deposit_account, decision.debit, item.payee_id,
+            payee.deposit_account, credit))
         item.outcome = {**result, "payment_id": f"P{txn}", "created_ms": at}
         self._add_txn(plan, item, txn, SETTLED, None, result)
 
@@ -508,7 +545,7 @@ class FastPath:
                                   debit, txn: int) -> None:
         """The debit of `Bank._pay_other_bank`: the payer's wallet to `interbank_out`, the
         row `processing` under its transfer id until central answers."""
-        result = {**_result(payer, item, PROCESSING), "transfer_id": item.transfer_id}
+        result = {**_result(payer, item, PROCESSING, debit), "transfer_id": item.transfer_id}
         if item.order_id is not None:
             result["order_id"] = item.order_id
         sql.add_postings(plan.postings, txn, ledger.interbank_out(item.payer_id,
@@ -718,11 +755,9 @@ class FastPath:
 
     async def create_order(self, raw: object) -> dict:
         """`MerchantDesk.create_order`: an order and its dynamic QR, inserted in a batch."""
-        from bank.merchants import CREATE_ORDER
-
-        if not self.on or self.desk is None:
+        if self.desk is None:
             return await self.desk.create_order(raw)
-        env, merchant = await self._signed(raw, CREATE_ORDER, "merchant_wallet")
+        env, merchant = await self.signed(raw, CREATE_ORDER, "merchant_wallet")
         check_live(env)
         if merchant.kind != MERCHANT:
             raise RailError("not_a_merchant")
@@ -762,38 +797,6 @@ class FastPath:
             else:
                 item.future.set_exception(_Fallback())
 
-    # --- payment codes -------------------------------------------------------------------
-
-    async def charge_code(self, raw: object) -> dict:
-        """`Charges.charge_code` for a code of this bank's wallet; other banks' codes go the
-        standard way (forwarded to the payer's bank)."""
-        from bank.charges import CHARGE_CODE
-        from bank.services import wallet_bank
-
-        if not self.on or self.charges is None:
-            return await self.charges.charge_code(raw)
-        env, merchant = await self._signed(raw, CHARGE_CODE, "merchant_wallet")
-        check_live(env)
-        if merchant.kind != MERCHANT:
-            raise RailError("not_a_merchant")
-        code = read_code(env.body.get("code"))
-        amount = parse_fen(env.body.get("amount_fen"))
-        if wallet_bank(code.body["payer_wallet"]) != self.bank.bank_id:
-            return await self.charges.charge_code(raw)
-        payer = await self._identity("wallet_id", code.body["payer_wallet"])
-        if payer is None:
-            raise RailError("unknown_wallet")
-        envelope.verify(code, payer.public_key, check_expiry=False)
-        if amount > self.charges.no_pin_threshold_fen and not code.body["pin_verified"]:
-            raise RailError("pin_required",
-                            f"above {self.charges.no_pin_threshold_fen} fen the code needs the PIN")
-        outcome = await self.pay_as(code, payer, merchant.wallet_id, amount, memo="payment code")
-        if outcome.get("repeated") and (outcome.get("payee_wallet") != merchant.wallet_id
-                                        or outcome.get("amount_fen") != amount):
-            raise RailError("payment_code_used")
-        return outcome
-
-
 # --- HTTP: the three routes, placed before the API's own -----------------------------------
 
 async def _pay_route(request):
@@ -812,7 +815,7 @@ async def _order_route(request):
 async def _charge_route(request):
     from rail_service.http import JSON, read_json
 
-    return JSON(await request.app.state.fast.charge_code(await read_json(request)))
+    return JSON(await request.app.state.charges.charge_code(await read_json(request)))
 
 
 def fast_routes() -> list:
@@ -826,6 +829,12 @@ def fast_routes() -> list:
 
 
 def install(app) -> None:
-    """Put the fast path into a bank app made by `bank.app.create_app` (idempotent)."""
-    extend_app(app, "fast", lambda a: FastPath.start(a.state.bank, a.state.desk, a.state.charges),
-               fast_routes())
+    """Put the payment engine into a bank app made by `bank.app.create_app` (idempotent);
+    the app's charges (payment codes, mandates) pay through it."""
+
+    async def start(a) -> FastPath:
+        engine = await FastPath.start(a.state.bank, a.state.desk, a.state.charges)
+        a.state.charges.payments = engine
+        return engine
+
+    extend_app(app, "fast", start, fast_routes())

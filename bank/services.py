@@ -23,16 +23,7 @@ from bank.adapters.books_sql import VaultShort
 from bank.adapters.hot_state import HotState
 from bank.domain import audit as bank_audit
 from bank.domain import ledger, orders
-from bank.domain.payments import (
-    Credit,
-    LockedBooks,
-    Payment,
-    PaymentDecision,
-    apply_credit,
-    apply_payment,
-    decide_credit,
-    decide_payment,
-)
+from bank.domain.payments import Credit, LockedBooks, apply_credit, decide_credit
 from bank.domain.wallets import (
     CreditPlan,
     MERCHANT,
@@ -65,7 +56,6 @@ from rail_protocol.instruction_types import (  # noqa: E402
     CREDIT_RESULT,
     INTERBANK_CREDIT,
     OPEN_WALLET,
-    PAY,
     REDEEM,
     REFUND,
     TOP_UP,
@@ -141,7 +131,7 @@ class Bank:
     def __init__(self, *, bank_id: str, name: str, engine: AsyncEngine, key: SigningKey,
                  hot: HotState, central: CentralClient, operator_token: str, public_url: str,
                  vault_low_fen: int = 0, vault_target_fen: int = 0, vault_high_fen: int = 0,
-                 register_at_start: bool = True) -> None:
+                 register_at_start: bool = True, no_pin_threshold_fen: int) -> None:
         self.bank_id, self.name = bank_id, name
         self.engine, self.key, self.hot, self.central = engine, key, hot, central
         self._operator_token = operator_token.encode()
@@ -155,7 +145,7 @@ class Bank:
         self._background: set[asyncio.Task] = set()
         # Tests put an in-process network here for calls to other bank nodes.
         self.peer_transport = None
-        self.no_pin_threshold_fen = 100_000
+        self.no_pin_threshold_fen = no_pin_threshold_fen
 
     # --- start-up ---------------------------------------------------------------------
 
@@ -222,7 +212,7 @@ class Bank:
         try:
             check_live(env)
         except RailError:
-            await self._answer_known(env)  # known: first outcome or `replayed`
+            await self.answer_known(env)  # known: first outcome or `replayed`
             raise
         allowed, seen = await self.hot.admit(wallet_id, env.signer, env.id,
                                              env.expires_ms - now_ms(), now_ms())
@@ -240,7 +230,7 @@ class Bank:
                     outcome = await apply(conn)
                 break
             except IntegrityError:
-                return await self._answer_known(env, required=True)
+                return await self.answer_known(env, required=True)
             except VaultShort as short:
                 if attempt == 5:
                     raise RailError("vault_empty") from None
@@ -252,14 +242,17 @@ class Bank:
                     async with self.engine.begin() as conn:
                         await sql.insert_transaction(conn, **record_refusal(refusal))
                 except IntegrityError:
-                    return await self._answer_known(env, required=True)
+                    return await self.answer_known(env, required=True)
                 raise
         if outcome.get("status") in (SETTLED, REJECTED):
             await self.hot.remember(env.signer, env.id, env.digest(), outcome,
                                     env.expires_ms - now_ms())
         return outcome
 
-    async def _answer_known(self, env: Envelope, required: bool = False) -> dict:
+    async def answer_known(self, env: Envelope, required: bool = False) -> dict:
+        """The first outcome of an instruction already recorded (`repeated`), its refusal
+        raised again, or `{}` if unknown; `required`: it must be known (a unique key other
+        than its own collided: a race, answered retryable)."""
         async with self.engine.connect() as conn:
             row = await sql.find_transaction(conn, env.signer, env.id)
         if row is None:
@@ -507,172 +500,6 @@ class Bank:
 
     # --- payments ---------------------------------------------------------------------
 
-    async def pay(self, raw: object) -> dict:
-        """A payment signed by the payer's wallet: to a wallet here, or at another bank
-        through central."""
-        env, payer = await self._signed_by_wallet(raw, PAY, "payer_wallet")
-        payee_id, amount, memo, order_id = parse_payment(env.body)
-        if payee_id == payer.wallet_id:
-            raise RailError("self_payment")
-        refusal = self._refusal_row(env, "payment", amount, payer_wallet=payer.wallet_id,
-                                    payee_wallet=payee_id, memo=memo, order_id=order_id)
-        if wallet_bank(payee_id) != self.bank_id:
-            return await self._pay_other_bank(env, payer, payee_id, amount, memo, refusal,
-                                              order_id=order_id)
-        outcome = await self._execute(env, payer.wallet_id, lambda conn: self._pay_here(
-            conn, env, payer.wallet_id, payee_id, amount, memo, order_id), refusal)
-        if not outcome.get("repeated"):
-            self._notify(payee_id, {"event": "payment.received", "amount_fen": amount,
-                                    "payment_id": outcome["payment_id"], "order_id": order_id})
-        return outcome
-
-    async def pay_as(self, env: Envelope, payer: Any, payee_id: str, amount: int, *,
-                     memo: str | None = None, mandate_id: str | None = None) -> dict:
-        """A payment whose instruction is not a `bank.pay` but something the payer (a
-        payment code) or the payer's mandate (`mandate_id`) authorised; `env` keys its
-        idempotency."""
-        if payee_id == payer.wallet_id:
-            raise RailError("self_payment")
-        refusal = self._refusal_row(env, "payment", amount, payer_wallet=payer.wallet_id,
-                                    payee_wallet=payee_id, memo=memo)
-        if wallet_bank(payee_id) != self.bank_id:
-            return await self._pay_other_bank(env, payer, payee_id, amount, memo, refusal,
-                                              mandate_id=mandate_id)
-        outcome = await self._execute(env, payer.wallet_id, lambda conn: self._pay_here(
-            conn, env, payer.wallet_id, payee_id, amount, memo, None, mandate_id), refusal)
-        if not outcome.get("repeated"):
-            self._notify(payee_id, {"event": "payment.received", "amount_fen": amount,
-                                    "payment_id": outcome["payment_id"]})
-        return outcome
-
-    async def _lock_books(self, conn: AsyncConnection, *, payer_id: str | None = None,
-                          payee_id: str | None = None, order_id: str | None = None,
-                          mandate_id: str | None = None) -> tuple[LockedBooks, Any]:
-        """Lock what deciding a payment or credit reads, in the order every path takes its
-        locks: the mandate, the order, then wallets by id (two opposite payments never
-        deadlock). The payee is locked only when its balance cap must be checked on a
-        stable balance. Returns the books and the payee's row (None if it has none)."""
-        books = LockedBooks(self.limits)
-        if mandate_id is not None:
-            mandate = await sql.lock_mandate(conn, mandate_id)
-            if mandate is not None:
-                books.mandates[mandate_id] = mandate
-        if order_id is not None:
-            order = await sql.lock_order(conn, order_id)
-            if order is not None:
-                books.orders[order_id] = order
-        to_lock, payee_row = [payer_id] if payer_id else [], None
-        if payee_id is not None:
-            payee_row = await sql.wallet_row(conn, payee_id)
-            if payee_row is not None:
-                books.payees[payee_id] = WalletState(
-                    payee_id, payee_row.status, payee_row.kyc_class, 0, 0, 0,
-                    payee_row.topup_on_use, payee_row.deposit_account)
-                if self.limits[payee_row.kyc_class].balance_cap_fen is not None:
-                    to_lock.append(payee_id)
-        for wallet_id in sorted(to_lock):
-            _row, books.wallets[wallet_id] = await sql.lock_wallet(
-                conn, wallet_id, for_credit=wallet_id == payee_id)
-        payer = books.wallets.get(payer_id)
-        if payer is not None and payer.topup_on_use:
-            books.deposits[payer_id] = await sql.deposit_balance(conn, payer.deposit_account)
-        return books, payee_row
-
-    async def _decided(self, conn: AsyncConnection, payment: Payment, at: int) -> tuple[
-            LockedBooks, PaymentDecision, Any]:
-        """Lock, decide (a refusal raises and rolls back), and keep the mandate's use:
-        (the books after the payment, its decision, the payee's row when it is here)."""
-        here = payment.to_bank is None   # else the payee and its order are another bank's
-        books, payee_row = await self._lock_books(
-            conn, payer_id=payment.payer_id, payee_id=payment.payee_id if here else None,
-            order_id=payment.order_id if here else None, mandate_id=payment.mandate_id)
-        decision = decide_payment(payment, books, at)
-        apply_payment(payment, decision, books)
-        if payment.mandate_id is not None:
-            await sql.save_mandate(conn, payment.mandate_id, books.mandates[payment.mandate_id])
-        return books, decision, payee_row
-
-    async def _pay_here(self, conn: AsyncConnection, env: Envelope, payer_id: str,
-                        payee_id: str, amount: int, memo: str | None,
-                        order_id: str | None = None, mandate_id: str | None = None) -> dict:
-        at = now_ms()
-        payment = Payment(payer_id, payee_id, amount, order_id, mandate_id)
-        books, decision, payee_row = await self._decided(conn, payment, at)
-        debit, credit = decision.debit, decision.credit
-        payer, payee = books.wallets[payer_id], books.payee(payee_id)
-        result = {"status": SETTLED, "amount_fen": amount, "payer_wallet": payer_id,
-                  "payee_wallet": payee_id, "balance_after_fen": payer.balance_fen,
-                  "pulled_from_deposit_fen": debit.pulled_from_deposit_fen,
-                  "swept_to_deposit_fen": credit.swept_to_deposit_fen}
-        if order_id is not None:
-            result["order_id"] = order_id
-        txn = await sql.insert_transaction(conn, **self._txn_values(
-            env, "payment", SETTLED, amount, payer_wallet=payer_id, payee_wallet=payee_id,
-            memo=memo, order_id=order_id, pulled_fen=debit.pulled_from_deposit_fen,
-            result=orjson.dumps(result).decode()))
-        if order_id is not None:
-            await sql.mark_order_paid(conn, order_id, payer_id, at, txn)
-        await self._queue_webhook(conn, payee_id, payee_row.webhook_url, txn, {
-            "event": "payment.received", "payment_id": f"P{txn}", "amount_fen": amount,
-            "status": SETTLED, "order_id": order_id})
-        await sql.insert_postings(conn, txn, ledger.payment(
-            payer_id, payer.deposit_account, debit, payee_id, payee.deposit_account, credit))
-        await sql.save_wallet(conn, payer)
-        if payee_id in books.wallets:
-            await sql.save_wallet(conn, payee)
-        else:
-            await sql.append_credit(conn, payee_id, credit.to_wallet_fen)
-        if debit.pulled_from_deposit_fen:
-            await sql.move_deposit(conn, payer.deposit_account, -debit.pulled_from_deposit_fen)
-        if credit.swept_to_deposit_fen:
-            await sql.move_deposit(conn, payee.deposit_account, credit.swept_to_deposit_fen)
-        await sql.move_vault(conn, credit.swept_to_deposit_fen - debit.pulled_from_deposit_fen)
-        return {**result, "payment_id": f"P{txn}", "created_ms": at}
-
-    async def _pay_other_bank(self, env: Envelope, payer, payee_id: str, amount: int,
-                              memo: str | None, refusal, *, order_id: str | None = None,
-                              mandate_id: str | None = None) -> dict:
-        to_bank = wallet_bank(payee_id)
-        transfer_id = f"{self.bank_id}.{secrets.token_hex(16)}"
-
-        async def apply(conn: AsyncConnection) -> dict:
-            at = now_ms()
-            payment = Payment(payer.wallet_id, payee_id, amount, order_id, mandate_id, to_bank)
-            books, decision, _ = await self._decided(conn, payment, at)
-            debit, state = decision.debit, books.wallets[payer.wallet_id]
-            result = {"status": PROCESSING, "amount_fen": amount, "payer_wallet": payer.wallet_id,
-                      "payee_wallet": payee_id, "balance_after_fen": state.balance_fen,
-                      "pulled_from_deposit_fen": debit.pulled_from_deposit_fen,
-                      "transfer_id": transfer_id}
-            if order_id is not None:
-                result["order_id"] = order_id
-            txn = await sql.insert_transaction(conn, **self._txn_values(
-                env, "interbank_out", PROCESSING, amount, payer_wallet=payer.wallet_id,
-                payee_wallet=payee_id, memo=memo, counterparty_bank=to_bank,
-                transfer_id=transfer_id, next_attempt_ms=at + FORWARD_WAIT_MS, order_id=order_id,
-                pulled_fen=debit.pulled_from_deposit_fen,
-                result=orjson.dumps(result).decode()))
-            await sql.insert_postings(conn, txn, ledger.interbank_out(
-                payer.wallet_id, state.deposit_account, debit))
-            await sql.save_wallet(conn, state)
-            if debit.pulled_from_deposit_fen:
-                await sql.move_deposit(conn, state.deposit_account, -debit.pulled_from_deposit_fen)
-                await sql.move_vault(conn, -debit.pulled_from_deposit_fen)
-            return {**result, "payment_id": f"P{txn}", "created_ms": at, "_txn": txn}
-
-        outcome = await self._execute(env, payer.wallet_id, apply, refusal)
-        txn_id = outcome.pop("_txn", None)
-        if txn_id is None or outcome.get("repeated"):
-            return outcome
-        crash_point("bank.interbank.after_debit")
-        try:
-            status = await asyncio.wait_for(self.forward_transfer(txn_id),
-                                            timeout=FORWARD_WAIT_MS / 1000)
-        except (asyncio.TimeoutError, RailError) as exc:
-            log.info("transfer %s left to the outbox: %r", transfer_id, exc)
-            status = PROCESSING
-        return {**outcome, "status": status}
-
     # --- interbank, bank A: the outbox ------------------------------------------------
 
     def _transfer_envelope(self, row: Any) -> Envelope:
@@ -776,6 +603,26 @@ class Bank:
                 log.info("transfer of P%s not finished yet: %s", txn_id, exc.code)
         return len(due)
 
+    async def _lock_for_credit(self, conn: AsyncConnection, payee_id: str,
+                               order_id: str | None) -> tuple[LockedBooks, Any]:
+        """Lock what deciding a credit reads, in the order the payment engine takes its
+        locks: the order, then the payee, only when its balance cap must be checked on a
+        stable balance. Returns the books and the payee's row (None if it has none)."""
+        books = LockedBooks(self.limits)
+        if order_id is not None:
+            order = await sql.lock_order(conn, order_id)
+            if order is not None:
+                books.orders[order_id] = order
+        payee_row = await sql.wallet_row(conn, payee_id)
+        if payee_row is not None:
+            books.payees[payee_id] = WalletState(
+                payee_id, payee_row.status, payee_row.kyc_class, 0, 0, 0,
+                payee_row.topup_on_use, payee_row.deposit_account)
+            if self.limits[payee_row.kyc_class].balance_cap_fen is not None:
+                _row, books.wallets[payee_id] = await sql.lock_wallet(conn, payee_id,
+                                                                      for_credit=True)
+        return books, payee_row
+
     # --- interbank, bank B: the idempotent receiver -------------------------------------
 
     async def interbank_credit(self, raw: object) -> dict:
@@ -857,8 +704,7 @@ class Bank:
                     to_deposit, original = await self._book_inbound_refund(
                         conn, refund_of, payee_id, amount, at)
                     base["refund_of"] = original
-                books, payee_row = await self._lock_books(conn, payee_id=payee_id,
-                                                          order_id=order_id)
+                books, payee_row = await self._lock_for_credit(conn, payee_id, order_id)
                 inbound = Credit(payee_id, amount, order_id, to_deposit)
                 credit = decide_credit(inbound, books, at)
                 apply_credit(inbound, credit, books)

@@ -1,4 +1,4 @@
-"""CPU per interbank payment at bank A, standard path vs fast path (bank/fastpath.py).
+"""CPU per interbank payment at bank A, through its payment engine (bank/fastpath.py).
 
 Central, bank A ("yangtze") and bank B ("pearl") run as real uvicorn processes (one worker
 each, tests/support/processes_rail.py) on fresh PostgreSQL databases and the real Redis.
@@ -75,12 +75,10 @@ async def measure(rail, bank: BankClient, payers, payee: str, payments: int,
             "cpu_ms": {name: 1000 * used[name] / done for name in pids}}
 
 
-async def run_mode(fast: bool, payments: int, lanes: list[int]) -> list[dict]:
+async def run(payments: int, lanes: list[int]) -> list[dict]:
     databases = ThrowawayDatabases(PG_ADMIN_URL, "yr_cpu")
     directory = Path(tempfile.mkdtemp(prefix="interbank-cpu-"))
     rail = make_process_rail(databases, directory)
-    for name in BANK_NAMES:
-        rail.specs[name].env["YUANRAIL_BANK_FAST_PATH"] = "1" if fast else "0"
     try:
         rail.start(CENTRAL)
         rail.wait_healthy(CENTRAL)
@@ -109,8 +107,7 @@ async def run_mode(fast: bool, payments: int, lanes: list[int]) -> list[dict]:
             results = []
             for concurrency in lanes:
                 result = await measure(rail, bank_a, payers, payee, payments, concurrency)
-                result.update(mode="fast" if fast else "standard", concurrency=concurrency,
-                              idle_a_ms_per_s=idle_ms_per_s)
+                result.update(concurrency=concurrency, idle_a_ms_per_s=idle_ms_per_s)
                 results.append(result)
             return results
         finally:
@@ -125,18 +122,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--payments", type=int, default=200, help="per measurement")
     parser.add_argument("--concurrency", default="1,16", help="payments in flight, e.g. 1,16")
-    parser.add_argument("--mode", default="standard,fast")
     args = parser.parse_args()
     lanes = [int(n) for n in args.concurrency.split(",")]
-    print("mode      in flight  payments  payments/s  CPU ms per payment: bank A / central"
+    print("in flight  payments  payments/s  CPU ms per payment: bank A / central"
           " / bank B   bank A less its idle loops  statuses")
-    for mode in args.mode.split(","):
-        for r in asyncio.run(run_mode(mode == "fast", args.payments, lanes)):
-            cpu = r["cpu_ms"]
-            net = cpu[A] - r["idle_a_ms_per_s"] * r["wall_s"] / r["payments"]
-            print(f"{r['mode']:9} {r['concurrency']:9} {r['payments']:9} {r['per_s']:11.1f}"
-                  f"  {cpu[A]:6.2f} / {cpu[CENTRAL]:6.2f} / {cpu[B]:6.2f}"
-                  f"   {net:6.2f}  {r['statuses']}", flush=True)
+    for r in asyncio.run(run(args.payments, lanes)):
+        cpu = r["cpu_ms"]
+        net = cpu[A] - r["idle_a_ms_per_s"] * r["wall_s"] / r["payments"]
+        print(f"{r['concurrency']:9} {r['payments']:9} {r['per_s']:11.1f}"
+              f"  {cpu[A]:6.2f} / {cpu[CENTRAL]:6.2f} / {cpu[B]:6.2f}"
+              f"   {net:6.2f}  {r['statuses']}", flush=True)
 
 
 if __name__ == "__main__":

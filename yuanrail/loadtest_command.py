@@ -95,9 +95,6 @@ def add_command(commands) -> None:
                    help="seconds for pgbench and the no-op run (default: --duration)")
     p.add_argument("--bank-env", action="append", default=[], metavar="NAME=VALUE",
                    help="extra environment for the bank nodes, e.g. YUANRAIL_BANK_DB_POOL_SIZE=5")
-    p.add_argument("--standard-path", action="store_true",
-                   help="bank nodes without the group-commit fast path (bank/fastpath.py, on by "
-                        "default; sets YUANRAIL_BANK_FAST_PATH=0), to compare")
     p.add_argument("--rounds", type=int, default=1,
                    help="repeat the limits and the scenarios, interleaved, and report medians "
                         "(each ratio is taken within its own round)")
@@ -306,8 +303,6 @@ def start_rail(args, out: Path, run_id: str, pool_size: int) -> Rail:
         wait_healthy(central, timeout_s=60)
         extra = dict(spec.split("=", 1) for spec in args.bank_env)
         factory = "bank.app:create_app"
-        if args.standard_path:
-            extra["YUANRAIL_BANK_FAST_PATH"] = "0"
         for bank_id, name in BANKS.items():
             port = free_port()
             url = f"http://127.0.0.1:{port}"
@@ -355,7 +350,7 @@ async def audit_until_balanced(rail: Rail, timeout_s: float = 45) -> tuple[bool,
 def verifier_bench(seconds: float = 3.0) -> dict:
     """Verifies/s on one core: what a bank does for each payment (parse the envelope, its
     canonical bytes, the P-256 verify through OpenSSL), and the bare verify alone."""
-    from bank.services import PAY
+    from rail_protocol.instruction_types import PAY
     from rail_protocol import envelope
     from rail_protocol.envelope import Envelope, seal
     from rail_protocol.keys import SigningKey, b64decode
@@ -711,7 +706,7 @@ def _run(args: argparse.Namespace) -> int:
     # Each process keeps a pool of pool_size (+ as many overflow) connections; with pgbench's
     # clients beside them they must fit PostgreSQL's max_connections, with room to spare.
     processes = 2 * args.workers + args.central_workers
-    fast_path_conns = 0 if args.standard_path else 2 * args.workers * 5
+    fast_path_conns = 2 * args.workers * 5   # the payment engine's and credits' own pools
     pool_size = max(2, min(10, (max_conn - 15 - fast_path_conns - clients) // (2 * processes)))
     machine = {"cpus": os.cpu_count(), "cpu_model": _cpu_model(),
                "postgres": pg_setting(args.pg, "server_version"),
@@ -723,7 +718,7 @@ def _run(args: argparse.Namespace) -> int:
                      "machine": machine, "rounds": [], "baselines": {}, "scenarios": {}}
     print(f"yuanrail loadtest: {machine['cpus']} CPUs ({machine['cpu_model']}), PostgreSQL "
           f"{machine['postgres']}, {args.users} users, {args.duration} s per run, "
-          f"{args.workers} worker(s) per bank{', standard path' if args.standard_path else ', fast path'}, "
+          f"{args.workers} worker(s) per bank, "
           f"{rounds} round(s); output in {out}", flush=True)
     rail = None
     try:

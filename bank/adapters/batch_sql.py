@@ -101,6 +101,38 @@ h AS (
          AS u(merchant, txn_id, event, url, at))
 SELECT txn_id FROM t"""
 
+# What a batch also locks and writes when a payment moves deposit money (top-up on use pulls
+# from the payer's deposit account, a credit past the cap sweeps to the payee's) or is
+# charged under a mandate: rare, so statements of their own, only when needed.
+LOCK_MANDATES = """
+SELECT mandate_id, status, per_payment_cap_fen, period, period_cap_fen, used_fen, period_key
+FROM mandates WHERE mandate_id = ANY($1::text[]) ORDER BY mandate_id FOR UPDATE"""
+
+LOCK_DEPOSITS = """
+SELECT account_id, balance_fen
+FROM deposit_accounts WHERE account_id = ANY($1::text[]) ORDER BY account_id FOR UPDATE"""
+
+SAVE_MANDATES = """
+UPDATE mandates SET period_key = u.period_key, used_fen = u.used
+FROM unnest($1::text[], $2::int[], $3::bigint[]) AS u(mandate_id, period_key, used)
+WHERE mandates.mandate_id = u.mandate_id"""
+
+SET_PULLED = """
+UPDATE transactions SET pulled_fen = u.pulled
+FROM unnest($1::bigint[], $2::bigint[]) AS u(txn_id, pulled)
+WHERE transactions.txn_id = u.txn_id"""
+
+# Only if every account covers its debit (locked and decided before: a guard, not a rule).
+MOVE_DEPOSITS = """
+UPDATE deposit_accounts SET balance_fen = balance_fen + u.delta
+FROM unnest($1::text[], $2::bigint[]) AS u(account_id, delta)
+WHERE deposit_accounts.account_id = u.account_id AND balance_fen + u.delta >= 0"""
+
+# The vault's e-CNY follows deposit money: pulled out for a top-up, back in for a sweep.
+MOVE_VAULT = """
+UPDATE system_balances SET balance_fen = balance_fen + $1::bigint
+WHERE account = 'vault' AND balance_fen + $1::bigint >= 0"""
+
 # Interbank payments central said settled, finished many to one transaction, each exactly
 # once (`Bank.finish_transfer`, settled): the rows locked in id order (two finishers never
 # deadlock), only those still processing changed; the postings follow for those returned.
@@ -212,6 +244,15 @@ class Plan:
     hooks: dict[str, list] = field(default_factory=lambda: columns(HOOK_COLUMNS))
     written: list = field(default_factory=list)
     wallets: dict[str, WalletState] = field(default_factory=dict)
+    # Rare: deposit money moved, mandates used (written apart, when there are any).
+    pulled: dict[int, int] = field(default_factory=dict)          # txn id -> fen pulled
+    deposits: dict[str, int] = field(default_factory=dict)        # account -> change in fen
+    vault_delta_fen: int = 0
+    mandates: dict[str, tuple[int, int]] = field(default_factory=dict)  # id -> (period, used)
+
+    def move_deposit(self, account: str | None, delta_fen: int) -> None:
+        if delta_fen:
+            self.deposits[account] = self.deposits.get(account, 0) + delta_fen
 
     def __post_init__(self) -> None:
         self.txn = columns(self.txn_columns)

@@ -26,10 +26,21 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bank.adapters import batch_sql as sql
+from bank.adapters import books_sql
 from bank.adapters import tables as t
+from bank.adapters.books_sql import VaultShort
+from bank.domain.mandates import MandateTerms
+from bank.domain.payments import MandateState
+from rail_protocol.errors import RailError
 
 _WALLET_COLUMNS = ("wallet_id", "status", "kyc_class", "balance_fen", "day", "spent_today_fen",
                    "topup_on_use", "deposit_account", "webhook_url")
+
+
+def _mandate(row: dict) -> MandateState:
+    return MandateState(row["status"], MandateTerms(row["per_payment_cap_fen"], row["period"],
+                                                    row["period_cap_fen"]),
+                        row["used_fen"], row["period_key"])
 
 
 class PgTx:
@@ -58,6 +69,37 @@ class PgTx:
             else:
                 pending[r["wallet_id"]] = r["value"]
         return ids, pending
+
+    async def lock_mandates(self, mandate_ids: list[str]) -> dict[str, MandateState]:
+        if not mandate_ids:
+            return {}
+        return {r["mandate_id"]: _mandate(r)
+                for r in await self.conn.fetch(sql.LOCK_MANDATES, mandate_ids)}
+
+    async def lock_deposits(self, accounts: list[str]) -> dict[str, int]:
+        if not accounts:
+            return {}
+        return {r["account_id"]: r["balance_fen"]
+                for r in await self.conn.fetch(sql.LOCK_DEPOSITS, accounts)}
+
+    async def write_extras(self, plan: sql.Plan) -> None:
+        """Deposit money and the vault moved, mandates used, pulled amounts recorded."""
+        if plan.mandates:
+            ids = list(plan.mandates)
+            await self.conn.execute(sql.SAVE_MANDATES, ids,
+                                    [plan.mandates[m][0] for m in ids],
+                                    [plan.mandates[m][1] for m in ids])
+        if plan.pulled:
+            await self.conn.execute(sql.SET_PULLED, list(plan.pulled), list(plan.pulled.values()))
+        if plan.deposits:
+            done = await self.conn.execute(sql.MOVE_DEPOSITS, list(plan.deposits),
+                                           list(plan.deposits.values()))
+            if done != f"UPDATE {len(plan.deposits)}":
+                raise RailError("insufficient_deposit")
+        if plan.vault_delta_fen:
+            done = await self.conn.execute(sql.MOVE_VAULT, plan.vault_delta_fen)
+            if done != "UPDATE 1":
+                raise VaultShort(-plan.vault_delta_fen)
 
     async def write_payments(self, plan: sql.Plan) -> set[int]:
         wallets = list(plan.wallets.values())
@@ -221,6 +263,36 @@ class SqlTx:
                  "attempts": 0, "next_attempt_ms": at, "created_ms": at}
                 for m, n, e, u, at in zip(*(plan.hooks[k] for k in sql.HOOK_COLUMNS),
                                           strict=True)])
+
+    async def lock_mandates(self, mandate_ids: list[str]) -> dict[str, MandateState]:
+        if not mandate_ids:
+            return {}
+        m = t.mandates.c
+        return {r["mandate_id"]: _mandate(r) for r in await self._rows(
+            sa.select(m.mandate_id, m.status, m.per_payment_cap_fen, m.period, m.period_cap_fen,
+                      m.used_fen, m.period_key).where(m.mandate_id.in_(mandate_ids))
+            .order_by(m.mandate_id).with_for_update())}
+
+    async def lock_deposits(self, accounts: list[str]) -> dict[str, int]:
+        if not accounts:
+            return {}
+        d = t.deposit_accounts.c
+        return {r["account_id"]: r["balance_fen"] for r in await self._rows(
+            sa.select(d.account_id, d.balance_fen).where(d.account_id.in_(accounts))
+            .order_by(d.account_id).with_for_update())}
+
+    async def write_extras(self, plan: sql.Plan) -> None:
+        """Deposit money and the vault moved, mandates used, pulled amounts recorded."""
+        m, x = t.mandates.c, t.transactions.c
+        for mandate_id, (period_key, used) in plan.mandates.items():
+            await self.conn.execute(t.mandates.update().where(m.mandate_id == mandate_id)
+                                    .values(period_key=period_key, used_fen=used))
+        for txn_id, pulled in plan.pulled.items():
+            await self.conn.execute(t.transactions.update().where(x.txn_id == txn_id)
+                                    .values(pulled_fen=pulled))
+        for account, delta in plan.deposits.items():
+            await books_sql.move_deposit(self.conn, account, delta)
+        await books_sql.move_vault(self.conn, plan.vault_delta_fen)
 
     async def write_payments(self, plan: sql.Plan) -> set[int]:
         cols = plan.txn

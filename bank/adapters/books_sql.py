@@ -10,9 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bank.adapters import tables as t
 from bank.domain.ledger import VAULT, Posting
-from bank.domain.mandates import MandateTerms
 from bank.domain.orders import PAID, OrderState
-from bank.domain.payments import MandateState
 from bank.domain.wallets import ClassLimits, WalletState
 from rail_protocol.errors import RailError
 
@@ -242,19 +240,3 @@ async def mark_order_paid(conn: AsyncConnection, order_id: str, payer_wallet: st
     if txn_id is not None:
         values["paid_txn_id"] = txn_id
     await conn.execute(t.orders.update().where(t.orders.c.order_id == order_id).values(**values))
-
-
-async def lock_mandate(conn: AsyncConnection, mandate_id: str) -> MandateState | None:
-    """Lock a mandate for a charge under it: charges racing its period cap take turns."""
-    row = (await conn.execute(sa.select(t.mandates).where(
-        t.mandates.c.mandate_id == mandate_id).with_for_update())).first()
-    if row is None:
-        return None
-    return MandateState(row.status, MandateTerms(row.per_payment_cap_fen, row.period,
-                                                 row.period_cap_fen),
-                        row.used_fen, row.period_key)
-
-
-async def save_mandate(conn: AsyncConnection, mandate_id: str, state: MandateState) -> None:
-    await conn.execute(t.mandates.update().where(t.mandates.c.mandate_id == mandate_id).values(
-        period_key=state.period_key, used_fen=state.used_fen))

@@ -80,7 +80,7 @@ class LockedBooks:
     payees: dict[str, WalletState] = field(default_factory=dict)
     orders: dict[str, orders.OrderState] = field(default_factory=dict)
     mandates: dict[str, MandateState] = field(default_factory=dict)
-    deposits: dict[str, int] = field(default_factory=dict)   # payer's linked account balance
+    deposits: dict[str, int] = field(default_factory=dict)   # linked account -> balance
 
     def payee(self, wallet_id: str) -> WalletState:
         """The payee as the rules see it: locked with its balance, or unlocked with none."""
@@ -91,6 +91,13 @@ class LockedBooks:
             raise RailError("unknown_wallet", f"no wallet {wallet_id} at this bank")
         return WalletState(state.wallet_id, state.status, state.kyc_class, 0, 0, 0,
                            state.topup_on_use, state.deposit_account)
+
+
+def check_code_pin(amount_fen: int, pin_verified: bool, no_pin_threshold_fen: int) -> None:
+    """A customer's payment code pays up to the bank's no-PIN threshold; above it, only if
+    the payer entered the PIN when the wallet made the code."""
+    if amount_fen > no_pin_threshold_fen and not pin_verified:
+        raise RailError("pin_required", f"above {no_pin_threshold_fen} fen the code needs the PIN")
 
 
 def decide_payment(payment: Payment, books: LockedBooks, at_ms: int) -> PaymentDecision:
@@ -112,7 +119,8 @@ def decide_payment(payment: Payment, books: LockedBooks, at_ms: int) -> PaymentD
         orders.check_payable(order, payment.payee_id, payment.amount_fen, at_ms)
     payee = books.payee(payment.payee_id) if payment.to_bank is None else None
     payer = books.wallets[payment.payer_id]
-    available = books.deposits.get(payment.payer_id, 0) if payer.topup_on_use else 0
+    available = books.deposits.get(payer.deposit_account, 0) \
+        if payer.topup_on_use and payer.deposit_account else 0
     debit = plan_debit(payer, books.limits[payer.kyc_class], payment.amount_fen, at_ms,
                        available)
     credit = None
@@ -130,7 +138,11 @@ def apply_payment(payment: Payment, decision: PaymentDecision, books: LockedBook
     payer.balance_fen, payer.day = debit.balance_after_fen, debit.day
     payer.spent_today_fen = debit.spent_today_after_fen
     if debit.pulled_from_deposit_fen:
-        books.deposits[payment.payer_id] -= debit.pulled_from_deposit_fen
+        books.deposits[payer.deposit_account] -= debit.pulled_from_deposit_fen
+    swept = decision.credit.swept_to_deposit_fen if decision.credit else 0
+    payee_account = books.payee(payment.payee_id).deposit_account if swept else None
+    if payee_account in books.deposits:
+        books.deposits[payee_account] += swept
     if payment.to_bank is not None:
         payer.pending_out_fen += payment.amount_fen
     elif payment.payee_id in books.wallets:

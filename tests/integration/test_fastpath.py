@@ -193,25 +193,47 @@ async def test_an_order_reference_gives_the_same_order_or_is_refused(fast_rail):
     rail_support.assert_refused(response, 403, "not_a_merchant")
 
 
-async def test_what_the_fast_path_leaves_to_the_bank_still_settles(fast_rail):
-    """Top-up on use pulling from the deposit account, a credit swept past the cap, and a
-    payee at another bank: the standard path takes them, same answers."""
+async def test_deposit_money_and_mandates_are_moved_in_the_batch_too(fast_rail):
+    """Top-up on use pulling from the deposit account (through an empty vault, refilled from
+    central on the way), a credit swept past the cap, a charge under a mandate and a payee
+    at another bank: all decided and written by the batch engine, none left to another
+    path; a refund of the topped-up payment goes back to the deposit account first."""
     rail = fast_rail
+    engine = fast(rail)
+    before = engine.payments.items
     puller = await rail.funded_wallet("yangtze", 100, kyc_class=2, linked_deposit_fen=yuan(10),
                                       topup_on_use=True)
     shop = await rail.open_wallet("yangtze", kind="merchant", kyc_class=1)
     pulled = await rail.pay(puller, shop, 300)
     assert set(pulled) == ANSWER_KEYS and pulled["pulled_from_deposit_fen"] == 200
     assert await rail.deposit_balance(puller) == yuan(10) - 200
+    refunded = await rail.client(shop).refund(shop.key, shop.wallet_id, pulled["payment_id"],
+                                              250)
+    assert refunded["to_deposit_fen"] == 200
+    assert await rail.deposit_balance(puller) == yuan(10)
+    assert await rail.balance(puller) == 50
     full = await rail.funded_wallet("yangtze", yuan(9_990), kyc_class=4)
     capped = await rail.funded_wallet("yangtze", yuan(499_990), kyc_class=2,
                                       linked_deposit_fen=0)
     swept = await rail.pay(full, capped, yuan(20))
     assert swept["swept_to_deposit_fen"] == yuan(10)
     assert await rail.deposit_balance(capped) == yuan(10)
+    client = rail.client(shop)
+    mandate = await client.create_mandate(full.key, full.wallet_id, shop.wallet_id,
+                                          shop.key.public_key.to_text(),
+                                          per_payment_cap_fen=yuan(5), period_cap_fen=yuan(8))
+    charged = await client.mandate_charge(shop.key, shop.wallet_id, full.wallet_id,
+                                          mandate["mandate_id"], yuan(5))
+    assert charged["status"] == "settled"
+    with pytest.raises(RailError) as capped_out:
+        await client.mandate_charge(shop.key, shop.wallet_id, full.wallet_id,
+                                    mandate["mandate_id"], yuan(5))
+    assert capped_out.value.code == "mandate_cap_exceeded"
     far = await rail.open_wallet("pearl")
     across = await rail.pay(full, far, yuan(5))
     assert across["status"] == "settled" and "transfer_id" in across
+    # three fundings, the pull, the sweep, two charges, the interbank payment: all batched
+    assert engine.payments.items >= before + 8
     await rail.assert_balanced()
 
 

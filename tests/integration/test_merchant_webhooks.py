@@ -405,10 +405,13 @@ async def test_a_payment_committed_after_a_later_numbered_one_still_gets_its_web
     shop = await open_shop(rail, receiver)
     node = rail.banks[BANK]
     # Payer A pays from its deposit account (top-up on use, empty wallet), so its payment
-    # updates the deposit account AFTER taking its txn id; B pays from its wallet.
+    # moves the vault's e-CNY AFTER taking its txn id; the shop's refund of B's payment
+    # (its own transaction) takes a later id and commits first.
     payer_a = await rail.funded_wallet(BANK, 0, kyc_class=2, linked_deposit_fen=yuan(500),
                                        topup_on_use=True)
     payer_b = await rail.funded_wallet(BANK, yuan(50))
+    paid_b = await rail.pay(payer_b, shop.wallet, yuan(1))
+    await wait_delivered(rail, shop, paid_b["payment_id"], timeout_s=5)
     await node.node.refill_vault(yuan(20))   # the vault covers A's pull: no refill retry
 
     database = psycopg_url(node.database_url)
@@ -416,25 +419,25 @@ async def test_a_payment_committed_after_a_later_numbered_one_still_gets_its_web
     watcher = await psycopg.AsyncConnection.connect(database, autocommit=True)
     pay_a: asyncio.Task | None = None
     try:
-        # Hold A's deposit account: A's payment takes its txn id, then waits, uncommitted.
-        await locker.execute("SELECT 1 FROM deposit_accounts WHERE account_id = %s FOR UPDATE",
-                             (payer_a.deposit_account,))
+        # Hold the vault: A's payment takes its txn id, then waits, uncommitted.
+        await locker.execute("SELECT 1 FROM system_balances WHERE account = 'vault' FOR UPDATE")
         pay_a = asyncio.create_task(rail.pay(payer_a, shop.wallet, yuan(20)))
 
         async def a_waits_on_the_lock() -> bool:
             row = await (await watcher.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock' AND query ILIKE 'UPDATE deposit_accounts%'")
+                "AND wait_event_type = 'Lock' AND query ILIKE '%UPDATE system_balances%'")
             ).fetchone()
             return row[0] >= 1
         await eventually(a_waits_on_the_lock, timeout_s=5, what="A's payment to block")
 
-        paid_b = await rail.pay(payer_b, shop.wallet, yuan(1))   # commits first, higher id
-        await wait_delivered(rail, shop, paid_b["payment_id"], timeout_s=5)
+        refund_b = await rail.client(BANK).refund(shop.wallet.key, shop.wallet.wallet_id,
+                                                  paid_b["payment_id"], yuan(1))
+        await wait_delivered(rail, shop, refund_b["payment_id"], timeout_s=5)
         await locker.rollback()                                  # A commits now
         paid_a = await asyncio.wait_for(pay_a, 10)
         assert paid_a["status"] == "settled" and paid_a["pulled_from_deposit_fen"] == yuan(20)
-        assert int(paid_a["payment_id"][1:]) < int(paid_b["payment_id"][1:])
+        assert int(paid_a["payment_id"][1:]) < int(refund_b["payment_id"][1:])
 
         try:
             await wait_delivered(rail, shop, paid_a["payment_id"], timeout_s=3)

@@ -114,7 +114,7 @@ def test_past_the_cap_the_excess_sweeps_to_a_linked_deposit_account():
 
 def test_top_up_on_use_pulls_the_shortfall_from_the_deposit_account():
     at_books = books(wallet("b.payer", 300, topup_on_use=True, deposit_account="6200001"),
-                     payees=(wallet("b.payee"),), deposits={"b.payer": 500})
+                     payees=(wallet("b.payee"),), deposits={"6200001": 500})
     decided = decide_payment(Payment("b.payer", "b.payee", 700), at_books, AT)
     assert (decided.debit.pulled_from_deposit_fen, decided.debit.balance_after_fen) == (400, 0)
     assert decided.moves_deposits
