@@ -19,11 +19,6 @@ from bank.services import Bank, check_wallet_id, wallet_bank
 from rail_protocol import envelope
 from rail_protocol.envelope import Envelope, check_live, now_ms, seal, verify_statement
 from rail_protocol.errors import RailError
-from rail_protocol.keys import PublicKey
-from rail_protocol.money import parse_fen
-from rail_protocol.payment_code import read_code
-from rail_service.client import JSONClient
-
 from rail_protocol.instruction_types import (  # noqa: E402
     CHARGE_CODE,
     INTERBANK_CHARGE,
@@ -31,6 +26,10 @@ from rail_protocol.instruction_types import (  # noqa: E402
     MANDATE_CHARGE,
     REVOKE_MANDATE,
 )
+from rail_protocol.keys import PublicKey
+from rail_protocol.money import parse_fen
+from rail_protocol.payment_code import read_code
+from rail_service.client import JSONClient
 
 
 class Charges:
@@ -120,7 +119,7 @@ class Charges:
     async def create_mandate(self, raw: object) -> dict:
         """The user authorises a merchant app; the mandate names the merchant's key, so the
         payer's bank can check a charge even from a merchant at another bank."""
-        env, payer = await self.bank._signed_by_wallet(raw, MANDATE, "payer_wallet")
+        env, payer = await self.bank.signed_by_wallet(raw, MANDATE, "payer_wallet")
         check_live(env)
         body = env.body
         merchant = check_wallet_id(body.get("merchant_wallet"), "merchant_wallet")
@@ -145,7 +144,7 @@ class Charges:
         return await self.mandate_view(mandate_id)
 
     async def revoke_mandate(self, raw: object) -> dict:
-        env, payer = await self.bank._signed_by_wallet(raw, REVOKE_MANDATE, "payer_wallet")
+        env, payer = await self.bank.signed_by_wallet(raw, REVOKE_MANDATE, "payer_wallet")
         check_live(env)
         async with self.bank.engine.begin() as conn:
             done = await conn.execute(t.mandates.update().where(
@@ -186,7 +185,7 @@ class Charges:
         payer_id = check_wallet_id(env.body.get("payer_wallet"), "payer_wallet")
         payer_bank = wallet_bank(payer_id)
         if payer_bank != self.bank.bank_id:
-            _env, merchant = await self.bank._signed_by_wallet(raw, MANDATE_CHARGE,
+            _env, merchant = await self.bank.signed_by_wallet(raw, MANDATE_CHARGE,
                                                                "merchant_wallet")
             return await self._forward(payer_bank, {"charge": env.to_dict(),
                                                     "merchant_wallet": merchant.wallet_id})

@@ -52,7 +52,7 @@ import orjson
 
 from bank.adapters import batch_sql as sql
 from bank.adapters.batch_store import BatchStore, open_store
-from bank.domain import ledger, orders
+from bank.domain import events, ledger, orders
 from bank.domain.payments import Credit, LockedBooks, apply_credit, decide_credit
 from bank.domain.wallets import CreditPlan, WalletState
 from bank.services import REJECTED, SETTLED
@@ -293,34 +293,18 @@ class FastCredits:
             plan.add(plan.paid_orders, sql.ORDER_COLUMNS, (
                 credit.order_id, credit.payer_id or f"{credit.from_bank}.?", at, txn))
         if payee_row["webhook_url"]:
-            event = {"event": "payment.received", "payment_id": f"P{txn}",
-                     "amount_fen": credit.amount, "status": SETTLED, "order_id": credit.order_id,
-                     "from_bank": credit.from_bank, "at_ms": at}
+            event = events.webhook_body(events.payment_received(
+                f"P{txn}", credit.amount, credit.order_id, from_bank=credit.from_bank), at)
             plan.add(plan.hooks, sql.HOOK_COLUMNS, (
                 credit.payee_id, txn, orjson.dumps(event).decode(), payee_row["webhook_url"], at))
 
     async def _notify(self, credited: list[_Credit]) -> None:
-        """`Bank._notify` for the credits of a batch, in one Redis pipeline: the payee's
-        stream and, for an order, the order's. Best effort, after the commit, as there."""
-        if not credited:
-            return
-        hot, at = self.bank.hot, now_ms()
-        try:
-            async with hot.redis.pipeline(transaction=False) as pipe:
-                for credit in credited:
-                    event = {"event": "payment.received", "payment_id": f"P{credit.txn_id}",
-                             "amount_fen": credit.amount, "order_id": credit.order_id,
-                             "from_bank": credit.from_bank, "wallet_id": credit.payee_id,
-                             "at_ms": at}
-                    data = {"event": orjson.dumps(event)}
-                    pipe.xadd(f"{hot.prefix}:events:wallet:{credit.payee_id}", data,
-                              maxlen=1000, approximate=True)
-                    if credit.order_id:
-                        pipe.xadd(f"{hot.prefix}:events:order:{credit.order_id}", data,
-                                  maxlen=1000, approximate=True)
-                await pipe.execute(raise_on_error=False)
-        except Exception as exc:  # noqa: BLE001 - Redis down: the database has it all
-            log.warning("credit notifications not published: %r", exc)
+        """The payees' live notifications for the credits of a batch, in one Redis pipeline
+        (`HotState.after_commit`), best effort, after the commit."""
+        if credited:
+            await self.bank.hot.after_commit([], [(c.payee_id, events.payment_received(
+                f"P{c.txn_id}", c.amount, c.order_id, from_bank=c.from_bank))
+                for c in credited], now_ms())
 
 
 # --- HTTP: the batch route, placed before the API's own ------------------------------------

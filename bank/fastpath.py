@@ -66,7 +66,7 @@ import orjson
 from bank.adapters import batch_sql as sql
 from bank.adapters.batch_store import BatchStore, open_store
 from bank.adapters.books_sql import VaultShort
-from bank.domain import ledger, orders
+from bank.domain import events, ledger, orders
 from bank.domain.payments import (
     LockedBooks,
     Payment,
@@ -76,7 +76,7 @@ from bank.domain.payments import (
 )
 from bank.domain.wallets import MERCHANT, DebitPlan, WalletState
 from bank.services import (
-    _CENTRAL_FINAL_REFUSALS,
+    CENTRAL_FINAL_REFUSALS,
     FORWARD_WAIT_MS,
     PROCESSING,
     parse_payment,
@@ -527,10 +527,9 @@ class FastPath:
         if item.order_id is not None:
             result["order_id"] = item.order_id
             plan.add(plan.paid_orders, sql.ORDER_COLUMNS, (item.order_id, item.payer_id, at, txn))
-        if webhook_url:   # `Bank._queue_webhook`: queued in the payment's own transaction
-            body = {"event": "payment.received", "payment_id": f"P{txn}",
-                    "amount_fen": item.amount, "status": SETTLED, "order_id": item.order_id,
-                    "at_ms": at}
+        if webhook_url:   # queued in the payment's own transaction
+            body = events.webhook_body(events.payment_received(f"P{txn}", item.amount,
+                                                               item.order_id), at)
             plan.add(plan.hooks, sql.HOOK_COLUMNS,
                      (item.payee_id, txn, orjson.dumps(body).decode(), webhook_url, at))
         if not credit_in_place and credit.to_wallet_fen:
@@ -580,38 +579,17 @@ class FastPath:
         """What `Bank` does after a payment commits, for a whole batch: cache each outcome
         for repeats (`HotState.remember`), then publish the live notifications
         (`Bank._notify`)."""
-        events = []
-        for item in settled:
-            event = {"event": "payment.received", "amount_fen": item.amount,
-                     "payment_id": item.outcome["payment_id"]}
-            if item.refusal_has_order:
-                event["order_id"] = item.order_id
-            events.append((item.payee_id, event))
-        await self._to_redis(settled, events)
+        await self._to_redis(settled, [(item.payee_id, events.payment_received(
+            item.outcome["payment_id"], item.amount, item.order_id)) for item in settled])
 
     async def _to_redis(self, remember: list[_Payment],
-                        events: list[tuple[str, dict]]) -> None:
+                        notices: list[tuple[str, dict]]) -> None:
         """Outcomes to cache and (wallet, event) notifications to publish, in one Redis
-        pipeline. Best effort, as in `Bank`: Redis holds nothing that cannot be rebuilt."""
-        hot = self.bank.hot
+        pipeline (`HotState.after_commit`)."""
         at = now_ms()
-        try:
-            async with hot.redis.pipeline(transaction=False) as pipe:
-                for item in remember:
-                    pipe.set(f"{hot.prefix}:done:{item.env.signer}:{item.env.id}",
-                             orjson.dumps({"digest": item.env.digest(), "outcome": item.outcome}),
-                             px=max(item.env.expires_ms - at, 1))
-                for wallet_id, event in events:
-                    event = {**event, "wallet_id": wallet_id, "at_ms": at}
-                    data = {"event": orjson.dumps(event)}
-                    pipe.xadd(f"{hot.prefix}:events:wallet:{wallet_id}", data, maxlen=1000,
-                              approximate=True)
-                    if event.get("order_id"):
-                        pipe.xadd(f"{hot.prefix}:events:order:{event['order_id']}", data,
-                                  maxlen=1000, approximate=True)
-                await pipe.execute(raise_on_error=False)
-        except Exception as exc:  # noqa: BLE001 - Redis down: the database still has it all
-            log.warning("outcomes not cached, notifications not published: %r", exc)
+        await self.bank.hot.after_commit(
+            [(i.env.signer, i.env.id, i.env.digest(), i.outcome, i.env.expires_ms - at)
+             for i in remember], notices, at)
 
     # --- interbank, after the debit: message 1, then the outcome --------------------------
 
@@ -655,7 +633,7 @@ class FastPath:
         `Bank.finish_transfer`; anything else, or the call failing, leaves the payment
         processing and the outbox due soon (`_retry_later`)."""
         bank = self.bank
-        envs = [bank._transfer_envelope(_OutRow(
+        envs = [bank.transfer_envelope(_OutRow(
             item.txn_id, item.transfer_id, item.to_bank, item.amount, item.payer_id,
             item.payee_id, item.order_id, item.at)) for item in items]
         try:
@@ -667,7 +645,7 @@ class FastPath:
         later, final, stated = [], [], False
         for item, answer in zip(items, answers):
             if isinstance(answer, RailError):
-                if answer.code in _CENTRAL_FINAL_REFUSALS:   # central never prepared it
+                if answer.code in CENTRAL_FINAL_REFUSALS:   # central never prepared it
                     final.append((item, REJECTED, answer.code))
                 else:
                     later.append(item)

@@ -43,7 +43,7 @@ class MerchantDesk:
         await self.http.aclose()
 
     async def _merchant(self, raw: object, kind: str):
-        env, wallet = await self.bank._signed_by_wallet(raw, kind, "merchant_wallet")
+        env, wallet = await self.bank.signed_by_wallet(raw, kind, "merchant_wallet")
         check_live(env)
         if wallet.kind != MERCHANT:
             raise RailError("not_a_merchant")
@@ -88,7 +88,7 @@ class MerchantDesk:
         if done.rowcount != 1:
             view = await self.order_view(order_id if isinstance(order_id, str) else "")
             raise RailError("order_paid" if view["status"] != orders.EXPIRED else "order_expired")
-        self.bank._notify(merchant.wallet_id, {"event": "order.cancelled", "order_id": order_id})
+        self.bank.notify(merchant.wallet_id, {"event": "order.cancelled", "order_id": order_id})
         return await self.order_view(order_id)
 
     async def _order_row(self, order_id: str):

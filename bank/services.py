@@ -22,14 +22,21 @@ from bank.adapters import tables as t
 from bank.adapters.books_sql import VaultShort
 from bank.adapters.hot_state import HotState
 from bank.domain import audit as bank_audit
-from bank.domain import ledger, orders
-from bank.domain.payments import Credit, LockedBooks, apply_credit, decide_credit
+from bank.domain import events, ledger, orders
+from bank.domain.payments import (
+    Credit,
+    LockedBooks,
+    RefundedPayment,
+    apply_credit,
+    decide_credit,
+    decide_refund,
+)
 from bank.domain.wallets import (
-    CreditPlan,
     MERCHANT,
     OPEN,
     PERSONAL,
     ClassLimits,
+    DebitPlan,
     WalletState,
     check_id_number,
     check_merchant,
@@ -37,7 +44,6 @@ from bank.domain.wallets import (
     china_day,
     class_after_upgrade,
     plan_credit,
-    plan_debit,
 )
 from central.client import CentralClient
 from rail_protocol import envelope
@@ -70,7 +76,7 @@ TRANSFER_TTL_MS = 24 * 3600 * 1000
 FORWARD_WAIT_MS = 5_000
 SETTLED, PROCESSING, REJECTED, PENDING = "settled", "processing", "rejected", "pending"
 # Refusals from central that mean it did not, and never will, prepare the transfer.
-_CENTRAL_FINAL_REFUSALS = {"unknown_bank", "invalid_field", "invalid_amount", "expired",
+CENTRAL_FINAL_REFUSALS = {"unknown_bank", "invalid_field", "invalid_amount", "expired",
                            "insufficient_holdings", "signer_mismatch"}
 
 
@@ -189,7 +195,7 @@ class Bank:
 
     # --- signed wallet instructions ----------------------------------------------------
 
-    async def _signed_by_wallet(self, raw: object, expected_type: str, wallet_field: str):
+    async def signed_by_wallet(self, raw: object, expected_type: str, wallet_field: str):
         """Parse and verify an instruction signed by a wallet's key; return (env, wallet)."""
         env = Envelope.parse(raw)
         async with self.engine.connect() as conn:
@@ -331,7 +337,7 @@ class Bank:
     async def upgrade_wallet(self, raw: object) -> dict:
         """Raise the class with identity evidence: an ID number (class 3), plus a deposit
         account at this bank in the same phone's name (class 2)."""
-        env, wallet = await self._signed_by_wallet(raw, UPGRADE_WALLET, "wallet_id")
+        env, wallet = await self.signed_by_wallet(raw, UPGRADE_WALLET, "wallet_id")
         check_live(env)
         id_number = env.body.get("id_number")
         account = env.body.get("deposit_account")
@@ -356,7 +362,7 @@ class Bank:
 
     async def wallet_settings(self, raw: object) -> dict:
         """Switch top-up on use (the reverse waterfall) on or off."""
-        env, wallet = await self._signed_by_wallet(raw, WALLET_SETTINGS, "wallet_id")
+        env, wallet = await self.signed_by_wallet(raw, WALLET_SETTINGS, "wallet_id")
         check_live(env)
         topup = env.body.get("topup_on_use")
         if not isinstance(topup, bool):
@@ -435,7 +441,7 @@ class Bank:
 
     async def top_up(self, raw: object) -> dict:
         """Deposit money -> e-CNY, from the linked deposit account, out of the vault."""
-        env, wallet = await self._signed_by_wallet(raw, TOP_UP, "wallet_id")
+        env, wallet = await self.signed_by_wallet(raw, TOP_UP, "wallet_id")
         amount = parse_fen(env.body.get("amount_fen"))
         if not wallet.deposit_account:
             raise RailError("no_linked_account")
@@ -463,7 +469,7 @@ class Bank:
 
     async def redeem(self, raw: object) -> dict:
         """e-CNY -> deposit money, into the linked deposit account, back to the vault."""
-        env, wallet = await self._signed_by_wallet(raw, REDEEM, "wallet_id")
+        env, wallet = await self.signed_by_wallet(raw, REDEEM, "wallet_id")
         amount = parse_fen(env.body.get("amount_fen"))
         if not wallet.deposit_account:
             raise RailError("no_linked_account")
@@ -502,7 +508,7 @@ class Bank:
 
     # --- interbank, bank A: the outbox ------------------------------------------------
 
-    def _transfer_envelope(self, row: Any) -> Envelope:
+    def transfer_envelope(self, row: Any) -> Envelope:
         """Message 1, rebuilt the same way on every retry so central sees one instruction."""
         details = {"payer_wallet": row.payer_wallet}
         if row.order_id and not row.refund_of:
@@ -523,9 +529,9 @@ class Bank:
             return row.status if row is not None else REJECTED
         try:
             answer = await self.central.request("POST", "/v1/transfers",
-                                                self._transfer_envelope(row).to_dict())
+                                                self.transfer_envelope(row).to_dict())
         except RailError as exc:
-            if exc.code in _CENTRAL_FINAL_REFUSALS:
+            if exc.code in CENTRAL_FINAL_REFUSALS:
                 await self.finish_transfer(txn_id, REJECTED, exc.code)
                 return REJECTED
             await self._retry_later(txn_id, row)
@@ -585,7 +591,7 @@ class Bank:
                 await sql.save_wallet(conn, payer)
                 await sql.insert_postings(conn, txn_id, ledger.interbank_out_rejected(
                     row.payer_wallet, row.amount_fen))
-        self._notify(row.payer_wallet, {"event": f"payment.{status}", "payment_id": f"P{txn_id}",
+        self.notify(row.payer_wallet, {"event": f"payment.{status}", "payment_id": f"P{txn_id}",
                                         "order_id": row.order_id})
 
     async def run_outbox_once(self, limit: int = 50) -> int:
@@ -714,9 +720,10 @@ class Bank:
                 if order_id is not None:
                     await sql.mark_order_paid(conn, order_id, payer_id or f"{from_bank}.?", at,
                                               txn)
-                await self._queue_webhook(conn, payee_id, payee_row.webhook_url, txn, {
-                    "event": "payment.received", "payment_id": f"P{txn}", "amount_fen": amount,
-                    "status": SETTLED, "order_id": order_id, "from_bank": from_bank})
+                received = events.payment_received(f"P{txn}", amount, order_id,
+                                                   from_bank=from_bank)
+                await self._queue_webhook(conn, payee_id, payee_row.webhook_url, txn,
+                                          {**received, "status": SETTLED})
                 await sql.insert_postings(conn, txn, ledger.interbank_in(
                     payee_id, payee.deposit_account, credit))
                 if payee_id in books.wallets:
@@ -743,9 +750,7 @@ class Bank:
             crash_point("bank.interbank_in.after_refusal")
             return refusal.code
         crash_point("bank.interbank_in.after_credit")
-        self._notify(payee_id, {"event": "payment.received", "payment_id": f"P{txn}",
-                                      "amount_fen": amount, "order_id": order_id,
-                                      "from_bank": from_bank})
+        self.notify(payee_id, received)
         return None
 
     # --- refunds ------------------------------------------------------------------------
@@ -766,11 +771,9 @@ class Bank:
             refunded_fen=original.refunded_fen + amount, updated_ms=at))
         return to_deposit, original.txn_id
 
-    async def _book_refund(self, conn: AsyncConnection, original: Any, amount: int,
+    async def _book_refund(self, conn: AsyncConnection, original: Any, refunded: int,
                            at: int) -> None:
-        """Count a refund against the payment (and its order), never past what was paid."""
-        orders.check_refund(original.amount_fen, original.refunded_fen, amount)
-        refunded = original.refunded_fen + amount
+        """Count a decided refund against the payment (and its order): `refunded` in all."""
         await conn.execute(t.transactions.update().where(
             t.transactions.c.txn_id == original.txn_id).values(refunded_fen=refunded,
                                                                 updated_ms=at))
@@ -798,7 +801,7 @@ class Bank:
     async def refund(self, raw: object) -> dict:
         """A merchant refunds a payment it received, fully or in part, to the payer: at this
         bank directly, at another bank through central. Idempotent by instruction id."""
-        env, merchant = await self._signed_by_wallet(raw, REFUND, "merchant_wallet")
+        env, merchant = await self.signed_by_wallet(raw, REFUND, "merchant_wallet")
         if merchant.kind != MERCHANT:
             raise RailError("not_a_merchant")
         payment_id = env.body.get("payment_id")
@@ -812,27 +815,26 @@ class Bank:
             at = now_ms()
             original = (await conn.execute(sa.select(t.transactions).where(
                 t.transactions.c.txn_id == original_id).with_for_update())).first()
-            if original is None or original.payee_wallet != merchant.wallet_id \
-                    or original.kind not in ("payment", "interbank_in") \
-                    or original.status != SETTLED or not original.payer_wallet:
-                raise RailError("not_refundable")
-            await self._book_refund(conn, original, amount, at)
-            payer_id = original.payer_wallet
-            if original.kind == "interbank_in":
-                return await self._refund_to_other_bank(conn, env, merchant.wallet_id, original,
-                                                        amount, at)
-            states: dict[str, WalletState] = {}
-            for wallet_id in sorted([merchant.wallet_id, payer_id]):
-                _row, states[wallet_id] = await sql.lock_wallet(conn, wallet_id)
-            shop, payer = states[merchant.wallet_id], states[payer_id]
-            debit = plan_debit(shop, self.limits[shop.kyc_class], amount, at)
-            to_deposit, to_wallet = orders.refund_split(amount, original.pulled_fen,
-                                                        original.refunded_fen)
-            credit = plan_credit(payer, self.limits[payer.kyc_class], to_wallet) \
-                if to_wallet else CreditPlan(0, 0)
-            credit = CreditPlan(credit.to_wallet_fen, credit.swept_to_deposit_fen + to_deposit)
+            refunded = None if original is None else RefundedPayment(
+                original.txn_id, original.kind, original.status, original.payer_wallet,
+                original.payee_wallet, original.amount_fen, original.refunded_fen or 0,
+                original.pulled_fen or 0)
+            books = LockedBooks(self.limits)
+            local = refunded is not None and refunded.kind == "payment" \
+                and refunded.payee_wallet == merchant.wallet_id and refunded.payer_wallet
+            for wallet_id in sorted([merchant.wallet_id, original.payer_wallet] if local
+                                    else [merchant.wallet_id]):
+                _row, books.wallets[wallet_id] = await sql.lock_wallet(conn, wallet_id)
+            decision = decide_refund(merchant.wallet_id, refunded, amount, books, at)
+            await self._book_refund(conn, original, decision.refunded_after_fen, at)
+            shop, debit = books.wallets[merchant.wallet_id], decision.debit
             shop.balance_fen, shop.day = debit.balance_after_fen, debit.day
             shop.spent_today_fen = debit.spent_today_after_fen
+            if original.kind == "interbank_in":
+                return await self._refund_to_other_bank(conn, env, merchant.wallet_id, original,
+                                                        shop, debit, at)
+            payer_id, credit = original.payer_wallet, decision.credit
+            payer = books.wallets[payer_id]
             payer.balance_fen += credit.to_wallet_fen
             result = {"status": SETTLED, "amount_fen": amount, "refund_of": payment_id,
                       "payer_wallet": payer_id, "to_deposit_fen": credit.swept_to_deposit_fen}
@@ -862,19 +864,17 @@ class Bank:
             except (asyncio.TimeoutError, RailError):
                 outcome["status"] = PROCESSING
         if not outcome.get("repeated"):
-            self._notify(merchant.wallet_id, {"event": "refund.created", "amount_fen": amount,
+            self.notify(merchant.wallet_id, {"event": "refund.created", "amount_fen": amount,
                                               "payment_id": outcome.get("payment_id"),
                                               "refund_of": payment_id})
         return outcome
 
     async def _refund_to_other_bank(self, conn: AsyncConnection, env: Envelope, merchant_id: str,
-                                    original: Any, amount: int, at: int) -> dict:
+                                    original: Any, shop: WalletState, debit: DebitPlan,
+                                    at: int) -> dict:
         """Refund an interbank payment: a new interbank payment back to the payer, naming
         the transfer it refunds so the payer's bank can send it back the way it came."""
-        _row, shop = await sql.lock_wallet(conn, merchant_id)
-        debit = plan_debit(shop, self.limits[shop.kyc_class], amount, at)
-        shop.balance_fen, shop.day = debit.balance_after_fen, debit.day
-        shop.spent_today_fen = debit.spent_today_after_fen
+        amount = debit.amount_fen
         transfer_id = f"{self.bank_id}.{secrets.token_hex(16)}"
         result = {"status": PROCESSING, "amount_fen": amount, "refund_of": f"P{original.txn_id}",
                   "refund_of_transfer": original.transfer_id,
@@ -900,18 +900,14 @@ class Bank:
             merchant_wallet=merchant_id, txn_id=txn_id, event=orjson.dumps(body).decode(),
             url=url, status="pending", attempts=0, next_attempt_ms=at, created_ms=at))
 
-    def _notify(self, wallet_id: str, event: dict) -> None:
-        """Live notifications after commit, best effort: the wallet's stream and, for an
-        order, the order's (the cashier page listens there). Durable merchant notification
-        is the webhook worker's job, which reads the journal itself."""
-        event = {**event, "wallet_id": wallet_id, "at_ms": now_ms()}
-        streams = [f"wallet:{wallet_id}"]
-        if event.get("order_id"):
-            streams.append(f"order:{event['order_id']}")
-        for stream in streams:
-            task = asyncio.get_running_loop().create_task(self.hot.publish(stream, event))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+    def notify(self, wallet_id: str, event: dict) -> None:
+        """A live notification after commit, best effort, in the background
+        (`HotState.after_commit`). Durable merchant notification is the webhook worker's
+        job, which reads the journal itself."""
+        task = asyncio.get_running_loop().create_task(
+            self.hot.after_commit([], [(wallet_id, event)], now_ms()))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # --- the vault --------------------------------------------------------------------
 

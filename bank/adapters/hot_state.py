@@ -40,19 +40,20 @@ class HotState:
         allowed = self.rate_per_s <= 0 or count <= self.rate_per_s
         return allowed, not fresh
 
+    def _done_key(self, signer: str, instruction_id: str) -> str:
+        return f"{self.prefix}:done:{signer}:{instruction_id}"
+
+    def _stream_key(self, stream: str) -> str:
+        return f"{self.prefix}:events:{stream}"
+
     async def remember(self, signer: str, instruction_id: str, digest: str, outcome: dict,
                        ttl_ms: int) -> None:
         """Cache a final outcome so a repeat is answered without the database."""
-        try:
-            await self.redis.set(f"{self.prefix}:done:{signer}:{instruction_id}",
-                                 orjson.dumps({"digest": digest, "outcome": outcome}),
-                                 px=max(ttl_ms, 1))
-        except RedisError as exc:
-            log.warning("outcome not cached: %r", exc)
+        await self.after_commit([(signer, instruction_id, digest, outcome, ttl_ms)], [], 0)
 
     async def recall(self, signer: str, instruction_id: str) -> dict | None:
         try:
-            raw = await self.redis.get(f"{self.prefix}:done:{signer}:{instruction_id}")
+            raw = await self.redis.get(self._done_key(signer, instruction_id))
         except RedisError:
             return None
         return orjson.loads(raw) if raw else None
@@ -60,14 +61,38 @@ class HotState:
     async def publish(self, stream: str, event: dict) -> None:
         """Append to a bounded notification stream (a wallet's or a merchant's)."""
         try:
-            await self.redis.xadd(f"{self.prefix}:events:{stream}",
-                                  {"event": orjson.dumps(event)}, maxlen=1000, approximate=True)
+            await self.redis.xadd(self._stream_key(stream), {"event": orjson.dumps(event)},
+                                  maxlen=1000, approximate=True)
         except RedisError as exc:
             log.warning("notification not published: %r", exc)
 
+    async def after_commit(self, outcomes: list[tuple[str, str, str, dict, int]],
+                           events: list[tuple[str, dict]], at_ms: int) -> None:
+        """What follows a commit, in one pipeline, best effort: final outcomes cached for
+        repeats ((signer, instruction id, digest, outcome, ttl ms)), and live notifications
+        ((wallet id, event)) on the wallet's stream and, for an order, the order's (the
+        cashier page listens there). Redis down loses neither: the database has it all."""
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for signer, instruction_id, digest, outcome, ttl_ms in outcomes:
+                    pipe.set(self._done_key(signer, instruction_id),
+                             orjson.dumps({"digest": digest, "outcome": outcome}),
+                             px=max(ttl_ms, 1))
+                for wallet_id, event in events:
+                    data = {"event": orjson.dumps({**event, "wallet_id": wallet_id,
+                                                   "at_ms": at_ms})}
+                    pipe.xadd(self._stream_key(f"wallet:{wallet_id}"), data, maxlen=1000,
+                              approximate=True)
+                    if event.get("order_id"):
+                        pipe.xadd(self._stream_key(f"order:{event['order_id']}"), data,
+                                  maxlen=1000, approximate=True)
+                await pipe.execute(raise_on_error=False)
+        except RedisError as exc:
+            log.warning("outcomes not cached, notifications not published: %r", exc)
+
     async def read_events(self, stream: str, after: str = "0-0", count: int = 100,
                           block_ms: int | None = None) -> list[tuple[str, dict]]:
-        entries = await self.redis.xread({f"{self.prefix}:events:{stream}": after},
+        entries = await self.redis.xread({self._stream_key(stream): after},
                                          count=count, block=block_ms)
         out = []
         for _name, items in entries or []:

@@ -213,3 +213,51 @@ def _mark_paid(books: LockedBooks, order_id: str) -> None:
     books.orders[order_id] = orders.OrderState(order.order_id, order.merchant_wallet,
                                                order.amount_fen, orders.PAID,
                                                order.expires_ms, order.refunded_fen)
+
+
+@dataclass(frozen=True, slots=True)
+class RefundedPayment:
+    """A payment a merchant asks to refund, as recorded, read with its row locked."""
+
+    txn_id: int
+    kind: str              # "payment" (here) or "interbank_in" (from another bank)
+    status: str
+    payer_wallet: str | None
+    payee_wallet: str | None
+    amount_fen: int
+    refunded_fen: int
+    pulled_fen: int        # what top-up on use pulled from the payer's deposit account
+
+
+@dataclass(frozen=True, slots=True)
+class RefundDecision:
+    """The merchant's debit, and for a payer here its credit (deposit share included)."""
+
+    debit: DebitPlan
+    credit: CreditPlan | None
+    refunded_after_fen: int
+
+
+def decide_refund(merchant_id: str, payment: RefundedPayment | None, amount_fen: int,
+                  books: LockedBooks, at_ms: int) -> RefundDecision:
+    """Decide a refund, first refusal wins: a settled payment the merchant received from a
+    wallet; refunds in total never past what was paid; the merchant may pay it (open, caps,
+    funds); a payer here may hold it. What the payment pulled from the payer's deposit
+    account goes back there first; a payer at another bank is that bank's to credit."""
+    if payment is None or payment.payee_wallet != merchant_id \
+            or payment.kind not in ("payment", "interbank_in") \
+            or payment.status != "settled" or not payment.payer_wallet:
+        raise RailError("not_refundable")
+    orders.check_refund(payment.amount_fen, payment.refunded_fen, amount_fen)
+    shop = books.wallets[merchant_id]
+    debit = plan_debit(shop, books.limits[shop.kyc_class], amount_fen, at_ms)
+    refunded = payment.refunded_fen + amount_fen
+    if payment.kind == "interbank_in":
+        return RefundDecision(debit, None, refunded)
+    payer = books.wallets[payment.payer_wallet]
+    to_deposit, to_wallet = orders.refund_split(amount_fen, payment.pulled_fen,
+                                                payment.refunded_fen)
+    credit = plan_credit(payer, books.limits[payer.kyc_class], to_wallet) \
+        if to_wallet else CreditPlan(0, 0)
+    return RefundDecision(debit, CreditPlan(credit.to_wallet_fen,
+                                            credit.swept_to_deposit_fen + to_deposit), refunded)

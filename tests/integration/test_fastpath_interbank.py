@@ -110,7 +110,7 @@ async def test_message_1_has_the_content_the_outbox_seals_from_the_stored_row(
     assert paid["status"] == "settled" and len(sent) == 1
     async with bank_a.engine.connect() as conn:
         row = await books_sql.transaction_by_id(conn, int(paid["payment_id"][1:]))
-    again = bank_a._transfer_envelope(row)
+    again = bank_a.transfer_envelope(row)
     first = Envelope.parse(sent[0])
     assert first.signed_fields() == again.signed_fields()
     assert first.digest() == again.digest()

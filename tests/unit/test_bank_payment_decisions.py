@@ -10,10 +10,12 @@ from bank.domain.payments import (
     MandateState,
     Payment,
     PaymentDecision,
+    RefundedPayment,
     apply_credit,
     decide_credit,
     decide_payment,
     decide_payments,
+    decide_refund,
 )
 from bank.domain.wallets import DEFAULT_CLASS_LIMITS, WalletState, china_day
 from rail_protocol.errors import RailError
@@ -243,3 +245,59 @@ def test_credits_to_a_locked_payee_count_against_its_cap_in_turn():
     assert at_books.wallets["b.payee"].balance_fen == yuan(9_600)
     with pytest.raises(RailError):
         decide_credit(credit, at_books, AT)
+
+
+# --- refunds ------------------------------------------------------------------------------
+
+def paid(amount_fen: int = 1_000, *, refunded_fen: int = 0, pulled_fen: int = 0,
+         kind: str = "payment", status: str = "settled") -> RefundedPayment:
+    return RefundedPayment(7, kind, status, "b.payer", "b.shop", amount_fen, refunded_fen,
+                           pulled_fen)
+
+
+def shop_and_payer(shop_fen: int = yuan(100)) -> LockedBooks:
+    return books(wallet("b.shop", shop_fen, kyc_class=1), wallet("b.payer", 0))
+
+
+@pytest.mark.parametrize("payment, code", [
+    (None, "not_refundable"),
+    (paid(status="rejected"), "not_refundable"),
+    (paid(kind="top_up"), "not_refundable"),
+    (paid(refunded_fen=800), "refund_exceeds_payment"),
+])
+def test_a_refund_is_refused_with_its_rules_code(payment, code):
+    with pytest.raises(RailError) as refused:
+        decide_refund("b.shop", payment, 300, shop_and_payer(), AT)
+    assert refused.value.code == code
+
+
+def test_only_the_merchant_paid_may_refund():
+    with pytest.raises(RailError) as refused:
+        decide_refund("b.other", paid(), 300, books(wallet("b.other", yuan(100), kyc_class=1)),
+                      AT)
+    assert refused.value.code == "not_refundable"
+
+
+def test_a_refund_needs_the_merchants_funds():
+    with pytest.raises(RailError) as refused:
+        decide_refund("b.shop", paid(), 300, shop_and_payer(shop_fen=299), AT)
+    assert refused.value.code == "insufficient_funds"
+
+
+def test_refunds_in_parts_up_to_what_was_paid():
+    decided = decide_refund("b.shop", paid(refunded_fen=700), 300, shop_and_payer(), AT)
+    assert decided.refunded_after_fen == 1_000
+    assert decided.debit.balance_after_fen == yuan(100) - 300
+    assert (decided.credit.to_wallet_fen, decided.credit.swept_to_deposit_fen) == (300, 0)
+
+
+def test_what_top_up_on_use_pulled_goes_back_to_the_deposit_account_first():
+    decided = decide_refund("b.shop", paid(pulled_fen=400, refunded_fen=100), 500,
+                            shop_and_payer(), AT)
+    assert (decided.credit.to_wallet_fen, decided.credit.swept_to_deposit_fen) == (200, 300)
+
+
+def test_a_refund_to_another_bank_is_only_the_merchants_debit():
+    decided = decide_refund("b.shop", paid(kind="interbank_in"), 300,
+                            books(wallet("b.shop", yuan(100), kyc_class=1)), AT)
+    assert decided.credit is None and decided.debit.amount_fen == 300
