@@ -120,15 +120,16 @@ async def pay(request: Request) -> dict:
 # --- interbank (from central) --------------------------------------------------------
 
 @router.post("/interbank/credits", tags=["interbank"])
-async def interbank_credit(request: Request, bank: BankDep) -> dict:
+async def interbank_credit(request: Request) -> dict:
     """Message 2 of an interbank payment: credit a payee here; signed by central."""
-    return await bank.interbank_credit(await read_json(request))
+    return await request.app.state.fast_credits.interbank_credit(await read_json(request))
 
 
 @router.post("/interbank/credits/batch", tags=["interbank"])
-async def interbank_credits(request: Request, bank: BankDep) -> dict:
+async def interbank_credits(request: Request) -> dict:
     """Message 2 in a batch: many credits from central, each answered in its place."""
-    return await bank.interbank_credits(await read_json(request, MAX_BATCH_BODY_BYTES))
+    return await request.app.state.fast_credits.interbank_credits(
+        await read_json(request, MAX_BATCH_BODY_BYTES))
 
 
 # --- operator ------------------------------------------------------------------------

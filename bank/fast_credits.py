@@ -1,43 +1,40 @@
-"""Bank B's side of interbank payments with group commit: a batch of message 2s from central
-(`POST /v1/interbank/credits/batch`) credited in ONE PostgreSQL transaction.
+"""Bank B's side of interbank payments: message 2s from central credited in batches, ONE
+transaction per batch on PostgreSQL or SQLite (bank/adapters/batch_store.py), whether they
+come many at once (`POST /v1/interbank/credits/batch`) or one (`POST /v1/interbank/credits`,
+a batch of one). The one way this bank credits money from another bank.
 
-Why: `Bank.interbank_credits` loops over `Bank.interbank_credit`, each credit its own
-transaction of about eight SQLAlchemy statements (~7 ms of Python per credit on a small
-machine). Here every envelope is verified and checked exactly as there (`Bank.read_credit`),
-then the batch takes a fixed number of round trips, whatever its size:
+Every envelope is verified as central's and checked (`read_credit`), then:
 
     transfers already recorded                       (one SELECT .. transfer_id = ANY)
     BEGIN
+    lock the payments refunded (a refund back)       (`batch_sql.LOCK_REFUNDED`)
     lock the orders being paid                       (`batch_sql.LOCK_ORDERS`)
     lock capped payees, fold their credits, read     (`batch_sql.LOCK_WALLETS`)
       the uncapped ones
     transaction ids, what capped payees have in      (`batch_sql.IDS_AND_PENDING`)
       flight to other banks
-    -- the domain decides each credit in turn, as `Bank._credit_from_other_bank` does --
+    -- bank/domain/payments.py decides each credit in turn --
     write everything                                 (one statement: transactions ON CONFLICT
                                                       DO NOTHING, postings, wallets, appended
-                                                      credits, orders, webhook deliveries)
+                                                      credits, orders, webhook deliveries;
+                                                      then, only if any, refunds booked,
+                                                      deposit accounts and the vault swept)
     COMMIT
 
 then one Redis pipeline of live notifications, and each answer signed by this bank.
 
-Semantics are `Bank.interbank_credit`'s, kept on purpose:
-- the same checks in the same order (the order payable, the payee known, its row locked if
-  its class is capped and its cap checked on that stable balance counting what it has in
-  flight, open, then `plan_credit`), the same refusal codes, each recorded as a rejected
-  `interbank_in` row under its transfer id so a repeat gets the same answer;
-- a transfer already recorded is answered from the record; a unique-key conflict (the same
-  transfer delivered at once by another process) rolls the batch back, and the batch is
-  done again without it while `Bank` answers it from the record: never a second credit;
-- the same rows (transaction, postings, wallet or appended credit, order, webhook) and the
-  same crash points after the commit (`bank.interbank_in.after_credit`, `.after_refusal`).
-Anything else goes to `Bank.interbank_credit` unchanged, one by one after the commit and in
-the batch's order: a refund (`details.refund_of`), a credit that would sweep past the cap to
-the deposit account, the same transfer twice in one batch, fields too long for their columns,
-and, for the rest of the batch, whatever comes after such an item for the same payee or
-order (so each payee sees its credits in the order central sent them). A database error
-sends the whole batch the standard way: nothing of it was committed, or, if the COMMIT's
-answer was lost, the records answer.
+- A refusal (unknown payee, closed, order not payable, past the cap with no deposit account
+  to sweep to, a refund of nothing refundable, details that are not what a payment carries)
+  is recorded as a rejected `interbank_in` row under its transfer id: every repeat gets the
+  same signed answer, and central returns the money to the payer.
+- Exactly once: the transfer id is a unique key. A transfer already recorded is answered
+  from the record; one recorded meanwhile by another delivery (a unique-key conflict) rolls
+  the batch back, and the batch is done again without it, which is then answered from the
+  record. The same transfer twice in one batch is booked once and answered twice.
+- Crash points after the commit: `bank.interbank_in.after_credit`, `.after_refusal`.
+- A batch that fails (a database error: nothing of it was kept) is done again credit by
+  credit; one that fails alone gets a typed `service_unavailable` (not an answer: central
+  sends it again).
 
 Wiring: `install(app)` on an app made by `bank.app.create_app` (its lifespan starts
 `FastCredits.start(bank)`, its route goes before the API's)."""
@@ -45,7 +42,7 @@ Wiring: `install(app)` on an app made by `bank.app.create_app` (its lifespan sta
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -53,29 +50,38 @@ import orjson
 from bank.adapters import batch_sql as sql
 from bank.adapters.batch_store import BatchStore, open_store
 from bank.domain import events, ledger, orders
-from bank.domain.payments import Credit, LockedBooks, apply_credit, decide_credit
+from bank.domain.payments import (
+    Credit,
+    LockedBooks,
+    apply_credit,
+    decide_credit,
+    decide_refund_back,
+)
 from bank.domain.wallets import CreditPlan, WalletState
-from bank.services import REJECTED, SETTLED
+from bank.services import REJECTED, SETTLED, check_wallet_id
+from rail_protocol import envelope
 from rail_protocol.batches import MAX_BODY_BYTES as MAX_BATCH_BODY_BYTES
 from rail_protocol.batches import parse_batch
-from rail_protocol.envelope import Envelope, now_ms
+from rail_protocol.envelope import Envelope, now_ms, sign_statement
 from rail_protocol.errors import RailError
+from rail_protocol.instruction_types import CREDIT_RESULT, INTERBANK_CREDIT
+from rail_protocol.money import parse_fen
 from rail_service.crash import crash_point
 from rail_service.extend import extend_app
 
 log = logging.getLogger("yuanrail.bank.fast_credits")
 
-ATTEMPTS = 3        # a batch redone after conflicts at most this often, then the standard way
+ATTEMPTS = 3        # a batch redone after conflicts at most this often
 
 
 def _str_or_none(value: object) -> str | None:
-    """How `_credit_from_other_bank` reads an optional text field of `details`."""
+    """An optional text field of `details`: the text, or None."""
     return value if isinstance(value, str) else None
 
 
 @dataclass(slots=True)
 class _Credit:
-    """One message 2 of the batch, checked, and what became of it."""
+    """One message 2, checked, and what became of it."""
 
     raw: object
     env: Envelope
@@ -84,10 +90,9 @@ class _Credit:
     payee_id: str
     amount: int
     details: dict
-    sticky: bool = False          # the standard way whatever happens (refund, repeat, odd)
-    standard: bool = False        # the standard way in this attempt (sticky, sweep, behind one)
-    known: bool = False           # recorded before this batch: answered from the record
+    done: bool = False            # answered: recorded before, or booked here
     code: str | None = None       # the refusal, once decided or read
+    error: RailError | None = None   # no answer (central sends it again)
     txn_id: int = 0
 
     @property
@@ -99,13 +104,18 @@ class _Credit:
         return _str_or_none(self.details.get("order_id"))
 
     @property
+    def refund_of(self) -> str | None:
+        return _str_or_none(self.details.get("refund_of"))
+
+    @property
     def odd(self) -> bool:
-        """What the standard path handles apart, or what would not fit its columns."""
-        payer, order_id = self.payer_id, self.order_id
-        return (_str_or_none(self.details.get("refund_of")) is not None
-                or not isinstance(self.from_bank, str) or len(self.from_bank) > 32
+        """Details no payment carries: fields too long for their columns, a bank id that is
+        not text. Refused (and the odd fields left out of the record)."""
+        payer, order_id, refund_of = self.payer_id, self.order_id, self.refund_of
+        return (not isinstance(self.from_bank, str) or len(self.from_bank) > 32
                 or (payer is not None and len(payer) > 64)
-                or (order_id is not None and len(order_id) > 25))
+                or (order_id is not None and len(order_id) > 25)
+                or (refund_of is not None and len(refund_of) > 80))
 
 
 class _Conflict(Exception):
@@ -117,12 +127,12 @@ class _Conflict(Exception):
 
 
 class FastCredits:
-    """Message 2s in a batch, one transaction per batch, through a `BatchStore` of its own
-    (PostgreSQL or SQLite). `interbank_credits` has the contract of `Bank.interbank_credits`."""
+    """Message 2s in batches, one transaction per batch, through a `BatchStore` of its own
+    (PostgreSQL or SQLite)."""
 
     def __init__(self, bank, store: BatchStore | None = None) -> None:
         self.bank, self.store = bank, store
-        self.batches = self.fast = self.standard = 0     # counted for tests and logs
+        self.batches = self.booked = 0     # counted for tests and logs
 
     @classmethod
     async def start(cls, bank, *, pool_size: int = 2) -> FastCredits:
@@ -130,8 +140,7 @@ class FastCredits:
         return cls(bank, await open_store(bank.engine, pool_size))
 
     async def aclose(self) -> None:
-        log.info("fast credits: %d batches, %d credits booked here, %d the standard way",
-                 self.batches, self.fast, self.standard)
+        log.info("credits: %d booked in %d batches", self.booked, self.batches)
         if self.store is not None:
             await self.store.aclose()
 
@@ -139,69 +148,94 @@ class FastCredits:
     def on(self) -> bool:
         return self.store is not None
 
+    # --- the messages ----------------------------------------------------------------------
+
+    def read_credit(self, raw: object) -> tuple[Envelope, str, Any, str, int, dict]:
+        """Message 2 verified as central's and checked, first error wins: (envelope,
+        transfer id, from bank, payee, amount, details)."""
+        env = Envelope.parse(raw)
+        if self.bank.central_key is None:
+            raise RailError("upstream_unavailable", "this bank has not learned central's key")
+        envelope.verify(env, self.bank.central_key, expected_type=INTERBANK_CREDIT,
+                        check_expiry=False)
+        body = env.body
+        transfer_id = body.get("transfer_id")
+        if not isinstance(transfer_id, str) or not 3 <= len(transfer_id) <= 80:
+            raise RailError("invalid_field", "transfer_id")
+        if body.get("to_bank") != self.bank.bank_id:
+            raise RailError("invalid_field", "this transfer is for another bank")
+        amount = parse_fen(body.get("amount_fen"))
+        payee_id = check_wallet_id(body.get("payee_wallet"), "payee_wallet")
+        details = body.get("details") or {}
+        if not isinstance(details, dict):
+            raise RailError("invalid_field", "details must be an object")
+        return env, transfer_id, body.get("from_bank"), payee_id, amount, details
+
+    def credit_answer(self, transfer_id: str, code: str | None) -> dict:
+        """The answer to message 2, signed by this bank: accepted, or refused with `code`."""
+        return {"result": sign_statement(self.bank.key, {
+            "type": CREDIT_RESULT, "transfer_id": transfer_id, "accepted": code is None,
+            **({"code": code} if code else {}),
+        })}
+
     async def interbank_credits(self, raw: object) -> dict:
-        """`Bank.interbank_credits`: each credit answered in its place, as
-        `Bank.interbank_credit` answers it alone, or with its typed error."""
-        items = parse_batch(raw, "credits")
-        if not self.on:
-            return await self.bank.interbank_credits(raw)
-        results: list[dict | None] = [None] * len(items)
-        credits: dict[int, _Credit] = {}
-        seen: set[str] = set()
+        """A batch (docs/interbank.md): `{"credits": [envelope, ...]}`, each answered in its
+        place, or with its typed error (`{"error": {...}}`, not an answer)."""
+        results = await self.credit_all(parse_batch(raw, "credits"))
+        return {"results": [r.to_dict() if isinstance(r, RailError) else r for r in results]}
+
+    async def interbank_credit(self, raw: object) -> dict:
+        """One message 2: a batch of one; its typed error raised."""
+        [result] = await self.credit_all([raw])
+        if isinstance(result, RailError):
+            raise result
+        return result
+
+    async def credit_all(self, items: list) -> list[dict | RailError]:
+        """Each item's signed answer, or its typed error, in its place."""
+        results: list[dict | RailError | None] = [None] * len(items)
+        first: dict[str, _Credit] = {}
+        placed: list[tuple[int, str]] = []
         for n, item in enumerate(items):
             try:
-                credit = _Credit(item, *self.bank.read_credit(item))
+                credit = _Credit(item, *self.read_credit(item))
             except RailError as exc:
-                results[n] = exc.to_dict()
+                results[n] = exc
                 continue
-            credit.sticky = credit.transfer_id in seen or credit.odd
-            seen.add(credit.transfer_id)
-            credits[n] = credit
+            first.setdefault(credit.transfer_id, credit)   # a repeat in the batch: once
+            placed.append((n, credit.transfer_id))
+        credits = list(first.values())
         try:
-            booked = await self._book(list(credits.values()))
-        except Exception:  # noqa: BLE001 - a database error: nothing of the batch is kept
-            log.exception("credit batch of %d failed; it goes the standard way", len(items))
-            return await self.bank.interbank_credits(raw)
-        self.batches += 1
-        if any(c.code is None for c in booked):
-            crash_point("bank.interbank_in.after_credit")
-        if any(c.code is not None for c in booked):
-            crash_point("bank.interbank_in.after_refusal")
-        await self._notify([c for c in booked if c.code is None])
-        for n, credit in credits.items():
-            if credit.standard:
-                self.standard += 1
-                results[n] = await self._standard(credit.raw)
-            else:
-                results[n] = self.bank.credit_answer(credit.transfer_id, credit.code)
-        self.fast += len(booked)
-        return {"results": results}
-
-    async def _standard(self, raw: object) -> dict:
-        try:
-            return await self.bank.interbank_credit(raw)
-        except RailError as exc:
-            return exc.to_dict()
+            await self._book(credits)
+        except Exception:  # noqa: BLE001 - nothing of the batch was kept: credit by credit
+            log.exception("a credit batch of %d failed; each goes again alone", len(credits))
+            for credit in credits:
+                if credit.done or credit.error is not None:
+                    continue
+                try:
+                    await self._book([credit])
+                except Exception:  # noqa: BLE001 - central sends it again
+                    log.exception("credit %s failed alone", credit.transfer_id)
+                    credit.error = RailError("service_unavailable",
+                                             "the credit was not recorded; send it again")
+        for n, transfer_id in placed:
+            credit = first[transfer_id]
+            results[n] = credit.error or self.credit_answer(transfer_id, credit.code)
+        return results
 
     # --- the transaction -------------------------------------------------------------------
 
-    async def _book(self, credits: list[_Credit]) -> list[_Credit]:
+    async def _book(self, credits: list[_Credit]) -> None:
         """Answer the known transfers from their records and book the new ones in one
-        transaction; return those booked here (credited or refused)."""
+        transaction (redone without any recorded meanwhile)."""
         if not credits:
-            return []
+            return
         async with self.store.connection() as conn:
-            async with self.store.single(conn) as tx:
-                known = await tx.known_transfers([c.transfer_id for c in credits])
-            for credit in credits:
-                row = known.get(credit.transfer_id)
-                if row is not None:
-                    credit.known = True
-                    credit.code = row["code"] if row["status"] == REJECTED else None
-            new = [c for c in credits if not c.known]
+            await self._read_known(conn, credits)
+            new = [c for c in credits if not c.done]
             for _attempt in range(ATTEMPTS):
-                if all(c.sticky for c in new):
-                    break
+                if not new:
+                    return
                 try:
                     async with self.store.transaction(conn) as tx:
                         plan = await self._decide(tx, new)
@@ -209,21 +243,48 @@ class FastCredits:
                         conflicts = [c for c in plan.written if c.txn_id not in written]
                         if conflicts:
                             raise _Conflict(conflicts)
-                    return plan.written
+                        await tx.write_extras(plan)
                 except _Conflict as conflict:
-                    for credit in conflict.credits:   # `Bank` answers it from the record
-                        credit.sticky = True
+                    await self._read_known(conn, conflict.credits)
+                    for credit in conflict.credits:
+                        if not credit.done:   # another unique key: a race; send it again
+                            credit.error = RailError("service_unavailable",
+                                                     "a concurrent change; send it again")
+                    new = [c for c in new if not c.done and c.error is None]
+                    continue
+                for credit in plan.written:
+                    credit.done = True
+                self.batches += 1
+                self.booked += len(plan.written)
+                accepted = [c for c in plan.written if c.code is None]
+                if accepted:
+                    crash_point("bank.interbank_in.after_credit")
+                if len(accepted) < len(plan.written):
+                    crash_point("bank.interbank_in.after_refusal")
+                await self._notify(accepted)
+                return
             for credit in new:
-                credit.standard = True
-            return []
+                credit.error = RailError("service_unavailable", "too many concurrent changes")
+
+    async def _read_known(self, conn, credits: list[_Credit]) -> None:
+        """Mark the credits whose transfer is recorded, with the recorded answer."""
+        async with self.store.single(conn) as tx:
+            known = await tx.known_transfers([c.transfer_id for c in credits])
+        for credit in credits:
+            row = known.get(credit.transfer_id)
+            if row is not None:
+                credit.done = True
+                credit.code = row["code"] if row["status"] == REJECTED else None
 
     async def _decide(self, tx, credits: list[_Credit]) -> sql.Plan:
-        """Lock, then ask the domain about each credit in turn, as
-        `Bank._credit_from_other_bank` does; nothing is written yet."""
+        """Lock (the refunded payments, the orders, the payees, in that order as everywhere),
+        then ask the domain about each credit in turn; nothing is written yet."""
         limits = self.bank.limits
         at = now_ms()
-        order_ids = sorted({c.order_id for c in credits if c.order_id is not None})
-        order_rows = {r["order_id"]: r for r in await tx.lock_orders(order_ids)}
+        fit = [c for c in credits if not c.odd]
+        refunded = await tx.lock_refunded(sorted({c.refund_of for c in fit if c.refund_of}))
+        order_rows = {r["order_id"]: r for r in await tx.lock_orders(
+            sorted({c.order_id for c in fit if c.order_id is not None}))}
         payees = sorted({c.payee_id for c in credits})
         capped = sorted(k for k, lim in limits.items() if lim.balance_cap_fen is not None)
         locked: dict[str, WalletState] = {}
@@ -234,8 +295,7 @@ class FastCredits:
                 locked[r["wallet_id"]] = WalletState(
                     r["wallet_id"], r["status"], r["kyc_class"], r["balance_fen"] + r["folded"],
                     r["day"], r["spent_today_fen"], r["topup_on_use"], r["deposit_account"])
-        needed = sum(1 for c in credits if not c.sticky)
-        ids, pending = await tx.ids_and_pending(needed, sorted(locked))
+        ids, pending = await tx.ids_and_pending(len(credits), sorted(locked))
         for wallet_id, fen in pending.items():
             locked[wallet_id].pending_out_fen = fen
         ids.sort(reverse=True)
@@ -247,48 +307,56 @@ class FastCredits:
                                              r["amount_fen"], r["status"], r["expires_ms"])
             for r in order_rows.values()})
         # Every locked wallet is written back: its credits were folded.
-        plan = sql.Plan(sql.CREDIT_TXN_COLUMNS, wallets=locked)
-        behind: set[str] = set()        # payees and orders whose next credits go the standard way
+        plan = sql.Plan(sql.CREDIT_TXN_COLUMNS, wallets=locked, at_ms=at)
         for credit in credits:
             credit.code, credit.txn_id = None, 0
-            credit.standard = credit.sticky or credit.payee_id in behind \
-                or (credit.order_id is not None and credit.order_id in behind)
-            if not credit.standard:
-                inbound = Credit(credit.payee_id, credit.amount, credit.order_id)
-                try:
-                    decided = decide_credit(inbound, books, at)
-                except RailError as refusal:
-                    credit.code = refusal.code
-                    self._add_txn(plan, credit, ids.pop(), at)
-                    continue
-                credit.standard = decided.swept_to_deposit_fen > 0   # `Bank` sweeps
-            if credit.standard:
-                behind.update(k for k in (credit.payee_id, credit.order_id) if k is not None)
+            try:
+                if credit.odd:
+                    raise RailError("invalid_field", "the transfer's details are malformed")
+                original = refunded.get(credit.refund_of) if credit.refund_of else None
+                to_deposit = decide_refund_back(credit.payee_id, original, credit.amount) \
+                    if credit.refund_of else 0
+                inbound = Credit(credit.payee_id, credit.amount, credit.order_id, to_deposit)
+                decided = decide_credit(inbound, books, at)
+            except RailError as refusal:
+                credit.code = refusal.code
+                self._add_txn(plan, credit, ids.pop(), at)
                 continue
             apply_credit(inbound, decided, books)
-            self._add_credit(plan, credit, ids.pop(), at, decided.to_wallet_fen,
-                             rows[credit.payee_id], credit.payee_id in locked)
+            txn = ids.pop()
+            if original is not None:   # the refund counts against the payment it refunds
+                refunded[credit.refund_of] = replace(
+                    original, refunded_fen=original.refunded_fen + credit.amount)
+                plan.refunded[original.txn_id] = original.refunded_fen + credit.amount
+                plan.refund_of[txn] = original.txn_id
+            self._add_credit(plan, credit, txn, at, decided, rows[credit.payee_id],
+                             credit.payee_id in locked)
         return plan
 
     def _add_txn(self, plan: sql.Plan, credit: _Credit, txn: int, at: int) -> None:
-        """The `interbank_in` row `_credit_from_other_bank` writes, settled or refused."""
+        """The `interbank_in` row, settled or refused (an odd credit's odd fields left out)."""
         credit.txn_id = txn
+        fit = not credit.odd
         plan.add(plan.txn, sql.CREDIT_TXN_COLUMNS, (
             txn, credit.env.signer, credit.transfer_id, credit.env.digest(),
             SETTLED if credit.code is None else REJECTED, credit.code, credit.amount,
-            credit.env.expires_ms, at, credit.payer_id, credit.payee_id, credit.order_id,
-            credit.from_bank))
+            credit.env.expires_ms, at, credit.payer_id if fit else None, credit.payee_id,
+            credit.order_id if fit else None, credit.from_bank if fit else None))
         plan.written.append(credit)
 
-    def _add_credit(self, plan: sql.Plan, credit: _Credit, txn: int, at: int, to_wallet: int,
-                    payee_row: Any, credited_in_place: bool) -> None:
-        """A settled credit: its row, postings, the wallet (or an appended credit), the order
-        claimed, and the merchant's webhook queued (`Bank._queue_webhook`)."""
+    def _add_credit(self, plan: sql.Plan, credit: _Credit, txn: int, at: int,
+                    decided: CreditPlan, payee_row: Any, credited_in_place: bool) -> None:
+        """A settled credit: its row, postings, the wallet (or an appended credit), past the
+        cap the excess (and a refund's deposit share) to the deposit account, the order
+        claimed, and the merchant's webhook queued."""
         self._add_txn(plan, credit, txn, at)
         sql.add_postings(plan.postings, txn, ledger.interbank_in(
-            credit.payee_id, payee_row["deposit_account"], CreditPlan(to_wallet, 0)))
-        if not credited_in_place:   # a locked payee's balance is written back whole
-            plan.add(plan.credits, sql.CREDIT_COLUMNS, (credit.payee_id, to_wallet))
+            credit.payee_id, payee_row["deposit_account"], decided))
+        if not credited_in_place and decided.to_wallet_fen:   # a locked payee is written whole
+            plan.add(plan.credits, sql.CREDIT_COLUMNS, (credit.payee_id, decided.to_wallet_fen))
+        if decided.swept_to_deposit_fen:   # e-CNY back to the vault, deposit money out
+            plan.move_deposit(payee_row["deposit_account"], decided.swept_to_deposit_fen)
+            plan.vault_delta_fen += decided.swept_to_deposit_fen
         if credit.order_id is not None:
             plan.add(plan.paid_orders, sql.ORDER_COLUMNS, (
                 credit.order_id, credit.payer_id or f"{credit.from_bank}.?", at, txn))

@@ -681,8 +681,8 @@ class FastPath:
         return statement.get("status"), statement.get("code")
 
     async def _record(self, item: _Payment, status: str, code: str | None) -> None:
-        """A final outcome: settled by the settle batch, rejected by `Bank` (rare: one
-        transaction of its own, as the standard path)."""
+        """A final outcome: settled by the settle batch, rejected by `Bank.finish_transfer`
+        (rare: one transaction of its own, shared with the outbox)."""
         if status == REJECTED:
             await self.bank.finish_transfer(item.txn_id, REJECTED, code)
             _tell(item, REJECTED)

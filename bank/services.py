@@ -22,13 +22,10 @@ from bank.adapters import tables as t
 from bank.adapters.books_sql import VaultShort
 from bank.adapters.hot_state import HotState
 from bank.domain import audit as bank_audit
-from bank.domain import events, ledger, orders
+from bank.domain import ledger, orders
 from bank.domain.payments import (
-    Credit,
     LockedBooks,
     RefundedPayment,
-    apply_credit,
-    decide_credit,
     decide_refund,
 )
 from bank.domain.wallets import (
@@ -47,8 +44,7 @@ from bank.domain.wallets import (
 )
 from central.client import CentralClient
 from rail_protocol import envelope
-from rail_protocol.batches import parse_batch
-from rail_protocol.envelope import Envelope, check_live, now_ms, seal, sign_statement
+from rail_protocol.envelope import Envelope, check_live, now_ms, seal
 from rail_protocol.errors import RailError
 from rail_protocol.keys import PublicKey, SigningKey
 from rail_protocol.money import parse_fen
@@ -59,8 +55,6 @@ log = logging.getLogger("yuanrail.bank")
 from rail_protocol.instruction_types import (  # noqa: E402
     CENTRAL_ISSUE,
     CENTRAL_REDEEM,
-    CREDIT_RESULT,
-    INTERBANK_CREDIT,
     OPEN_WALLET,
     REDEEM,
     REFUND,
@@ -609,167 +603,7 @@ class Bank:
                 log.info("transfer of P%s not finished yet: %s", txn_id, exc.code)
         return len(due)
 
-    async def _lock_for_credit(self, conn: AsyncConnection, payee_id: str,
-                               order_id: str | None) -> tuple[LockedBooks, Any]:
-        """Lock what deciding a credit reads, in the order the payment engine takes its
-        locks: the order, then the payee, only when its balance cap must be checked on a
-        stable balance. Returns the books and the payee's row (None if it has none)."""
-        books = LockedBooks(self.limits)
-        if order_id is not None:
-            order = await sql.lock_order(conn, order_id)
-            if order is not None:
-                books.orders[order_id] = order
-        payee_row = await sql.wallet_row(conn, payee_id)
-        if payee_row is not None:
-            books.payees[payee_id] = WalletState(
-                payee_id, payee_row.status, payee_row.kyc_class, 0, 0, 0,
-                payee_row.topup_on_use, payee_row.deposit_account)
-            if self.limits[payee_row.kyc_class].balance_cap_fen is not None:
-                _row, books.wallets[payee_id] = await sql.lock_wallet(conn, payee_id,
-                                                                      for_credit=True)
-        return books, payee_row
-
-    # --- interbank, bank B: the idempotent receiver -------------------------------------
-
-    async def interbank_credit(self, raw: object) -> dict:
-        """Message 2 from central: credit the payee once per transfer id, and answer with a
-        signed accept or refusal (the same answer to every repeat)."""
-        env, transfer_id, from_bank, payee_id, amount, details = self.read_credit(raw)
-        async with self.engine.connect() as conn:
-            existing = await sql.transaction_by_transfer(conn, transfer_id)
-        if existing is None:
-            existing_code = await self._credit_from_other_bank(
-                env, transfer_id, from_bank, payee_id, amount, details)
-        else:
-            existing_code = existing.code if existing.status == REJECTED else None
-        return self.credit_answer(transfer_id, existing_code)
-
-    def read_credit(self, raw: object) -> tuple[Envelope, str, Any, str, int, dict]:
-        """Message 2 verified as central's and checked, first error wins: (envelope,
-        transfer id, from bank, payee, amount, details). Shared with bank/fast_credits.py."""
-        env = Envelope.parse(raw)
-        if self.central_key is None:
-            raise RailError("upstream_unavailable", "this bank has not learned central's key")
-        envelope.verify(env, self.central_key, expected_type=INTERBANK_CREDIT,
-                        check_expiry=False)
-        body = env.body
-        transfer_id = body.get("transfer_id")
-        if not isinstance(transfer_id, str) or not 3 <= len(transfer_id) <= 80:
-            raise RailError("invalid_field", "transfer_id")
-        if body.get("to_bank") != self.bank_id:
-            raise RailError("invalid_field", "this transfer is for another bank")
-        amount = parse_fen(body.get("amount_fen"))
-        payee_id = check_wallet_id(body.get("payee_wallet"), "payee_wallet")
-        from_bank = body.get("from_bank")
-        details = body.get("details") or {}
-        if not isinstance(details, dict):
-            raise RailError("invalid_field", "details must be an object")
-        return env, transfer_id, from_bank, payee_id, amount, details
-
-    def credit_answer(self, transfer_id: str, code: str | None) -> dict:
-        """The answer to message 2, signed by this bank: accepted, or refused with `code`."""
-        return {"result": sign_statement(self.key, {
-            "type": CREDIT_RESULT, "transfer_id": transfer_id,
-            "accepted": code is None, **({"code": code} if code else {}),
-        })}
-
-    async def interbank_credits(self, raw: object) -> dict:
-        """Message 2 in a batch (docs/interbank.md): `{"credits": [envelope, ...]}`, each
-        answered in its place exactly as `interbank_credit` answers it alone, or with its
-        typed error (`{"error": {...}}`, not an answer: central sends that one again)."""
-        return {"results": [await self._credit_or_error(item)
-                            for item in parse_batch(raw, "credits")]}
-
-    async def _credit_or_error(self, item: object) -> dict:
-        try:
-            return await self.interbank_credit(item)
-        except RailError as exc:
-            return exc.to_dict()
-
-    async def _credit_from_other_bank(self, env: Envelope, transfer_id: str, from_bank: str,
-                                      payee_id: str, amount: int,
-                                      details: dict | None = None) -> str | None:
-        """Credit and record; return None when accepted, or the refusal's code. An order
-        payment claims the order in the same transaction; a refund is booked against the
-        payment it refunds (and goes back to the deposit account as far as it came from
-        there)."""
-        details = details or {}
-        payer_id = details.get("payer_wallet") if isinstance(details.get("payer_wallet"), str) else None
-        order_id = details.get("order_id") if isinstance(details.get("order_id"), str) else None
-        refund_of = details.get("refund_of") if isinstance(details.get("refund_of"), str) else None
-        base = {"kind": "interbank_in", "signer": env.signer, "instruction_id": transfer_id,
-                "digest": env.digest(), "amount_fen": amount, "payee_wallet": payee_id,
-                "payer_wallet": payer_id, "order_id": order_id,
-                "counterparty_bank": from_bank, "transfer_id": transfer_id,
-                "expires_ms": env.expires_ms, "result": "{}"}
-        try:
-            async with self.engine.begin() as conn:
-                at = now_ms()
-                to_deposit = 0
-                if refund_of is not None:   # the refunded payment is locked before the wallet
-                    to_deposit, original = await self._book_inbound_refund(
-                        conn, refund_of, payee_id, amount, at)
-                    base["refund_of"] = original
-                books, payee_row = await self._lock_for_credit(conn, payee_id, order_id)
-                inbound = Credit(payee_id, amount, order_id, to_deposit)
-                credit = decide_credit(inbound, books, at)
-                apply_credit(inbound, credit, books)
-                payee = books.payee(payee_id)
-                txn = await sql.insert_transaction(conn, **base, status=SETTLED,
-                                                   created_ms=at, updated_ms=at)
-                if order_id is not None:
-                    await sql.mark_order_paid(conn, order_id, payer_id or f"{from_bank}.?", at,
-                                              txn)
-                received = events.payment_received(f"P{txn}", amount, order_id,
-                                                   from_bank=from_bank)
-                await self._queue_webhook(conn, payee_id, payee_row.webhook_url, txn,
-                                          {**received, "status": SETTLED})
-                await sql.insert_postings(conn, txn, ledger.interbank_in(
-                    payee_id, payee.deposit_account, credit))
-                if payee_id in books.wallets:
-                    await sql.save_wallet(conn, payee)
-                else:
-                    await sql.append_credit(conn, payee_id, credit.to_wallet_fen)
-                if credit.swept_to_deposit_fen:
-                    await sql.move_deposit(conn, payee.deposit_account, credit.swept_to_deposit_fen)
-                    await sql.move_vault(conn, credit.swept_to_deposit_fen)
-        except IntegrityError:
-            async with self.engine.connect() as conn:
-                row = await sql.transaction_by_transfer(conn, transfer_id)
-            return row.code if row.status == REJECTED else None
-        except RailError as refusal:
-            at = now_ms()
-            try:
-                async with self.engine.begin() as conn:
-                    await sql.insert_transaction(conn, **base, status=REJECTED, code=refusal.code,
-                                                 created_ms=at, updated_ms=at)
-            except IntegrityError:
-                async with self.engine.connect() as conn:
-                    row = await sql.transaction_by_transfer(conn, transfer_id)
-                return row.code if row.status == REJECTED else None
-            crash_point("bank.interbank_in.after_refusal")
-            return refusal.code
-        crash_point("bank.interbank_in.after_credit")
-        self.notify(payee_id, received)
-        return None
-
     # --- refunds ------------------------------------------------------------------------
-
-    async def _book_inbound_refund(self, conn: AsyncConnection, refunded_transfer: str,
-                                   payee_id: str, amount: int, at: int) -> tuple[int, int]:
-        """A refund arriving for one of our outbound payments: check it against what was
-        paid, record it, and say how much goes back to the deposit account it came from."""
-        original = (await conn.execute(sa.select(t.transactions).where(
-            t.transactions.c.transfer_id == refunded_transfer).with_for_update())).first()
-        if original is None or original.payer_wallet != payee_id \
-                or original.kind != "interbank_out" or original.status != SETTLED:
-            raise RailError("not_refundable", "no such settled payment from this wallet")
-        orders.check_refund(original.amount_fen, original.refunded_fen, amount)
-        to_deposit, _ = orders.refund_split(amount, original.pulled_fen, original.refunded_fen)
-        await conn.execute(t.transactions.update().where(
-            t.transactions.c.txn_id == original.txn_id).values(
-            refunded_fen=original.refunded_fen + amount, updated_ms=at))
-        return to_deposit, original.txn_id
 
     async def _book_refund(self, conn: AsyncConnection, original: Any, refunded: int,
                            at: int) -> None:

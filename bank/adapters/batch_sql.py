@@ -117,6 +117,21 @@ UPDATE mandates SET period_key = u.period_key, used_fen = u.used
 FROM unnest($1::text[], $2::int[], $3::bigint[]) AS u(mandate_id, period_key, used)
 WHERE mandates.mandate_id = u.mandate_id"""
 
+LOCK_REFUNDED = """
+SELECT txn_id, transfer_id, kind, status, payer_wallet, payee_wallet, amount_fen,
+       COALESCE(refunded_fen, 0) AS refunded_fen, COALESCE(pulled_fen, 0) AS pulled_fen
+FROM transactions WHERE transfer_id = ANY($1::text[]) ORDER BY txn_id FOR UPDATE"""
+
+SET_REFUNDED = """
+UPDATE transactions SET refunded_fen = u.refunded, updated_ms = $3
+FROM unnest($1::bigint[], $2::bigint[]) AS u(txn_id, refunded)
+WHERE transactions.txn_id = u.txn_id"""
+
+SET_REFUND_OF = """
+UPDATE transactions SET refund_of = u.refund_of
+FROM unnest($1::bigint[], $2::bigint[]) AS u(txn_id, refund_of)
+WHERE transactions.txn_id = u.txn_id"""
+
 SET_PULLED = """
 UPDATE transactions SET pulled_fen = u.pulled
 FROM unnest($1::bigint[], $2::bigint[]) AS u(txn_id, pulled)
@@ -249,6 +264,9 @@ class Plan:
     deposits: dict[str, int] = field(default_factory=dict)        # account -> change in fen
     vault_delta_fen: int = 0
     mandates: dict[str, tuple[int, int]] = field(default_factory=dict)  # id -> (period, used)
+    refunded: dict[int, int] = field(default_factory=dict)   # refunded txn -> refunded in all
+    refund_of: dict[int, int] = field(default_factory=dict)  # new txn -> the txn it refunds
+    at_ms: int = 0
 
     def move_deposit(self, account: str | None, delta_fen: int) -> None:
         if delta_fen:

@@ -30,11 +30,17 @@ from bank.adapters import books_sql
 from bank.adapters import tables as t
 from bank.adapters.books_sql import VaultShort
 from bank.domain.mandates import MandateTerms
-from bank.domain.payments import MandateState
+from bank.domain.payments import MandateState, RefundedPayment
 from rail_protocol.errors import RailError
 
 _WALLET_COLUMNS = ("wallet_id", "status", "kyc_class", "balance_fen", "day", "spent_today_fen",
                    "topup_on_use", "deposit_account", "webhook_url")
+
+
+def _refunded(row: dict) -> RefundedPayment:
+    return RefundedPayment(row["txn_id"], row["kind"], row["status"], row["payer_wallet"],
+                           row["payee_wallet"], row["amount_fen"], row["refunded_fen"] or 0,
+                           row["pulled_fen"] or 0)
 
 
 def _mandate(row: dict) -> MandateState:
@@ -82,6 +88,12 @@ class PgTx:
         return {r["account_id"]: r["balance_fen"]
                 for r in await self.conn.fetch(sql.LOCK_DEPOSITS, accounts)}
 
+    async def lock_refunded(self, transfer_ids: list[str]) -> dict[str, RefundedPayment]:
+        if not transfer_ids:
+            return {}
+        return {r["transfer_id"]: _refunded(r)
+                for r in await self.conn.fetch(sql.LOCK_REFUNDED, transfer_ids)}
+
     async def write_extras(self, plan: sql.Plan) -> None:
         """Deposit money and the vault moved, mandates used, pulled amounts recorded."""
         if plan.mandates:
@@ -91,6 +103,12 @@ class PgTx:
                                     [plan.mandates[m][1] for m in ids])
         if plan.pulled:
             await self.conn.execute(sql.SET_PULLED, list(plan.pulled), list(plan.pulled.values()))
+        if plan.refunded:
+            await self.conn.execute(sql.SET_REFUNDED, list(plan.refunded),
+                                    list(plan.refunded.values()), plan.at_ms)
+        if plan.refund_of:
+            await self.conn.execute(sql.SET_REFUND_OF, list(plan.refund_of),
+                                    list(plan.refund_of.values()))
         if plan.deposits:
             done = await self.conn.execute(sql.MOVE_DEPOSITS, list(plan.deposits),
                                            list(plan.deposits.values()))
@@ -273,6 +291,15 @@ class SqlTx:
                       m.used_fen, m.period_key).where(m.mandate_id.in_(mandate_ids))
             .order_by(m.mandate_id).with_for_update())}
 
+    async def lock_refunded(self, transfer_ids: list[str]) -> dict[str, RefundedPayment]:
+        if not transfer_ids:
+            return {}
+        x = t.transactions.c
+        return {r["transfer_id"]: _refunded(r) for r in await self._rows(
+            sa.select(x.txn_id, x.transfer_id, x.kind, x.status, x.payer_wallet,
+                      x.payee_wallet, x.amount_fen, x.refunded_fen, x.pulled_fen)
+            .where(x.transfer_id.in_(transfer_ids)).order_by(x.txn_id).with_for_update())}
+
     async def lock_deposits(self, accounts: list[str]) -> dict[str, int]:
         if not accounts:
             return {}
@@ -290,6 +317,12 @@ class SqlTx:
         for txn_id, pulled in plan.pulled.items():
             await self.conn.execute(t.transactions.update().where(x.txn_id == txn_id)
                                     .values(pulled_fen=pulled))
+        for txn_id, refunded in plan.refunded.items():
+            await self.conn.execute(t.transactions.update().where(x.txn_id == txn_id)
+                                    .values(refunded_fen=refunded, updated_ms=plan.at_ms))
+        for txn_id, refund_of in plan.refund_of.items():
+            await self.conn.execute(t.transactions.update().where(x.txn_id == txn_id)
+                                    .values(refund_of=refund_of))
         for account, delta in plan.deposits.items():
             await books_sql.move_deposit(self.conn, account, delta)
         await books_sql.move_vault(self.conn, plan.vault_delta_fen)

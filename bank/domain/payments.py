@@ -261,3 +261,16 @@ def decide_refund(merchant_id: str, payment: RefundedPayment | None, amount_fen:
         if to_wallet else CreditPlan(0, 0)
     return RefundDecision(debit, CreditPlan(credit.to_wallet_fen,
                                             credit.swept_to_deposit_fen + to_deposit), refunded)
+
+
+def decide_refund_back(payee_id: str, original: RefundedPayment | None, amount_fen: int) -> int:
+    """A refund arriving from another bank for one of our wallet's payments to it: it must
+    refund a settled payment of that wallet, never past what was paid. Returns how much of
+    it goes back to the deposit account the payment pulled from (back the way it came)."""
+    if original is None or original.payer_wallet != payee_id \
+            or original.kind != "interbank_out" or original.status != "settled":
+        raise RailError("not_refundable", "no such settled payment from this wallet")
+    orders.check_refund(original.amount_fen, original.refunded_fen, amount_fen)
+    to_deposit, _to_wallet = orders.refund_split(amount_fen, original.pulled_fen,
+                                                 original.refunded_fen)
+    return to_deposit

@@ -1,10 +1,9 @@
-"""Bank B's batch of message 2s in one transaction (bank/fast_credits.py) on real PostgreSQL
-and Redis: every credit lands once, every refusal is recorded with the standard path's code,
-repeats and concurrent deliveries get the stored answer, and what the module does not handle
-goes the standard way.
+"""Bank B's message 2s credited in batches (bank/fast_credits.py) on real PostgreSQL and
+Redis: every credit lands once, every refusal is recorded with its code, repeats and
+concurrent deliveries get the stored answer, a single message 2 is a batch of one, and
+refunds back and sweeps past a cap are booked in the batch too.
 
-The bank apps of this module's rail have fast credits installed (`bank.fast_credits.install`),
-so `POST /v1/interbank/credits/batch` on pearl is the fast one. Most tests seal message 2s
+Most tests seal message 2s
 with central's key themselves: central never prepared those transfers, so they check pearl's
 own books (`bank_audit`); the last test drives real interbank payments through central and
 checks the whole rail's conservation."""
@@ -21,7 +20,6 @@ from bank import fast_credits
 from bank.adapters.batch_store import PgTx
 from bank.app import create_app as create_bank_app
 from rail_protocol.envelope import MAX_TTL_MS, Envelope, seal, verify_statement
-from rail_protocol.errors import RailError
 from rail_protocol.instruction_types import INTERBANK_CREDIT
 from rail_protocol.keys import SigningKey
 from rail_protocol.money import yuan
@@ -93,12 +91,10 @@ def answer(item: dict, rail=None) -> str:
     return "accepted" if result["accepted"] else result["code"]
 
 
-async def standard_answer(rail, env: Envelope) -> str:
-    """The same message 2 through `Bank.interbank_credit`, the standard path."""
-    try:
-        return answer(await rail.banks[B].node.interbank_credit(env.to_dict()))
-    except RailError as exc:
-        return exc.code
+async def single_answer(rail, env: Envelope) -> str:
+    """The same message 2 alone, through `POST /v1/interbank/credits`."""
+    response = await rail.post_raw(B, "/v1/interbank/credits", env)
+    return answer(response.json(), rail)
 
 
 async def incoming(rail, wallet) -> list[dict]:
@@ -118,7 +114,6 @@ async def assert_pearl_balanced(rail) -> None:
 
 async def test_a_batch_to_capped_and_uncapped_payees_and_an_order_lands_once(credit_rail):
     rail = credit_rail
-    before = (fast(rail).fast, fast(rail).standard)
     person = await rail.funded_wallet(B, yuan(100), kyc_class=4)     # capped: row locked
     shop = await rail.open_wallet(B, kind="merchant", kyc_class=1)    # uncapped: appended
     await rail.client(shop).merchant_settings(shop.key, shop.wallet_id,
@@ -129,10 +124,11 @@ async def test_a_batch_to_capped_and_uncapped_payees_and_an_order_lands_once(cre
              message2(rail, shop, 2580, payer_wallet="yangtze.00000000000000bb",
                       order_id=order["order_id"]),
              message2(rail, shop, 400)]
+    before = (fast(rail).booked, fast(rail).batches)
     results = await send_batch(rail, batch)
     assert [answer(r, rail) for r in results] == ["accepted"] * 5
     assert [r["result"]["transfer_id"] for r in results] == [e.id for e in batch]
-    assert (fast(rail).fast, fast(rail).standard) == (before[0] + 5, before[1])
+    assert (fast(rail).booked, fast(rail).batches) == (before[0] + 5, before[1] + 1)
     assert await rail.balance(person) == yuan(100) + 400
     assert await rail.balance(shop) == 200 + 2580 + 400
     history = await incoming(rail, person)
@@ -179,8 +175,8 @@ async def test_repeats_and_concurrent_deliveries_of_one_transfer_credit_once(cre
 
 
 async def refusal_cases(rail) -> dict[str, tuple]:
-    """Message 2s the standard path refuses, each with its own payee: code -> (envelope,
-    the payee that must stay as it was)."""
+    """Message 2s refused, each with its own payee: code -> (envelope, the payee that must
+    stay as it was)."""
     closed = await rail.open_wallet(B)
     await rail.client(closed).close_wallet(closed.wallet_id)
     shop = await rail.open_wallet(B, kind="merchant", kyc_class=1)
@@ -201,7 +197,7 @@ async def refusal_cases(rail) -> dict[str, tuple]:
     }
 
 
-async def test_refusals_are_recorded_with_the_standard_code_and_answered_the_same_again(
+async def test_refusals_are_recorded_with_their_code_and_answered_the_same_again(
         credit_rail):
     rail = credit_rail
     cases = await refusal_cases(rail)
@@ -217,20 +213,22 @@ async def test_refusals_are_recorded_with_the_standard_code_and_answered_the_sam
         if payee is not None:
             assert await rail.balance(payee) == before[code], code
     assert [answer(r, rail) for r in await send_batch(rail, envs)] == [*cases, "accepted"]
-    for code, (env, _payee) in cases.items():   # and the standard path reads the same record
-        assert await standard_answer(rail, env) == code
+    for code, (env, _payee) in cases.items():   # and a single delivery reads the same record
+        assert await single_answer(rail, env) == code
     assert await rail.balance(ok) == 99
     await assert_pearl_balanced(rail)
 
 
-async def test_a_refund_and_a_sweep_past_the_cap_go_the_standard_way(credit_rail):
-    """A refund is booked against the payment it refunds and a sweep moves deposit money:
-    both are `Bank`'s, and so is every later credit of the batch to the same payee."""
+async def test_a_sweep_past_the_cap_and_a_refund_of_nothing_are_booked_in_the_batch(
+        credit_rail):
+    """A credit past the cap sweeps the excess to the payee's deposit account (and its e-CNY
+    back to the vault); a refund naming no payment of the payee is refused; all in one
+    batch, each payee's credits in the order central sent them."""
     rail = credit_rail
     linked = await rail.funded_wallet(B, yuan(499_990), kyc_class=2,
                                       linked_deposit_fen=yuan(10))
     other, third = await rail.open_wallet(B), await rail.open_wallet(B)
-    before = (fast(rail).fast, fast(rail).standard)
+    before = (fast(rail).booked, fast(rail).batches)
     deposit = await rail.deposit_balance(linked)
     refund = message2(rail, other, 300, refund_of="yangtze.00000000000000000000000000000001")
     batch = [message2(rail, linked, yuan(30)), message2(rail, linked, 100), refund,
@@ -238,16 +236,29 @@ async def test_a_refund_and_a_sweep_past_the_cap_go_the_standard_way(credit_rail
     results = await send_batch(rail, batch)
     assert [answer(r, rail) for r in results] == ["accepted", "accepted", "not_refundable",
                                                   "accepted", "accepted"]
-    assert (fast(rail).fast, fast(rail).standard) == (before[0] + 1, before[1] + 4)
+    assert (fast(rail).booked, fast(rail).batches) == (before[0] + 5, before[1] + 1)
     assert await rail.balance(linked) == yuan(500_000)
     assert await rail.deposit_balance(linked) == deposit + yuan(20) + 100
     assert await rail.balance(other) == 50 and await rail.balance(third) == 60
     await assert_pearl_balanced(rail)
 
 
-async def test_answers_and_books_match_the_standard_path_on_twin_wallets(credit_rail):
-    """The same credits, one set through the batch and its twin through
-    `Bank.interbank_credit`: the same answers, balances and history."""
+async def test_details_no_payment_carries_are_refused_and_recorded_without_them(credit_rail):
+    rail = credit_rail
+    payee = await rail.open_wallet(B)
+    odd = message2(rail, payee, 40, order_id="O" * 30)
+    assert [answer(r, rail) for r in await send_batch(rail, [odd])] == ["invalid_field"]
+    assert pearl_sql(rail, "SELECT status, code, order_id FROM transactions "
+                           "WHERE transfer_id = %s", odd.id) == [("rejected", "invalid_field",
+                                                                  None)]
+    assert await single_answer(rail, odd) == "invalid_field"
+    assert await rail.balance(payee) == 0
+    await assert_pearl_balanced(rail)
+
+
+async def test_a_batch_and_single_deliveries_answer_and_book_alike(credit_rail):
+    """The same credits, one set in a batch and its twin one by one (a batch of one each):
+    the same answers, balances and history."""
     rail = credit_rail
 
     async def wallets():
@@ -264,7 +275,7 @@ async def test_answers_and_books_match_the_standard_path_on_twin_wallets(credit_
 
     batch_side, standard_side = await wallets(), await wallets()
     batch_answers = [answer(r, rail) for r in await send_batch(rail, credits(*batch_side))]
-    standard_answers = [await standard_answer(rail, e) for e in credits(*standard_side)]
+    standard_answers = [await single_answer(rail, e) for e in credits(*standard_side)]
     assert batch_answers == standard_answers == [
         "accepted", "balance_cap_exceeded", "accepted", "order_paid", "accepted",
         "unknown_wallet"]
@@ -299,25 +310,52 @@ async def test_envelopes_not_from_central_get_their_typed_error_in_place(credit_
     assert await rail.balance(payee) == 7
 
 
-async def test_a_database_error_sends_the_whole_batch_the_standard_way(credit_rail, monkeypatch):
+async def test_a_batch_the_database_fails_is_credited_again_one_by_one(credit_rail,
+                                                                       monkeypatch):
     """The batch's statement runs, then the transaction fails: nothing of it is kept, and
-    `Bank` credits each transfer exactly once."""
+    each transfer is credited again alone, exactly once."""
     rail = credit_rail
     payees = [await rail.open_wallet(B) for _ in range(3)]
     real_write = PgTx.write_credits
+    writes: list[int] = []
 
-    async def write_then_fail(self, plan):
-        await real_write(self, plan)
-        raise ConnectionResetError("the database went away mid-batch")
+    async def first_write_fails(self, plan):
+        written = await real_write(self, plan)
+        writes.append(len(plan.written))
+        if len(writes) == 1:
+            raise ConnectionResetError("the database went away mid-batch")
+        return written
 
-    monkeypatch.setattr(PgTx, "write_credits", write_then_fail)
+    monkeypatch.setattr(PgTx, "write_credits", first_write_fails)
     envs = [message2(rail, p, 10 + n) for n, p in enumerate(payees)]
     assert [answer(r, rail) for r in await send_batch(rail, envs)] == ["accepted"] * 3
     monkeypatch.undo()
+    assert writes == [3, 1, 1, 1]
     assert [await rail.balance(p) for p in payees] == [10, 11, 12]
     assert pearl_sql(rail, "SELECT count(*) FROM transactions WHERE transfer_id = ANY(%s)",
                      [e.id for e in envs]) == [(3,)]
     assert [answer(r, rail) for r in await send_batch(rail, envs)] == ["accepted"] * 3
+    await assert_pearl_balanced(rail)
+
+
+async def test_a_credit_the_database_keeps_failing_gets_a_typed_error_and_moves_nothing(
+        credit_rail, monkeypatch):
+    """No answer is not a refusal: central sends it again, and then it is credited once."""
+    rail = credit_rail
+    payee = await rail.open_wallet(B)
+
+    async def always_fails(self, plan):
+        raise ConnectionResetError("the database is away")
+
+    monkeypatch.setattr(PgTx, "write_credits", always_fails)
+    env = message2(rail, payee, 25)
+    assert [answer(r) for r in await send_batch(rail, [env])] == ["service_unavailable"]
+    response = await rail.post_raw(B, "/v1/interbank/credits", env)
+    rail_support.assert_refused(response, 503, "service_unavailable")
+    monkeypatch.undo()
+    assert await rail.balance(payee) == 0
+    assert [answer(r, rail) for r in await send_batch(rail, [env])] == ["accepted"]
+    assert await rail.balance(payee) == 25
     await assert_pearl_balanced(rail)
 
 
@@ -362,7 +400,7 @@ async def test_real_interbank_payments_credited_in_a_batch_keep_the_rail_balance
         assert response.status_code == 200, response.text
         assert [answer(r, rail) for r in response.json()["results"]] == \
             ["accepted", "accepted", "unknown_wallet"]
-        assert apps[B].state.fast_credits.fast == 3
+        assert apps[B].state.fast_credits.booked >= 3
         rail.net.down.discard(f"{B}.test")
         finals = [await rail.wait_for_payment(p, s["payment_id"], timeout_s=60)
                   for p, s in zip(payers, sent)]
@@ -383,21 +421,23 @@ async def test_a_transfer_recorded_by_another_delivery_mid_batch_is_answered_fro
     person = await rail.open_wallet(B, kyc_class=4)
     raced, calm = message2(rail, shop, 333), message2(rail, person, 44)
     real_write = PgTx.write_credits
-    writes = []
+    writes: list[int] = []
+    rival: list[str] = []
 
     async def write_after_a_rival(self, plan):
-        if not writes:
-            assert await standard_answer(rail, raced) == "accepted"   # commits first
+        if not rival:   # another delivery of `raced` commits first
+            rival.append("sent")
+            assert await single_answer(rail, raced) == "accepted"
         writes.append(len(plan.written))
         return await real_write(self, plan)
 
     monkeypatch.setattr(PgTx, "write_credits", write_after_a_rival)
-    before = (fast(rail).fast, fast(rail).standard)
+    before = (fast(rail).booked, fast(rail).batches)
     results = await send_batch(rail, [raced, calm])
     monkeypatch.undo()
     assert [answer(r, rail) for r in results] == ["accepted", "accepted"]
-    assert writes == [2, 1], "the batch was not redone without the raced transfer"
-    assert (fast(rail).fast, fast(rail).standard) == (before[0] + 1, before[1] + 1)
+    assert writes == [1, 2, 1], "the batch was not redone without the raced transfer"
+    assert (fast(rail).booked, fast(rail).batches) == (before[0] + 2, before[1] + 2)
     assert await rail.balance(shop) == 333 and await rail.balance(person) == 44
     assert pearl_sql(rail, "SELECT count(*) FROM transactions WHERE transfer_id = %s",
                      raced.id) == [(1,)]

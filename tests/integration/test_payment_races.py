@@ -1,6 +1,6 @@
-"""Money rules under racing requests, on BOTH databases the rail runs on: PostgreSQL and the
-demo's embedded SQLite. Every race ends with exactly the outcomes the rules allow, and the
-whole rail's audit balances to the fen afterwards.
+"""Money rules on BOTH databases the rail runs on, PostgreSQL and the demo's embedded SQLite:
+requests racing each other, and money crossing banks both ways. Every race ends with exactly
+the outcomes the rules allow, and the whole rail's audit balances to the fen afterwards.
 
 Each test sends all its requests at once (one process plays every party); a rule that is
 checked on a stale read instead of a locked one lets two of them through."""
@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from rail_protocol.envelope import seal
+from rail_protocol.errors import RailError
 from rail_protocol.instruction_types import CHARGE_CODE, MANDATE_CHARGE, PAY
 from rail_protocol.money import yuan
 from rail_protocol.payment_code import make_code
@@ -166,3 +167,35 @@ async def test_both_databases_run_the_one_batch_engine(rail):
                                  order_id=order["order_id"])
     assert engine.orders.items == before[1] + 1
     assert engine.payments.items >= before[0] + 2   # the funding and the order's payment
+
+
+async def test_a_refund_from_another_bank_goes_back_the_way_the_payment_came(rail):
+    """A payer at yangtze tops up on use to pay a shop at pearl; the shop refunds in two
+    parts. What came from the deposit account goes back there first, the rest to the
+    wallet, and refunds past what was paid are refused by the shop's bank."""
+    payer = await rail.funded_wallet("yangtze", yuan(100), kyc_class=2,
+                                     linked_deposit_fen=yuan(1_000), topup_on_use=True)
+    shop = await rail.open_wallet("pearl", kind="merchant", kyc_class=1)
+    paid = await rail.pay(payer, shop, yuan(250))
+    assert paid["pulled_from_deposit_fen"] == yuan(150)
+    incoming = await rail.client(shop).history(shop.key, shop.wallet_id)
+    received = next(i for i in incoming["items"] if i["kind"] == "interbank_in")
+    client = rail.client(shop)
+    first = await client.refund(shop.key, shop.wallet_id, received["payment_id"], yuan(100))
+    first = await rail.finished(shop, first)
+    assert first["status"] == "settled"
+    assert await rail.deposit_balance(payer) == yuan(1_000) - yuan(50)   # 100 of 150 back
+    assert await rail.balance(payer) == 0
+    second = await rail.finished(shop, await client.refund(
+        shop.key, shop.wallet_id, received["payment_id"], yuan(150)))
+    assert second["status"] == "settled"
+    assert await rail.deposit_balance(payer) == yuan(1_000)               # the other 50
+    assert await rail.balance(payer) == yuan(100)                         # then the wallet
+    with pytest.raises(RailError) as over:
+        await client.refund(shop.key, shop.wallet_id, received["payment_id"], 1)
+    assert over.value.code == "refund_exceeds_payment"
+    history = await rail.client(payer).history(payer.key, payer.wallet_id)
+    backs = [i for i in history["items"] if i["kind"] == "interbank_in"]
+    assert sorted(i["amount_fen"] for i in backs) == [yuan(100), yuan(150)]
+    assert {i.get("refund_of") for i in backs} == {paid["payment_id"]}
+    await rail.assert_balanced()
