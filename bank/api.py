@@ -25,7 +25,7 @@ BankDep = Annotated[Bank, Depends(get_bank)]
 async def signed_reader(wallet_id: str, request: Request, bank: BankDep,
                         authorization: Annotated[str | None, Header()] = None) -> str:
     """A read of a wallet's data must be signed by that wallet's key."""
-    wallet = await bank.wallet_for_read(wallet_id)
+    wallet = await bank.reads.wallet_for_read(wallet_id)
     path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     verify_read(authorization, PublicKey.from_text(wallet.public_key), request.method, path)
     return wallet_id
@@ -56,37 +56,37 @@ async def identity(bank: BankDep) -> dict:
 @router.post("/wallets", tags=["wallets"], status_code=201)
 async def open_wallet(request: Request, bank: BankDep) -> dict:
     """Open a class-4 wallet; signed by the key made on the device."""
-    return await bank.open_wallet(await read_json(request))
+    return await bank.wallets.open_wallet(await read_json(request))
 
 
 @router.get("/wallets/{wallet_id}", tags=["wallets"])
 async def wallet(wallet_id: WalletReader, bank: BankDep) -> dict:
     """Balance, class, limits and what is left of today's cap (signed read)."""
-    return await bank.wallet_view(wallet_id)
+    return await bank.wallets.wallet_view(wallet_id)
 
 
 @router.post("/wallets/{wallet_id}/upgrade", tags=["wallets"])
 async def upgrade(wallet_id: str, request: Request, bank: BankDep) -> dict:
     """Raise the wallet's class with identity evidence."""
-    return await bank.upgrade_wallet(await read_json(request))
+    return await bank.wallets.upgrade_wallet(await read_json(request))
 
 
 @router.post("/wallets/{wallet_id}/settings", tags=["wallets"])
 async def settings(wallet_id: str, request: Request, bank: BankDep) -> dict:
     """Switch top-up on use on or off."""
-    return await bank.wallet_settings(await read_json(request))
+    return await bank.wallets.wallet_settings(await read_json(request))
 
 
 @router.post("/wallets/{wallet_id}/top-up", tags=["exchange"])
 async def top_up(wallet_id: str, request: Request, bank: BankDep) -> dict:
     """Deposit money into e-CNY."""
-    return await bank.top_up(await read_json(request))
+    return await bank.exchange.top_up(await read_json(request))
 
 
 @router.post("/wallets/{wallet_id}/redeem", tags=["exchange"])
 async def redeem(wallet_id: str, request: Request, bank: BankDep) -> dict:
     """e-CNY back into the linked deposit account."""
-    return await bank.redeem(await read_json(request))
+    return await bank.exchange.redeem(await read_json(request))
 
 
 @router.get("/wallets/{wallet_id}/history", tags=["wallets"])
@@ -101,14 +101,14 @@ async def history(
     status: Annotated[str | None, Query(max_length=16)] = None,
 ) -> dict:
     """The wallet's payments, newest first, paged (signed read)."""
-    return await bank.history(wallet_id, before_id=before, limit=limit, since_ms=since_ms,
+    return await bank.reads.history(wallet_id, before_id=before, limit=limit, since_ms=since_ms,
                               until_ms=until_ms, counterparty=counterparty, status=status)
 
 
 @router.get("/wallets/{wallet_id}/payments/{payment_id}", tags=["payments"])
 async def payment(wallet_id: WalletReader, payment_id: str, bank: BankDep) -> dict:
     """The status of one payment (signed read)."""
-    return await bank.payment(wallet_id, payment_id)
+    return await bank.reads.payment(wallet_id, payment_id)
 
 
 @router.post("/payments", tags=["payments"])
@@ -138,14 +138,14 @@ async def interbank_credits(request: Request) -> dict:
 async def open_deposit_account(request: Request, bank: BankDep, token: OperatorToken) -> dict:
     """Open a (simulated core-banking) deposit account, funded in cash."""
     bank.check_operator(token)
-    return await bank.open_deposit_account(await read_json(request))
+    return await bank.wallets.open_deposit_account(await read_json(request))
 
 
 @router.get("/operator/deposit-accounts/{account_id}", tags=["operator"])
 async def deposit_account(account_id: str, bank: BankDep, token: OperatorToken) -> dict:
     """A deposit account's balance."""
     bank.check_operator(token)
-    return await bank.deposit_view(account_id)
+    return await bank.wallets.deposit_view(account_id)
 
 
 @router.post("/operator/wallets/{wallet_id}/class", tags=["operator"])
@@ -153,28 +153,28 @@ async def set_class(wallet_id: str, request: Request, bank: BankDep, token: Oper
     """Set a wallet's KYC class (class 1 after an in-person check)."""
     bank.check_operator(token)
     body = await read_json(request)
-    return await bank.set_wallet_class(wallet_id, body.get("kyc_class") if isinstance(body, dict) else None)
+    return await bank.wallets.set_wallet_class(wallet_id, body.get("kyc_class") if isinstance(body, dict) else None)
 
 
 @router.post("/operator/wallets/{wallet_id}/close", tags=["operator"])
 async def close_wallet(wallet_id: str, bank: BankDep, token: OperatorToken) -> dict:
     """Close (freeze) a wallet."""
     bank.check_operator(token)
-    return await bank.close_wallet(wallet_id)
+    return await bank.wallets.close_wallet(wallet_id)
 
 
 @router.get("/operator/wallets/{wallet_id}", tags=["operator"])
 async def operator_wallet(wallet_id: str, bank: BankDep, token: OperatorToken) -> dict:
     """A wallet as the bank sees it."""
     bank.check_operator(token)
-    return await bank.wallet_view(wallet_id)
+    return await bank.wallets.wallet_view(wallet_id)
 
 
 @router.get("/operator/audit", tags=["operator"])
 async def audit(bank: BankDep, token: OperatorToken) -> dict:
     """This bank's conservation audit, recomputed from its journal."""
     bank.check_operator(token)
-    return await bank.audit()
+    return await bank.reads.audit()
 
 
 @router.post("/operator/credited", tags=["operator"])
@@ -186,4 +186,4 @@ async def credited(request: Request, bank: BankDep, token: OperatorToken) -> dic
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         from rail_protocol.errors import RailError
         raise RailError("invalid_field", "transfer_ids must be a list of strings")
-    return {"credited": await bank.credited_transfers(ids)}
+    return {"credited": await bank.reads.credited_transfers(ids)}

@@ -45,7 +45,7 @@ async def cancel_order(order_id: str, request: Request, desk: DeskDep) -> dict:
 @router.post("/v1/merchant/refunds", tags=["merchants"])
 async def refund(request: Request, bank: BankDep) -> dict:
     """Refund a payment, fully or in part, to the payer; signed by the merchant's key."""
-    return await bank.refund(await read_json(request))
+    return await bank.refunds.refund(await read_json(request))
 
 
 @router.post("/v1/merchant/settings", tags=["merchants"])

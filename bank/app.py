@@ -11,12 +11,12 @@ from bank.adapters.hot_state import HotState
 from bank.api import router
 from bank.api_merchants import router as merchant_router
 from bank.charges import Charges
-from bank.fast_credits import install as install_batched_credits
-from bank.fastpath import install as install_payment_engine
 from bank.checkpoints import CheckpointWatch
 from bank.checkpoints import router as checkpoint_router
-from bank.merchants import MerchantDesk
 from bank.config import BankSettings
+from bank.fast_credits import install as install_batched_credits
+from bank.fastpath import install as install_payment_engine
+from bank.merchants import MerchantDesk
 from bank.services import Bank
 from central.client import CentralClient
 from rail_service.background import Background, Loop
@@ -56,8 +56,8 @@ def create_app(settings: BankSettings | None = None, bank: Bank | None = None) -
         app.state.checkpoints = watch = CheckpointWatch(
             node, check_s=settings.checkpoint_check_s, confirm_s=settings.checkpoint_confirm_s)
         background = Background(node.engine, f"yuanrail:bank:{node.bank_id}:background", [
-            Loop("outbox", node.run_outbox_once, busy_s=0.2, idle_s=1.0),
-            Loop("vault", node.keep_vault, busy_s=1.0, idle_s=1.0),
+            Loop("outbox", node.outbox.run_once, busy_s=0.2, idle_s=1.0),
+            Loop("vault", node.exchange.keep_vault, busy_s=1.0, idle_s=1.0),
             Loop("webhooks", desk.deliver_webhooks, busy_s=0.3, idle_s=0.6),
             Loop("checkpoint", watch.work, busy_s=settings.checkpoint_check_s,
                  idle_s=settings.checkpoint_check_s)])

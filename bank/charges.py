@@ -12,10 +12,11 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from bank.adapters import tables as t
+from bank.common import check_wallet_id, wallet_bank
 from bank.domain import mandates
 from bank.domain.payments import check_code_pin
 from bank.domain.wallets import MERCHANT
-from bank.services import Bank, check_wallet_id, wallet_bank
+from bank.services import Bank
 from rail_protocol import envelope
 from rail_protocol.envelope import Envelope, check_live, now_ms, seal, verify_statement
 from rail_protocol.errors import RailError
@@ -205,6 +206,6 @@ class Charges:
         envelope.verify(env, PublicKey.from_text(row.merchant_key),
                         expected_type=MANDATE_CHARGE, check_expiry=False)
         amount = parse_fen(env.body.get("amount_fen"))
-        payer = await self.bank.wallet_for_read(row.payer_wallet)
+        payer = await self.bank.reads.wallet_for_read(row.payer_wallet)
         return await self.payments.pay_as(env, payer, row.merchant_wallet, amount,
                                           memo=f"mandate {mandate_id}", mandate_id=mandate_id)

@@ -59,7 +59,7 @@ class CheckpointWatch:
                 f"checkpoint seq {checkpoint['seq']} after seq {self.accepted['seq']} was "
                 "accepted: central's registry went back or forked"), now, checkpoint)
         self.accepted = checkpoint
-        found = rules.compare_books(checkpoint, self.bank.bank_id, await self.bank.audit())
+        found = rules.compare_books(checkpoint, self.bank.bank_id, await self.bank.reads.audit())
         status, self.suspicion = rules.confirm(self.suspicion, found, now, self.confirm_ms)
         return self._record(status, found.detail, now, checkpoint,
                             books_fen=found.books_fen, holding_fen=found.holding_fen)

@@ -8,10 +8,6 @@ import httpx
 
 from rail_protocol.envelope import Envelope, seal
 from rail_protocol.errors import RailError
-from rail_protocol.keys import SigningKey
-from rail_protocol.request_auth import sign_read
-from rail_service.client import JSONClient
-
 from rail_protocol.instruction_types import (
     CANCEL_ORDER,
     CHARGE_CODE,
@@ -28,6 +24,9 @@ from rail_protocol.instruction_types import (
     UPGRADE_WALLET,
     WALLET_SETTINGS,
 )
+from rail_protocol.keys import SigningKey
+from rail_protocol.request_auth import sign_read
+from rail_service.client import JSONClient
 
 
 class BankClient(JSONClient):

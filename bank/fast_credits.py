@@ -49,6 +49,7 @@ import orjson
 
 from bank.adapters import batch_sql as sql
 from bank.adapters.batch_store import BatchStore, open_store
+from bank.common import REJECTED, SETTLED, check_wallet_id
 from bank.domain import events, ledger, orders
 from bank.domain.payments import (
     Credit,
@@ -58,7 +59,6 @@ from bank.domain.payments import (
     decide_refund_back,
 )
 from bank.domain.wallets import CreditPlan, WalletState
-from bank.services import REJECTED, SETTLED, check_wallet_id
 from rail_protocol import envelope
 from rail_protocol.batches import MAX_BODY_BYTES as MAX_BATCH_BODY_BYTES
 from rail_protocol.batches import parse_batch

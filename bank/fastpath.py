@@ -66,6 +66,14 @@ import orjson
 from bank.adapters import batch_sql as sql
 from bank.adapters.batch_store import BatchStore, open_store
 from bank.adapters.books_sql import VaultShort
+from bank.common import (
+    CENTRAL_FINAL_REFUSALS,
+    FORWARD_WAIT_MS,
+    PROCESSING,
+    parse_payment,
+    retry_delay_ms,
+    wallet_bank,
+)
 from bank.domain import events, ledger, orders
 from bank.domain.payments import (
     LockedBooks,
@@ -75,14 +83,6 @@ from bank.domain.payments import (
     decide_payment,
 )
 from bank.domain.wallets import MERCHANT, DebitPlan, WalletState
-from bank.services import (
-    CENTRAL_FINAL_REFUSALS,
-    FORWARD_WAIT_MS,
-    PROCESSING,
-    parse_payment,
-    retry_delay_ms,
-    wallet_bank,
-)
 from rail_protocol import envelope, qr
 from rail_protocol.batches import MAX_ITEMS
 from rail_protocol.envelope import Envelope, check_live, now_ms
@@ -404,7 +404,7 @@ class FastPath:
                 # (nothing of the batch was kept) and do the batch again; if central cannot,
                 # the payments that pull are refused and the others go on.
                 try:
-                    await self.bank.refill_vault(short.needed_fen)
+                    await self.bank.exchange.refill_vault(short.needed_fen)
                 except RailError as exc:
                     for item in live:
                         if item.outcome and item.outcome.get("pulled_from_deposit_fen"):
@@ -633,7 +633,7 @@ class FastPath:
         `Bank.finish_transfer`; anything else, or the call failing, leaves the payment
         processing and the outbox due soon (`_retry_later`)."""
         bank = self.bank
-        envs = [bank.transfer_envelope(_OutRow(
+        envs = [bank.outbox.transfer_envelope(_OutRow(
             item.txn_id, item.transfer_id, item.to_bank, item.amount, item.payer_id,
             item.payee_id, item.order_id, item.at)) for item in items]
         try:
@@ -684,7 +684,7 @@ class FastPath:
         """A final outcome: settled by the settle batch, rejected by `Bank.finish_transfer`
         (rare: one transaction of its own, shared with the outbox)."""
         if status == REJECTED:
-            await self.bank.finish_transfer(item.txn_id, REJECTED, code)
+            await self.bank.outbox.finish_transfer(item.txn_id, REJECTED, code)
             _tell(item, REJECTED)
             return
         settled = _Settled(item.txn_id, item.payer_id, item.order_id,

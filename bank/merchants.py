@@ -25,6 +25,7 @@ from rail_protocol.errors import RailError
 log = logging.getLogger("yuanrail.bank.merchants")
 
 from rail_protocol.instruction_types import CANCEL_ORDER, CREATE_ORDER, MERCHANT_SETTINGS  # noqa: E402
+
 WEBHOOK_TIMEOUT_S = 3.0
 WEBHOOK_MAX_ATTEMPTS = 12
 

@@ -60,7 +60,7 @@ async def run(batch: int, rounds: int) -> None:
                 node = rail.banks["pearl"].node
                 wallets = await rail.open_many("pearl", 2 * batch)
                 for wallet in wallets[::2]:
-                    await node.set_wallet_class(wallet.wallet_id, 1)
+                    await node.wallets.set_wallet_class(wallet.wallet_id, 1)
                 payees = [w.wallet_id for w in wallets]
                 fast = await FastCredits.start(node)
                 assert fast.on

@@ -7,7 +7,7 @@ import asyncio
 import orjson
 import pytest
 
-from bank.services import TOP_UP
+from rail_protocol.instruction_types import TOP_UP
 from rail_protocol.envelope import now_ms, seal
 from rail_protocol.keys import SigningKey
 from rail_protocol.money import yuan

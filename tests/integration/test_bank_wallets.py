@@ -4,7 +4,7 @@ central on its own when a customer's exchange finds it short."""
 
 import pytest
 
-from bank.services import OPEN_WALLET
+from rail_protocol.instruction_types import OPEN_WALLET
 from rail_protocol.envelope import seal
 from rail_protocol.keys import SigningKey
 from rail_protocol.money import yuan

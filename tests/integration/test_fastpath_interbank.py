@@ -78,7 +78,7 @@ async def test_the_row_and_the_payers_notification_say_settled(fast_rail):
     rail = fast_rail
     payee = await rail.open_wallet(B)
     answer, payer = await pay_across(rail, 1234, payee.wallet_id)
-    view = await node(rail).payment(payer.wallet_id, answer["payment_id"])
+    view = await node(rail).reads.payment(payer.wallet_id, answer["payment_id"])
     assert {k: view[k] for k in ("kind", "status", "amount_fen", "payer_wallet", "payee_wallet",
                                  "counterparty_bank", "memo")} == {
         "kind": "interbank_out", "status": "settled", "amount_fen": 1234,
@@ -110,7 +110,7 @@ async def test_message_1_has_the_content_the_outbox_seals_from_the_stored_row(
     assert paid["status"] == "settled" and len(sent) == 1
     async with bank_a.engine.connect() as conn:
         row = await books_sql.transaction_by_id(conn, int(paid["payment_id"][1:]))
-    again = bank_a.transfer_envelope(row)
+    again = bank_a.outbox.transfer_envelope(row)
     first = Envelope.parse(sent[0])
     assert first.signed_fields() == again.signed_fields()
     assert first.digest() == again.digest()
@@ -187,7 +187,7 @@ async def test_a_transfer_refused_past_the_debit_is_rejected_and_the_payer_refun
     rail = fast_rail
     answer, payer = await pay_across(rail, yuan(25), payee)
     assert answer["status"] == "rejected" and answer["balance_after_fen"] == yuan(75)
-    view = await node(rail).payment(payer.wallet_id, answer["payment_id"])
+    view = await node(rail).reads.payment(payer.wallet_id, answer["payment_id"])
     assert (view["status"], view["code"]) == ("rejected", code)
     wallet = await rail.client(A).operator_wallet(payer.wallet_id)
     assert (wallet["balance_fen"], wallet["spent_today_fen"]) == (yuan(100), 0), \
@@ -363,7 +363,7 @@ async def test_each_transfer_of_one_call_gets_its_own_outcome(fast_rail, monkeyp
     assert [a.json()["status"] for a in answers] == ["settled", "rejected", "rejected"]
     assert sum(n for _path, n in calls) == 3
     for payer, answer, code in zip(payers[1:], answers[1:], ("unknown_bank", "unknown_wallet")):
-        view = await node(rail).payment(payer.wallet_id, answer.json()["payment_id"])
+        view = await node(rail).reads.payment(payer.wallet_id, answer.json()["payment_id"])
         assert (view["status"], view["code"]) == ("rejected", code)
         assert await rail.balance(payer) == yuan(100)
     assert await rail.balance(payers[0]) == yuan(90)

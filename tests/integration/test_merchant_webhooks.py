@@ -412,7 +412,7 @@ async def test_a_payment_committed_after_a_later_numbered_one_still_gets_its_web
     payer_b = await rail.funded_wallet(BANK, yuan(50))
     paid_b = await rail.pay(payer_b, shop.wallet, yuan(1))
     await wait_delivered(rail, shop, paid_b["payment_id"], timeout_s=5)
-    await node.node.refill_vault(yuan(20))   # the vault covers A's pull: no refill retry
+    await node.node.exchange.refill_vault(yuan(20))   # the vault covers A's pull: no refill retry
 
     database = psycopg_url(node.database_url)
     locker = await psycopg.AsyncConnection.connect(database)

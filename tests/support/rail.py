@@ -43,7 +43,8 @@ from bank.app import create_app as create_bank_app
 from bank.client import BankClient
 from bank.config import BankSettings
 from bank.domain.ledger import Postings
-from bank.services import OPEN_WALLET, Bank
+from bank.services import Bank
+from rail_protocol.instruction_types import OPEN_WALLET
 from central.app import create_app as create_central_app
 from central.client import CentralClient
 from central.config import CentralSettings
@@ -182,7 +183,7 @@ class Rail:
         wallets: list[Wallet] = []
         for start in range(0, count, 200):
             batch = [(SigningKey.generate(), new_phone()) for _ in range(min(200, count - start))]
-            opened = await asyncio.gather(*(node.open_wallet(seal(key, OPEN_WALLET, {
+            opened = await asyncio.gather(*(node.wallets.open_wallet(seal(key, OPEN_WALLET, {
                 "phone": phone, "public_key": key.public_key.to_text(), "kind": "personal",
             }).to_dict()) for key, phone in batch))
             wallets += [Wallet(bank_id, answer["wallet_id"], key, phone)

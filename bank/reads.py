@@ -1,0 +1,81 @@
+"""What a wallet, a merchant or the operator reads: a wallet's rows, its history and one
+payment, and the bank's conservation audit."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from bank.adapters import books_sql as sql
+from bank.adapters import tables as t
+from bank.common import PENDING, SETTLED, payment_view
+from bank.domain import audit as bank_audit
+from rail_protocol.errors import RailError
+
+
+class Reads:
+    """The bank node's reads (its database, keys and central through `bank`)."""
+
+    def __init__(self, bank) -> None:
+        self.bank = bank
+
+    async def wallet_for_read(self, wallet_id: str):
+        async with self.bank.engine.connect() as conn:
+            row = await sql.wallet_row(conn, wallet_id)
+        if row is None:
+            raise RailError("unknown_wallet")
+        return row
+
+    async def history(self, wallet_id: str, *, before_id: int | None, limit: int,
+                      since_ms: int | None, until_ms: int | None,
+                      counterparty: str | None, status: str | None = None) -> dict:
+        """A wallet's transactions, newest first, a page at a time."""
+        c = t.transactions.c
+        stmt = sa.select(t.transactions).where(
+            sa.or_(c.payer_wallet == wallet_id, c.payee_wallet == wallet_id))
+        if before_id is not None:
+            stmt = stmt.where(c.txn_id < before_id)
+        if since_ms is not None:
+            stmt = stmt.where(c.created_ms >= since_ms)
+        if until_ms is not None:
+            stmt = stmt.where(c.created_ms < until_ms)
+        if counterparty:
+            stmt = stmt.where(sa.or_(c.payer_wallet == counterparty, c.payee_wallet == counterparty))
+        if status:
+            stmt = stmt.where(c.status == status)
+        stmt = stmt.order_by(c.txn_id.desc()).limit(min(max(limit, 1), 100))
+        async with self.bank.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        items = [payment_view(r) for r in rows]
+        return {"items": items,
+                "next_before": rows[-1].txn_id if len(rows) == limit else None}
+
+    async def payment(self, wallet_id: str, payment_id: str) -> dict:
+        if not payment_id.startswith("P") or not payment_id[1:].isdigit():
+            raise RailError("not_found", "no such payment")
+        async with self.bank.engine.connect() as conn:
+            row = await sql.transaction_by_id(conn, int(payment_id[1:]))
+        if row is None or wallet_id not in (row.payer_wallet, row.payee_wallet):
+            raise RailError("not_found", "no such payment")
+        return payment_view(row)
+
+    async def audit(self) -> dict:
+        async with self.bank.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                await conn.exec_driver_sql(
+                    "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            inputs = await sql.audit_inputs(conn)
+            pending_vault = (await conn.execute(sa.select(sa.func.count()).where(
+                t.transactions.c.status == PENDING))).scalar_one()
+        report = bank_audit.audit(**inputs).to_dict()
+        return {"bank_id": self.bank.bank_id, **report, "pending_vault_ops": pending_vault}
+
+    async def credited_transfers(self, transfer_ids: list[str]) -> list[str]:
+        """Which of these inbound transfers this bank has credited (for the rail audit)."""
+        if not transfer_ids:
+            return []
+        async with self.bank.engine.connect() as conn:
+            rows = await conn.execute(sa.select(t.transactions.c.transfer_id).where(
+                t.transactions.c.transfer_id.in_(transfer_ids[:1000]),
+                t.transactions.c.kind == "interbank_in",
+                t.transactions.c.status == SETTLED))
+            return [r.transfer_id for r in rows]
