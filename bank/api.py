@@ -114,7 +114,7 @@ async def payment(wallet_id: WalletReader, payment_id: str, bank: BankDep) -> di
 @router.post("/payments", tags=["payments"])
 async def pay(request: Request) -> dict:
     """Pay another wallet, here or at another bank; signed by the payer's wallet."""
-    return await request.app.state.fast.pay(await read_json(request))
+    return await request.app.state.payments.pay(await read_json(request))
 
 
 # --- interbank (from central) --------------------------------------------------------
@@ -122,13 +122,13 @@ async def pay(request: Request) -> dict:
 @router.post("/interbank/credits", tags=["interbank"])
 async def interbank_credit(request: Request) -> dict:
     """Message 2 of an interbank payment: credit a payee here; signed by central."""
-    return await request.app.state.fast_credits.interbank_credit(await read_json(request))
+    return await request.app.state.credits.interbank_credit(await read_json(request))
 
 
 @router.post("/interbank/credits/batch", tags=["interbank"])
 async def interbank_credits(request: Request) -> dict:
     """Message 2 in a batch: many credits from central, each answered in its place."""
-    return await request.app.state.fast_credits.interbank_credits(
+    return await request.app.state.credits.interbank_credits(
         await read_json(request, MAX_BATCH_BODY_BYTES))
 
 

@@ -14,8 +14,8 @@ from bank.charges import Charges
 from bank.checkpoints import CheckpointWatch
 from bank.checkpoints import router as checkpoint_router
 from bank.config import BankSettings
-from bank.fast_credits import install as install_batched_credits
-from bank.fastpath import install as install_payment_engine
+from bank.credit_engine import install as install_batched_credits
+from bank.payment_engine import install as install_payment_engine
 from bank.merchants import MerchantDesk
 from bank.services import Bank
 from central.client import CentralClient

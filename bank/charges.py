@@ -35,7 +35,7 @@ from rail_service.client import JSONClient
 
 class Charges:
     """Payment codes and mandate charges; the money moves through `payments`, the bank's
-    payment engine (bank/fastpath.py), set when it starts."""
+    payment engine (bank/payment_engine.py), set when it starts."""
 
     def __init__(self, bank: Bank, *, transport=None) -> None:
         self.bank = bank

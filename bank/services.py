@@ -1,7 +1,7 @@
 """A bank node: its context (database, Redis, key, central, class limits) and the
 instruction executor its one-transaction use cases share; the use cases themselves are in
 bank/wallets.py, exchange.py, outbox.py, refunds.py, reads.py (payments and credits: the
-engines in fastpath.py and fast_credits.py).
+engines in payment_engine.py and credit_engine.py).
 
 A one-transaction money movement has one shape: verify the signed instruction, lock what it
 debits, ask the domain, write the postings and balances in one short transaction, then

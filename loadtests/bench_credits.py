@@ -1,4 +1,4 @@
-"""CPU per interbank credit at bank B (`bank.fast_credits`): credits sent one by one (a
+"""CPU per interbank credit at bank B (`bank.credit_engine`): credits sent one by one (a
 transaction each, as central's single deliveries) against one transaction per batch.
 
 Starts the in-process test rail (central and two banks on fresh PostgreSQL databases, Redis
@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bank.fast_credits import FastCredits  # noqa: E402
+from bank.credit_engine import CreditEngine  # noqa: E402
 from rail_protocol.envelope import MAX_TTL_MS, seal  # noqa: E402
 from rail_protocol.instruction_types import INTERBANK_CREDIT  # noqa: E402
 from tests.conftest import PG_ADMIN_URL  # noqa: E402
@@ -62,7 +62,7 @@ async def run(batch: int, rounds: int) -> None:
                 for wallet in wallets[::2]:
                     await node.wallets.set_wallet_class(wallet.wallet_id, 1)
                 payees = [w.wallet_id for w in wallets]
-                fast = await FastCredits.start(node)
+                fast = await CreditEngine.start(node)
                 assert fast.on
 
                 async def one_by_one(body: dict) -> dict:

@@ -1,4 +1,4 @@
-"""CPU per interbank payment at bank A, through its payment engine (bank/fastpath.py).
+"""CPU per interbank payment at bank A, through its payment engine (bank/payment_engine.py).
 
 Central, bank A ("yangtze") and bank B ("pearl") run as real uvicorn processes (one worker
 each, tests/support/processes_rail.py) on fresh PostgreSQL databases and the real Redis.

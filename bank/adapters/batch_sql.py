@@ -1,4 +1,4 @@
-"""The raw SQL of group commit (bank/fastpath.py, bank/fast_credits.py), in one place.
+"""The raw SQL of group commit (bank/payment_engine.py, bank/credit_engine.py), in one place.
 
 asyncpg statements over arrays (`unnest`), so a batch of any size is a fixed number of round
 trips; the column tuples name each statement's arrays in order. `Bank` and its SQLAlchemy

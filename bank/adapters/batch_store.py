@@ -1,6 +1,6 @@
 """Where the payment engine's batches are read and written: one interface, two databases.
 
-The engine (bank/fastpath.py, bank/fast_credits.py) locks what a batch reads, asks the
+The engine (bank/payment_engine.py, bank/credit_engine.py) locks what a batch reads, asks the
 domain, and writes the batch's `batch_sql.Plan` in one transaction. It does so through a
 `BatchStore`:
 

@@ -2,7 +2,7 @@
 a batch of them.
 
 Both ways a bank writes payments ask here: one transaction per payment (`bank/services.py`,
-on SQLite and PostgreSQL) and many to one transaction (`bank/fastpath.py`). The caller locks
+on SQLite and PostgreSQL) and many to one transaction (`bank/payment_engine.py`). The caller locks
 what a payment reads (the payer, a capped payee, the order, the mandate), puts it in a
 `LockedBooks`, and writes exactly what the decisions say. Nothing here touches a database.
 

@@ -158,7 +158,7 @@ async def test_one_payment_code_charged_twice_at_once_pays_once(rail):
 async def test_both_databases_run_the_one_batch_engine(rail):
     """Payments and orders are decided and written in batches on SQLite as on PostgreSQL,
     not by a second code path."""
-    engine = rail.net.apps["yangtze.test"].app.state.fast
+    engine = rail.net.apps["yangtze.test"].app.state.payments
     before = (engine.payments.items, engine.orders.items)
     shop = await rail.open_wallet("yangtze", kind="merchant", kyc_class=1)
     payer = await rail.funded_wallet("yangtze", 5_000)

@@ -47,8 +47,8 @@ in a batch of its own, and one that fails alone is answered `service_unavailable
 (retryable: the wallet resends the same envelope). Top-ups on use that find the vault short
 draw e-CNY from central and redo the batch.
 
-Wiring: `bank.app.create_app` calls `install(app)`: `FastPath.start(bank, desk, charges)`
-in the app's lifespan (the charges pay through it), and `fast_routes()` placed before the
+Wiring: `bank.app.create_app` calls `install(app)`: `PaymentEngine.start(bank, desk, charges)`
+in the app's lifespan (the charges pay through it), and `payment_engine_routes()` placed before the
 API's routes."""
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ from rail_service.batcher import Batcher
 from rail_service.crash import crash_point
 from rail_service.extend import extend_app
 
-log = logging.getLogger("yuanrail.bank.fastpath")
+log = logging.getLogger("yuanrail.bank.payment_engine")
 
 SETTLED, REJECTED = "settled", "rejected"
 IDENTITY_CACHE_SIZE = 200_000   # wallets whose key is remembered per process (~200 B each)
@@ -206,10 +206,10 @@ class _NewOrder:
     future: asyncio.Future
 
 
-class FastPath:
-    """Payments and orders with group commit, over a pool of its own (asyncpg, no
-    pre-ping). Each public method has the contract of the `Bank`, `MerchantDesk` or
-    `Charges` method it stands in for."""
+class PaymentEngine:
+    """Payments and orders in batches, through a `BatchStore` of its own (PostgreSQL over
+    a small asyncpg pool with no pre-ping, or SQLite). `create_order` has the contract of
+    `MerchantDesk.create_order`, which it stands in for on the hot path."""
 
     def __init__(self, bank, desk=None, charges=None, *, store: BatchStore | None = None,
                  concurrency: int = 2, max_batch: int = MAX_BATCH) -> None:
@@ -225,7 +225,7 @@ class FastPath:
 
     @classmethod
     async def start(cls, bank, desk=None, charges=None, *, concurrency: int | None = None,
-                    pool_size: int | None = None) -> FastPath:
+                    pool_size: int | None = None) -> PaymentEngine:
         """The engine for `bank`, on its database (PostgreSQL or SQLite: `open_store`).
         `concurrency`: payment batches in flight at once (YUANRAIL_BANK_FAST_PATH_BATCHES,
         default 1: the next batch forms while one is in the database); SQLite has one
@@ -257,10 +257,6 @@ class FastPath:
                          batcher.items, batcher.batches, batcher.largest)
         if self.store is not None:
             await self.store.aclose()
-
-    @property
-    def on(self) -> bool:
-        return self.store is not None
 
     # --- who signed: keys never change owner, so they are looked up once ----------------
 
@@ -780,13 +776,13 @@ class FastPath:
 async def _pay_route(request):
     from rail_service.http import JSON, read_json
 
-    return JSON(await request.app.state.fast.pay(await read_json(request)))
+    return JSON(await request.app.state.payments.pay(await read_json(request)))
 
 
 async def _order_route(request):
     from rail_service.http import JSON, read_json
 
-    return JSON(await request.app.state.fast.create_order(await read_json(request)),
+    return JSON(await request.app.state.payments.create_order(await read_json(request)),
                 status_code=201)
 
 
@@ -796,7 +792,7 @@ async def _charge_route(request):
     return JSON(await request.app.state.charges.charge_code(await read_json(request)))
 
 
-def fast_routes() -> list:
+def payment_engine_routes() -> list:
     """Plain Starlette routes (no dependency solving, no thread pool) for the batched calls;
     the API's FastAPI routes of the same paths stay in the OpenAPI page."""
     from starlette.routing import Route
@@ -810,9 +806,9 @@ def install(app) -> None:
     """Put the payment engine into a bank app made by `bank.app.create_app` (idempotent);
     the app's charges (payment codes, mandates) pay through it."""
 
-    async def start(a) -> FastPath:
-        engine = await FastPath.start(a.state.bank, a.state.desk, a.state.charges)
+    async def start(a) -> PaymentEngine:
+        engine = await PaymentEngine.start(a.state.bank, a.state.desk, a.state.charges)
         a.state.charges.payments = engine
         return engine
 
-    extend_app(app, "fast", start, fast_routes())
+    extend_app(app, "payments", start, payment_engine_routes())

@@ -1,4 +1,4 @@
-"""Bank B's message 2s credited in batches (bank/fast_credits.py) on real PostgreSQL and
+"""Bank B's message 2s credited in batches (bank/credit_engine.py) on real PostgreSQL and
 Redis: every credit lands once, every refusal is recorded with its code, repeats and
 concurrent deliveries get the stored answer, a single message 2 is a batch of one, and
 refunds back and sweeps past a cap are booked in the batch too.
@@ -16,7 +16,7 @@ import orjson
 import psycopg
 import pytest
 
-from bank import fast_credits
+from bank import credit_engine
 from bank.adapters.batch_store import PgTx
 from bank.app import create_app as create_bank_app
 from rail_protocol.envelope import MAX_TTL_MS, Envelope, seal, verify_statement
@@ -30,13 +30,13 @@ pytestmark = pytest.mark.integration
 B = "pearl"
 
 
-def with_fast_credits(apps: dict):
-    """`bank.app.create_app` with fast credits installed, for tests/support/rail.py; each
-    app made is kept in `apps` by bank id."""
+def with_credit_engine(apps: dict):
+    """`bank.app.create_app` for tests/support/rail.py, each app made kept in `apps` by bank
+    id (installing the credit engine again is a no-op)."""
 
     def create(settings=None, bank=None):
         app = create_bank_app(settings, bank=bank)
-        fast_credits.install(app)
+        credit_engine.install(app)
         apps[settings.bank_id] = app
         return app
 
@@ -47,17 +47,15 @@ def with_fast_credits(apps: dict):
 async def credit_rail(pg_databases, tmp_path_factory):
     apps: dict = {}
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(rail_support, "create_bank_app", with_fast_credits(apps))
+        patch.setattr(rail_support, "create_bank_app", with_credit_engine(apps))
         async with rail_support.start_rail(pg_databases, tmp_path_factory.mktemp("rail")) \
                 as started:
             started.apps = apps
             yield started
 
 
-def fast(rail) -> fast_credits.FastCredits:
-    credits = rail.apps[B].state.fast_credits
-    assert credits.on, "fast credits are off: they need PostgreSQL"
-    return credits
+def fast(rail) -> credit_engine.CreditEngine:
+    return rail.apps[B].state.credits
 
 
 def message2(rail, payee, amount_fen: int, *, transfer_id: str | None = None,
@@ -366,7 +364,7 @@ async def test_real_interbank_payments_credited_in_a_batch_keep_the_rail_balance
     sends them), then central's own deliveries get the stored answers, settle, and the
     whole rail balances to the fen."""
     apps: dict = {}
-    monkeypatch.setattr(rail_support, "create_bank_app", with_fast_credits(apps))
+    monkeypatch.setattr(rail_support, "create_bank_app", with_credit_engine(apps))
     async with rail_support.start_rail(pg_databases, tmp_path) as rail:
         payers = [await rail.funded_wallet("yangtze", yuan(100)) for _ in range(3)]
         person = await rail.open_wallet(B, kyc_class=4)
@@ -400,7 +398,7 @@ async def test_real_interbank_payments_credited_in_a_batch_keep_the_rail_balance
         assert response.status_code == 200, response.text
         assert [answer(r, rail) for r in response.json()["results"]] == \
             ["accepted", "accepted", "unknown_wallet"]
-        assert apps[B].state.fast_credits.booked >= 3
+        assert apps[B].state.credits.booked >= 3
         rail.net.down.discard(f"{B}.test")
         finals = [await rail.wait_for_payment(p, s["payment_id"], timeout_s=60)
                   for p, s in zip(payers, sent)]

@@ -37,7 +37,7 @@ then one Redis pipeline of live notifications, and each answer signed by this ba
   sends it again).
 
 Wiring: `install(app)` on an app made by `bank.app.create_app` (its lifespan starts
-`FastCredits.start(bank)`, its route goes before the API's)."""
+`CreditEngine.start(bank)`, its route goes before the API's)."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ from rail_protocol.money import parse_fen
 from rail_service.crash import crash_point
 from rail_service.extend import extend_app
 
-log = logging.getLogger("yuanrail.bank.fast_credits")
+log = logging.getLogger("yuanrail.bank.credit_engine")
 
 ATTEMPTS = 3        # a batch redone after conflicts at most this often
 
@@ -126,7 +126,7 @@ class _Conflict(Exception):
         self.credits = credits
 
 
-class FastCredits:
+class CreditEngine:
     """Message 2s in batches, one transaction per batch, through a `BatchStore` of its own
     (PostgreSQL or SQLite)."""
 
@@ -135,7 +135,7 @@ class FastCredits:
         self.batches = self.booked = 0     # counted for tests and logs
 
     @classmethod
-    async def start(cls, bank, *, pool_size: int = 2) -> FastCredits:
+    async def start(cls, bank, *, pool_size: int = 2) -> CreditEngine:
         """Batched credits for `bank`, on its database."""
         return cls(bank, await open_store(bank.engine, pool_size))
 
@@ -143,10 +143,6 @@ class FastCredits:
         log.info("credits: %d booked in %d batches", self.booked, self.batches)
         if self.store is not None:
             await self.store.aclose()
-
-    @property
-    def on(self) -> bool:
-        return self.store is not None
 
     # --- the messages ----------------------------------------------------------------------
 
@@ -381,10 +377,10 @@ async def _credits_route(request):
     from rail_service.http import JSON, read_json
 
     body = await read_json(request, MAX_BATCH_BODY_BYTES)
-    return JSON(await request.app.state.fast_credits.interbank_credits(body))
+    return JSON(await request.app.state.credits.interbank_credits(body))
 
 
-def fast_credit_routes() -> list:
+def credit_engine_routes() -> list:
     """A plain Starlette route (no dependency solving) for the batch of message 2s; the API's
     FastAPI route of the same path stays in the OpenAPI page."""
     from starlette.routing import Route
@@ -393,6 +389,6 @@ def fast_credit_routes() -> list:
 
 
 def install(app) -> None:
-    """Put fast credits into a bank app made by `bank.app.create_app` (idempotent)."""
-    extend_app(app, "fast_credits", lambda a: FastCredits.start(a.state.bank),
-               fast_credit_routes())
+    """Put the credit engine into a bank app made by `bank.app.create_app` (idempotent)."""
+    extend_app(app, "credits", lambda a: CreditEngine.start(a.state.bank),
+               credit_engine_routes())

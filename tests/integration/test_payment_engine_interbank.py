@@ -1,4 +1,4 @@
-"""Interbank payments at bank A through its payment engine (bank/fastpath.py): the debit
+"""Interbank payments at bank A through its payment engine (bank/payment_engine.py): the debit
 joins the payment batch, message 1 goes to central at once, the settled outcomes are
 recorded many to one transaction. Each test states the answers, refusals, idempotency and
 books it expects; the rail's audit balances after each. Yangtze is bank A."""
@@ -11,7 +11,7 @@ from bank.adapters import books_sql
 from rail_protocol.envelope import Envelope, seal
 from rail_protocol.errors import RailError
 from rail_protocol.money import yuan
-from tests.integration.test_fastpath import fast, fast_rail, outcomes, send_all  # noqa: F401
+from tests.integration.test_payment_engine import fast, fast_rail, outcomes, send_all  # noqa: F401
 from tests.support import rail as rail_support
 
 pytestmark = pytest.mark.integration
@@ -24,7 +24,7 @@ def no_batch_failed(caplog):
     """A failed batch is run again item by item and would pass unseen: fail on it."""
     yield
     failed = [r.getMessage() for r in caplog.get_records("call")
-              if r.name == "yuanrail.bank.fastpath" and r.levelname in ("ERROR", "WARNING")]
+              if r.name == "yuanrail.bank.payment_engine" and r.levelname in ("ERROR", "WARNING")]
     assert not failed, failed
 
 
@@ -92,7 +92,7 @@ async def test_the_row_and_the_payers_notification_say_settled(fast_rail):
 async def test_message_1_has_the_content_the_outbox_seals_from_the_stored_row(
         fast_rail, monkeypatch):
     """Central keys idempotency on the envelope's digest: a retry by the outbox, sealed
-    from the row, must be the same instruction as the fast path's first send."""
+    from the row, must be the same instruction as the engine's first send."""
     rail = fast_rail
     bank_a = node(rail)
     sent: list[dict] = []

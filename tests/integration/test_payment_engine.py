@@ -1,9 +1,8 @@
-"""The group-commit fast path (bank/fastpath.py) on real PostgreSQL and Redis: payments
-batched many to a transaction keep exactly the standard path's answers, refusals,
-idempotency and books; what it does not handle goes the standard way and still settles.
+"""The bank's payment engine (bank/payment_engine.py) on real PostgreSQL and Redis: payments
+batched many to a transaction, with their answers, refusals, idempotency and books; deposit
+money and mandates moved in the batch too.
 
-Every bank app of this module's rail has the fast path installed (`bank.fastpath.install`),
-so the bank's own routes, reached through `BankClient`, are the fast ones."""
+The module's rail keeps each bank app (`apps`), so tests can read the engine's counters."""
 
 import asyncio
 from collections import Counter
@@ -11,7 +10,7 @@ from collections import Counter
 import httpx
 import pytest
 
-from bank import fastpath
+from bank import payment_engine
 from bank.merchants import CREATE_ORDER
 from rail_protocol.envelope import seal
 from rail_protocol.errors import RailError
@@ -28,28 +27,25 @@ ANSWER_KEYS = {"status", "amount_fen", "payer_wallet", "payee_wallet", "balance_
 
 @pytest.fixture(scope="module")
 async def fast_rail(pg_databases, tmp_path_factory):
-    """A rail whose bank apps have the fast path; `apps` maps bank id to the app."""
+    """A rail whose bank apps are kept: `apps` maps bank id to the app."""
     apps = {}
-    standard = rail_support.create_bank_app
+    create = rail_support.create_bank_app
 
-    def with_fast_path(settings=None, bank=None):
-        app = standard(settings, bank=bank)
-        fastpath.install(app)
+    def kept(settings=None, bank=None):
+        app = create(settings, bank=bank)
         apps[settings.bank_id] = app
         return app
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(rail_support, "create_bank_app", with_fast_path)
+        patch.setattr(rail_support, "create_bank_app", kept)
         async with rail_support.start_rail(pg_databases, tmp_path_factory.mktemp("rail"),
                                            db_pool_size=10) as started:
             started.apps = apps
             yield started
 
 
-def fast(rail, bank_id: str = "yangtze") -> fastpath.FastPath:
-    path = rail.apps[bank_id].state.fast
-    assert path.on, "the fast path is off: it needs PostgreSQL"
-    return path
+def fast(rail, bank_id: str = "yangtze") -> payment_engine.PaymentEngine:
+    return rail.apps[bank_id].state.payments
 
 
 async def send_all(rail, bank_id: str, envelopes) -> list[httpx.Response]:
