@@ -1,5 +1,7 @@
-"""CPU per interbank credit at bank B (`bank.credit_engine`): credits sent one by one (a
-transaction each, as central's single deliveries) against one transaction per batch.
+"""CPU per interbank credit at bank B (`bank/credit_engine.py`): credits sent one by one
+(`POST /v1/interbank/credits`, a transaction each, as central's single deliveries) against
+one batch call (`POST /v1/interbank/credits/batch`, one transaction), through the bank's
+HTTP routes in process (ASGI), as central reaches them.
 
 Starts the in-process test rail (central and two banks on fresh PostgreSQL databases, Redis
 under a prefix of its own; everything dropped afterwards), opens payees at pearl (half class 4,
@@ -24,7 +26,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bank.credit_engine import CreditEngine  # noqa: E402
 from rail_protocol.envelope import MAX_TTL_MS, seal  # noqa: E402
 from rail_protocol.instruction_types import INTERBANK_CREDIT  # noqa: E402
 from tests.conftest import PG_ADMIN_URL  # noqa: E402
@@ -57,31 +58,31 @@ async def run(batch: int, rounds: int) -> None:
     try:
         with tempfile.TemporaryDirectory() as keys:
             async with start_rail(databases, Path(keys)) as rail:
-                node = rail.banks["pearl"].node
                 wallets = await rail.open_many("pearl", 2 * batch)
                 for wallet in wallets[::2]:
-                    await node.wallets.set_wallet_class(wallet.wallet_id, 1)
+                    await rail.client("pearl").set_class(wallet.wallet_id, 1)
                 payees = [w.wallet_id for w in wallets]
-                fast = await CreditEngine.start(node)
-                assert fast.on
+
+                async def batched(body: dict) -> dict:
+                    response = await rail.post_raw("pearl", "/v1/interbank/credits/batch", body)
+                    return response.json()
 
                 async def one_by_one(body: dict) -> dict:
-                    return {"results": [await fast.interbank_credit(item)
-                                        for item in body["credits"]]}
+                    return {"results": [(await rail.post_raw(
+                        "pearl", "/v1/interbank/credits", item)).json()
+                        for item in body["credits"]]}
 
                 await cpu_of(one_by_one, batch_of(rail, payees, 4))   # warm up
-                await cpu_of(fast.interbank_credits, batch_of(rail, payees, 4))
+                await cpu_of(batched, batch_of(rail, payees, 4))
                 idle = time.process_time()
                 await asyncio.sleep(2)
                 idle = (time.process_time() - idle) / 2
                 totals = {"one by one": [0.0, 0.0], "batch": [0.0, 0.0]}
                 for _round in range(rounds):
-                    for name, call in (("one by one", one_by_one),
-                                       ("batch", fast.interbank_credits)):
+                    for name, call in (("one by one", one_by_one), ("batch", batched)):
                         cpu, wall = await cpu_of(call, batch_of(rail, payees, batch))
                         totals[name][0] += cpu
                         totals[name][1] += wall
-                await fast.aclose()
     finally:
         databases.drop()
     credits = batch * rounds

@@ -18,6 +18,29 @@ POSTING_COLUMNS = ("txn_id", "account", "amount")
 ORDER_COLUMNS = ("order_id", "payer", "at", "txn_id")
 HOOK_COLUMNS = ("merchant", "txn_id", "event", "url", "at")
 
+def _written_with_the_rows(first: int) -> str:
+    """The end both batch writes share: appended credits, paid orders and queued webhooks,
+    their arrays from parameter `$first` on; the answer is the transaction ids written."""
+    n = [f"${first + i}" for i in range(11)]
+    return f"""c AS (
+    INSERT INTO wallet_credits (wallet_id, amount_fen)
+    SELECT * FROM unnest({n[0]}::text[], {n[1]}::bigint[])),
+o AS (
+    UPDATE orders SET status = 'paid', payer_wallet = u.payer, updated_ms = u.at,
+                      paid_txn_id = u.txn_id
+    FROM unnest({n[2]}::text[], {n[3]}::text[], {n[4]}::bigint[], {n[5]}::bigint[])
+         AS u(order_id, payer, at, txn_id)
+    WHERE orders.order_id = u.order_id),
+h AS (
+    INSERT INTO webhook_deliveries (merchant_wallet, txn_id, event, url, status, attempts,
+                                    next_attempt_ms, created_ms)
+    SELECT u.merchant, u.txn_id, u.event, u.url, 'pending', 0, u.at, u.at
+    FROM unnest({n[6]}::text[], {n[7]}::bigint[], {n[8]}::text[], {n[9]}::text[],
+                {n[10]}::bigint[])
+         AS u(merchant, txn_id, event, url, at))
+SELECT txn_id FROM t"""
+
+
 LOCK_ORDERS = """
 SELECT order_id, merchant_wallet, amount_fen, status, expires_ms
 FROM orders WHERE order_id = ANY($1::text[]) ORDER BY order_id FOR UPDATE"""
@@ -84,22 +107,7 @@ w AS (
     FROM unnest($22::text[], $23::bigint[], $24::int[], $25::bigint[])
          AS u(wallet_id, balance, day, spent)
     WHERE wallets.wallet_id = u.wallet_id),
-c AS (
-    INSERT INTO wallet_credits (wallet_id, amount_fen)
-    SELECT * FROM unnest($26::text[], $27::bigint[])),
-o AS (
-    UPDATE orders SET status = 'paid', payer_wallet = u.payer, updated_ms = u.at,
-                      paid_txn_id = u.txn_id
-    FROM unnest($28::text[], $29::text[], $30::bigint[], $31::bigint[])
-         AS u(order_id, payer, at, txn_id)
-    WHERE orders.order_id = u.order_id),
-h AS (
-    INSERT INTO webhook_deliveries (merchant_wallet, txn_id, event, url, status, attempts,
-                                    next_attempt_ms, created_ms)
-    SELECT u.merchant, u.txn_id, u.event, u.url, 'pending', 0, u.at, u.at
-    FROM unnest($32::text[], $33::bigint[], $34::text[], $35::text[], $36::bigint[])
-         AS u(merchant, txn_id, event, url, at))
-SELECT txn_id FROM t"""
+""" + _written_with_the_rows(26)
 
 # What a batch also locks and writes when a payment moves deposit money (top-up on use pulls
 # from the payer's deposit account, a credit past the cap sweeps to the payee's) or is
@@ -209,22 +217,7 @@ w AS (
     UPDATE wallets SET balance_fen = u.balance
     FROM unnest($17::text[], $18::bigint[]) AS u(wallet_id, balance)
     WHERE wallets.wallet_id = u.wallet_id),
-c AS (
-    INSERT INTO wallet_credits (wallet_id, amount_fen)
-    SELECT * FROM unnest($19::text[], $20::bigint[])),
-o AS (
-    UPDATE orders SET status = 'paid', payer_wallet = u.payer, updated_ms = u.at,
-                      paid_txn_id = u.txn_id
-    FROM unnest($21::text[], $22::text[], $23::bigint[], $24::bigint[])
-         AS u(order_id, payer, at, txn_id)
-    WHERE orders.order_id = u.order_id),
-h AS (
-    INSERT INTO webhook_deliveries (merchant_wallet, txn_id, event, url, status, attempts,
-                                    next_attempt_ms, created_ms)
-    SELECT u.merchant, u.txn_id, u.event, u.url, 'pending', 0, u.at, u.at
-    FROM unnest($25::text[], $26::bigint[], $27::text[], $28::text[], $29::bigint[])
-         AS u(merchant, txn_id, event, url, at))
-SELECT txn_id FROM t"""
+""" + _written_with_the_rows(19)
 
 CREDIT_TXN_COLUMNS = ("txn_id", "signer", "transfer_id", "digest", "status", "code", "amount",
                       "expires", "at", "payer", "payee", "order_id", "from_bank")
