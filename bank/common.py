@@ -48,6 +48,16 @@ def retry_delay_ms(created_ms: int, at_ms: int) -> int:
     return min(200 + max(at_ms - created_ms, 0) // 4, 5_000)
 
 
+def payment_txn_id(payment_id: object) -> int | None:
+    """The transaction id a payment id (`P123`) names, or None when it is not one: a string
+    of `P` and 1-18 ASCII digits (a transaction id is a 64-bit integer)."""
+    if not isinstance(payment_id, str) or not 2 <= len(payment_id) <= 19 \
+            or payment_id[0] != "P" or not payment_id[1:].isascii() \
+            or not payment_id[1:].isdigit():
+        return None
+    return int(payment_id[1:])
+
+
 def payment_view(row: Any) -> dict:
     """What a wallet sees of one of its transactions."""
     view = {"payment_id": f"P{row.txn_id}", "kind": row.kind, "status": row.status,

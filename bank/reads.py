@@ -7,7 +7,7 @@ import sqlalchemy as sa
 
 from bank.adapters import books_sql as sql
 from bank.adapters import tables as t
-from bank.common import PENDING, SETTLED, payment_view
+from bank.common import PENDING, SETTLED, payment_txn_id, payment_view
 from bank.domain import audit as bank_audit
 from rail_protocol.errors import RailError
 
@@ -50,10 +50,11 @@ class Reads:
                 "next_before": rows[-1].txn_id if len(rows) == limit else None}
 
     async def payment(self, wallet_id: str, payment_id: str) -> dict:
-        if not payment_id.startswith("P") or not payment_id[1:].isdigit():
+        txn_id = payment_txn_id(payment_id)
+        if txn_id is None:
             raise RailError("not_found", "no such payment")
         async with self.bank.engine.connect() as conn:
-            row = await sql.transaction_by_id(conn, int(payment_id[1:]))
+            row = await sql.transaction_by_id(conn, txn_id)
         if row is None or wallet_id not in (row.payer_wallet, row.payee_wallet):
             raise RailError("not_found", "no such payment")
         return payment_view(row)

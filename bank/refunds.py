@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bank.adapters import books_sql as sql
 from bank.adapters import tables as t
-from bank.common import FORWARD_WAIT_MS, PROCESSING, SETTLED
+from bank.common import FORWARD_WAIT_MS, PROCESSING, SETTLED, payment_txn_id
 from bank.domain import ledger, orders
 from bank.domain.payments import LockedBooks, RefundedPayment, decide_refund
 from bank.domain.wallets import MERCHANT, DebitPlan, WalletState
@@ -63,11 +63,10 @@ class Refunds:
         if merchant.kind != MERCHANT:
             raise RailError("not_a_merchant")
         payment_id = env.body.get("payment_id")
-        if not isinstance(payment_id, str) or not payment_id.startswith("P") \
-                or not payment_id[1:].isdigit():
+        original_id = payment_txn_id(payment_id)
+        if original_id is None:
             raise RailError("invalid_field", "payment_id must be a payment id like P123")
         amount = parse_fen(env.body.get("amount_fen"))
-        original_id = int(payment_id[1:])
 
         async def apply(conn: AsyncConnection) -> dict:
             at = now_ms()

@@ -9,6 +9,7 @@ import pytest
 
 from rail_protocol.instruction_types import TOP_UP
 from rail_protocol.envelope import now_ms, seal
+from rail_protocol.errors import RailError
 from rail_protocol.keys import SigningKey
 from rail_protocol.money import yuan
 from tests.support.rail import Rail, Wallet, assert_refused, module_rail  # noqa: F401
@@ -223,3 +224,20 @@ async def test_a_refused_payment_is_refused_again_even_after_the_cause_is_gone(m
                    "insufficient_funds")
     assert await module_rail.balance(payer) == yuan(2_000)
     await module_rail.assert_balanced()
+
+
+@pytest.mark.parametrize("payment_id", ["P" + "9" * 40, "P9223372036854775808", "P١٢٣",
+                                        "P", "123", "P-1"])
+async def test_a_payment_id_that_names_no_transaction_is_refused_not_a_server_error(
+        module_rail, pair, payment_id):
+    """Refund and read a payment by an id no 64-bit transaction id can be: 4xx, nothing moves."""
+    payer, _payee = pair
+    shop = await module_rail.funded_wallet("yangtze", yuan(10), kind="merchant", kyc_class=1)
+    before = await module_rail.snapshot(shop)
+    refund = module_rail.client(shop).refund_envelope(shop.key, shop.wallet_id, payment_id, 100)
+    response = await module_rail.post_raw("yangtze", "/v1/merchant/refunds", refund)
+    assert_refused(response, 422, "invalid_field")
+    assert await module_rail.snapshot(shop) == before
+    with pytest.raises(RailError) as unread:
+        await module_rail.client(payer).payment(payer.key, payer.wallet_id, payment_id)
+    assert unread.value.code == "not_found"

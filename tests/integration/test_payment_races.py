@@ -199,3 +199,20 @@ async def test_a_refund_from_another_bank_goes_back_the_way_the_payment_came(rai
     assert sorted(i["amount_fen"] for i in backs) == [yuan(100), yuan(150)]
     assert {i.get("refund_of") for i in backs} == {paid["payment_id"]}
     await rail.assert_balanced()
+
+
+async def test_credits_past_the_cap_sweep_to_the_deposit_account_here_and_from_afar(rail):
+    """A class-2 payee near its cap with a linked deposit account: a payment from a wallet
+    here and one from the other bank each land up to the cap, the rest in the account."""
+    payee = await rail.funded_wallet("yangtze", yuan(499_990), kyc_class=2,
+                                     linked_deposit_fen=0)
+    here = await rail.funded_wallet("yangtze", yuan(100))
+    afar = await rail.funded_wallet("pearl", yuan(100))
+    paid = await rail.pay(here, payee, yuan(30))
+    assert (paid["status"], paid["swept_to_deposit_fen"]) == ("settled", yuan(20))
+    assert await rail.deposit_balance(payee) == yuan(20)
+    across = await rail.pay(afar, payee, yuan(40))
+    assert across["status"] == "settled"
+    assert await rail.balance(payee) == yuan(500_000)
+    assert await rail.deposit_balance(payee) == yuan(60)
+    await rail.assert_balanced()
