@@ -11,7 +11,7 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
-from bank.api import BankDep, WalletReader
+from bank.api import WalletReader
 from bank.merchants import MerchantDesk
 from rail_protocol import qr
 from rail_protocol.money import format_fen
@@ -43,9 +43,9 @@ async def cancel_order(order_id: str, request: Request, desk: DeskDep) -> dict:
 
 
 @router.post("/v1/merchant/refunds", tags=["merchants"])
-async def refund(request: Request, bank: BankDep) -> dict:
+async def refund(request: Request) -> dict:
     """Refund a payment, fully or in part, to the payer; signed by the merchant's key."""
-    return await bank.refunds.refund(await read_json(request))
+    return await request.app.state.payments.refund(await read_json(request))
 
 
 @router.post("/v1/merchant/settings", tags=["merchants"])

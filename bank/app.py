@@ -15,8 +15,8 @@ from bank.checkpoints import CheckpointWatch
 from bank.checkpoints import router as checkpoint_router
 from bank.config import BankSettings
 from bank.credit_engine import install as install_batched_credits
-from bank.payment_engine import install as install_payment_engine
 from bank.merchants import MerchantDesk
+from bank.payment_engine import install as install_payment_engine
 from bank.services import Bank
 from central.client import CentralClient
 from rail_service.background import Background, Loop

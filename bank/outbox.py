@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bank.adapters import books_sql as sql
 from bank.adapters import tables as t
@@ -20,7 +21,7 @@ from bank.common import (
     TRANSFER_TTL_MS,
     retry_delay_ms,
 )
-from bank.domain import ledger
+from bank.domain import ledger, orders
 from bank.domain.wallets import china_day
 from rail_protocol import envelope
 from rail_protocol.envelope import Envelope, now_ms, seal
@@ -111,7 +112,7 @@ class Outbox:
                 await sql.insert_postings(conn, txn_id, ledger.interbank_out_settled(row.amount_fen))
             else:
                 if row.refund_of is not None:
-                    await self.bank.refunds.unbook_refund(conn, row.refund_of, row.amount_fen, at)
+                    await self.unbook_refund(conn, row.refund_of, row.amount_fen, at)
                 # The balance cap counted this payment while it was in flight (see
                 # `lock_wallet(for_credit=True)`), so the money always fits back in.
                 payer.balance_fen += row.amount_fen
@@ -137,3 +138,18 @@ class Outbox:
             except RailError as exc:
                 log.info("transfer of P%s not finished yet: %s", txn_id, exc.code)
         return len(due)
+
+    async def unbook_refund(self, conn: AsyncConnection, original_txn: int, amount: int,
+                             at: int) -> None:
+        """The payer's bank refused a refund: it no longer counts against the payment."""
+        original = (await conn.execute(sa.select(t.transactions).where(
+            t.transactions.c.txn_id == original_txn).with_for_update())).first()
+        refunded = max(original.refunded_fen - amount, 0)
+        await conn.execute(t.transactions.update().where(
+            t.transactions.c.txn_id == original_txn).values(refunded_fen=refunded, updated_ms=at))
+        if original.order_id:
+            await conn.execute(t.orders.update().where(
+                t.orders.c.order_id == original.order_id).values(
+                refunded_fen=refunded, updated_ms=at,
+                status=orders.PAID if refunded == 0 else orders.status_after_refund(
+                    original.amount_fen, refunded)))

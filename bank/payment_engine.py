@@ -71,6 +71,7 @@ from bank.common import (
     FORWARD_WAIT_MS,
     PROCESSING,
     parse_payment,
+    payment_txn_id,
     retry_delay_ms,
     wallet_bank,
 )
@@ -79,16 +80,19 @@ from bank.domain.payments import (
     LockedBooks,
     Payment,
     PaymentDecision,
+    RefundedPayment,
     apply_payment,
     decide_payment,
+    decide_refund,
 )
 from bank.domain.wallets import MERCHANT, DebitPlan, WalletState
 from rail_protocol import envelope, qr
 from rail_protocol.batches import MAX_ITEMS
 from rail_protocol.envelope import Envelope, check_live, now_ms
 from rail_protocol.errors import RailError
-from rail_protocol.instruction_types import CREATE_ORDER, PAY
+from rail_protocol.instruction_types import CREATE_ORDER, PAY, REFUND
 from rail_protocol.keys import PublicKey
+from rail_protocol.money import parse_fen
 from rail_service.batcher import Batcher
 from rail_service.crash import crash_point
 from rail_service.extend import extend_app
@@ -136,6 +140,8 @@ class _Payment:
     refusal_has_order: bool          # `pay` records the order id on a refusal; `pay_as` does not
     future: asyncio.Future
     mandate_id: str | None = None    # a merchant app's charge under the payer's mandate
+    refund_of: int | None = None     # a merchant's refund: the transaction it refunds
+    row_order_id: str | None = None  # a refund: the refunded payment's order, for its row
     to_bank: str | None = None       # the payee's bank when it is another one (interbank)
     transfer_id: str | None = None   # interbank: message 1's id, made before the debit
     at: int = 0
@@ -179,8 +185,8 @@ class _OutRow:
     payee_wallet: str
     order_id: str | None
     created_ms: int
-    refund_of: None = None           # a payment, never a refund
-    result: str = "{}"
+    refund_of: int | None = None     # a refund: the transaction it refunds
+    result: str = "{}"               # a refund: names the transfer it refunds
 
 
 @dataclass(slots=True)
@@ -317,9 +323,28 @@ class PaymentEngine:
         return await self._pay(env, payer.wallet_id, payee_id, amount, memo, None, False,
                                mandate_id=mandate_id)
 
+    async def refund(self, raw: object) -> dict:
+        """A merchant refunds a payment it received, fully or in part, to the payer: here
+        in the batch, at another bank as a new interbank payment back. Exactly once."""
+        env, merchant = await self.signed(raw, REFUND, "merchant_wallet")
+        if merchant.kind != MERCHANT:
+            raise RailError("not_a_merchant")
+        payment_id = env.body.get("payment_id")
+        original_id = payment_txn_id(payment_id)
+        if original_id is None:
+            raise RailError("invalid_field", "payment_id must be a payment id like P123")
+        amount = parse_fen(env.body.get("amount_fen"))
+        outcome = await self._pay(env, merchant.wallet_id, "", amount, None, None, False,
+                                  refund_of=original_id)
+        if not outcome.get("repeated"):
+            self.bank.notify(merchant.wallet_id, {
+                "event": "refund.created", "amount_fen": amount,
+                "payment_id": outcome.get("payment_id"), "refund_of": payment_id})
+        return outcome
+
     async def _pay(self, env: Envelope, payer_id: str, payee_id: str, amount: int,
                    memo: str | None, order_id: str | None, refusal_has_order: bool, *,
-                   mandate_id: str | None = None) -> dict:
+                   mandate_id: str | None = None, refund_of: int | None = None) -> dict:
         """Exactly once: a repeat is answered with the first outcome (Redis, else the
         journal), a new instruction is decided and written in the next batch."""
         try:
@@ -340,9 +365,9 @@ class PaymentEngine:
                         raise RailError("instruction_id_reused")
                     return {**cached["outcome"], "repeated": True}
         item = _Payment(env, payer_id, payee_id, amount, memo, order_id, refusal_has_order,
-                        asyncio.get_running_loop().create_future(), mandate_id)
+                        asyncio.get_running_loop().create_future(), mandate_id, refund_of)
         to_bank = wallet_bank(payee_id)
-        if to_bank != self.bank.bank_id:
+        if refund_of is None and to_bank != self.bank.bank_id:
             item.to_bank = to_bank
             item.transfer_id = f"{self.bank.bank_id}.{secrets.token_hex(16)}"
         self.payments.submit(item)
@@ -438,17 +463,26 @@ class PaymentEngine:
                 item.future.set_result(item.outcome)
 
     async def _decide(self, tx, batch: list[_Payment]) -> sql.Plan:
-        """Lock, then ask the domain about each payment in turn, as `Bank._pay_here` does;
+        """Lock (in the order every path takes: refunded payments, mandates, orders,
+        wallets by id, deposit accounts), then ask the domain about each payment in turn;
         nothing is written yet."""
         limits = self.bank.limits
         at = now_ms()
+        refunded = await tx.lock_payments(
+            sorted({i.refund_of for i in batch if i.refund_of is not None}))
+        for item in batch:
+            if item.refund_of is not None:
+                self._route_refund(item, refunded.get(item.refund_of))
         here = [i for i in batch if i.to_bank is None]   # an interbank payee is not ours
         mandates = await tx.lock_mandates(
             sorted({i.mandate_id for i in batch if i.mandate_id is not None}))
         order_ids = sorted({i.order_id for i in here if i.order_id is not None})
         order_rows = {r["order_id"]: r for r in await tx.lock_orders(order_ids)}
-        payers = sorted({i.payer_id for i in batch})
-        payees = sorted({i.payee_id for i in here})
+        # A refund's payee (the payer it refunds) is locked whatever its class: its credit
+        # is decided on its balance, as the refund rules want it.
+        payers = sorted({i.payer_id for i in batch} | {
+            i.payee_id for i in here if i.refund_of is not None and i.payee_id})
+        payees = sorted({i.payee_id for i in here if i.payee_id})
         capped = sorted(c for c, lim in limits.items() if lim.balance_cap_fen is not None)
         states: dict[str, WalletState] = {}
         unlocked: dict[str, Any] = {}
@@ -477,12 +511,16 @@ class PaymentEngine:
                                              r["amount_fen"], r["status"], r["expires_ms"])
             for r in order_rows.values()})
         # Every locked wallet is written back: its credits were folded.
-        plan = sql.Plan(sql.TXN_COLUMNS, wallets=states)
+        plan = sql.Plan(sql.TXN_COLUMNS, wallets=states, at_ms=at)
         for item in batch:
             item.at, item.outcome, item.error, item.txn_id = at, None, None, 0
             payer = states.get(item.payer_id)
             if payer is None:                 # cannot happen: the key named it; be safe
                 item.fallback = True
+                continue
+            if item.refund_of is not None:
+                self._decide_refund(plan, item, books, refunded, ids.pop(),
+                                    hooks.get(item.payer_id))
                 continue
             payment = Payment(item.payer_id, item.payee_id, item.amount, item.order_id,
                               item.mandate_id, item.to_bank)
@@ -507,6 +545,70 @@ class PaymentEngine:
                 self._add_payment(plan, item, payer, books.payee(item.payee_id), decision, txn,
                                   hooks.get(item.payee_id), credit_in_place=item.payee_id in states)
         return plan
+
+    def _route_refund(self, item: _Payment, original: dict | None) -> None:
+        """Where a refund goes, from the payment it refunds: back to its payer, here or at
+        the payer's bank (a new interbank payment, under a transfer id of its own)."""
+        item.payee_id = (original or {}).get("payer_wallet") or ""
+        item.row_order_id = (original or {}).get("order_id")
+        if original is not None and original["kind"] == "interbank_in":
+            item.to_bank = original["counterparty_bank"]
+            item.transfer_id = item.transfer_id or f"{self.bank.bank_id}.{secrets.token_hex(16)}"
+        else:
+            item.to_bank = None
+
+    def _decide_refund(self, plan: sql.Plan, item: _Payment, books: LockedBooks,
+                       refunded: dict[int, dict], txn: int, webhook_url: str | None) -> None:
+        """A merchant's refund (`decide_refund`): the merchant debited; the payer credited
+        here (what its payment pulled from the deposit account back there first), or paid
+        back at its bank through central; the payment (and its order) counts the refund."""
+        row = refunded.get(item.refund_of)
+        payment = None if row is None else RefundedPayment(
+            row["txn_id"], row["kind"], row["status"], row["payer_wallet"],
+            row["payee_wallet"], row["amount_fen"], row["refunded_fen"], row["pulled_fen"])
+        try:
+            decision = decide_refund(item.payer_id, payment, item.amount, books, item.at)
+        except RailError as refusal:
+            self._refuse(plan, item, txn, refusal)
+            return
+        shop, debit = books.wallets[item.payer_id], decision.debit
+        shop.balance_fen, shop.day = debit.balance_after_fen, debit.day
+        shop.spent_today_fen = debit.spent_today_after_fen
+        refunded[row["txn_id"]] = {**row, "refunded_fen": decision.refunded_after_fen}
+        plan.refunded[row["txn_id"]] = decision.refunded_after_fen
+        plan.refund_of[txn] = row["txn_id"]
+        if row["order_id"]:
+            plan.order_refunds[row["order_id"]] = (decision.refunded_after_fen,
+                                                   orders.status_after_refund(
+                                                       row["amount_fen"],
+                                                       decision.refunded_after_fen))
+        payment_id = f"P{row['txn_id']}"
+        if item.to_bank is not None:
+            shop.pending_out_fen += item.amount
+            result = {"status": PROCESSING, "amount_fen": item.amount, "refund_of": payment_id,
+                      "refund_of_transfer": row["transfer_id"],
+                      "payer_wallet": row["payer_wallet"], "transfer_id": item.transfer_id}
+            sql.add_postings(plan.postings, txn, ledger.interbank_out(item.payer_id, None, debit))
+            item.outcome = {**result, "payment_id": f"P{txn}"}
+            self._add_txn(plan, item, txn, PROCESSING, None, result)
+            return
+        payer, credit = books.wallets[item.payee_id], decision.credit
+        payer.balance_fen += credit.to_wallet_fen
+        if credit.swept_to_deposit_fen:   # back to the deposit account it came from
+            plan.move_deposit(payer.deposit_account, credit.swept_to_deposit_fen)
+            plan.vault_delta_fen += credit.swept_to_deposit_fen
+        result = {"status": SETTLED, "amount_fen": item.amount, "refund_of": payment_id,
+                  "payer_wallet": item.payee_id, "to_deposit_fen": credit.swept_to_deposit_fen}
+        sql.add_postings(plan.postings, txn, ledger.payment(
+            item.payer_id, None, debit, item.payee_id, payer.deposit_account, credit))
+        if webhook_url:
+            body = {"event": "refund.settled", "payment_id": f"P{txn}", "amount_fen": item.amount,
+                    "status": SETTLED, "refund_of": payment_id, "order_id": row["order_id"],
+                    "at_ms": item.at}
+            plan.add(plan.hooks, sql.HOOK_COLUMNS,
+                     (item.payer_id, txn, orjson.dumps(body).decode(), webhook_url, item.at))
+        item.outcome = {**result, "payment_id": f"P{txn}"}
+        self._add_txn(plan, item, txn, SETTLED, None, result)
 
     def _add_payment(self, plan: sql.Plan, item: _Payment, payer: WalletState,
                      payee: WalletState, decision: PaymentDecision, txn: int,
@@ -557,14 +659,22 @@ class PaymentEngine:
 
     def _add_txn(self, plan: sql.Plan, item: _Payment, txn: int, status: str, code: str | None,
                  result: dict) -> None:
-        """The transaction row `Bank` writes: `_txn_values`, or `_refusal_row` for a refusal;
-        an interbank debit's as `_pay_other_bank` writes it."""
+        """The instruction's transaction row: a payment (or refund) settled, an interbank
+        debit `processing` under its transfer id, or a refusal (a refund's names only its
+        merchant)."""
         item.txn_id = txn
-        order_id = item.order_id if (status != REJECTED or item.refusal_has_order) else None
         away = item.to_bank is not None and status == PROCESSING
-        values = (txn, "interbank_out" if away else "payment", item.env.signer, item.env.id,
+        if item.refund_of is not None:
+            kind = "interbank_out" if away else "refund"
+            order_id = item.row_order_id if status != REJECTED else None
+            payee = item.payee_id if status != REJECTED else None
+        else:
+            kind = "interbank_out" if away else "payment"
+            order_id = item.order_id if (status != REJECTED or item.refusal_has_order) else None
+            payee = item.payee_id
+        values = (txn, kind, item.env.signer, item.env.id,
                   item.env.digest(), status, code, item.amount, item.env.expires_ms, item.at,
-                  orjson.dumps(result).decode(), item.payer_id, item.payee_id, item.memo,
+                  orjson.dumps(result).decode(), item.payer_id, payee, item.memo,
                   order_id, item.to_bank if away else None, item.transfer_id if away else None,
                   # the outbox leaves it to the request that forwards it until then
                   item.at + FORWARD_WAIT_MS if away else None)
@@ -576,7 +686,8 @@ class PaymentEngine:
         for repeats (`HotState.remember`), then publish the live notifications
         (`Bank._notify`)."""
         await self._to_redis(settled, [(item.payee_id, events.payment_received(
-            item.outcome["payment_id"], item.amount, item.order_id)) for item in settled])
+            item.outcome["payment_id"], item.amount, item.order_id))
+            for item in settled if item.refund_of is None])
 
     async def _to_redis(self, remember: list[_Payment],
                         notices: list[tuple[str, dict]]) -> None:
@@ -631,7 +742,9 @@ class PaymentEngine:
         bank = self.bank
         envs = [bank.outbox.transfer_envelope(_OutRow(
             item.txn_id, item.transfer_id, item.to_bank, item.amount, item.payer_id,
-            item.payee_id, item.order_id, item.at)) for item in items]
+            item.payee_id, item.row_order_id or item.order_id, item.at, item.refund_of,
+            orjson.dumps(item.outcome).decode() if item.refund_of else "{}"))
+            for item in items]
         try:
             answers = await bank.central.transfers_batch(envs)
         except RailError as exc:   # no answer for any of them, whatever the code
@@ -677,11 +790,12 @@ class PaymentEngine:
         return statement.get("status"), statement.get("code")
 
     async def _record(self, item: _Payment, status: str, code: str | None) -> None:
-        """A final outcome: settled by the settle batch, rejected by `Bank.finish_transfer`
-        (rare: one transaction of its own, shared with the outbox)."""
-        if status == REJECTED:
-            await self.bank.outbox.finish_transfer(item.txn_id, REJECTED, code)
-            _tell(item, REJECTED)
+        """A final outcome: settled by the settle batch; rejected, or any refund's outcome
+        (its webhook, or the refund taken back), by `Outbox.finish_transfer` (rare: one
+        transaction of its own, shared with the outbox)."""
+        if status == REJECTED or item.refund_of is not None:
+            await self.bank.outbox.finish_transfer(item.txn_id, status, code)
+            _tell(item, status)
             return
         settled = _Settled(item.txn_id, item.payer_id, item.order_id,
                            asyncio.get_running_loop().create_future())

@@ -1,7 +1,7 @@
 """A bank node: its context (database, Redis, key, central, class limits) and the
 instruction executor its one-transaction use cases share; the use cases themselves are in
-bank/wallets.py, exchange.py, outbox.py, refunds.py, reads.py (payments and credits: the
-engines in payment_engine.py and credit_engine.py).
+bank/wallets.py, exchange.py, outbox.py, reads.py; payments (refunds included) and credits
+are the engines' (payment_engine.py, credit_engine.py).
 
 A one-transaction money movement has one shape: verify the signed instruction, lock what it
 debits, ask the domain, write the postings and balances in one short transaction, then
@@ -27,7 +27,6 @@ from bank.domain.wallets import ClassLimits
 from bank.exchange import Exchange
 from bank.outbox import Outbox
 from bank.reads import Reads
-from bank.refunds import Refunds
 from bank.wallets import Wallets
 from central.client import CentralClient
 from rail_protocol import envelope
@@ -60,7 +59,7 @@ class Bank:
         self.no_pin_threshold_fen = no_pin_threshold_fen
         # The use cases, each in its module, sharing this node's context.
         self.wallets, self.exchange = Wallets(self), Exchange(self)
-        self.outbox, self.refunds, self.reads = Outbox(self), Refunds(self), Reads(self)
+        self.outbox, self.reads = Outbox(self), Reads(self)
 
     async def start(self) -> None:
         from pathlib import Path

@@ -130,6 +130,19 @@ SELECT txn_id, transfer_id, kind, status, payer_wallet, payee_wallet, amount_fen
        COALESCE(refunded_fen, 0) AS refunded_fen, COALESCE(pulled_fen, 0) AS pulled_fen
 FROM transactions WHERE transfer_id = ANY($1::text[]) ORDER BY txn_id FOR UPDATE"""
 
+# The payments merchants refund, locked first (as everywhere: the refunded payment, then
+# wallets), by transaction id.
+LOCK_PAYMENTS = """
+SELECT txn_id, transfer_id, kind, status, payer_wallet, payee_wallet, amount_fen, order_id,
+       counterparty_bank, COALESCE(refunded_fen, 0) AS refunded_fen,
+       COALESCE(pulled_fen, 0) AS pulled_fen
+FROM transactions WHERE txn_id = ANY($1::bigint[]) ORDER BY txn_id FOR UPDATE"""
+
+REFUND_ORDERS = """
+UPDATE orders SET refunded_fen = u.refunded, status = u.status, updated_ms = $4
+FROM unnest($1::text[], $2::bigint[], $3::text[]) AS u(order_id, refunded, status)
+WHERE orders.order_id = u.order_id"""
+
 SET_REFUNDED = """
 UPDATE transactions SET refunded_fen = u.refunded, updated_ms = $3
 FROM unnest($1::bigint[], $2::bigint[]) AS u(txn_id, refunded)
@@ -259,6 +272,7 @@ class Plan:
     mandates: dict[str, tuple[int, int]] = field(default_factory=dict)  # id -> (period, used)
     refunded: dict[int, int] = field(default_factory=dict)   # refunded txn -> refunded in all
     refund_of: dict[int, int] = field(default_factory=dict)  # new txn -> the txn it refunds
+    order_refunds: dict[str, tuple[int, str]] = field(default_factory=dict)  # (refunded, status)
     at_ms: int = 0
 
     def move_deposit(self, account: str | None, delta_fen: int) -> None:

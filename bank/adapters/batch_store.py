@@ -94,6 +94,11 @@ class PgTx:
         return {r["transfer_id"]: _refunded(r)
                 for r in await self.conn.fetch(sql.LOCK_REFUNDED, transfer_ids)}
 
+    async def lock_payments(self, txn_ids: list[int]) -> dict[int, dict]:
+        if not txn_ids:
+            return {}
+        return {r["txn_id"]: dict(r) for r in await self.conn.fetch(sql.LOCK_PAYMENTS, txn_ids)}
+
     async def write_extras(self, plan: sql.Plan) -> None:
         """Deposit money and the vault moved, mandates used, pulled amounts recorded."""
         if plan.mandates:
@@ -109,6 +114,11 @@ class PgTx:
         if plan.refund_of:
             await self.conn.execute(sql.SET_REFUND_OF, list(plan.refund_of),
                                     list(plan.refund_of.values()))
+        if plan.order_refunds:
+            ids = list(plan.order_refunds)
+            await self.conn.execute(sql.REFUND_ORDERS, ids,
+                                    [plan.order_refunds[o][0] for o in ids],
+                                    [plan.order_refunds[o][1] for o in ids], plan.at_ms)
         if plan.deposits:
             done = await self.conn.execute(sql.MOVE_DEPOSITS, list(plan.deposits),
                                            list(plan.deposits.values()))
@@ -300,6 +310,18 @@ class SqlTx:
                       x.payee_wallet, x.amount_fen, x.refunded_fen, x.pulled_fen)
             .where(x.transfer_id.in_(transfer_ids)).order_by(x.txn_id).with_for_update())}
 
+    async def lock_payments(self, txn_ids: list[int]) -> dict[int, dict]:
+        if not txn_ids:
+            return {}
+        x = t.transactions.c
+        rows = await self._rows(
+            sa.select(x.txn_id, x.transfer_id, x.kind, x.status, x.payer_wallet, x.payee_wallet,
+                      x.amount_fen, x.order_id, x.counterparty_bank, x.refunded_fen,
+                      x.pulled_fen).where(x.txn_id.in_(txn_ids)).order_by(x.txn_id)
+            .with_for_update())
+        return {r["txn_id"]: {**r, "refunded_fen": r["refunded_fen"] or 0,
+                              "pulled_fen": r["pulled_fen"] or 0} for r in rows}
+
     async def lock_deposits(self, accounts: list[str]) -> dict[str, int]:
         if not accounts:
             return {}
@@ -323,6 +345,10 @@ class SqlTx:
         for txn_id, refund_of in plan.refund_of.items():
             await self.conn.execute(t.transactions.update().where(x.txn_id == txn_id)
                                     .values(refund_of=refund_of))
+        o = t.orders.c
+        for order_id, (refunded, status) in plan.order_refunds.items():
+            await self.conn.execute(t.orders.update().where(o.order_id == order_id).values(
+                refunded_fen=refunded, status=status, updated_ms=plan.at_ms))
         for account, delta in plan.deposits.items():
             await books_sql.move_deposit(self.conn, account, delta)
         await books_sql.move_vault(self.conn, plan.vault_delta_fen)

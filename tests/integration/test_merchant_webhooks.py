@@ -35,6 +35,7 @@ from tests.support.rail import (  # noqa: F401
     Wallet,
     module_rail,
     psycopg_url,
+    rail_factory,
 )
 
 pytestmark = pytest.mark.integration
@@ -400,18 +401,22 @@ async def test_a_refused_payment_is_never_announced_as_received(module_rail, rec
 
 
 async def test_a_payment_committed_after_a_later_numbered_one_still_gets_its_webhook(
-        module_rail, receiver):
-    rail = module_rail
+        rail_factory, receiver, monkeypatch):
+    """Two payment batches in flight at once (`YUANRAIL_BANK_FAST_PATH_BATCHES=2`): A's
+    takes its txn id and waits; B's, a later id, commits first. A's webhook still goes."""
+    monkeypatch.setenv("YUANRAIL_BANK_FAST_PATH_BATCHES", "2")
+    async with rail_factory() as rail:
+        await committed_out_of_order(rail, receiver)
+
+
+async def committed_out_of_order(rail: Rail, receiver: WebhookReceiver) -> None:
     shop = await open_shop(rail, receiver)
     node = rail.banks[BANK]
-    # Payer A pays from its deposit account (top-up on use, empty wallet), so its payment
-    # moves the vault's e-CNY AFTER taking its txn id; the shop's refund of B's payment
-    # (its own transaction) takes a later id and commits first.
+    # Payer A pays from its deposit account (top-up on use, empty wallet), so its batch
+    # moves the vault's e-CNY AFTER taking its txn id; B pays from its wallet.
     payer_a = await rail.funded_wallet(BANK, 0, kyc_class=2, linked_deposit_fen=yuan(500),
                                        topup_on_use=True)
     payer_b = await rail.funded_wallet(BANK, yuan(50))
-    paid_b = await rail.pay(payer_b, shop.wallet, yuan(1))
-    await wait_delivered(rail, shop, paid_b["payment_id"], timeout_s=5)
     await node.node.exchange.refill_vault(yuan(20))   # the vault covers A's pull: no refill retry
 
     database = psycopg_url(node.database_url)
@@ -431,13 +436,12 @@ async def test_a_payment_committed_after_a_later_numbered_one_still_gets_its_web
             return row[0] >= 1
         await eventually(a_waits_on_the_lock, timeout_s=5, what="A's payment to block")
 
-        refund_b = await rail.client(BANK).refund(shop.wallet.key, shop.wallet.wallet_id,
-                                                  paid_b["payment_id"], yuan(1))
-        await wait_delivered(rail, shop, refund_b["payment_id"], timeout_s=5)
+        paid_b = await rail.pay(payer_b, shop.wallet, yuan(1))   # commits first, higher id
+        await wait_delivered(rail, shop, paid_b["payment_id"], timeout_s=5)
         await locker.rollback()                                  # A commits now
         paid_a = await asyncio.wait_for(pay_a, 10)
         assert paid_a["status"] == "settled" and paid_a["pulled_from_deposit_fen"] == yuan(20)
-        assert int(paid_a["payment_id"][1:]) < int(refund_b["payment_id"][1:])
+        assert int(paid_a["payment_id"][1:]) < int(paid_b["payment_id"][1:])
 
         try:
             await wait_delivered(rail, shop, paid_a["payment_id"], timeout_s=3)

@@ -263,3 +263,30 @@ async def test_a_merchants_webhook_is_queued_in_the_payments_transaction(fast_ra
     events = [d["event"] for d in log["deliveries"]]
     assert [(e["event"], e["payment_id"], e["amount_fen"], e["status"]) for e in events] == [
         ("payment.received", paid["payment_id"], 321, "settled")]
+
+
+async def test_refunds_are_batched_exactly_once_and_only_by_the_merchant_paid(fast_rail):
+    rail = fast_rail
+    engine = fast(rail)
+    shop = await rail.open_wallet("yangtze", kind="merchant", kyc_class=1)
+    other = await rail.open_wallet("yangtze", kind="merchant", kyc_class=1)
+    payer = await rail.funded_wallet("yangtze", yuan(10))
+    paid = await rail.pay(payer, shop, 800)
+    client = rail.client(shop)
+    before = engine.payments.items
+    env = client.refund_envelope(shop.key, shop.wallet_id, paid["payment_id"], 300)
+    first = (await rail.post_raw("yangtze", "/v1/merchant/refunds", env)).json()
+    again = (await rail.post_raw("yangtze", "/v1/merchant/refunds", env)).json()
+    assert (first["status"], first["refund_of"], first["to_deposit_fen"]) == (
+        "settled", paid["payment_id"], 0)
+    assert again["repeated"] and again["payment_id"] == first["payment_id"]
+    assert engine.payments.items >= before + 1
+    assert await rail.balance(payer) == yuan(10) - 500 and await rail.balance(shop) == 500
+    stolen = rail.client(other).refund_envelope(other.key, other.wallet_id,
+                                                paid["payment_id"], 100)
+    rail_support.assert_refused(await rail.post_raw("yangtze", "/v1/merchant/refunds", stolen),
+                                409, "not_refundable")
+    history = await rail.client(payer).history(payer.key, payer.wallet_id)
+    assert [(i["kind"], i["amount_fen"]) for i in history["items"]
+            if i.get("refund_of") == paid["payment_id"]] == [("refund", 300)]
+    await rail.assert_balanced()
