@@ -78,15 +78,15 @@ async def settings(wallet_id: str, request: Request, bank: BankDep) -> dict:
 
 
 @router.post("/wallets/{wallet_id}/top-up", tags=["exchange"])
-async def top_up(wallet_id: str, request: Request, bank: BankDep) -> dict:
+async def top_up(wallet_id: str, request: Request) -> dict:
     """Deposit money into e-CNY."""
-    return await bank.exchange.top_up(await read_json(request))
+    return await request.app.state.payments.top_up(await read_json(request))
 
 
 @router.post("/wallets/{wallet_id}/redeem", tags=["exchange"])
-async def redeem(wallet_id: str, request: Request, bank: BankDep) -> dict:
+async def redeem(wallet_id: str, request: Request) -> dict:
     """e-CNY back into the linked deposit account."""
-    return await bank.exchange.redeem(await read_json(request))
+    return await request.app.state.payments.redeem(await read_json(request))
 
 
 @router.get("/wallets/{wallet_id}/history", tags=["wallets"])

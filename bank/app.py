@@ -57,7 +57,7 @@ def create_app(settings: BankSettings | None = None, bank: Bank | None = None) -
             node, check_s=settings.checkpoint_check_s, confirm_s=settings.checkpoint_confirm_s)
         background = Background(node.engine, f"yuanrail:bank:{node.bank_id}:background", [
             Loop("outbox", node.outbox.run_once, busy_s=0.2, idle_s=1.0),
-            Loop("vault", node.exchange.keep_vault, busy_s=1.0, idle_s=1.0),
+            Loop("vault", node.vault.keep, busy_s=1.0, idle_s=1.0),
             Loop("webhooks", desk.deliver_webhooks, busy_s=0.3, idle_s=0.6),
             Loop("checkpoint", watch.work, busy_s=settings.checkpoint_check_s,
                  idle_s=settings.checkpoint_check_s)])

@@ -83,14 +83,16 @@ from bank.domain.payments import (
     RefundedPayment,
     apply_payment,
     decide_payment,
+    decide_redeem,
     decide_refund,
+    decide_top_up,
 )
 from bank.domain.wallets import MERCHANT, DebitPlan, WalletState
 from rail_protocol import envelope, qr
 from rail_protocol.batches import MAX_ITEMS
 from rail_protocol.envelope import Envelope, check_live, now_ms
 from rail_protocol.errors import RailError
-from rail_protocol.instruction_types import CREATE_ORDER, PAY, REFUND
+from rail_protocol.instruction_types import CREATE_ORDER, PAY, REDEEM, REFUND, TOP_UP
 from rail_protocol.keys import PublicKey
 from rail_protocol.money import parse_fen
 from rail_service.batcher import Batcher
@@ -142,6 +144,7 @@ class _Payment:
     mandate_id: str | None = None    # a merchant app's charge under the payer's mandate
     refund_of: int | None = None     # a merchant's refund: the transaction it refunds
     row_order_id: str | None = None  # a refund: the refunded payment's order, for its row
+    exchange: str | None = None      # "top_up" or "redeem": deposit money <-> e-CNY
     to_bank: str | None = None       # the payee's bank when it is another one (interbank)
     transfer_id: str | None = None   # interbank: message 1's id, made before the debit
     at: int = 0
@@ -323,6 +326,21 @@ class PaymentEngine:
         return await self._pay(env, payer.wallet_id, payee_id, amount, memo, None, False,
                                mandate_id=mandate_id)
 
+    async def top_up(self, raw: object) -> dict:
+        """Deposit money -> e-CNY, from the linked deposit account, out of the vault."""
+        return await self._exchange(raw, TOP_UP)
+
+    async def redeem(self, raw: object) -> dict:
+        """e-CNY -> deposit money, into the linked deposit account, back to the vault."""
+        return await self._exchange(raw, REDEEM)
+
+    async def _exchange(self, raw: object, instruction: str) -> dict:
+        env, wallet = await self.signed(raw, instruction, "wallet_id")
+        amount = parse_fen(env.body.get("amount_fen"))
+        kind = "top_up" if instruction == TOP_UP else "redeem"
+        return await self._pay(env, wallet.wallet_id, wallet.wallet_id, amount, None, None,
+                               False, exchange=kind)
+
     async def refund(self, raw: object) -> dict:
         """A merchant refunds a payment it received, fully or in part, to the payer: here
         in the batch, at another bank as a new interbank payment back. Exactly once."""
@@ -344,7 +362,8 @@ class PaymentEngine:
 
     async def _pay(self, env: Envelope, payer_id: str, payee_id: str, amount: int,
                    memo: str | None, order_id: str | None, refusal_has_order: bool, *,
-                   mandate_id: str | None = None, refund_of: int | None = None) -> dict:
+                   mandate_id: str | None = None, refund_of: int | None = None,
+                   exchange: str | None = None) -> dict:
         """Exactly once: a repeat is answered with the first outcome (Redis, else the
         journal), a new instruction is decided and written in the next batch."""
         try:
@@ -365,9 +384,10 @@ class PaymentEngine:
                         raise RailError("instruction_id_reused")
                     return {**cached["outcome"], "repeated": True}
         item = _Payment(env, payer_id, payee_id, amount, memo, order_id, refusal_has_order,
-                        asyncio.get_running_loop().create_future(), mandate_id, refund_of)
+                        asyncio.get_running_loop().create_future(), mandate_id, refund_of,
+                        exchange=exchange)
         to_bank = wallet_bank(payee_id)
-        if refund_of is None and to_bank != self.bank.bank_id:
+        if refund_of is None and exchange is None and to_bank != self.bank.bank_id:
             item.to_bank = to_bank
             item.transfer_id = f"{self.bank.bank_id}.{secrets.token_hex(16)}"
         self.payments.submit(item)
@@ -425,10 +445,11 @@ class PaymentEngine:
                 # (nothing of the batch was kept) and do the batch again; if central cannot,
                 # the payments that pull are refused and the others go on.
                 try:
-                    await self.bank.exchange.refill_vault(short.needed_fen)
+                    await self.bank.vault.refill(short.needed_fen)
                 except RailError as exc:
                     for item in live:
-                        if item.outcome and item.outcome.get("pulled_from_deposit_fen"):
+                        if item.outcome and (item.outcome.get("pulled_from_deposit_fen")
+                                             or item.exchange == "top_up"):
                             item.error, item.outcome = RailError("vault_empty", exc.message), None
                     live = [i for i in live if i.error is None or i.error.code != "vault_empty"]
                 continue
@@ -500,8 +521,9 @@ class PaymentEngine:
         ids.sort(reverse=True)
         for wallet_id in capped_payees:   # as `lock_wallet(for_credit=True)` counts them
             states[wallet_id].pending_out_fen = pending.get(wallet_id, 0)
-        linked = sorted({w.deposit_account for w in states.values()
-                         if w.topup_on_use and w.deposit_account})
+        exchanging = {i.payer_id for i in batch if i.exchange is not None}
+        linked = sorted({w.deposit_account for w in states.values() if w.deposit_account
+                         and (w.topup_on_use or w.wallet_id in exchanging)})
         books = LockedBooks(limits, wallets=states, mandates=mandates,
                             deposits=await tx.lock_deposits(linked), payees={
             r["wallet_id"]: WalletState(r["wallet_id"], r["status"], r["kyc_class"], 0, 0, 0,
@@ -521,6 +543,9 @@ class PaymentEngine:
             if item.refund_of is not None:
                 self._decide_refund(plan, item, books, refunded, ids.pop(),
                                     hooks.get(item.payer_id))
+                continue
+            if item.exchange is not None:
+                self._decide_exchange(plan, item, books, ids.pop())
                 continue
             payment = Payment(item.payer_id, item.payee_id, item.amount, item.order_id,
                               item.mandate_id, item.to_bank)
@@ -545,6 +570,33 @@ class PaymentEngine:
                 self._add_payment(plan, item, payer, books.payee(item.payee_id), decision, txn,
                                   hooks.get(item.payee_id), credit_in_place=item.payee_id in states)
         return plan
+
+    def _decide_exchange(self, plan: sql.Plan, item: _Payment, books: LockedBooks,
+                         txn: int) -> None:
+        """A top-up or a redemption: deposit money and the wallet's e-CNY trade places,
+        through the vault (`decide_top_up`, `decide_redeem`)."""
+        wallet = books.wallets[item.payer_id]
+        account = wallet.deposit_account
+        try:
+            if item.exchange == "top_up":
+                decide_top_up(wallet, books.limits[wallet.kyc_class], item.amount,
+                              books.deposits.get(account, 0))
+            else:
+                decide_redeem(wallet, item.amount)
+        except RailError as refusal:
+            self._refuse(plan, item, txn, refusal)
+            return
+        into_wallet = item.amount if item.exchange == "top_up" else -item.amount
+        wallet.balance_fen += into_wallet
+        books.deposits[account] = books.deposits.get(account, 0) - into_wallet
+        plan.move_deposit(account, -into_wallet)
+        plan.vault_delta_fen -= into_wallet
+        sql.add_postings(plan.postings, txn, (ledger.top_up if into_wallet > 0 else ledger.redeem)(
+            item.payer_id, account, item.amount))
+        result = {"status": SETTLED, "amount_fen": item.amount,
+                  "balance_after_fen": wallet.balance_fen}
+        item.outcome = {**result, "payment_id": f"P{txn}"}
+        self._add_txn(plan, item, txn, SETTLED, None, result)
 
     def _route_refund(self, item: _Payment, original: dict | None) -> None:
         """Where a refund goes, from the payment it refunds: back to its payer, here or at
@@ -664,7 +716,11 @@ class PaymentEngine:
         merchant)."""
         item.txn_id = txn
         away = item.to_bank is not None and status == PROCESSING
-        if item.refund_of is not None:
+        payer = item.payer_id
+        if item.exchange is not None:   # one wallet: credited by a top-up, debited by a redeem
+            kind, order_id = item.exchange, None
+            payer, payee = (None, item.payee_id) if kind == "top_up" else (item.payer_id, None)
+        elif item.refund_of is not None:
             kind = "interbank_out" if away else "refund"
             order_id = item.row_order_id if status != REJECTED else None
             payee = item.payee_id if status != REJECTED else None
@@ -674,7 +730,7 @@ class PaymentEngine:
             payee = item.payee_id
         values = (txn, kind, item.env.signer, item.env.id,
                   item.env.digest(), status, code, item.amount, item.env.expires_ms, item.at,
-                  orjson.dumps(result).decode(), item.payer_id, payee, item.memo,
+                  orjson.dumps(result).decode(), payer, payee, item.memo,
                   order_id, item.to_bank if away else None, item.transfer_id if away else None,
                   # the outbox leaves it to the request that forwards it until then
                   item.at + FORWARD_WAIT_MS if away else None)
@@ -687,7 +743,7 @@ class PaymentEngine:
         (`Bank._notify`)."""
         await self._to_redis(settled, [(item.payee_id, events.payment_received(
             item.outcome["payment_id"], item.amount, item.order_id))
-            for item in settled if item.refund_of is None])
+            for item in settled if item.refund_of is None and item.exchange is None])
 
     async def _to_redis(self, remember: list[_Payment],
                         notices: list[tuple[str, dict]]) -> None:

@@ -1,36 +1,31 @@
-"""A bank node: its context (database, Redis, key, central, class limits) and the
-instruction executor its one-transaction use cases share; the use cases themselves are in
-bank/wallets.py, exchange.py, outbox.py, reads.py; payments (refunds included) and credits
-are the engines' (payment_engine.py, credit_engine.py).
-
-A one-transaction money movement has one shape: verify the signed instruction, lock what it
-debits, ask the domain, write the postings and balances in one short transaction, then
-acknowledge. The instruction's (signer, id) is a unique key in the same transaction, so a
-retry can never have a second effect (`execute_once`)."""
+"""A bank node: its context (database, Redis, key, central, class limits), what its use cases
+share (the wallet's signature checked, a recorded instruction's first outcome, webhooks
+queued, live notices) and the use cases, each in its module: bank/wallets.py, vault.py,
+outbox.py, reads.py. Every movement of a wallet's money (payments, refunds, top-ups and
+redemptions) is the payment engine's (payment_engine.py); every credit from another bank the
+credit engine's (credit_engine.py). The instruction's (signer, id) is a unique key in the
+transaction that moves the money, so a retry can never have a second effect."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 
 import orjson
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bank.adapters import books_sql as sql
 from bank.adapters import tables as t
-from bank.adapters.books_sql import VaultShort
 from bank.adapters.hot_state import HotState
-from bank.common import REJECTED, SETTLED, payment_view
+from bank.common import REJECTED, payment_view
 from bank.domain.wallets import ClassLimits
-from bank.exchange import Exchange
 from bank.outbox import Outbox
 from bank.reads import Reads
+from bank.vault import Vault
 from bank.wallets import Wallets
 from central.client import CentralClient
 from rail_protocol import envelope
-from rail_protocol.envelope import Envelope, check_live, now_ms
+from rail_protocol.envelope import Envelope, now_ms
 from rail_protocol.errors import RailError
 from rail_protocol.keys import PublicKey, SigningKey
 
@@ -58,7 +53,7 @@ class Bank:
         self.peer_transport = None
         self.no_pin_threshold_fen = no_pin_threshold_fen
         # The use cases, each in its module, sharing this node's context.
-        self.wallets, self.exchange = Wallets(self), Exchange(self)
+        self.wallets, self.vault = Wallets(self), Vault(self)
         self.outbox, self.reads = Outbox(self), Reads(self)
 
     async def start(self) -> None:
@@ -112,53 +107,6 @@ class Bank:
             raise RailError("wrong_key", f"{wallet_field} is not the signing wallet")
         return env, wallet
 
-    async def execute_once(self, env: Envelope, wallet_id: str,
-                       apply: Callable[[AsyncConnection], Awaitable[dict]],
-                       record_refusal: Callable[[RailError], dict] | None) -> dict:
-        """Run `apply` exactly once for `env`. `apply` inserts the instruction's transaction
-        row itself, under the (signer, id) unique key; a repeat collides with it and gets the
-        first outcome. A business refusal is recorded too (`record_refusal` gives the row),
-        so a repeat gets the same refusal."""
-        try:
-            check_live(env)
-        except RailError:
-            await self.answer_known(env)  # known: first outcome or `replayed`
-            raise
-        allowed, seen = await self.hot.admit(wallet_id, env.signer, env.id,
-                                             env.expires_ms - now_ms(), now_ms())
-        if not allowed:
-            raise RailError("rate_limited")
-        if seen:
-            cached = await self.hot.recall(env.signer, env.id)
-            if cached is not None:
-                if cached["digest"] != env.digest():
-                    raise RailError("instruction_id_reused")
-                return {**cached["outcome"], "repeated": True}
-        for attempt in range(6):
-            try:
-                async with self.engine.begin() as conn:
-                    outcome = await apply(conn)
-                break
-            except IntegrityError:
-                return await self.answer_known(env, required=True)
-            except VaultShort as short:
-                if attempt == 5:
-                    raise RailError("vault_empty") from None
-                await self.exchange.refill_vault(short.needed_fen)
-            except RailError as refusal:
-                if record_refusal is None:
-                    raise
-                try:
-                    async with self.engine.begin() as conn:
-                        await sql.insert_transaction(conn, **record_refusal(refusal))
-                except IntegrityError:
-                    return await self.answer_known(env, required=True)
-                raise
-        if outcome.get("status") in (SETTLED, REJECTED):
-            await self.hot.remember(env.signer, env.id, env.digest(), outcome,
-                                    env.expires_ms - now_ms())
-        return outcome
-
     async def answer_known(self, env: Envelope, required: bool = False) -> dict:
         """The first outcome of an instruction already recorded (`repeated`), its refusal
         raised again, or `{}` if unknown; `required`: it must be known (a unique key other
@@ -176,21 +124,6 @@ class Bank:
         if row.status == REJECTED:
             raise RailError(row.code or "invalid_field")
         return {**orjson.loads(row.result), **payment_view(row), "repeated": True}
-
-    def txn_values(self, env: Envelope, kind: str, status: str, amount: int, **extra) -> dict:
-        at = now_ms()
-        return {"kind": kind, "signer": env.signer, "instruction_id": env.id,
-                "digest": env.digest(), "status": status, "amount_fen": amount,
-                "expires_ms": env.expires_ms, "created_ms": at, "updated_ms": at,
-                "result": "{}", **extra}
-
-    def refusal_row(self, env: Envelope, kind: str, amount: int, **extra):
-        def make(refusal: RailError) -> dict:
-            return self.txn_values(env, kind, REJECTED, amount, code=refusal.code,
-                                    result=orjson.dumps({"status": REJECTED,
-                                                         "code": refusal.code}).decode(),
-                                    **extra)
-        return make
 
     async def queue_webhook(self, conn: AsyncConnection, merchant_id: str, url: str | None,
                              txn_id: int, event: dict) -> None:

@@ -274,3 +274,26 @@ def decide_refund_back(payee_id: str, original: RefundedPayment | None, amount_f
     to_deposit, _to_wallet = orders.refund_split(amount_fen, original.pulled_fen,
                                                  original.refunded_fen)
     return to_deposit
+
+
+def decide_top_up(wallet: WalletState, limits: ClassLimits, amount_fen: int,
+                  deposit_fen: int) -> None:
+    """Deposit money becomes e-CNY in the wallet, first refusal wins: a linked deposit
+    account, an open wallet that stays within its balance cap (a top-up never sweeps: the
+    excess would go straight back), and the account holding the amount."""
+    if not wallet.deposit_account:
+        raise RailError("no_linked_account")
+    if plan_credit(wallet, limits, amount_fen).swept_to_deposit_fen:
+        raise RailError("balance_cap_exceeded", "the top-up would pass the balance cap")
+    if deposit_fen < amount_fen:
+        raise RailError("insufficient_deposit")
+
+
+def decide_redeem(wallet: WalletState, amount_fen: int) -> None:
+    """e-CNY goes back to deposit money: a linked account, an open wallet holding it."""
+    if not wallet.deposit_account:
+        raise RailError("no_linked_account")
+    if wallet.status != OPEN:
+        raise RailError("wallet_closed")
+    if wallet.balance_fen < amount_fen:
+        raise RailError("insufficient_funds")

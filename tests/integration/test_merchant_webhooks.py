@@ -417,7 +417,7 @@ async def committed_out_of_order(rail: Rail, receiver: WebhookReceiver) -> None:
     payer_a = await rail.funded_wallet(BANK, 0, kyc_class=2, linked_deposit_fen=yuan(500),
                                        topup_on_use=True)
     payer_b = await rail.funded_wallet(BANK, yuan(50))
-    await node.node.exchange.refill_vault(yuan(20))   # the vault covers A's pull: no refill retry
+    await node.node.vault.refill(yuan(20))   # the vault covers A's pull: no refill retry
 
     database = psycopg_url(node.database_url)
     locker = await psycopg.AsyncConnection.connect(database)

@@ -290,3 +290,24 @@ async def test_refunds_are_batched_exactly_once_and_only_by_the_merchant_paid(fa
     assert [(i["kind"], i["amount_fen"]) for i in history["items"]
             if i.get("refund_of") == paid["payment_id"]] == [("refund", 300)]
     await rail.assert_balanced()
+
+
+async def test_top_ups_and_redemptions_are_engine_items_through_the_vault(fast_rail):
+    rail = fast_rail
+    engine = fast(rail)
+    wallet = await rail.linked_wallet("yangtze", deposit_fen=yuan(100))
+    client = rail.client(wallet)
+    before = engine.payments.items
+    topped = await client.top_up(wallet.key, wallet.wallet_id, yuan(30))
+    redeemed = await client.redeem(wallet.key, wallet.wallet_id, yuan(10))
+    assert (topped["status"], topped["balance_after_fen"]) == ("settled", yuan(30))
+    assert (redeemed["status"], redeemed["balance_after_fen"]) == ("settled", yuan(20))
+    assert engine.payments.items == before + 2
+    assert await rail.deposit_balance(wallet) == yuan(80)
+    with pytest.raises(RailError) as short:
+        await client.top_up(wallet.key, wallet.wallet_id, yuan(81))
+    assert short.value.code == "insufficient_deposit"
+    history = await client.history(wallet.key, wallet.wallet_id)
+    assert [(i["kind"], i["status"]) for i in history["items"][:3]] == [
+        ("top_up", "rejected"), ("redeem", "settled"), ("top_up", "settled")]
+    await rail.assert_balanced()

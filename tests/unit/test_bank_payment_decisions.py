@@ -15,7 +15,9 @@ from bank.domain.payments import (
     decide_credit,
     decide_payment,
     decide_payments,
+    decide_redeem,
     decide_refund,
+    decide_top_up,
 )
 from bank.domain.wallets import DEFAULT_CLASS_LIMITS, WalletState, china_day
 from rail_protocol.errors import RailError
@@ -301,3 +303,35 @@ def test_a_refund_to_another_bank_is_only_the_merchants_debit():
     decided = decide_refund("b.shop", paid(kind="interbank_in"), 300,
                             books(wallet("b.shop", yuan(100), kyc_class=1)), AT)
     assert decided.credit is None and decided.debit.amount_fen == 300
+
+
+# --- top-ups and redemptions ----------------------------------------------------------------
+
+@pytest.mark.parametrize("state, deposit_fen, code", [
+    (wallet("b.w", 0), yuan(10), "no_linked_account"),
+    (wallet("b.w", 0, status="closed", deposit_account="62001"), yuan(10), "wallet_closed"),
+    (wallet("b.w", yuan(9_995), deposit_account="62001"), yuan(10), "balance_cap_exceeded"),
+    (wallet("b.w", 0, deposit_account="62001"), yuan(10) - 1, "insufficient_deposit"),
+])
+def test_a_top_up_is_refused_with_its_rules_code(state, deposit_fen, code):
+    with pytest.raises(RailError) as refused:
+        decide_top_up(state, DEFAULT_CLASS_LIMITS[4], yuan(10), deposit_fen)
+    assert refused.value.code == code
+
+
+def test_a_top_up_counts_what_the_wallet_has_in_flight_against_its_cap():
+    state = wallet("b.w", yuan(9_980), deposit_account="62001", pending_out_fen=yuan(15))
+    with pytest.raises(RailError):
+        decide_top_up(state, DEFAULT_CLASS_LIMITS[4], yuan(10), yuan(10))
+    decide_top_up(state, DEFAULT_CLASS_LIMITS[4], yuan(5), yuan(10))
+
+
+@pytest.mark.parametrize("state, code", [
+    (wallet("b.w", yuan(10)), "no_linked_account"),
+    (wallet("b.w", yuan(10), status="closed", deposit_account="62001"), "wallet_closed"),
+    (wallet("b.w", yuan(10) - 1, deposit_account="62001"), "insufficient_funds"),
+])
+def test_a_redemption_is_refused_with_its_rules_code(state, code):
+    with pytest.raises(RailError) as refused:
+        decide_redeem(state, yuan(10))
+    assert refused.value.code == code

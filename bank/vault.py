@@ -1,5 +1,5 @@
-"""Deposit money and e-CNY: top-ups and redemptions against the linked deposit account,
-and the vault they move e-CNY through, refilled from and returned to central."""
+"""The vault: the bank's e-CNY that top-ups, redemptions and top-up on use move through
+(bank/payment_engine.py), refilled from and returned to central."""
 
 from __future__ import annotations
 
@@ -8,88 +8,28 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bank.adapters import books_sql as sql
 from bank.adapters import tables as t
 from bank.common import PENDING, REJECTED, SETTLED, TRANSFER_TTL_MS
 from bank.domain import ledger
-from bank.domain.wallets import OPEN, plan_credit
 from rail_protocol import envelope
 from rail_protocol.envelope import now_ms, seal
 from rail_protocol.errors import RailError
-from rail_protocol.instruction_types import CENTRAL_ISSUE, CENTRAL_REDEEM, REDEEM, TOP_UP
-from rail_protocol.money import parse_fen
+from rail_protocol.instruction_types import CENTRAL_ISSUE, CENTRAL_REDEEM
 
 
-class Exchange:
-    """The bank node's exchange (its database, keys and central through `bank`)."""
+class Vault:
+    """The bank node's vault (its database, keys and central through `bank`)."""
 
     def __init__(self, bank) -> None:
         self.bank = bank
-        self._vault_lock = asyncio.Lock()
+        self._lock = asyncio.Lock()
 
-    async def top_up(self, raw: object) -> dict:
-        """Deposit money -> e-CNY, from the linked deposit account, out of the vault."""
-        env, wallet = await self.bank.signed_by_wallet(raw, TOP_UP, "wallet_id")
-        amount = parse_fen(env.body.get("amount_fen"))
-        if not wallet.deposit_account:
-            raise RailError("no_linked_account")
-
-        async def apply(conn: AsyncConnection) -> dict:
-            _row, state = await sql.lock_wallet(conn, wallet.wallet_id, for_credit=True)
-            plan = plan_credit(state, self.bank.limits[state.kyc_class], amount)
-            if plan.swept_to_deposit_fen:
-                raise RailError("balance_cap_exceeded", "the top-up would pass the balance cap")
-            state.balance_fen += amount
-            result = {"status": SETTLED, "amount_fen": amount,
-                      "balance_after_fen": state.balance_fen}
-            txn = await sql.insert_transaction(conn, **self.bank.txn_values(
-                env, "top_up", SETTLED, amount, payee_wallet=wallet.wallet_id,
-                result=orjson.dumps(result).decode()))
-            await sql.move_deposit(conn, state.deposit_account, -amount)
-            await sql.move_vault(conn, -amount)
-            await sql.insert_postings(conn, txn, ledger.top_up(wallet.wallet_id,
-                                                               state.deposit_account, amount))
-            await sql.save_wallet(conn, state)
-            return {**result, "payment_id": f"P{txn}"}
-
-        return await self.bank.execute_once(env, wallet.wallet_id, apply, self.bank.refusal_row(
-            env, "top_up", amount, payee_wallet=wallet.wallet_id))
-
-    async def redeem(self, raw: object) -> dict:
-        """e-CNY -> deposit money, into the linked deposit account, back to the vault."""
-        env, wallet = await self.bank.signed_by_wallet(raw, REDEEM, "wallet_id")
-        amount = parse_fen(env.body.get("amount_fen"))
-        if not wallet.deposit_account:
-            raise RailError("no_linked_account")
-
-        async def apply(conn: AsyncConnection) -> dict:
-            _row, state = await sql.lock_wallet(conn, wallet.wallet_id)
-            if state.status != OPEN:
-                raise RailError("wallet_closed")
-            if state.balance_fen < amount:
-                raise RailError("insufficient_funds")
-            state.balance_fen -= amount
-            result = {"status": SETTLED, "amount_fen": amount,
-                      "balance_after_fen": state.balance_fen}
-            txn = await sql.insert_transaction(conn, **self.bank.txn_values(
-                env, "redeem", SETTLED, amount, payer_wallet=wallet.wallet_id,
-                result=orjson.dumps(result).decode()))
-            await sql.move_deposit(conn, state.deposit_account, amount)
-            await sql.move_vault(conn, amount)
-            await sql.insert_postings(conn, txn, ledger.redeem(wallet.wallet_id,
-                                                               state.deposit_account, amount))
-            await sql.save_wallet(conn, state)
-            return {**result, "payment_id": f"P{txn}"}
-
-        return await self.bank.execute_once(env, wallet.wallet_id, apply, self.bank.refusal_row(
-            env, "redeem", amount, payer_wallet=wallet.wallet_id))
-
-    async def refill_vault(self, needed_fen: int) -> None:
+    async def refill(self, needed_fen: int) -> None:
         """Draw e-CNY from central: at least `needed_fen`, up to the target level. The
         instruction is recorded before it is sent, so a crash never loses track of it."""
-        async with self._vault_lock:
+        async with self._lock:
             async with self.bank.engine.connect() as conn:
                 vault = await sql.vault_balance(conn)
             # This request's need on top of what the vault holds: requests racing for the
@@ -150,7 +90,7 @@ class Exchange:
                     await sql.move_vault(conn, amount)
                 await sql.insert_postings(conn, row.txn_id, postings)
 
-    async def keep_vault(self) -> None:
+    async def keep(self) -> None:
         """Refill below the low mark, return the surplus above the high mark; finish any
         vault instruction a crash left pending."""
         async with self.bank.engine.connect() as conn:
@@ -167,7 +107,7 @@ class Exchange:
         if pending:
             return
         if vault < self.bank.vault_low_fen:
-            await self.refill_vault(self.bank.vault_target_fen)
+            await self.refill(self.bank.vault_target_fen)
         elif vault > self.bank.vault_high_fen:
-            async with self._vault_lock:
+            async with self._lock:
                 await self._vault_op("vault_redeem", vault - self.bank.vault_target_fen)
