@@ -10,7 +10,7 @@ import pytest
 
 from rail_protocol.envelope import seal
 from rail_protocol.money import yuan
-from tests.support.rail import Rail, start_rail
+from tests.support.rail import Rail, outcomes, start_rail
 
 pytestmark = pytest.mark.integration
 
@@ -22,15 +22,6 @@ async def rail(pg_databases, tmp_path_factory):
     async with start_rail(pg_databases, tmp_path_factory.mktemp("rail"),
                           db_pool_size=10) as started:
         yield started
-
-
-def outcomes(responses: list[httpx.Response]) -> Counter:
-    """How many answers of each kind: "settled", or the refusal's code."""
-    counted: Counter = Counter()
-    for response in responses:
-        body = response.json()
-        counted[body["status"] if response.status_code == 200 else body["error"]["code"]] += 1
-    return counted
 
 
 async def send_all(rail: Rail, bank_id: str, envelopes, *,

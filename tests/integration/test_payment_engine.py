@@ -5,7 +5,6 @@ money and mandates moved in the batch too.
 The module's rail keeps each bank app (`apps`), so tests can read the engine's counters."""
 
 import asyncio
-from collections import Counter
 
 import httpx
 import pytest
@@ -17,6 +16,7 @@ from rail_protocol.errors import RailError
 from rail_protocol.money import yuan
 from rail_protocol.payment_code import make_code
 from tests.support import rail as rail_support
+from tests.support.rail import outcomes
 
 pytestmark = pytest.mark.integration
 
@@ -52,15 +52,7 @@ async def send_all(rail, bank_id: str, envelopes) -> list[httpx.Response]:
     return await asyncio.gather(*(rail.send_payment(bank_id, e) for e in envelopes))
 
 
-def outcomes(responses: list[httpx.Response]) -> Counter:
-    counted: Counter = Counter()
-    for response in responses:
-        body = response.json()
-        counted[body["status"] if response.status_code == 200 else body["error"]["code"]] += 1
-    return counted
-
-
-async def test_a_payment_through_the_fast_path_answers_as_the_standard_path(fast_rail):
+async def test_a_payment_is_batched_settles_and_answers_with_every_field(fast_rail):
     rail = fast_rail
     before = fast(rail).payments.items
     payer = await rail.funded_wallet("yangtze", yuan(100))

@@ -11,7 +11,8 @@ from bank.adapters import books_sql
 from rail_protocol.envelope import Envelope, seal
 from rail_protocol.errors import RailError
 from rail_protocol.money import yuan
-from tests.integration.test_payment_engine import fast, fast_rail, outcomes, send_all  # noqa: F401
+from tests.integration.test_payment_engine import fast, fast_rail, send_all  # noqa: F401
+from tests.support.rail import outcomes
 from tests.support import rail as rail_support
 
 pytestmark = pytest.mark.integration

@@ -6,7 +6,6 @@ Each test sends all its requests at once (one process plays every party); a rule
 checked on a stale read instead of a locked one lets two of them through."""
 
 import asyncio
-from collections import Counter
 
 import httpx
 import pytest
@@ -16,7 +15,7 @@ from rail_protocol.errors import RailError
 from rail_protocol.instruction_types import CHARGE_CODE, MANDATE_CHARGE, PAY
 from rail_protocol.money import yuan
 from rail_protocol.payment_code import make_code
-from tests.support.rail import Rail, start_rail
+from tests.support.rail import Rail, outcomes, start_rail
 
 pytestmark = pytest.mark.integration
 
@@ -27,16 +26,6 @@ async def rail(request, pg_databases, tmp_path_factory):
     async with start_rail(pg_databases, tmp_path_factory.mktemp("races"),
                           backend=request.param, db_pool_size=10) as started:
         yield started
-
-
-def outcomes(responses: list[httpx.Response]) -> Counter:
-    """How many answers of each kind: the status ("settled"), or the refusal's code."""
-    counted: Counter = Counter()
-    for response in responses:
-        assert response.status_code < 500, response.text
-        body = response.json()
-        counted[body["status"] if response.status_code == 200 else body["error"]["code"]] += 1
-    return counted
 
 
 async def all_at_once(rail: Rail, bank_id: str, path: str, envelopes) -> list[httpx.Response]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 import secrets
 import uuid
 from collections.abc import AsyncIterator
@@ -405,6 +406,17 @@ async def start_rail(pg_databases, key_dir: Path, *, central_pool: int = 4,
         for bank_id in BANK_IDS:
             await central.deposit_reserves(bank_id, f"reserve-{bank_id}-{run}", RESERVES_FEN)
         yield Rail(net, central, central_db, banks, central_key=central_app.state.central.key)
+
+
+def outcomes(responses: list[httpx.Response]) -> Counter:
+    """How many answers of each kind: the status ("settled"), or the refusal's code; never
+    a server error."""
+    counted: Counter = Counter()
+    for response in responses:
+        assert response.status_code < 500, response.text
+        body = response.json()
+        counted[body["status"] if response.status_code == 200 else body["error"]["code"]] += 1
+    return counted
 
 
 def assert_refused(response: httpx.Response, status: int, code: str) -> None:
