@@ -1,7 +1,8 @@
-"""The bank's one payment engine: every wallet payment (`bank.pay`, pay-by-order, payment-code
-charges, mandate charges; to a wallet here or at another bank) and order creation, decided
-and written in batches, many to one transaction, on PostgreSQL and SQLite alike. A single
-request is a batch of one.
+"""The bank's one payment engine: every movement of a wallet's money (`bank.pay`, pay-by-order,
+payment-code and mandate charges, to a wallet here or at another bank; merchants' refunds;
+top-ups and redemptions) and order creation, decided (bank/domain/payments.py) and written
+in batches, many to one transaction, on PostgreSQL and SQLite alike. A single request is a
+batch of one.
 
 Why batches: a payment one transaction at a time cost about 17 database round trips and
 about 7 ms of Python on a small machine; the signature check is 0.1 ms of it. Here a request
@@ -32,9 +33,9 @@ A payee at another bank (docs/interbank.md) joins the same batch: its payer is d
 `interbank_out`, the row `processing` under a fresh transfer id. After the commit (crash
 point `bank.interbank.after_debit`) the batch's message 1s go to central at once in ONE call
 (`POST /v1/transfers/batch`); each is sealed from what the batch wrote, with the same content
-as the outbox's retry from the stored row (`Bank._transfer_envelope`). The payments central
+as the outbox's retry from the stored row (`Outbox.transfer_envelope`). The payments central
 settled are finished many to one transaction (only those still processing); a refusal goes
-through `Bank.finish_transfer` (rare); no answer within FORWARD_WAIT_MS leaves `processing`
+through `Outbox.finish_transfer` (rare); no answer within FORWARD_WAIT_MS leaves `processing`
 to the outbox. An interbank outcome is not cached in Redis (it is not final when the debit
 commits): a repeat is answered from the row, with its current status.
 
@@ -120,7 +121,9 @@ class Identity:
 
 
 class _Fallback(Exception):
-    """This payment is for `Bank`: nothing of it was written here."""
+    """Its batch did not finish this item and nothing of it was kept: a repeat of a recorded
+    instruction (answered with the first outcome), or a batch that failed (run again alone:
+    `PaymentEngine._again`); an order is left to `MerchantDesk`."""
 
 
 class _Undo(Exception):
@@ -175,8 +178,8 @@ def _result(payer: WalletState, item: _Payment, status: str, debit: DebitPlan) -
 
 @dataclass(frozen=True, slots=True)
 class _OutRow:
-    """The columns of an `interbank_out` row that `Bank._transfer_envelope` and
-    `Bank._retry_later` read, taken from what the batch wrote instead of read back: message
+    """The columns of an `interbank_out` row that `Outbox.transfer_envelope` and
+    `Outbox._retry_later` read, taken from what the batch wrote instead of read back: message
     1 then has the same content as the outbox's retry sealed from the stored row, and
     central, which keys idempotency on its digest, sees one instruction."""
 
@@ -454,7 +457,7 @@ class PaymentEngine:
                     live = [i for i in live if i.error is None or i.error.code != "vault_empty"]
                 continue
             except _Undo as undo:
-                # Repeats of committed instructions: `Bank` answers them. The batch is
+                # Repeats of committed instructions: answered from their record. The batch is
                 # rolled back (nothing of it is kept) and done again without them.
                 for item in undo.items:
                     item.fallback = item.repeat = True
@@ -692,8 +695,8 @@ class PaymentEngine:
 
     def _add_debit_for_other_bank(self, plan: sql.Plan, item: _Payment, payer: WalletState,
                                   debit, txn: int) -> None:
-        """The debit of `Bank._pay_other_bank`: the payer's wallet to `interbank_out`, the
-        row `processing` under its transfer id until central answers."""
+        """A payment to another bank: the payer's wallet to `interbank_out`, the row
+        `processing` under its transfer id until central answers."""
         result = {**_result(payer, item, PROCESSING, debit), "transfer_id": item.transfer_id}
         if item.order_id is not None:
             result["order_id"] = item.order_id
@@ -703,8 +706,8 @@ class PaymentEngine:
         self._add_txn(plan, item, txn, PROCESSING, None, result)
 
     def _refuse(self, plan: sql.Plan, item: _Payment, txn: int, refusal: RailError) -> None:
-        """A business refusal, recorded under the instruction's (signer, id) as `Bank`
-        records it, so a repeat gets the same refusal."""
+        """A business refusal, recorded under the instruction's (signer, id), so a repeat
+        gets the same refusal."""
         item.error = refusal
         self._add_txn(plan, item, txn, REJECTED, refusal.code,
                       {"status": REJECTED, "code": refusal.code})
@@ -738,9 +741,9 @@ class PaymentEngine:
         plan.written.append(item)
 
     async def _after_commit(self, settled: list[_Payment]) -> None:
-        """What `Bank` does after a payment commits, for a whole batch: cache each outcome
+        """What follows a payment's commit, for a whole batch: cache each outcome
         for repeats (`HotState.remember`), then publish the live notifications
-        (`Bank._notify`)."""
+        (`Bank.notify`)."""
         await self._to_redis(settled, [(item.payee_id, events.payment_received(
             item.outcome["payment_id"], item.amount, item.order_id))
             for item in settled if item.refund_of is None and item.exchange is None])
@@ -757,7 +760,7 @@ class PaymentEngine:
     # --- interbank, after the debit: message 1, then the outcome --------------------------
 
     async def _forward(self, item: _Payment, outcome: dict) -> dict:
-        """The rest of `Bank._pay_other_bank` once the batch has debited: message 1 went with
+        """An interbank payment (or refund) once the batch has debited: message 1 went with
         the batch's others in one call (`_send_transfers`); the outcome it brought within
         FORWARD_WAIT_MS, or `processing` (the outbox finishes it)."""
         return {**outcome, "status": await asyncio.shield(item.sent)}
@@ -773,7 +776,7 @@ class PaymentEngine:
         task.add_done_callback(self._sending.discard)
 
     async def _send_transfers(self, items: list[_Payment]) -> None:
-        """`Bank.forward_transfer` for a batch's payments just debited, without reading their
+        """`Outbox.forward_transfer` for a batch's payments just debited, without reading their
         rows back: ONE call to central per MAX_ITEMS of them (`POST /v1/transfers/batch`),
         bounded by FORWARD_WAIT_MS from the commit. Whatever has no outcome by then, or
         when anything fails, stays `processing` for the outbox, as a single send would."""
@@ -790,10 +793,10 @@ class PaymentEngine:
                 _tell(item, PROCESSING)
 
     async def _send_chunk(self, items: list[_Payment]) -> None:
-        """One batch call, each answer handled as `Bank.forward_transfer` handles it alone:
+        """One batch call, each answer handled as `Outbox.forward_transfer` handles it alone:
         central's statement checked (its key, this transfer); settled goes to the settle
         batch, rejected (or a refusal that means central never prepared it) to
-        `Bank.finish_transfer`; anything else, or the call failing, leaves the payment
+        `Outbox.finish_transfer`; anything else, or the call failing, leaves the payment
         processing and the outbox due soon (`_retry_later`)."""
         bank = self.bank
         envs = [bank.outbox.transfer_envelope(_OutRow(
@@ -864,7 +867,7 @@ class PaymentEngine:
         _tell(item, SETTLED)
 
     async def _retry_later(self, items: list[_Payment]) -> None:
-        """`Bank._retry_later` for many payments, in one statement."""
+        """`Outbox._retry_later` for many payments, in one statement."""
         if not items:
             return
         at = now_ms()
@@ -873,7 +876,7 @@ class PaymentEngine:
                                  [at + retry_delay_ms(i.at, at) for i in items])
 
     async def _run_settles(self, batch: list[_Settled], conn=None) -> None:
-        """`Bank.finish_transfer(.., settled)` for many payments in one transaction, each
+        """`Outbox.finish_transfer(.., settled)` for many payments in one transaction, each
         exactly once; then the payers' live notifications in one Redis pipeline. One that
         another finisher (the outbox) recorded first is settled all the same: central's
         answer is final."""
