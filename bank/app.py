@@ -34,11 +34,10 @@ def build_bank(settings: BankSettings) -> Bank:
         key=load_or_create_key(settings.key_file),
         hot=HotState(settings.redis_url, settings.redis_prefix,
                      rate_per_s=settings.rate_limit_per_s),
-        central=CentralClient(settings.central_url,
-                              operator_token=settings.central_operator_token),
+        central=CentralClient(settings.central_url),
         operator_token=settings.operator_token, public_url=settings.public_url,
         vault_low_fen=settings.vault_low_fen, vault_target_fen=settings.vault_target_fen,
-        vault_high_fen=settings.vault_high_fen, register_at_start=settings.register_at_start,
+        vault_high_fen=settings.vault_high_fen, connect_at_start=settings.connect_at_start,
         no_pin_threshold_fen=settings.no_pin_threshold_fen,
     )
 

@@ -23,8 +23,9 @@ class BankSettings(BaseSettings):
     key_file: Path = Path("var/bank-yangtze.key")
     public_url: str = "http://127.0.0.1:8701"   # where central reaches this node
     central_url: str = "http://127.0.0.1:8700"
-    central_operator_token: str = "dev-central-operator"
-    register_at_start: bool = True
+    # At start, check that central certified this node's key (central's operator enrols
+    # the bank; the bank holds no credential of central's).
+    connect_at_start: bool = True
     # The vault: refill from central below `vault_low_fen` up to `vault_target_fen`; return
     # the surplus above `vault_high_fen` down to the target.
     vault_low_fen: int = 10_000_000

@@ -38,14 +38,14 @@ class Bank:
     def __init__(self, *, bank_id: str, name: str, engine: AsyncEngine, key: SigningKey,
                  hot: HotState, central: CentralClient, operator_token: str, public_url: str,
                  vault_low_fen: int = 0, vault_target_fen: int = 0, vault_high_fen: int = 0,
-                 register_at_start: bool = True, no_pin_threshold_fen: int) -> None:
+                 connect_at_start: bool = True, no_pin_threshold_fen: int) -> None:
         self.bank_id, self.name = bank_id, name
         self.engine, self.key, self.hot, self.central = engine, key, hot, central
         self._operator_token = operator_token.encode()
         self.public_url = public_url
         self.vault_low_fen, self.vault_target_fen = vault_low_fen, vault_target_fen
         self.vault_high_fen = vault_high_fen
-        self.register_at_start = register_at_start
+        self.connect_at_start = connect_at_start
         self.central_key: PublicKey | None = None
         self.limits: dict[int, ClassLimits] = {}
         self._background: set[asyncio.Task] = set()
@@ -63,26 +63,36 @@ class Bank:
 
         await migrate(self.engine, Path(__file__).parent / "migrations", "bank_alembic_version")
         await self.reload_limits()
-        if self.register_at_start:
-            # Central may still be starting (or restarting): keep trying for a while
-            # rather than refuse to come up.
+        if self.connect_at_start:
+            # Central may still be starting, or its operator may still be enrolling this
+            # bank: keep trying for a while rather than refuse to come up.
             for attempt in range(60):
                 try:
                     await self.connect_central()
                     break
                 except RailError as exc:
-                    if exc.code != "upstream_unavailable" or attempt == 59:
+                    if exc.code not in ("upstream_unavailable", "unknown_bank") or attempt == 59:
+                        if exc.code == "unknown_bank":
+                            raise RailError("unknown_bank", f"bank {self.bank_id!r} is not "
+                                            "enrolled at central: its operator enrols it with "
+                                            "`yuanrail enroll-bank`") from None
                         raise
-                    log.warning("central not reachable yet (%s); retrying", exc.message)
+                    log.warning("not connected to central yet (%s); retrying", exc.message)
                     await asyncio.sleep(0.5)
 
     async def connect_central(self) -> None:
-        """Register with central (idempotent) and learn central's key."""
+        """Learn central's key and check that central certified this node's key. A bank
+        holds no credential of central's: central's operator enrols it (with a request
+        signed by this bank's key), and from then on the bank speaks to central only in
+        requests signed by that certified key."""
         identity = await self.central.identity()
-        self.central_key = PublicKey.from_text(identity["public_key"])
-        certificate = await self.central.register_bank(self.key, self.bank_id, self.name,
-                                                       url=self.public_url)
-        envelope.verify_statement(self.central_key, certificate)
+        central_key = PublicKey.from_text(identity["public_key"])
+        certificate = await self.central.certificate(self.bank_id)
+        envelope.verify_statement(central_key, certificate)
+        if certificate.get("public_key") != self.key.public_key.to_text():
+            raise RailError("bank_key_conflict", f"central certified another key for bank "
+                                                 f"{self.bank_id!r} than this node's")
+        self.central_key = central_key
 
     async def reload_limits(self) -> None:
         async with self.engine.connect() as conn:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from central.registry import Registry
 from central.services import Central
 from rail_protocol.batches import MAX_BODY_BYTES as MAX_BATCH_BODY_BYTES
+from rail_protocol.errors import RailError
 from rail_service.http import JSON, bearer_token, read_json
 
 OperatorToken = Annotated[str | None, Depends(bearer_token)]
@@ -26,6 +27,17 @@ async def get_registry(request: Request) -> Registry:
 
 
 RegistryDep = Annotated[Registry, Depends(get_registry)]
+
+
+async def get_reader(request: Request, central: CentralDep,
+                     authorization: Annotated[str | None, Header()] = None) -> str | None:
+    """Who reads: None for central's operator, else the enrolled bank that signed the read
+    (docs/roles.md)."""
+    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return await central.reader(authorization, request.method, path)
+
+
+Reader = Annotated[str | None, Depends(get_reader)]
 
 router = APIRouter(prefix="/v1", default_response_class=JSON)
 
@@ -62,9 +74,10 @@ async def certificate(bank_id: str, central: CentralDep) -> dict:
 
 
 @router.get("/banks/{bank_id}", tags=["registry"])
-async def bank(bank_id: str, central: CentralDep, token: OperatorToken) -> dict:
-    """A bank's reserves and e-CNY holding (operator only)."""
-    central.check_operator(token)
+async def bank(bank_id: str, central: CentralDep, reader: Reader) -> dict:
+    """A bank's reserves and e-CNY holding (the operator, or a read signed by that bank)."""
+    if reader not in (None, bank_id):
+        raise RailError("forbidden", "a bank reads only its own account")
     return await central.bank_view(bank_id)
 
 
@@ -118,11 +131,8 @@ async def audit(central: CentralDep, token: OperatorToken) -> dict:
 
 
 @router.get("/checkpoints/latest", tags=["registry"])
-async def latest_checkpoint(request: Request, registry: RegistryDep,
-                            authorization: Annotated[str | None, Header()] = None) -> dict:
+async def latest_checkpoint(registry: RegistryDep, _reader: Reader) -> dict:
     """The latest checkpoint signed by central (operator, or a read signed by a bank)."""
-    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    await registry.check_reader(authorization, request.method, path)
     return await registry.latest()
 
 
@@ -139,10 +149,13 @@ async def transfers_batch(request: Request, central: CentralDep) -> dict:
 
 
 @router.get("/transfers/{transfer_id}", tags=["interbank"])
-async def transfer_view(transfer_id: str, central: CentralDep, token: OperatorToken) -> dict:
-    """One interbank transfer as central records it (operator only)."""
-    central.check_operator(token)
-    return await central.transfers.view(transfer_id)
+async def transfer_view(transfer_id: str, central: CentralDep, reader: Reader) -> dict:
+    """One interbank transfer as central records it (the operator, or a read signed by
+    either bank of the transfer; to any other bank it does not exist)."""
+    view = await central.transfers.view(transfer_id)
+    if reader not in (None, view["from_bank"], view["to_bank"]):
+        raise RailError("not_found", "no transfer with that id")
+    return view
 
 
 @router.get("/transfers", tags=["interbank"])

@@ -35,8 +35,7 @@ def create_app(settings: CentralSettings | None = None, *,
         await central.start()
         app.state.central = central
         app.state.registry = registry = Registry(
-            engine, central.key, settings.operator_token,
-            checkpoint_interval_ms=settings.checkpoint_interval_ms,
+            engine, central.key, checkpoint_interval_ms=settings.checkpoint_interval_ms,
             seal_batch_size=settings.seal_batch_size)
         worker = (asyncio.create_task(central.transfers.run_worker(), name="transfer-worker")
                   if settings.transfer_worker else None)

@@ -34,6 +34,16 @@ def transfer_envelope(key: SigningKey, from_bank: str, to_bank: str, amount_fen:
                 created_ms=created_ms)
 
 
+def registration_envelope(key: SigningKey, bank_id: str, name: str,
+                          url: str | None = None) -> Envelope:
+    """A bank's request to be enrolled, signed by its own key (proof that it holds the key
+    central will certify). Central's operator submits it: a bank never enrols itself."""
+    body = {"bank_id": bank_id, "name": name, "public_key": key.public_key.to_text()}
+    if url is not None:
+        body["url"] = url
+    return seal(key, REGISTER_BANK, body)
+
+
 class CentralClient(JSONClient):
     # Envelopes sealed for a caller's instruction id, so that calling again with the same id
     # and the same body resends the very same envelope (a retry), not a new one.
@@ -63,10 +73,8 @@ class CentralClient(JSONClient):
 
     async def register_bank(self, key: SigningKey, bank_id: str, name: str, *,
                             url: str | None = None) -> dict:
-        body = {"bank_id": bank_id, "name": name, "public_key": key.public_key.to_text()}
-        if url is not None:
-            body["url"] = url
-        env = seal(key, REGISTER_BANK, body)
+        """Enrol a bank (central's operator credential), with the bank's signed request."""
+        env = registration_envelope(key, bank_id, name, url)
         return await self.request("POST", "/v1/banks", env.to_dict())
 
     async def deposit_reserves(self, bank_id: str, deposit_id: str, amount_fen: int) -> dict:

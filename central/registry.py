@@ -1,5 +1,5 @@
 """The tamper-evident registry at central (docs/registry.md): the sealer that chains
-committed journal entries, the signed checkpoints, and who may read them.
+committed journal entries, and the signed checkpoints.
 
 Money writers never wait on the chain: they commit journal entries as before, and the
 sealer, one pass at a time in central's background loop, chains what has committed since
@@ -8,7 +8,6 @@ after a pass that left nothing unchained, at most every `checkpoint_interval_ms`
 
 from __future__ import annotations
 
-import hmac
 import logging
 
 import orjson
@@ -20,7 +19,6 @@ from central.adapters import registry_sql as sql
 from rail_protocol.envelope import now_ms, sign_statement
 from rail_protocol.errors import RailError
 from rail_protocol.keys import PublicKey, SigningKey
-from rail_protocol.request_auth import read_signer, verify_read
 
 log = logging.getLogger("yuanrail.central.registry")
 
@@ -28,10 +26,9 @@ log = logging.getLogger("yuanrail.central.registry")
 class Registry:
     """Chain the journal, sign checkpoints, serve the latest."""
 
-    def __init__(self, engine: AsyncEngine, key: SigningKey, operator_token: str, *,
+    def __init__(self, engine: AsyncEngine, key: SigningKey, *,
                  checkpoint_interval_ms: int = 5_000, seal_batch_size: int = 1_000) -> None:
         self.engine, self.key = engine, key
-        self._operator_token = operator_token.encode()
         self.checkpoint_interval_ms = checkpoint_interval_ms
         self.seal_batch_size = seal_batch_size
         self._last_signed_ms = 0
@@ -87,21 +84,6 @@ class Registry:
         if row is None:
             raise RailError("not_found", "no checkpoint has been signed yet")
         return orjson.loads(row.statement)
-
-    async def check_reader(self, authorization: str | None, method: str, path: str) -> None:
-        """A checkpoint is for the operator (`Bearer` token) and for the registered banks (a
-        read signed by the bank's key): it names every bank's holding."""
-        if authorization and authorization.startswith("Bearer "):
-            token = authorization[len("Bearer "):].strip().encode()
-            if not hmac.compare_digest(token, self._operator_token):
-                raise RailError("unauthorized")
-            return
-        key_id, _ts, _sig = read_signer(authorization)
-        async with self.engine.connect() as conn:
-            bank = await sql.find_bank_by_key(conn, key_id)
-        if bank is None:
-            raise RailError("unknown_key", "the signer is not a registered bank's key")
-        verify_read(authorization, PublicKey.from_text(bank.public_key), method, path)
 
 
 # --- offline verification (yuanrail audit --verify-chain) ---------------------------------

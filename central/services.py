@@ -22,6 +22,7 @@ from rail_protocol.errors import RailError
 from rail_protocol.instruction_types import CENTRAL_ISSUE, CENTRAL_REDEEM, REGISTER_BANK
 from rail_protocol.keys import PublicKey, SigningKey
 from rail_protocol.money import parse_fen
+from rail_protocol.request_auth import read_signer, verify_read
 from rail_service.db import migrate
 from rail_service.instructions import execute_once
 
@@ -63,6 +64,23 @@ class Central:
         """Operator actions need the operator credential; compared in constant time."""
         if not token or not hmac.compare_digest(token.encode(), self._operator_token):
             raise RailError("unauthorized")
+
+    async def reader(self, authorization: str | None, method: str, path: str) -> str | None:
+        """Who reads: None for central's operator (`Bearer` token), else the id of the
+        enrolled bank whose certified key signed the read (`Rail key=...`)."""
+        if not authorization:
+            raise RailError("unauthorized", "this read needs central's operator credential or "
+                                            "a read signed by an enrolled bank's key")
+        if authorization.startswith("Bearer "):
+            self.check_operator(authorization[len("Bearer "):].strip())
+            return None
+        key_id, _ts, _sig = read_signer(authorization)
+        async with self.engine.connect() as conn:
+            bank = await sql.find_bank_by_key(conn, key_id)
+        if bank is None:
+            raise RailError("unknown_key", "the signer is not an enrolled bank's key")
+        verify_read(authorization, PublicKey.from_text(bank.public_key), method, path)
+        return bank.bank_id
 
     def identity(self) -> dict:
         return {"key_id": self.key.key_id, "public_key": self.key.public_key.to_text(),

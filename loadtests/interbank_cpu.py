@@ -29,7 +29,7 @@ from central.client import CentralClient  # noqa: E402
 from rail_protocol.keys import SigningKey  # noqa: E402
 from tests.conftest import PG_ADMIN_URL  # noqa: E402
 from tests.support.processes_rail import (  # noqa: E402
-    BANK_NAMES, BANK_TOKEN, CENTRAL, CENTRAL_TOKEN, make_process_rail)
+    BANK_NAMES, BANK_TOKENS, CENTRAL, CENTRAL_TOKEN, make_process_rail)
 from yuanrail.loadtest_command import ThrowawayDatabases  # noqa: E402
 
 A, B = "yangtze", "pearl"
@@ -82,12 +82,13 @@ async def run(payments: int, lanes: list[int]) -> list[dict]:
     try:
         rail.start(CENTRAL)
         rail.wait_healthy(CENTRAL)
+        rail.enroll_banks()
         for name in BANK_NAMES:
             rail.start(name)
         rail.wait_healthy(*BANK_NAMES)
         central = CentralClient(rail.central_url, operator_token=CENTRAL_TOKEN)
-        bank_a = BankClient(rail.bank_urls[A], operator_token=BANK_TOKEN, timeout_s=60)
-        bank_b = BankClient(rail.bank_urls[B], operator_token=BANK_TOKEN, timeout_s=60)
+        bank_a = BankClient(rail.bank_urls[A], operator_token=BANK_TOKENS[A], timeout_s=60)
+        bank_b = BankClient(rail.bank_urls[B], operator_token=BANK_TOKENS[B], timeout_s=60)
         try:
             for bank_id in BANK_NAMES:
                 await central.deposit_reserves(bank_id, f"reserve-{bank_id}", 10**13)

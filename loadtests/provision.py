@@ -38,7 +38,7 @@ class Operators:
     central_url: str
     central_token: str
     bank_urls: dict[str, str]
-    bank_token: str
+    bank_tokens: dict[str, str]     # each bank's own operator credential
 
 
 def _phone() -> str:
@@ -91,7 +91,7 @@ async def provision(ops: Operators, *, payers_per_bank: int, merchants_per_bank:
             await central.deposit_reserves(bank_id, f"load-{bank_id}-{secrets.token_hex(4)}",
                                            RESERVES_FEN)
     gate = asyncio.Semaphore(concurrency)
-    clients = {b: BankClient(url, operator_token=ops.bank_token, timeout_s=60)
+    clients = {b: BankClient(url, operator_token=ops.bank_tokens[b], timeout_s=60)
                for b, url in ops.bank_urls.items()}
 
     async def gated(make):
@@ -121,13 +121,15 @@ def main() -> None:
     parser.add_argument("--central", required=True)
     parser.add_argument("--central-token", required=True)
     parser.add_argument("--bank", action="append", required=True, metavar="ID=URL")
-    parser.add_argument("--bank-token", required=True)
+    parser.add_argument("--bank-token", action="append", required=True, metavar="ID=TOKEN",
+                        help="each bank's operator credential")
     parser.add_argument("--payers", type=int, default=100, help="payers per bank")
     parser.add_argument("--merchants", type=int, default=10, help="merchants per bank")
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args()
     banks = dict(spec.split("=", 1) for spec in args.bank)
-    ops = Operators(args.central, args.central_token, banks, args.bank_token)
+    tokens = dict(spec.split("=", 1) for spec in args.bank_token)
+    ops = Operators(args.central, args.central_token, banks, tokens)
     made = asyncio.run(provision(ops, payers_per_bank=args.payers,
                                  merchants_per_bank=args.merchants))
     args.out.write_text(json.dumps(made, indent=1))

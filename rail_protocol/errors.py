@@ -27,6 +27,8 @@ CODES: dict[str, tuple[int, str]] = {
     "signer_mismatch": (403, "The signer may not act for the account named in the body."),
     # --- operators ------------------------------------------------------------------
     "unauthorized": (401, "This operation needs the operator credential."),
+    "forbidden": (403, "This credential is valid but may not see or do this: a bank reads "
+                       "only its own account and transfers (docs/roles.md)."),
     # --- central ledger -------------------------------------------------------------
     "unknown_bank": (404, "No bank node with that id is registered at central."),
     "bank_key_conflict": (409, "The bank is registered with a different key."),

@@ -25,8 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--home", default="var/wallet",
                         help="where the wallet keeps its key (sealed under the PIN), its "
                              "profile and its outbox (default var/wallet)")
-    parser.add_argument("--operator-token", default=None,
-                        help="a bank operator token, for a demo's bank counter (default: none)")
+    parser.add_argument("--operator-token", action="append", metavar="URL=TOKEN",
+                        help="a demo bank's operator token, for its bank counter (repeat per "
+                             "bank; default: none)")
     parser.add_argument("--images", metavar="DIR", default=None,
                         help="the folder the image picker opens first")
     return parser
@@ -49,7 +50,12 @@ def wallet_home(home: str, environ: dict[str, str] | None = None) -> Path:
     return path
 
 
-def run(home: Path, urls: list[str], *, operator_token: str | None = None,
+def operator_tokens(specs: list[str] | None) -> dict[str, str]:
+    """`URL=TOKEN` values: each demo bank's own operator token, by its URL."""
+    return dict(spec.rpartition("=")[::2] for spec in specs or [])
+
+
+def run(home: Path, urls: list[str], *, operator_tokens: dict[str, str] | None = None,
         images_folder: Path | None = None) -> int:
     """Start the Kivy app over a Wallet in `home`; 1 if a bug was caught on the way."""
     try:
@@ -61,7 +67,7 @@ def run(home: Path, urls: list[str], *, operator_token: str | None = None,
     from wallet_app.core.wallet import Wallet
     from wallet_app.ui.app import WalletApp
 
-    app = WalletApp(Wallet(home, urls, operator_token=operator_token),
+    app = WalletApp(Wallet(home, urls, operator_tokens=operator_tokens),
                     images_folder=images_folder)
     app.run()
     return 1 if app.unexpected else 0
@@ -73,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     urls = bank_urls(args.bank)
     print(f"yuanrail wallet: home {home}, banks {', '.join(urls) or 'none'}", flush=True)
     images = Path(args.images) if args.images else None
-    return run(home, urls, operator_token=args.operator_token, images_folder=images)
+    return run(home, urls, operator_tokens=operator_tokens(args.operator_token),
+               images_folder=images)
 
 
 if __name__ == "__main__":

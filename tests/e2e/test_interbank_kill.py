@@ -33,7 +33,7 @@ from rail_protocol.errors import RailError
 from rail_protocol.keys import SigningKey
 from rail_protocol.money import yuan
 from tests.support.processes_rail import (  # noqa: F401 - process_rail is a fixture
-    BANK_NAMES, BANK_TOKEN, CENTRAL, CENTRAL_TOKEN, ProcessRail, process_rail)
+    BANK_NAMES, BANK_TOKENS, CENTRAL, CENTRAL_TOKEN, ProcessRail, process_rail)
 from tests.support.rail import new_id_number, new_phone, psycopg_url
 from yuanrail.audit import audit_rail
 
@@ -83,7 +83,7 @@ class Parties:
         self.rail = rail
         self.central = CentralClient(rail.central_url, operator_token=CENTRAL_TOKEN,
                                      transport=_no_keepalive())
-        self.banks = {b: BankClient(url, operator_token=BANK_TOKEN, timeout_s=15,
+        self.banks = {b: BankClient(url, operator_token=BANK_TOKENS[b], timeout_s=15,
                                     transport=_no_keepalive())
                       for b, url in rail.bank_urls.items()}
         self.payer_key = SigningKey.generate()
@@ -408,7 +408,7 @@ async def test_wallet_retry_racing_a_refusal_does_not_deadlock(process_rail):
     rail: ProcessRail = process_rail()
     p = Parties(rail)
     p.t0 = started
-    slow = BankClient(rail.bank_urls[A], operator_token=BANK_TOKEN, timeout_s=60,
+    slow = BankClient(rail.bank_urls[A], operator_token=BANK_TOKENS[A], timeout_s=60,
                       transport=_no_keepalive())
     url = psycopg_url(rail.database_urls[A])
     holder = await psycopg.AsyncConnection.connect(url)

@@ -23,13 +23,14 @@ from rail_protocol import qr
 from rail_protocol.keys import SigningKey
 from rail_protocol.money import yuan
 from central.client import CentralClient
-from tests.support.processes_rail import BANK_TOKEN, CENTRAL_TOKEN, start_process_rail
+from tests.support.processes_rail import BANK_TOKENS, CENTRAL_TOKEN, start_process_rail
 from tests.support.rail import new_id_number, new_phone
 from wallet_app.core import present
 
 pytestmark = pytest.mark.e2e
 
 PIN = "246802"
+OPERATOR_TOKENS: dict[str, str] = {}   # each bank's own operator token, by its URL
 WAIT_S = 20.0
 
 
@@ -39,6 +40,7 @@ WAIT_S = 20.0
 def ui_rail(pg_databases, tmp_path_factory):
     """Central and both banks as processes, each bank with reserves to issue e-CNY from."""
     rail = start_process_rail(pg_databases, tmp_path_factory.mktemp("wallet-ui-rail"))
+    OPERATOR_TOKENS.update({url: BANK_TOKENS[b] for b, url in rail.bank_urls.items()})
     try:
         async def reserves():
             async with CentralClient(rail.central_url, operator_token=CENTRAL_TOKEN) as central:
@@ -168,7 +170,7 @@ def decode_screenshot(path: Path) -> str:
 
 async def open_merchant(url: str, name: str = "Noodle House"):
     key = SigningKey.generate()
-    async with BankClient(url, operator_token=BANK_TOKEN) as bank:
+    async with BankClient(url, operator_token=OPERATOR_TOKENS[url]) as bank:
         opened = await bank.open_wallet(key, new_phone(), kind="merchant", merchant={
             "name": name, "mcc": "5812", "city": "Shanghai"})
         await bank.set_class(opened["wallet_id"], 1)
@@ -182,7 +184,7 @@ async def funded_core_wallet(home: Path, urls: list[str], topup_fen: int):
     wallet = Wallet(home, urls)
     phone = new_phone()
     await wallet.open_wallet(urls[0], phone, PIN, PIN)
-    async with BankClient(urls[0], operator_token=BANK_TOKEN) as bank:
+    async with BankClient(urls[0], operator_token=OPERATOR_TOKENS[urls[0]]) as bank:
         account = (await bank.open_deposit_account(phone, "Test Holder", yuan(5_000)))
     await wallet.link_account(account["account_id"], new_id_number())
     await wallet.top_up(topup_fen)
@@ -199,7 +201,7 @@ def test_new_user_opens_tops_up_and_pays_a_merchant_qr_image(kivy, ui_rail, tmp_
     phone = new_phone()
 
     async def bank_side():
-        async with BankClient(yangtze, operator_token=BANK_TOKEN) as bank:
+        async with BankClient(yangtze, operator_token=OPERATOR_TOKENS[yangtze]) as bank:
             order = await bank.create_order(merchant_key, merchant_id, 3850, "table-7")
         async with httpx.AsyncClient() as http:  # the QR image the bank node draws
             png = (await http.get(f"{yangtze}/v1/orders/{order['order_id']}/qr.png")).content
@@ -210,7 +212,7 @@ def test_new_user_opens_tops_up_and_pays_a_merchant_qr_image(kivy, ui_rail, tmp_
     qr_image.write_bytes(png)
 
     # as `yuanrail wallet` runs against the demo: with the demo's bank counter
-    app = make_app(kivy, tmp_path / "wallet", banks(ui_rail), operator_token=BANK_TOKEN)
+    app = make_app(kivy, tmp_path / "wallet", banks(ui_rail), operator_tokens=dict(OPERATOR_TOKENS))
     with Driver(app, artifacts_dir) as ui:
         onboarding = ui.on("onboarding")
         ui.until(lambda: len(onboarding.bank_labels) == 2, "the banks")
@@ -578,7 +580,7 @@ def test_a_new_user_in_chinese_opens_a_wallet_and_switches_language(kivy, ui_rai
     from wallet_app.core import i18n
 
     app = make_app(kivy, tmp_path / "wallet", banks(ui_rail), language="zh_CN",
-                   operator_token=BANK_TOKEN)
+                   operator_tokens=dict(OPERATOR_TOKENS))
     with Driver(app, artifacts_dir) as ui:
         assert renders_glyphs("钱包付款码") and renders_glyphs("Pay")
         onboarding = ui.on("onboarding")

@@ -267,7 +267,7 @@ async def test_the_latest_checkpoint_is_served_to_the_operator_and_to_registered
         books, client, bank_key):
     path = "/v1/checkpoints/latest"
     assert (await client.latest_checkpoint(bank_key))["seq"] == 9
-    for key, code in ((SigningKey.generate(), "unknown_key"), (None, "unsigned")):
+    for key, code in ((SigningKey.generate(), "unknown_key"), (None, "unauthorized")):
         headers = {"authorization": sign_read(key, "GET", path)} if key else \
             {"authorization": ""}
         response = await client.http.get(path, headers=headers)

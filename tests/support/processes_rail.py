@@ -37,12 +37,13 @@ import redis
 
 from rail_service.crash import CRASH_ENV
 from tests.conftest import REDIS_URL
+from yuanrail.enroll_command import Enrolment, enroll_banks
 from yuanrail.processes import Service, free_port, wait_healthy
 
 CENTRAL = "central"
 BANK_NAMES = {"yangtze": "Yangtze Test Bank", "pearl": "Pearl River Test Bank"}
 CENTRAL_TOKEN = "kill-test-central-operator-0001"
-BANK_TOKEN = "kill-test-bank-operator-0001"
+BANK_TOKENS = {bank_id: f"kill-test-{bank_id}-operator-0001" for bank_id in BANK_NAMES}
 FACTORIES = {CENTRAL: "central.app:create_app", "yangtze": "bank.app:create_app",
              "pearl": "bank.app:create_app"}
 
@@ -82,7 +83,15 @@ class ProcessRail:
 
     def audit_banks(self) -> dict[str, tuple[str, str]]:
         """The `banks` argument of `yuanrail.audit.audit_rail`."""
-        return {b: (url, BANK_TOKEN) for b, url in self.bank_urls.items()}
+        return {b: (url, BANK_TOKENS[b]) for b, url in self.bank_urls.items()}
+
+    def enroll_banks(self) -> None:
+        """Central's operator enrols both banks (their requests signed by their keys):
+        once, after central first answers; the enrolment lives in central's database."""
+        enroll_banks(self.central_url, CENTRAL_TOKEN, [
+            Enrolment(bank_id, name, self.specs[bank_id].url,
+                      Path(self.specs[bank_id].env["YUANRAIL_BANK_KEY_FILE"]))
+            for bank_id, name in BANK_NAMES.items()])
 
     # --- processes -------------------------------------------------------------------
 
@@ -233,11 +242,10 @@ def make_process_rail(pg_databases, directory: Path, *, bank_timeout_ms: int = 1
             "YUANRAIL_BANK_DATABASE_URL": databases[bank_id],
             "YUANRAIL_BANK_REDIS_URL": REDIS_URL,
             "YUANRAIL_BANK_REDIS_PREFIX": f"{rail.redis_prefix}:{bank_id}",
-            "YUANRAIL_BANK_OPERATOR_TOKEN": BANK_TOKEN,
+            "YUANRAIL_BANK_OPERATOR_TOKEN": BANK_TOKENS[bank_id],
             "YUANRAIL_BANK_KEY_FILE": str(directory / f"{bank_id}.key"),
             "YUANRAIL_BANK_PUBLIC_URL": f"http://127.0.0.1:{port}",
             "YUANRAIL_BANK_CENTRAL_URL": central_url,
-            "YUANRAIL_BANK_CENTRAL_OPERATOR_TOKEN": CENTRAL_TOKEN,
             # An empty vault refilled by exactly what is short, never swept back: the books
             # then hold exactly what the test did, and no vault worker talks to central
             # while nothing needs it.
@@ -251,8 +259,8 @@ def make_process_rail(pg_databases, directory: Path, *, bank_timeout_ms: int = 1
 
 def start_process_rail(pg_databases, directory: Path, *,
                        crash: dict[str, str] | None = None, **options) -> ProcessRail:
-    """Start central, wait for it, then both banks at once (they register with central at
-    start-up), and wait for them. `crash` maps a process name to the crash point to arm in
+    """Start central, wait for it, enrol both banks there, then start both at once, and
+    wait for them. `crash` maps a process name to the crash point to arm in
     it. On failure everything started is stopped before the error goes up."""
     crash = crash or {}
     unknown = set(crash) - set(FACTORIES)
@@ -262,6 +270,7 @@ def start_process_rail(pg_databases, directory: Path, *,
     try:
         rail.start(CENTRAL, crash_at=crash.get(CENTRAL))
         rail.wait_healthy(CENTRAL)
+        rail.enroll_banks()
         for bank_id in BANK_NAMES:
             rail.start(bank_id, crash_at=crash.get(bank_id))
         rail.wait_healthy(*BANK_NAMES)

@@ -56,7 +56,7 @@ from tests.support.asgi_net import AsgiNetwork
 
 BANK_IDS = ("yangtze", "pearl")
 CENTRAL_TOKEN = "test-central-operator-0001"
-BANK_TOKEN = "test-bank-operator-0001"
+BANK_TOKENS = {bank_id: f"test-{bank_id}-operator-0001" for bank_id in BANK_IDS}
 RESERVES_FEN = 10**13            # each bank's reserve deposit at central: 100 bn yuan
 TREASURY_FEN = 10**11            # what each bank's treasury wallet is topped up with
 _phones_given: set[str] = set()
@@ -384,22 +384,26 @@ async def start_rail(pg_databases, key_dir: Path, *, central_pool: int = 4,
             settings = BankSettings(**{
                 "bank_id": bank_id, "name": f"{bank_id.title()} Test Bank",
                 "database_url": database_url, "redis_url": REDIS_URL,
-                "redis_prefix": f"yrtest:{run}:{bank_id}", "operator_token": BANK_TOKEN,
+                "redis_prefix": f"yrtest:{run}:{bank_id}",
+                "operator_token": BANK_TOKENS[bank_id],
                 "key_file": key_dir / f"{bank_id}-{run}.key",
                 "public_url": f"http://{bank_id}.test", "central_url": central_url,
-                "central_operator_token": CENTRAL_TOKEN,
                 # An empty vault refilled by exactly what is short, never swept back: the
                 # rail's books then say exactly what the tests did.
                 "vault_low_fen": 0, "vault_target_fen": 0, "vault_high_fen": 10**15,
                 "rate_limit_per_s": 0, "db_pool_size": 5, **bank_overrides})
+            # Central's operator enrols the bank (its request signed by the bank's key);
+            # the node itself holds no credential of central's.
             node = build_bank(settings)
+            await central.register_bank(node.key, bank_id, settings.name,
+                                        url=settings.public_url)
             await node.central.aclose()
-            node.central = CentralClient(central_url, operator_token=CENTRAL_TOKEN,
-                                         transport=net)
+            node.central = CentralClient(central_url, transport=net)
             app = create_bank_app(settings, bank=node)
             url = net.add(f"{bank_id}.test", app)
             await stack.enter_async_context(app.router.lifespan_context(app))
-            client = BankClient(url, operator_token=BANK_TOKEN, transport=net, timeout_s=60)
+            client = BankClient(url, operator_token=BANK_TOKENS[bank_id], transport=net,
+                                timeout_s=60)
             stack.push_async_callback(client.aclose)
             stack.push_async_callback(_delete_prefix, REDIS_URL, settings.redis_prefix)
             banks[bank_id] = BankNode(bank_id, client, node, settings, database_url, url)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from yuanrail.cli import build_parser
-from yuanrail.wallet_command import DEMO_BANK_URLS, bank_urls, demo_bank_urls
+from yuanrail.wallet_command import DEMO_BANKS, bank_urls, demo_banks
 
 pytestmark = pytest.mark.unit
 
@@ -26,9 +26,10 @@ def test_bank_urls_take_plain_urls_and_id_equals_url():
 
 
 def test_demo_banks_come_from_the_demos_wallets_file(tmp_path):
-    assert demo_bank_urls(tmp_path) == DEMO_BANK_URLS
+    assert demo_banks(tmp_path) == DEMO_BANKS
     (tmp_path / "wallets.json").write_text(json.dumps({
         "Li Lei": {"bank_id": "yangtze", "bank_url": "http://127.0.0.1:9101"},
         "Han Meimei": {"bank_id": "pearl", "bank_url": "http://127.0.0.1:9102"},
         "Noodle House": {"bank_id": "yangtze", "bank_url": "http://127.0.0.1:9101"}}))
-    assert demo_bank_urls(tmp_path) == ["http://127.0.0.1:9102", "http://127.0.0.1:9101"]
+    assert demo_banks(tmp_path) == {"pearl": "http://127.0.0.1:9102",
+                                    "yangtze": "http://127.0.0.1:9101"}

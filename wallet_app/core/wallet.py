@@ -147,14 +147,15 @@ class Receipts:
 class Wallet:
     def __init__(self, home: Path, bank_urls: list[str], *,
                  transport: httpx.AsyncBaseTransport | None = None, timeout_s: float = 10.0,
-                 scrypt_n: int = SCRYPT_N, operator_token: str | None = None,
+                 scrypt_n: int = SCRYPT_N, operator_tokens: dict[str, str] | None = None,
                  retry_backoff_s: float = 0.25) -> None:
         self.home = Path(home)
         self.bank_urls = [u.rstrip("/") for u in bank_urls]
         self._transport = transport
         self._timeout_s = timeout_s
         self._scrypt_n = scrypt_n
-        self._operator_token = operator_token
+        # The demo's bank counter only: each bank's own operator credential, by bank URL.
+        self._operator_tokens = {u.rstrip("/"): t for u, t in (operator_tokens or {}).items()}
         self.keystore = KeyStore(self.home / "key.json")
         self.key: SigningKey | None = None
         self.view: WalletView | None = None
@@ -220,7 +221,7 @@ class Wallet:
     @property
     def demo_counter(self) -> bool:
         """Whether the demo's bank counter (opening a deposit account) is offered."""
-        return self._operator_token is not None
+        return bool(self._operator_tokens)
 
     # --- banks and opening a wallet -------------------------------------------------------
 
@@ -332,14 +333,16 @@ class Wallet:
 
     async def demo_open_deposit_account(self, holder_name: str, opening_fen: int) -> str:
         """The demo's bank counter: open a deposit account in this phone's name, as a
-        branch would. Only with the demo's operator token; a real bank does this in person."""
-        if self._operator_token is None:
-            raise RailError("unauthorized")
+        branch would. Only with the demo's operator token of that bank; a real bank does this
+        in person."""
         profile = self.profile
         if profile is None:
             raise WalletError("no_wallet")
+        token = self._operator_tokens.get(profile.bank_url.rstrip("/"))
+        if token is None:
+            raise RailError("unauthorized")
         counter = WalletClient(profile.bank_url, transport=self._transport,
-                               timeout_s=self._timeout_s, operator_token=self._operator_token)
+                               timeout_s=self._timeout_s, operator_token=token)
         try:
             return await counter.open_deposit_account(profile.phone, holder_name, opening_fen)
         finally:
