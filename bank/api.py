@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 
 from bank.services import Bank
 from rail_protocol.batches import MAX_BODY_BYTES as MAX_BATCH_BODY_BYTES
+from rail_protocol.canonical import INT_MAX
 from rail_protocol.keys import PublicKey
 from rail_protocol.request_auth import verify_read
 from rail_service.http import JSON, bearer_token, read_json
@@ -93,10 +94,10 @@ async def redeem(wallet_id: str, request: Request) -> dict:
 async def history(
     wallet_id: WalletReader,
     bank: BankDep,
-    before: Annotated[int | None, Query(ge=1)] = None,
+    before: Annotated[int | None, Query(ge=1, le=INT_MAX)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    since_ms: Annotated[int | None, Query(ge=0)] = None,
-    until_ms: Annotated[int | None, Query(ge=0)] = None,
+    since_ms: Annotated[int | None, Query(ge=0, le=INT_MAX)] = None,
+    until_ms: Annotated[int | None, Query(ge=0, le=INT_MAX)] = None,
     counterparty: Annotated[str | None, Query(max_length=64)] = None,
     status: Annotated[str | None, Query(max_length=16)] = None,
 ) -> dict:

@@ -50,7 +50,8 @@ def create_app(settings: BankSettings | None = None, bank: Bank | None = None) -
         node = bank or build_bank(settings)
         await node.start()
         app.state.bank = node
-        app.state.desk = desk = MerchantDesk(node)
+        app.state.desk = desk = MerchantDesk(
+            node, allowed_hosts=settings.webhook_allowed_hosts)
         app.state.charges = Charges(node, transport=node.peer_transport)
         app.state.checkpoints = watch = CheckpointWatch(
             node, check_s=settings.checkpoint_check_s, confirm_s=settings.checkpoint_confirm_s)

@@ -18,7 +18,7 @@ from bank.domain.payments import check_code_pin
 from bank.domain.wallets import MERCHANT
 from bank.services import Bank
 from rail_protocol import envelope
-from rail_protocol.envelope import Envelope, check_live, now_ms, seal, verify_statement
+from rail_protocol.envelope import Envelope, check_live, now_ms, seal
 from rail_protocol.errors import RailError
 from rail_protocol.instruction_types import (  # noqa: E402
     CHARGE_CODE,
@@ -41,26 +41,9 @@ class Charges:
         self.bank = bank
         self.payments = None
         self._transport = transport
-        self._nodes: dict[str, tuple[str, PublicKey]] = {}
-
-    # --- other bank nodes, as central certifies them ----------------------------------
-
-    async def node(self, bank_id: str) -> tuple[str, PublicKey]:
-        """Another bank node's URL and key, checked against central's certificate."""
-        if bank_id not in self._nodes:
-            try:
-                info = await self.bank.central.request("GET", f"/v1/banks/{bank_id}/node")
-                verify_statement(self.bank.central_key, info["certificate"])
-            except RailError as exc:
-                raise RailError("unknown_bank_node", f"{bank_id}: {exc.code}") from None
-            if not info.get("url") or info["certificate"].get("bank_id") != bank_id:
-                raise RailError("unknown_bank_node", f"{bank_id} has no certified node")
-            self._nodes[bank_id] = (info["url"],
-                                    PublicKey.from_text(info["certificate"]["public_key"]))
-        return self._nodes[bank_id]
 
     async def _forward(self, payer_bank: str, body: dict) -> dict:
-        url, _key = await self.node(payer_bank)
+        url, _key = await self.bank.directory.node(payer_bank)
         env = seal(self.bank.key, INTERBANK_CHARGE, {**body, "merchant_bank": self.bank.bank_id})
         async with JSONClient(url, transport=self._transport, timeout_s=15) as other:
             return await other.request("POST", "/v1/interbank/charges", env.to_dict())
@@ -72,7 +55,7 @@ class Charges:
         merchant_bank = env.body.get("merchant_bank")
         if not isinstance(merchant_bank, str):
             raise RailError("invalid_field", "merchant_bank")
-        _url, key = await self.node(merchant_bank)
+        _url, key = await self.bank.directory.node(merchant_bank)
         envelope.verify(env, key, expected_type=INTERBANK_CHARGE)
         merchant = check_wallet_id(env.body.get("merchant_wallet"), "merchant_wallet")
         if wallet_bank(merchant) != merchant_bank:

@@ -39,6 +39,10 @@ class BankSettings(BaseSettings):
     # every `checkpoint_check_s`; a difference unchanged for `checkpoint_confirm_s` alarms.
     checkpoint_check_s: float = 5.0
     checkpoint_confirm_s: float = 15.0
+    # Hosts a merchant's webhook may name although they are not public addresses (the
+    # demo's and tests' receivers on 127.0.0.1); every other host must resolve to public
+    # addresses only (bank/webhook_targets.py). JSON in the environment: '["127.0.0.1"]'.
+    webhook_allowed_hosts: list[str] = []
 
     @model_validator(mode="after")
     def _check(self) -> BankSettings:

@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Collection
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -18,6 +20,7 @@ from bank.adapters import tables as t
 from bank.domain import orders
 from bank.domain.wallets import MERCHANT
 from bank.services import Bank
+from bank.webhook_targets import check_webhook_url
 from rail_protocol import qr
 from rail_protocol.envelope import check_live, now_ms, sign_statement
 from rail_protocol.errors import RailError
@@ -36,8 +39,10 @@ def webhook_delay_ms(attempts: int) -> int:
 
 
 class MerchantDesk:
-    def __init__(self, bank: Bank, *, http: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, bank: Bank, *, http: httpx.AsyncClient | None = None,
+                 allowed_hosts: Collection[str] = ()) -> None:
         self.bank = bank
+        self.allowed_hosts = frozenset(allowed_hosts)
         self.http = http or httpx.AsyncClient(timeout=WEBHOOK_TIMEOUT_S)
 
     async def aclose(self) -> None:
@@ -88,6 +93,10 @@ class MerchantDesk:
                 status=orders.CANCELLED, updated_ms=now_ms()))
         if done.rowcount != 1:
             view = await self.order_view(order_id if isinstance(order_id, str) else "")
+            if view["merchant_wallet"] != merchant.wallet_id:
+                raise RailError("unknown_order")   # another merchant's order: not theirs to see
+            if view["status"] == orders.CANCELLED:
+                return view                        # cancelled already: a retry, one effect
             raise RailError("order_paid" if view["status"] != orders.EXPIRED else "order_expired")
         self.bank.notify(merchant.wallet_id, {"event": "order.cancelled", "order_id": order_id})
         return await self.order_view(order_id)
@@ -140,9 +149,8 @@ class MerchantDesk:
         """Set (or clear) the merchant's webhook URL; events from then on are delivered."""
         env, merchant = await self._merchant(raw, MERCHANT_SETTINGS)
         url = env.body.get("webhook_url")
-        if url is not None and (not isinstance(url, str) or len(url) > 300
-                                or not url.startswith(("http://", "https://"))):
-            raise RailError("invalid_field", "webhook_url must be an http(s) URL")
+        if url is not None:
+            await check_webhook_url(url, self.allowed_hosts)
         async with self.bank.engine.begin() as conn:
             await conn.execute(t.wallets.update().where(
                 t.wallets.c.wallet_id == merchant.wallet_id).values(webhook_url=url))
@@ -164,10 +172,15 @@ class MerchantDesk:
             "merchant_wallet": row.merchant_wallet, **orjson.loads(row.event)})
         error = None
         try:
-            response = await self.http.post(row.url, content=orjson.dumps(payload),
-                                            headers={"content-type": "application/json"})
+            target = await check_webhook_url(row.url, self.allowed_hosts)
+            response = await self.http.post(
+                target.connect_url, content=orjson.dumps(payload),
+                headers={"content-type": "application/json", "host": urlsplit(row.url).netloc},
+                extensions={"sni_hostname": target.host})
             if not 200 <= response.status_code < 300:
                 error = f"HTTP {response.status_code}"
+        except RailError as exc:
+            error = exc.message[:200]
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:200]
         attempts = row.attempts + 1

@@ -386,10 +386,12 @@ class PaymentEngine:
                     if cached["digest"] != env.digest():
                         raise RailError("instruction_id_reused")
                     return {**cached["outcome"], "repeated": True}
+        to_bank = wallet_bank(payee_id)
+        if refund_of is None and exchange is None:
+            await self.bank.directory.check_payable(to_bank)
         item = _Payment(env, payer_id, payee_id, amount, memo, order_id, refusal_has_order,
                         asyncio.get_running_loop().create_future(), mandate_id, refund_of,
                         exchange=exchange)
-        to_bank = wallet_bank(payee_id)
         if refund_of is None and exchange is None and to_bank != self.bank.bank_id:
             item.to_bank = to_bank
             item.transfer_id = f"{self.bank.bank_id}.{secrets.token_hex(16)}"

@@ -18,6 +18,7 @@ from bank.adapters import books_sql as sql
 from bank.adapters import tables as t
 from bank.adapters.hot_state import HotState
 from bank.common import REJECTED, payment_view
+from bank.directory import BankDirectory
 from bank.domain.wallets import ClassLimits
 from bank.outbox import Outbox
 from bank.reads import Reads
@@ -55,6 +56,7 @@ class Bank:
         # The use cases, each in its module, sharing this node's context.
         self.wallets, self.vault = Wallets(self), Vault(self)
         self.outbox, self.reads = Outbox(self), Reads(self)
+        self.directory = BankDirectory(self)   # the other banks, as central certifies them
 
     async def start(self) -> None:
         from pathlib import Path

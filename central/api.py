@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from central.registry import Registry
 from central.services import Central
 from rail_protocol.batches import MAX_BODY_BYTES as MAX_BATCH_BODY_BYTES
+from rail_protocol.canonical import INT_MAX
 from rail_protocol.errors import RailError
 from rail_service.http import JSON, bearer_token, read_json
 
@@ -115,7 +116,7 @@ async def supply(central: CentralDep, token: OperatorToken) -> dict:
 async def journal(
     central: CentralDep,
     token: OperatorToken,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=INT_MAX)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict:
     """The registration centre's journal, a page at a time (operator only)."""

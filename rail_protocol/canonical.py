@@ -1,9 +1,17 @@
 """The one canonical byte encoding of everything the rail signs.
 
-JSON with object keys sorted by code point, no insignificant whitespace, UTF-8, integers in
-the signed 64-bit range, and no floats anywhere (a float in a signed payload would let two
-parties read different amounts from the same bytes). Signer and verifier both re-encode the
-parsed value, so what is verified is exactly what is acted on.
+JSON with object keys sorted, no insignificant whitespace, UTF-8, and no floats anywhere (a
+float in a signed payload would let two parties read different amounts from the same
+bytes). Signer and verifier both re-encode the parsed value, so what is verified is exactly
+what is acted on.
+
+This is RFC 8785 (the JSON Canonicalization Scheme) on every value the rail accepts, as
+docs/canonical-json.md argues: integers stay within +-(2**53 - 1) (I-JSON, RFC 7493: exact
+in an IEEE double, so a JavaScript verifier reads the same number), object keys hold no
+character above U+FFFF (so sorting by code point, as here, is sorting by UTF-16 code unit,
+as RFC 8785 does), and strings from outside hold no control characters (so no escaping
+choice arises). Untrusted JSON is parsed strictly: duplicate keys are refused, never
+resolved (a signed `amount_fen` must not be readable two ways).
 
 orjson does the work where it is installed (the servers); elsewhere (the wallet on Android,
 where python-for-android has no orjson recipe) the standard library's json does it, made to
@@ -13,6 +21,7 @@ the server byte for byte. tests/unit/test_wallet_canonical.py compares the two."
 from __future__ import annotations
 
 import json
+import re
 
 from rail_protocol.errors import RailError
 
@@ -21,35 +30,68 @@ try:
 except ImportError:  # the wallet's build: the pure-Python encoder below
     orjson = None
 
-INT_MIN, INT_MAX = -(2**63), 2**63 - 1
-UINT64_MAX = 2**64 - 1
+INT_MIN, INT_MAX = -(2**53 - 1), 2**53 - 1
+INT64_MIN, UINT64_MAX = -(2**63), 2**64 - 1    # what orjson reads as an integer
 MAX_DEPTH = 16
 MAX_BODY_BYTES = 64 * 1024
+MAX_STRING_CHARS = 4096
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")      # Unicode category Cc
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 
 
 def check_value(value: object, depth: int = 0) -> None:
     """Refuse what the canonical encoding cannot carry: floats, huge ints, odd types."""
+    _walk(value, depth, untrusted=False)
+
+
+def _walk(value: object, depth: int, *, untrusted: bool) -> int:
+    """Check `value` (and, when `untrusted`, its strings); the number of object members."""
     if depth > MAX_DEPTH:
         raise RailError("malformed_json", "JSON nested too deeply")
-    if value is None or isinstance(value, (str, bool)):
-        return
+    if value is None or isinstance(value, bool):
+        return 0
+    if isinstance(value, str):
+        if untrusted:
+            _check_text(value)
+        return 0
     if isinstance(value, int):
         if not INT_MIN <= value <= INT_MAX:
-            raise RailError("invalid_field", "integer outside the signed 64-bit range")
-        return
+            raise RailError("invalid_field", "integer outside +-(2**53 - 1), what JSON "
+                                             "carries exactly")
+        return 0
     if isinstance(value, float):
         raise RailError("float_not_allowed", "floats are not allowed; amounts are integer fen")
     if isinstance(value, dict):
+        members = len(value)
         for key, item in value.items():
             if not isinstance(key, str):
                 raise RailError("malformed_json", "object keys must be strings")
-            check_value(item, depth + 1)
-        return
+            if _ASTRAL.search(key):
+                raise RailError("invalid_field", "object keys may not hold characters above "
+                                                 "U+FFFF")
+            if untrusted:
+                _check_text(key)
+            members += _walk(item, depth + 1, untrusted=untrusted)
+        return members
     if isinstance(value, (list, tuple)):
-        for item in value:
-            check_value(item, depth + 1)
-        return
+        return sum(_walk(item, depth + 1, untrusted=untrusted) for item in value)
     raise RailError("malformed_json", f"type {type(value).__name__} cannot be encoded")
+
+
+def _check_text(text: str) -> None:
+    if len(text) > MAX_STRING_CHARS:
+        raise RailError("invalid_field", f"a string is longer than {MAX_STRING_CHARS} "
+                                         "characters")
+    if _CONTROL.search(text):
+        raise RailError("invalid_field", "strings may not contain control characters "
+                                         "(U+0000-U+001F, U+007F-U+009F)")
+
+
+def check_text(text: str) -> None:
+    """The rule for a string that comes from outside (a path, a query value): bounded, no
+    control characters."""
+    _check_text(text)
 
 
 def canonical_bytes(value: object) -> bytes:
@@ -65,7 +107,8 @@ def canonical_bytes(value: object) -> bytes:
 
 
 def parse_json(raw: bytes, *, max_bytes: int = MAX_BODY_BYTES) -> object:
-    """Parse untrusted JSON strictly: bounded size, valid UTF-8, no floats."""
+    """Parse untrusted JSON strictly: bounded size, valid UTF-8, no floats, no duplicate
+    keys, no control characters in strings."""
     if len(raw) > max_bytes:
         raise RailError("payload_too_large", f"body over {max_bytes} bytes")
     if orjson is not None:
@@ -75,7 +118,11 @@ def parse_json(raw: bytes, *, max_bytes: int = MAX_BODY_BYTES) -> object:
             raise RailError("malformed_json", f"not valid JSON: {exc}") from None
     else:
         value = python_loads(raw)
-    check_value(value)
+    members = _walk(value, 0, untrusted=True)
+    # Every ':' outside a string separates one object member: fewer members parsed than
+    # written means a key came twice and one of its values was silently dropped.
+    if members != _JSON_STRING.sub(b"", raw).count(b":"):
+        raise RailError("malformed_json", "an object has a duplicate key")
     return value
 
 
@@ -102,7 +149,7 @@ def _parse_int(text: str) -> int | float:
     # (infinity is refused), so a huge integer is refused as a float by both.
     if len(text.lstrip("-")) <= 20:
         number = int(text)
-        if INT_MIN <= number <= UINT64_MAX:
+        if INT64_MIN <= number <= UINT64_MAX:
             return number
     return _parse_float(text)
 

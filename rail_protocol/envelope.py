@@ -18,6 +18,7 @@ from typing import Any
 
 from rail_protocol.canonical import canonical_bytes
 from rail_protocol.errors import RailError
+from rail_protocol.instruction_types import body_problem
 from rail_protocol.keys import PublicKey, SigningKey, b64decode, b64encode
 
 DEFAULT_TTL_MS = 120_000
@@ -95,6 +96,9 @@ class Envelope:
             raise RailError("invalid_field", "instruction id must be 8-64 of [A-Za-z0-9_.:-]")
         if not _TYPE_RE.match(value["type"]):
             raise RailError("invalid_field", "instruction type is malformed")
+        problem = body_problem(value["type"], value["body"])
+        if problem:
+            raise RailError(*problem)
         env = cls(**{name: value[name] for name in _FIELDS})
         object.__setattr__(env, "_signed", canonical_bytes(env.signed_fields()))
         return env

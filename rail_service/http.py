@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from typing import Annotated, Any
+from urllib.parse import unquote_to_bytes
 
 import asyncpg
 import orjson
@@ -16,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rail_protocol.canonical import MAX_BODY_BYTES, parse_json
+from rail_protocol.canonical import MAX_BODY_BYTES, check_text, parse_json
 from rail_protocol.errors import RailError
 
 log = logging.getLogger("yuanrail.http")
@@ -35,8 +36,39 @@ def error_response(status: int, code: str, message: str) -> JSON:
     return JSON({"error": {"code": code, "message": message}}, status_code=status)
 
 
+class RefuseControlCharacters:
+    """An ASGI edge that refuses a path or query holding a control character (a NUL in an
+    id would reach PostgreSQL, which refuses it with a server error) or a query longer than
+    a read needs, before any route runs."""
+
+    MAX_QUERY_BYTES = 2048
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            query = scope.get("query_string", b"")
+            problem = None
+            if len(query) > self.MAX_QUERY_BYTES:
+                problem = f"the query is longer than {self.MAX_QUERY_BYTES} bytes"
+            else:
+                try:
+                    raw_path = scope.get("raw_path")
+                    check_text(unquote_to_bytes(raw_path).decode("utf-8")
+                               if raw_path is not None else scope["path"])
+                    check_text(unquote_to_bytes(query).decode("utf-8"))
+                except (RailError, UnicodeDecodeError):
+                    problem = "the path or query holds a control character or is not UTF-8"
+            if problem is not None:
+                await error_response(422, "invalid_field", problem)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map every failure to a typed JSON error; an unexpected one is logged, never leaked."""
+    app.add_middleware(RefuseControlCharacters)
 
     @app.exception_handler(RailError)
     async def _rail_error(_request: Request, exc: RailError) -> JSON:

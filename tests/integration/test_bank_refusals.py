@@ -187,8 +187,7 @@ async def test_an_unsigned_payment_is_refused(module_rail, pair):
 
 async def test_an_instruction_of_another_type_is_refused(module_rail, pair):
     payer, payee = pair
-    top_up = seal(payer.key, TOP_UP, {"payer_wallet": payer.wallet_id,
-                                      "payee_wallet": payee.wallet_id, "amount_fen": yuan(1)})
+    top_up = seal(payer.key, TOP_UP, {"wallet_id": payer.wallet_id, "amount_fen": yuan(1)})
     await refused_and_nothing_moved(module_rail, top_up, 400, "wrong_instruction_type",
                                     payer, payee)
 

@@ -426,7 +426,8 @@ async def test_unknown_to_bank_and_bad_fields_write_nothing(rail):
                   rail.central.transfer(transfer_envelope(rail.a_key, A, B, 100, "w")))
     await refused("invalid_field", rail.central.transfer(
         transfer_envelope(rail.a_key, A, B, 100, PAYEE, transfer_id="beta.1234567890")))
-    wrong_type = seal(rail.a_key, "central.issue", message1(rail).body, id=new_transfer_id(A))
+    wrong_type = seal(rail.a_key, "central.issue", {"bank_id": A, "amount_fen": 100},
+                      id=new_transfer_id(A))
     await refused("wrong_instruction_type", rail.central.transfer(wrong_type))
     after = await rail.central.audit()
     assert after["entries"] == before["entries"]

@@ -275,7 +275,7 @@ async def test_a_batch_and_single_deliveries_answer_and_book_alike(credit_rail):
     batch_answers = [answer(r, rail) for r in await send_batch(rail, credits(*batch_side))]
     standard_answers = [await single_answer(rail, e) for e in credits(*standard_side)]
     assert batch_answers == standard_answers == [
-        "accepted", "balance_cap_exceeded", "accepted", "order_paid", "accepted",
+        "accepted", "balance_cap_exceeded", "accepted", "order_paid", "invalid_field",
         "unknown_wallet"]
 
     def comparable(items):

@@ -391,7 +391,9 @@ async def start_rail(pg_databases, key_dir: Path, *, central_pool: int = 4,
                 # An empty vault refilled by exactly what is short, never swept back: the
                 # rail's books then say exactly what the tests did.
                 "vault_low_fen": 0, "vault_target_fen": 0, "vault_high_fen": 10**15,
-                "rate_limit_per_s": 0, "db_pool_size": 5, **bank_overrides})
+                "rate_limit_per_s": 0, "db_pool_size": 5,
+                # The tests' webhook receivers listen on loopback; shop.example never resolves.
+                "webhook_allowed_hosts": ["127.0.0.1", "shop.example"], **bank_overrides})
             # Central's operator enrols the bank (its request signed by the bank's key);
             # the node itself holds no credential of central's.
             node = build_bank(settings)

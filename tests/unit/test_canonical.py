@@ -20,21 +20,26 @@ from rail_protocol.errors import RailError
 
 pytestmark = pytest.mark.unit
 
-ints64 = st.integers(min_value=INT_MIN, max_value=INT_MAX)
-scalars = st.one_of(st.none(), st.booleans(), ints64, st.text(max_size=20))
+# What the rail accepts from outside: integers exact in a double, text without control
+# characters, object keys within the Basic Multilingual Plane (docs/canonical-json.md).
+ints = st.integers(min_value=INT_MIN, max_value=INT_MAX)
+text = st.text(st.characters(exclude_categories=["Cc", "Cs"]), max_size=20)
+keys = st.text(st.characters(max_codepoint=0xFFFF, exclude_categories=["Cc", "Cs"]),
+               max_size=10)
+scalars = st.one_of(st.none(), st.booleans(), ints, text)
 json_values = st.recursive(
     scalars,
     lambda children: st.one_of(
         st.lists(children, max_size=5),
-        st.dictionaries(st.text(max_size=10), children, max_size=5),
+        st.dictionaries(keys, children, max_size=5),
     ),
     max_leaves=30,
 )
 dicts = st.dictionaries(
-    st.text(max_size=10),
+    keys,
     st.recursive(
-        st.one_of(ints64, st.text(max_size=20)),
-        lambda children: st.dictionaries(st.text(max_size=10), children, max_size=4),
+        st.one_of(ints, text),
+        lambda children: st.dictionaries(keys, children, max_size=4),
         max_leaves=15,
     ),
     max_size=8,
@@ -126,12 +131,19 @@ def test_a_float_planted_anywhere_is_refused(value, number, data):
     assert code_of(canonical_bytes, plant(value)) == "float_not_allowed"
 
 
-@pytest.mark.parametrize("value", [INT_MAX + 1, INT_MIN - 1, {"a": [2**64]}])
-def test_integers_outside_64_bits_are_refused(value):
+@pytest.mark.parametrize("value", [INT_MAX + 1, INT_MIN - 1, 2**63, {"a": [2**64]}])
+def test_integers_beyond_what_a_double_holds_exactly_are_refused(value):
     assert code_of(canonical_bytes, value) == "invalid_field"
+    assert code_of(parse_json, canonical_bytes_unchecked(value)) in ("invalid_field",
+                                                                      "float_not_allowed")
 
 
-def test_integers_at_the_64_bit_limits_are_accepted():
+def canonical_bytes_unchecked(value) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
+def test_integers_at_the_limits_are_accepted():
+    assert (INT_MIN, INT_MAX) == (-(2**53 - 1), 2**53 - 1)
     assert canonical_bytes([INT_MIN, INT_MAX]) == f"[{INT_MIN},{INT_MAX}]".encode()
 
 
@@ -165,9 +177,11 @@ def test_parse_json_refuses_oversized_bodies_with_payload_too_large():
 
 
 def test_parse_json_accepts_a_body_of_exactly_the_limit():
-    body = b'{"pad":"' + b"x" * (MAX_BODY_BYTES - 10) + b'"}'
+    pads = (MAX_BODY_BYTES - 2) // 4_001
+    body = b"[" + b",".join(b'"' + b"x" * 3_998 + b'"' for _ in range(pads))
+    body += b',"' + b"y" * (MAX_BODY_BYTES - len(body) - 4) + b'"]'
     assert len(body) == MAX_BODY_BYTES
-    assert parse_json(body)["pad"] == "x" * (MAX_BODY_BYTES - 10)
+    assert parse_json(body)[0] == "x" * 3_998
 
 
 def test_parse_json_honours_a_smaller_limit():
@@ -198,3 +212,59 @@ def test_parse_json_keeps_integers_integers():
     value = parse_json(b'{"amount_fen":500,"n":-3}')
     assert value == {"amount_fen": 500, "n": -3}
     assert type(value["amount_fen"]) is int
+
+
+# --- hostile input: one reading only --------------------------------------------------------
+
+@pytest.mark.parametrize("raw", [
+    b'{"amount_fen":1,"amount_fen":100000}',
+    b'{"body":{"payee_wallet":"a.b","payee_wallet":"c.d"}}',
+    b'[{"a":1},{"b":2,"b":2}]',
+    b'{"a":"x:y","a":"z"}',
+])
+def test_a_duplicate_key_is_refused_never_resolved(raw):
+    assert code_of(parse_json, raw) == "malformed_json"
+
+
+def test_colons_and_escaped_quotes_inside_strings_are_not_mistaken_for_members():
+    value = parse_json(b'{"memo":"a:b \\":\\" c","k":{"x":"::"}}')
+    assert value == {"memo": 'a:b ":" c', "k": {"x": "::"}}
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"memo":"\\u0000"}', b'{"memo":"a\\nb"}', b'{"holder_name":"\\u007f"}',
+    b'{"x\\u0001":1}', b'["\\u009f"]',
+])
+def test_control_characters_in_strings_are_refused(raw):
+    assert code_of(parse_json, raw) == "invalid_field"
+
+
+def test_an_overlong_string_is_refused():
+    assert code_of(parse_json, b'{"memo":"' + b"x" * 5000 + b'"}') == "invalid_field"
+
+
+def test_object_keys_above_the_basic_multilingual_plane_are_refused():
+    assert code_of(parse_json, '{"😀":1}'.encode()) == "invalid_field"
+    assert code_of(canonical_bytes, {"😀": 1}) == "invalid_field"
+
+
+def utf16_sorted_reference(value) -> bytes:
+    """RFC 8785's rules written out independently for the values the rail accepts: keys in
+    UTF-16 code unit order, integers as ECMAScript prints them, strings with only '"' and
+    '\\' escaped (no control characters reach here)."""
+    if isinstance(value, dict):
+        items = sorted(value.items(), key=lambda kv: kv[0].encode("utf-16-be"))
+        return b"{" + b",".join(utf16_sorted_reference(k) + b":" + utf16_sorted_reference(v)
+                                for k, v in items) + b"}"
+    if isinstance(value, list):
+        return b"[" + b",".join(utf16_sorted_reference(v) for v in value) + b"]"
+    if isinstance(value, str):
+        return ('"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"').encode()
+    if value is True or value is False or value is None:
+        return {True: b"true", False: b"false", None: b"null"}[value]
+    return str(int(value)).encode()
+
+
+@given(json_values)
+def test_the_encoding_is_rfc_8785_on_what_the_rail_accepts(value):
+    assert canonical_bytes(value) == utf16_sorted_reference(value)

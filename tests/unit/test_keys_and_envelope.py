@@ -22,6 +22,7 @@ from rail_protocol.envelope import (
     verify_statement,
 )
 from rail_protocol.errors import RailError
+from rail_protocol.instruction_types import TRANSFER
 from rail_protocol.keys import PublicKey, SigningKey, b64decode, b64encode
 
 pytestmark = pytest.mark.unit
@@ -150,19 +151,65 @@ def test_a_sealed_envelope_verifies_after_a_trip_over_the_wire(key):
     [
         {"body": {**BODY, "amount_fen": 50_000}},
         {"body": {**BODY, "bank_id": "bank-b"}},
-        {"body": {**BODY, "extra": 1}},
         {"id": "another-instruction-id"},
         {"type": "central.redeem"},
         {"expires_ms": 0},
         {"created_ms": 1},
     ],
-    ids=["amount", "bank", "extra-body-field", "id", "type", "expiry", "created"],
+    ids=["amount", "bank", "id", "type", "expiry", "created"],
 )
 def test_an_altered_envelope_fails_its_signature(changes):
     env = seal(ECDSA_KEY, ISSUE, BODY)
     if "expires_ms" in changes:
         changes = {"expires_ms": env.expires_ms + 3_600_000}
     assert code_of(verify, tampered(env, **changes), ECDSA_KEY.public_key) == "bad_signature"
+
+
+@pytest.mark.parametrize("extra", [{"fee_fen": 1}, {"extra": None}])
+def test_a_field_the_instruction_does_not_have_is_refused_even_when_signed(extra):
+    env = seal(ECDSA_KEY, ISSUE, {**BODY, **extra})
+    error = pytest.raises(RailError, Envelope.parse, env.to_dict()).value
+    assert error.code == "invalid_field" and next(iter(extra)) in error.message
+
+
+def test_a_nested_object_may_carry_only_its_own_fields():
+    env = seal(ECDSA_KEY, TRANSFER, {"transfer_id": "a.1", "from_bank": "a", "to_bank": "b",
+                                     "amount_fen": 1, "payee_wallet": "b.x",
+                                     "details": {"payer_wallet": "a.y", "fee_fen": 5}})
+    assert code_of(Envelope.parse, env.to_dict()) == "invalid_field"
+
+
+@pytest.mark.parametrize("kind, body, field", [
+    ("bank.upgrade_wallet", {"wallet_id": "a.x", "id_number": "1", "deposit_account": 12345},
+     "deposit_account"),
+    ("bank.revoke_mandate", {"payer_wallet": "a.x", "mandate_id": ["M1", "M2"]}, "mandate_id"),
+    ("bank.pay", {"payer_wallet": "a.x", "payee_wallet": "a.y", "amount_fen": True},
+     "amount_fen"),
+    ("bank.pay", {"payer_wallet": "a.x", "payee_wallet": "a.y", "amount_fen": "100"},
+     "amount_fen"),
+    ("bank.wallet_settings", {"wallet_id": "a.x", "topup_on_use": 1}, "topup_on_use"),
+    ("bank.open_wallet", {"phone": "1", "public_key": "k", "merchant": {"name": 7}},
+     "merchant.name"),
+])
+def test_a_field_of_the_wrong_json_type_is_refused_before_any_use_case_sees_it(kind, body,
+                                                                                field):
+    error = pytest.raises(RailError, Envelope.parse, seal(ECDSA_KEY, kind, body).to_dict()).value
+    expected = "invalid_amount" if field.endswith("_fen") else "invalid_field"
+    assert error.code == expected and error.message.startswith(field)
+
+
+def test_null_stands_for_an_absent_optional_field():
+    env = seal(ECDSA_KEY, "bank.merchant_settings", {"merchant_wallet": "a.x",
+                                                     "webhook_url": None})
+    assert Envelope.parse(env.to_dict()).body["webhook_url"] is None
+
+
+def test_every_instruction_type_lists_its_fields():
+    from rail_protocol import instruction_types as kinds
+
+    declared = {value for name, value in vars(kinds).items()
+                if name.isupper() and isinstance(value, str)}
+    assert declared == set(kinds.BODY_FIELDS) | kinds.STATEMENT_TYPES
 
 
 def test_a_signature_made_by_another_key_is_refused_as_unknown_key():

@@ -63,7 +63,7 @@ def test_both_encoders_give_the_same_bytes_or_the_same_refusal(value):
 
 
 SAMPLES = [
-    {"b": 1, "a": [1, 2, {"é": "中文", "😀": None}], "": True, "\uffff": False, "Z": "z"},
+    {"b": 1, "a": [1, 2, {"é": "中文", "emoji": "😀"}], "": True, "\uffff": False, "Z": "z"},
     "\x00\x01\x1f\x7f\u2028\u2029\"\\/\b\f\n\r\t",
     "元¥€ 支付 ✓", INT_MIN, INT_MAX, [], {}, [[[[[]]]]], (1, "two"),
     {"nested": {"deeper": {"amount_fen": 12_345, "memo": "午饭 lunch"}}},
@@ -74,6 +74,7 @@ REFUSED = [
     ({1: "x"}, "malformed_json"), ({"x": {1, 2}}, "malformed_json"), (b"bytes", "malformed_json"),
     ("\ud800", "malformed_json"), ({"\udfff": 1}, "malformed_json"),
     ([[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]], "malformed_json"),
+    ({"😀": 1}, "invalid_field"), (2**53, "invalid_field"), (-(2**53), "invalid_field"),
 ]
 
 

@@ -50,6 +50,7 @@ MESSAGES: dict[str, str] = {
     "wrong_instruction_type": N_("The bank refused the request type. Please update the wallet."),
     "signer_mismatch": N_("This wallet may not act for that account."),
     "unauthorized": N_("Only the bank's operator may do that."),
+    "forbidden": N_("That is not yours to see or do."),
     "unknown_bank": N_("That bank is not part of the rail."),
     "bank_key_conflict": N_("The bank's key does not match its registration."),
     "insufficient_reserves": N_("The bank is short of reserves. Try again later."),
