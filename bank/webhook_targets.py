@@ -68,7 +68,8 @@ async def check_webhook_url(url: object, allowed_hosts: Collection[str],
         raise _refuse(f"names a host that does not resolve: {host}")
     private = [str(a) for a in addresses if not a.is_global]
     if private:
-        raise _refuse(f"must point at a public address ({host} is {', '.join(private)}); "
+        named = host if private == [host] else f"{host} is {', '.join(private)}"
+        raise _refuse(f"must point at a public address ({named}: not public); "
                       "the bank's operator may allow a host")
     address = str(addresses[0])
     netloc = f"[{address}]" if addresses[0].version == 6 else address

@@ -34,6 +34,11 @@ class JSONClient:
 
     async def request(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
         content = None if body is None else orjson.dumps(body)
+        return await self.request_bytes(method, path, content, **params)
+
+    async def request_bytes(self, method: str, path: str, content: bytes | None,
+                            **params: Any) -> Any:
+        """Send exactly these bytes (a retry of a stored request, or a test of the edge)."""
         try:
             response = await self.http.request(method, path, content=content,
                                                params=params or None)

@@ -19,11 +19,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
+
 from bank.client import BankClient
 from central.client import CentralClient
 from rail_protocol.envelope import seal
 from rail_protocol.errors import RailError
-from rail_protocol.instruction_types import CENTRAL_ISSUE
+from rail_protocol.instruction_types import CENTRAL_ISSUE, PAY
 from rail_protocol.keys import PublicKey, SigningKey
 from rail_protocol.money import format_fen, yuan
 from yuanrail.audit import audit_rail
@@ -299,6 +301,54 @@ async def run_scenario(rail: Rail) -> bool:
         check(await balance(zhang) == before, "a refused payment moved money")
         return "\n".join(lines)
 
+    async def hostile_input() -> str:
+        """What a reviewer tried on the first rail: each a typed 4xx now, nothing written."""
+        bank = banks["yangtze"]
+        async def books() -> tuple:
+            history = await bank.history(li.key, li.wallet_id, limit=100)
+            return await balance(li), await balance(noodle), len(history["items"])
+
+        before = await books()
+
+        async def post_raw(path: str, content: bytes) -> None:
+            await bank.request_bytes("POST", path, content)
+
+        def pay_body(**extra) -> dict:
+            return seal(li.key, PAY, {"payer_wallet": li.wallet_id,
+                                      "payee_wallet": noodle.wallet_id, "amount_fen": 100,
+                                      **extra}).to_dict()
+
+        doubled = orjson.dumps(pay_body()).replace(b'"amount_fen":100',
+                                                   b'"amount_fen":100,"amount_fen":900000')
+        tea = DemoWallet("Tea Stall", "yangtze", SigningKey.generate())
+        tea.wallet_id = (await bank.open_wallet(tea.key, "02161230000", kind="merchant",
+                                                merchant={"name": "Tea Stall", "mcc": "5814",
+                                                          "city": "Shanghai"}))["wallet_id"]
+        order = await bank.create_order(noodle.key, noodle.wallet_id, 1_200, "tour-hostile")
+        lines = [
+            "a signed fee_fen the payment type does not have -> " + await expect_refusal(
+                "invalid_field", post_raw("/v1/payments", orjson.dumps(pay_body(fee_fen=1)))),
+            "amount_fen twice in one body -> " + await expect_refusal(
+                "malformed_json", post_raw("/v1/payments", doubled)),
+            "a NUL in the memo -> " + await expect_refusal(
+                "invalid_field", post_raw("/v1/payments",
+                                          orjson.dumps(pay_body(memo="tea\u0000")))),
+            "an amount of 2^53 fen -> " + await expect_refusal(
+                "invalid_field", post_raw("/v1/payments", orjson.dumps(pay_body()).replace(
+                    b'"amount_fen":100', b'"amount_fen":9007199254740992'))),
+            "a payment to a bank that does not exist -> " + await expect_refusal(
+                "unknown_bank", bank.pay(li.key, li.wallet_id, "nosuchbank.0123456789", 100)),
+            "Noodle House's webhook at 169.254.169.254 -> " + await expect_refusal(
+                "invalid_field", bank.merchant_settings(
+                    noodle.key, noodle.wallet_id, "http://169.254.169.254/latest/meta-data/")),
+            "Tea Stall cancels Noodle House's order -> " + await expect_refusal(
+                "unknown_order", bank.cancel_order(tea.key, tea.wallet_id, order["order_id"])),
+        ]
+        await bank.cancel_order(noodle.key, noodle.wallet_id, order["order_id"])
+        check(await books() == before, "hostile input moved money or left a record")
+        check((await bank.audit())["balanced"], "Yangtze's books do not balance")
+        return "\n".join(lines) + "\nLi Lei's balance and history unchanged; Yangtze's books balance"
+
     async def interbank_refused() -> str:
         before = await balance(li)
         paid = await banks["yangtze"].pay(li.key, li.wallet_id, "pearl.0000000000000000", 500)
@@ -498,6 +548,7 @@ async def run_scenario(rail: Rail) -> bool:
                         pay_other_bank)
         await tour.step("A payment sent twice is paid once", retried_payment)
         await tour.step("Refusals move nothing", refusals)
+        await tour.step("Hostile input: a typed refusal each, and nothing written", hostile_input)
         await tour.step("A payment to an unknown wallet at the other bank is refused and "
                         "refunded", interbank_refused)
         await tour.step("Han Meimei redeems ¥100 back into her deposit account", redeem)
