@@ -2,6 +2,8 @@
 
     QRPayer         a merchant's till creates an order (dynamic QR); the customer's wallet
                     scans it and pays it, signed by the wallet's key           weight 4
+    StaticQRPayer   the customer scans the shop's printed static QR, types the amount and
+                    pays: one signed request                                   (own scenario)
     CodeCharger     the customer shows a payment code made on the phone; the merchant's
                     POS scans it and charges it, signed by the merchant's key  weight 2
     P2PPayer        a person pays another person at the same bank              weight 2
@@ -44,7 +46,8 @@ from rail_protocol.request_auth import sign_read
 # Request names that are payments: payments/s and payment latency are computed over these.
 QR_PAY, CODE_CHARGE, P2P_PAY, INTERBANK_PAY = ("qr: pay order", "code: charge", "p2p: pay",
                                                 "interbank: pay")
-PAYMENT_NAMES = (QR_PAY, CODE_CHARGE, P2P_PAY, INTERBANK_PAY)
+STATIC_QR_PAY = "qr-static: pay"
+PAYMENT_NAMES = (QR_PAY, STATIC_QR_PAY, CODE_CHARGE, P2P_PAY, INTERBANK_PAY)
 # Refusals a correct rail makes under load: the user asked for something its limits forbid.
 BUSINESS_REFUSALS = {"insufficient_funds", "daily_cap_exceeded", "per_payment_cap_exceeded",
                      "balance_cap_exceeded", "order_paid", "order_expired"}
@@ -204,6 +207,36 @@ class QRPayer(RailUser):
         body = {"payer_wallet": self.wallet["wallet_id"], "payee_wallet": scanned.merchant_id,
                 "amount_fen": scanned.amount_fen, "order_id": scanned.order_id}
         self.send(f"{self.bank_url}/v1/payments", seal(self.key, PAY, body).to_dict(), QR_PAY)
+
+
+class StaticQRPayer(RailUser):
+    """A shop's printed static QR: the wallet scanned it once (the code never changes), the
+    customer types the amount, and the wallet signs and sends the payment: one request, the
+    merchant's till only told by the notification."""
+
+    weight = 4
+    scanned: dict[str, qr.MerchantQR] = {}   # merchant wallet id -> what the camera read
+
+    def static_code(self, merchant: dict) -> qr.MerchantQR:
+        code = self.scanned.get(merchant["wallet_id"])
+        if code is None:
+            with self.client.get(f"{self.bank_url}/v1/merchants/{merchant['wallet_id']}/qr",
+                                 name="qr-static: scan the shop's code",
+                                 catch_response=True) as response:
+                body = judge(response, None)
+            if body is None:
+                raise RuntimeError("the shop's static QR could not be read")
+            code = self.scanned[merchant["wallet_id"]] = qr.decode(body["qr_payload"])
+        return code
+
+    @task
+    def pay(self) -> None:
+        self.next_holder()
+        scanned = self.static_code(random.choice(MERCHANTS_AT[self.bank_id]))
+        body = {"payer_wallet": self.wallet["wallet_id"], "payee_wallet": scanned.merchant_id,
+                "amount_fen": _amount()}      # typed by the customer: signed now, not ahead
+        self.send(f"{self.bank_url}/v1/payments", seal(self.key, PAY, body).to_dict(),
+                  STATIC_QR_PAY)
 
 
 class CodeCharger(RailUser):

@@ -46,14 +46,18 @@ BANK_TOKENS = {bank_id: f"loadtest-{bank_id}-operator-token" for bank_id in BANK
 SCENARIOS = {
     "mix": ["QRPayer", "CodeCharger", "P2PPayer", "InterbankPayer", "Reader"],
     "qr": ["QRPayer"],
+    "qr-static": ["StaticQRPayer"],
     "code": ["CodeCharger"],
     "p2p": ["P2PPayer"],
     "interbank": ["InterbankPayer"],
     "read": ["Reader"],
 }
-PAYMENT_NAMES = ("qr: pay order", "code: charge", "p2p: pay", "interbank: pay")
+PAYMENT_NAMES = ("qr: pay order", "qr-static: pay", "code: charge", "p2p: pay",
+                 "interbank: pay")
 READ_NAMES = ("read: balance", "read: history")
-TARGETS = {"qr": 0.5, "interbank": 0.25}   # payments/s as a fraction of pgbench TPS
+# payments/s as a fraction of pgbench TPS (same-bank QR: a dynamic QR takes two requests, the
+# till's order and the wallet's payment; a static QR one)
+TARGETS = {"qr": 0.5, "qr-static": 0.5, "interbank": 0.25}
 P99_TARGET_MS = 100
 
 
@@ -973,7 +977,7 @@ def render_report(results: dict) -> str:
                 f"MISSED by {100 * (1 - ratio / fraction):.0f}%"
             line = (f"- {name}: {s['per_s']:,} payments/s = {ratio:.2f} x pgbench; "
                     f"target >= {fraction} x (~{fraction * pg:,.0f}/s): {verdict}")
-            if name == "qr":
+            if name in ("qr", "qr-static"):
                 line += (f"; p99 {s['p99_ms']:.0f} ms, target < {P99_TARGET_MS} ms: "
                          f"{'MET' if s['p99_ms'] < P99_TARGET_MS else 'MISSED'}")
             lines.append(line)

@@ -190,13 +190,12 @@ async def audit_inputs(conn: AsyncConnection) -> dict:
             sa.select(t.postings.c.account, sa.func.sum(t.postings.c.amount_fen).label("total"))
             .group_by(t.postings.c.account))
     }
-    per_txn = await conn.execute(
-        sa.select(t.postings.c.txn_id, t.postings.c.account, t.postings.c.amount_fen))
-    sums: dict[tuple[int, bool], int] = {}
-    for r in per_txn:
-        key = (r.txn_id, r.account.startswith("dep:"))
-        sums[key] = sums.get(key, 0) + r.amount_fen
-    unbalanced = sorted({txn for (txn, _), total in sums.items() if total != 0})
+    # Each transaction balances within each ledger (e-CNY, deposit money): summed by the
+    # database, so only a transaction that does not balance comes back, never every posting.
+    unbalanced = sorted({r.txn_id for r in await conn.execute(
+        sa.select(t.postings.c.txn_id)
+        .group_by(t.postings.c.txn_id, t.postings.c.account.startswith("dep:"))
+        .having(sa.func.sum(t.postings.c.amount_fen) != 0))})
     credits = {
         r.wallet_id: int(r.total) for r in await conn.execute(
             sa.select(t.wallet_credits.c.wallet_id,

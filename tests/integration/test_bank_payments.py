@@ -440,3 +440,24 @@ async def test_a_malformed_batch_of_credits_is_refused_whole(rail, body):
     response = await rail.post_raw("pearl", "/v1/interbank/credits/batch", body)
     assert_refused(response, 422, "invalid_field")
     assert await rail.bank_audit("pearl") == before   # nothing written
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+async def test_the_audit_finds_a_posting_altered_in_the_database(rail_factory, backend):
+    """The audit sums each transaction in the database; one posting changed by hand (the
+    transaction no longer sums to zero) is reported by its id, on both databases."""
+    async with rail_factory(backend=backend) as rail:
+        payer = await rail.funded_wallet("yangtze", yuan(10))
+        payee = await rail.open_wallet("yangtze")
+        paid = await rail.pay(payer, payee, 250)
+        audit = await rail.bank_audit("yangtze")
+        assert audit["balanced"], audit["problems"]
+        txn = int(paid["payment_id"][1:])
+        node = rail.banks["yangtze"].node
+        async with node.engine.begin() as conn:
+            await conn.execute(sa.text(
+                "UPDATE postings SET amount_fen = amount_fen + 1 WHERE txn_id = :txn "
+                "AND amount_fen > 0"), {"txn": txn})
+        audit = await rail.bank_audit("yangtze")
+        assert not audit["balanced"]
+        assert f"transaction {txn} does not balance" in audit["problems"]
