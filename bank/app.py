@@ -15,6 +15,7 @@ from bank.checkpoints import CheckpointWatch
 from bank.checkpoints import router as checkpoint_router
 from bank.config import BankSettings
 from bank.credit_engine import install as install_batched_credits
+from bank.dashboard import install as install_dashboard
 from bank.merchants import MerchantDesk
 from bank.payment_engine import install as install_payment_engine
 from bank.services import Bank
@@ -80,6 +81,7 @@ def create_app(settings: BankSettings | None = None, bank: Bank | None = None) -
     # central credited the same way.
     install_payment_engine(app)
     install_batched_credits(app)
+    install_dashboard(app, settings)   # after the payment engine: it shows its counts
     app.include_router(router)
     app.include_router(merchant_router)
     app.include_router(checkpoint_router)

@@ -1,6 +1,8 @@
 """A bank node's watch on central's signed checkpoints (docs/registry.md): fetch the latest,
 verify central's signature, refuse a rollback, and compare the bank's own books (its audit)
-with its line; an alarm when they do not agree. Served at GET /v1/operator/checkpoint.
+with its line; an alarm when they do not agree. Served at GET /v1/operator/checkpoint, and
+to central (whose dashboard shows every bank's alarm) as a statement signed by the bank at
+GET /v1/registry/finding.
 
 The watch runs in the bank's background loop (one process leads); a process whose last
 check is stale checks again when asked, so every worker answers with a recent finding."""
@@ -10,13 +12,15 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Header, Request
 
 from bank.domain import registry as rules
 from bank.services import Bank
 from central import chain
-from rail_protocol.envelope import now_ms
+from rail_protocol.envelope import now_ms, sign_statement
 from rail_protocol.errors import RailError
+from rail_protocol.instruction_types import CHECKPOINT_FINDING
+from rail_protocol.request_auth import verify_read
 from rail_service.http import JSON, bearer_token
 
 log = logging.getLogger("yuanrail.bank.checkpoints")
@@ -92,6 +96,20 @@ class CheckpointWatch:
             await self.check()
         return {**self.report, "alarms": self.alarms}
 
+    async def finding(self) -> dict:
+        """The latest finding as a statement signed by this bank, for central's dashboard:
+        central checks it with the bank's certified key, so no one between them can hide
+        an alarm."""
+        report = await self.status()
+        checkpoint = report.get("checkpoint") or {}
+        return sign_statement(self.bank.key, {
+            "type": CHECKPOINT_FINDING, "bank_id": self.bank.bank_id,
+            "status": report["status"],
+            "alarm": report["alarm"], "detail": report.get("detail") or "",
+            "checked_ms": report["checked_ms"], "checkpoint_seq": checkpoint.get("seq"),
+            "alarms": len(self.alarms),
+            "last_alarm": self.alarms[-1] if self.alarms else None, "at_ms": now_ms()})
+
 
 # --- routes -----------------------------------------------------------------------------
 
@@ -117,3 +135,14 @@ async def check_now(watch: WatchDep, token: OperatorToken) -> dict:
     """Fetch, verify and compare central's latest checkpoint now (operator only)."""
     watch.bank.check_operator(token)
     return {**await watch.check(), "alarms": watch.alarms}
+
+
+@router.get("/registry/finding", tags=["registry"])
+async def finding(request: Request, watch: WatchDep,
+                  authorization: Annotated[str | None, Header()] = None) -> dict:
+    """This bank's latest checkpoint finding, signed by the bank; a read signed by central."""
+    if watch.bank.central_key is None:
+        raise RailError("service_unavailable", "central's key is not known yet")
+    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    verify_read(authorization, watch.bank.central_key, request.method, path)
+    return await watch.finding()

@@ -55,6 +55,7 @@ API's routes."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import secrets
@@ -99,6 +100,7 @@ from rail_protocol.money import parse_fen
 from rail_service.batcher import Batcher
 from rail_service.crash import crash_point
 from rail_service.extend import extend_app
+from rail_service.metrics import Outcomes
 
 log = logging.getLogger("yuanrail.bank.payment_engine")
 
@@ -218,6 +220,28 @@ class _NewOrder:
     future: asyncio.Future
 
 
+def _counted(entry_point):
+    """Count an entry point's outcome for the operator's dashboard (docs/dashboards.md): one
+    in-memory addition after the answer is known; a repeat is not counted again."""
+
+    @functools.wraps(entry_point)
+    async def counted(self, *args, **kwargs):
+        try:
+            outcome = await entry_point(self, *args, **kwargs)
+        except RailError as exc:
+            self.outcomes.refuse(exc.code)
+            raise
+        if not outcome.get("repeated"):
+            if outcome.get("status") == REJECTED:
+                self.outcomes.refuse(outcome.get("code") or REJECTED)
+            else:
+                amount = outcome.get("amount_fen")
+                self.outcomes.accept(amount if type(amount) is int else 0)
+        return outcome
+
+    return counted
+
+
 class PaymentEngine:
     """Payments and orders in batches, through a `BatchStore` of its own (PostgreSQL over
     a small asyncpg pool with no pre-ping, or SQLite). `create_order` has the contract of
@@ -234,6 +258,7 @@ class PaymentEngine:
         self.orders: Batcher | None = None
         self.settles: Batcher | None = None   # interbank payments central said settled
         self._sending: set[asyncio.Task] = set()   # message 1s of committed batches
+        self.outcomes = Outcomes()   # movements accepted per second, refusals by code
 
     @classmethod
     async def start(cls, bank, desk=None, charges=None, *, concurrency: int | None = None,
@@ -310,6 +335,7 @@ class PaymentEngine:
 
     # --- payments ------------------------------------------------------------------------
 
+    @_counted
     async def pay(self, raw: object) -> dict:
         """A payment signed by the payer's wallet: to a wallet here, or at another bank
         through central."""
@@ -319,6 +345,7 @@ class PaymentEngine:
             raise RailError("self_payment")
         return await self._pay(env, payer.wallet_id, payee_id, amount, memo, order_id, True)
 
+    @_counted
     async def pay_as(self, env: Envelope, payer: Any, payee_id: str, amount: int, *,
                      memo: str | None = None, mandate_id: str | None = None) -> dict:
         """A payment whose instruction is not a `bank.pay` but something the payer (a
@@ -329,10 +356,12 @@ class PaymentEngine:
         return await self._pay(env, payer.wallet_id, payee_id, amount, memo, None, False,
                                mandate_id=mandate_id)
 
+    @_counted
     async def top_up(self, raw: object) -> dict:
         """Deposit money -> e-CNY, from the linked deposit account, out of the vault."""
         return await self._exchange(raw, TOP_UP)
 
+    @_counted
     async def redeem(self, raw: object) -> dict:
         """e-CNY -> deposit money, into the linked deposit account, back to the vault."""
         return await self._exchange(raw, REDEEM)
@@ -344,6 +373,7 @@ class PaymentEngine:
         return await self._pay(env, wallet.wallet_id, wallet.wallet_id, amount, None, None,
                                False, exchange=kind)
 
+    @_counted
     async def refund(self, raw: object) -> dict:
         """A merchant refunds a payment it received, fully or in part, to the payer: here
         in the batch, at another bank as a new interbank payment back. Exactly once."""

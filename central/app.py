@@ -11,8 +11,10 @@ from fastapi import FastAPI
 
 from central.api import router
 from central.config import CentralSettings
+from central.dashboard import CentralDashboard
 from central.registry import Registry
 from central.services import Central
+from rail_service import dashboard as dashboard_web
 from rail_service.background import Background, Loop
 from rail_service.db import make_engine
 from rail_service.http import JSON, install_error_handlers
@@ -34,6 +36,7 @@ def create_app(settings: CentralSettings | None = None, *,
                           worker_batch_size=settings.transfer_worker_batch_size)
         await central.start()
         app.state.central = central
+        app.state.dashboard = CentralDashboard(central)
         app.state.registry = registry = Registry(
             engine, central.key, checkpoint_interval_ms=settings.checkpoint_interval_ms,
             seal_batch_size=settings.seal_batch_size)
@@ -60,4 +63,5 @@ def create_app(settings: CentralSettings | None = None, *,
                   default_response_class=JSON)
     install_error_handlers(app)
     app.include_router(router)
+    dashboard_web.install(app, "central", settings.operator_token)
     return app

@@ -36,6 +36,7 @@ from rail_protocol.errors import RailError
 from rail_protocol.keys import PublicKey, SigningKey
 from rail_service.batcher import Batcher
 from rail_service.crash import crash_point
+from rail_service.metrics import Settlements
 
 log = logging.getLogger("yuanrail.central.transfers")
 
@@ -124,6 +125,7 @@ class Transfers:
         self._conn: AsyncConnection | None = None  # the batcher's own connection
         self._signers: dict[str, tuple[str, PublicKey]] = {}  # key id -> (bank id, key)
         self._deliveries: dict[str, Batcher] = {}  # payee bank id -> its deliveries
+        self.interbank = Settlements()   # for the dashboard: in memory, this process's
 
     async def start(self) -> None:
         """Start the batcher of message 1s (without it, each goes one at a time)."""
@@ -391,6 +393,7 @@ class Transfers:
         for order, answer in answered:
             by_outcome.setdefault((answer.status, answer.code or ""), []).append(order)
         finished: dict[str, _Status] = {}
+        prepared_ms: dict[str, int] = {}
         entries = []
         now = now_ms()
         async with self.engine.begin() as conn:
@@ -398,6 +401,7 @@ class Transfers:
                 answer = domain.CreditAnswer(status, code or None)
                 moved = await tsql.finish(conn, [o.transfer_id for o in orders], status,
                                           answer.code, now)
+                prepared_ms.update(moved)
                 for order in orders:
                     if order.transfer_id in moved:
                         finished[order.transfer_id] = _Status.of(order, status, answer.code)
@@ -407,6 +411,10 @@ class Transfers:
                 await sql.post_entries(conn, entries)
             if unanswered:
                 await tsql.postpone(conn, unanswered, now)
+        for order, answer in answered:     # the dashboard's counts, after the commit
+            if order.transfer_id in finished:
+                self.interbank.finished(answer.status, answer.code, order.amount_fen,
+                                        now - prepared_ms[order.transfer_id])
         if finished:
             outcomes = Counter(s.status for s in finished.values())
             log.info("finished %d transfer(s): %s", len(finished), dict(outcomes))

@@ -29,6 +29,8 @@ TRANSFER = "central.transfer"          # interbank message 1, bank A -> central
 # central -> banks, and their answers
 TRANSFER_STATUS = "central.transfer_status"        # central's answer to message 1
 CREDIT_RESULT = "bank.interbank_credit_result"     # bank B's answer to message 2
+CHECKPOINT_FINDING = "bank.checkpoint_finding"     # a bank's check of central's checkpoint,
+                                                   # read by central's dashboard
 
 # The body fields each signed instruction may carry, in one place. Anything else is refused
 # before it is acted on: an unknown `fee_fen` must never be signed, accepted and ignored (or,
@@ -60,7 +62,7 @@ BODY_FIELDS: dict[str, frozenset[str]] = {kind: frozenset(names) for kind, names
     TRANSFER: ("transfer_id", "from_bank", "to_bank", "amount_fen", "payee_wallet", "details"),
 }.items()}
 # Signed statements (answers), not instructions: their fields are the signer's to choose.
-STATEMENT_TYPES = frozenset({TRANSFER_STATUS, CREDIT_RESULT})
+STATEMENT_TYPES = frozenset({TRANSFER_STATUS, CREDIT_RESULT, CHECKPOINT_FINDING})
 # Objects inside a body, and the fields they may carry.
 NESTED_FIELDS: dict[str, frozenset[str]] = {
     "merchant": frozenset({"name", "mcc", "city"}),

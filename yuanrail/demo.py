@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import orjson
 
 from bank.client import BankClient
@@ -174,6 +175,21 @@ class Tour:
         for line in (detail or "").splitlines():
             print(f"     {line}")
         print("     ok", flush=True)
+
+
+def dashboard_line(name: str, url: str, token: str) -> str:
+    return f"{name:8s} {url}/dashboard   log in with {name}'s operator token {token}"
+
+
+async def dashboard_figures(base_url: str, token: str) -> dict:
+    """Log in to a service's dashboard as its operator would, and read its figures."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
+        login = await client.post("/dashboard/login", data={"token": token})
+        if login.status_code != 303:
+            raise AssertionError(f"{base_url}/dashboard refused its operator's token")
+        answer = await client.get("/dashboard/figures.json")
+        answer.raise_for_status()
+        return answer.json()
 
 
 async def expect_refusal(code: str, action: Awaitable) -> str:
@@ -535,6 +551,26 @@ async def run_scenario(rail: Rail) -> bool:
         check(balanced, "\n".join(lines))
         return "\n".join(lines)
 
+    async def dashboards() -> str:
+        """docs/dashboards.md: each service's dashboard, logged in with its own operator
+        token; the figures it shows agree with the API and raise no alarm."""
+        lines = []
+        services = {"central": (rail.central_url, CENTRAL_TOKEN),
+                    **{b: (url, BANK_TOKENS[b]) for b, url in rail.bank_urls.items()}}
+        for name, (url, token) in services.items():
+            figures = await dashboard_figures(url, token)
+            check(not figures["alarms"], f"{name}'s dashboard shows alarms: {figures['alarms']}")
+            if name == "central":
+                supply = await central.supply()
+                check(figures["supply"]["total_issued_fen"] == supply["total_issued_fen"],
+                      "central's dashboard disagrees with /v1/supply")
+                check(figures["audit"]["balanced"], "central's dashboard: audit not balanced")
+            else:
+                check(figures["registry"]["status"] == "match",
+                      f"{name}'s dashboard: checkpoint {figures['registry']['status']}")
+            lines.append(dashboard_line(name, url, token))
+        return "\n".join(lines)
+
     try:
         await tour.step("Central's operator enrolled both bank nodes from requests signed by "
                         "their keys, certified the keys and credited ¥10,000,000 of reserves "
@@ -568,6 +604,8 @@ async def run_scenario(rail: Rail) -> bool:
         await tour.step("The registry: both banks verify central's signed checkpoint; the "
                         "hash-chained journal checks out offline", checkpoints)
         await tour.step("Conservation audit across central and both banks", audit)
+        await tour.step("Operator dashboards, each logged in with its own service's operator "
+                        "token (no alarm; the figures agree with the API)", dashboards)
     finally:
         await central.aclose()
         for client in banks.values():
@@ -592,6 +630,10 @@ def main(directory: Path, scenario: bool, base_port: int) -> int:
         print(f"  central  {rail.central_url}   operator token {CENTRAL_TOKEN}")
         for bank_id, url in rail.bank_urls.items():
             print(f"  {bank_id:8s} {url}   operator token {BANK_TOKENS[bank_id]}")
+        print("  operator dashboards (log in with that service's operator token):")
+        print(f"    {dashboard_line('central', rail.central_url, CENTRAL_TOKEN)}")
+        for bank_id, url in rail.bank_urls.items():
+            print(f"    {dashboard_line(bank_id, url, BANK_TOKENS[bank_id])}")
         print(f"  seeded wallets and their keys: {directory / 'wallets.json'}")
         print(f"  Noodle House's static QR to pay from the wallet: "
               f"{directory / 'noodle-house-static-qr.png'}")

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bank.adapters import tables as t
 from bank.domain.ledger import VAULT, Posting
+from bank.domain.wallets import OPEN
 from bank.domain.orders import PAID, OrderState
 from bank.domain.wallets import ClassLimits, WalletState
 from rail_protocol.errors import RailError
@@ -239,3 +240,30 @@ async def mark_order_paid(conn: AsyncConnection, order_id: str, payer_wallet: st
     if txn_id is not None:
         values["paid_txn_id"] = txn_id
     await conn.execute(t.orders.update().where(t.orders.c.order_id == order_id).values(**values))
+
+
+# --- operator views (the dashboard: bank/dashboard.py) ----------------------------------
+
+async def open_wallets_by_class(conn: AsyncConnection) -> dict[int, int]:
+    w = t.wallets.c
+    return {r.kyc_class: r.n for r in await conn.execute(
+        sa.select(w.kyc_class, sa.func.count().label("n"))
+        .where(w.status == OPEN).group_by(w.kyc_class))}
+
+
+async def unfinished(conn: AsyncConnection, statuses: list[str]
+                     ) -> dict[str, tuple[int, int | None]]:
+    """How many transactions are in each of these statuses, and the oldest one's
+    `created_ms` (the `status` index: unfinished ones are few)."""
+    c = t.transactions.c
+    return {r.status: (r.n, r.oldest) for r in await conn.execute(
+        sa.select(c.status, sa.func.count().label("n"), sa.func.min(c.created_ms).label("oldest"))
+        .where(c.status.in_(statuses)).group_by(c.status))}
+
+
+async def webhooks_pending(conn: AsyncConnection) -> tuple[int, int | None]:
+    """Webhook deliveries not yet acknowledged, and the oldest one's `created_ms`."""
+    c = t.webhook_deliveries.c
+    row = (await conn.execute(sa.select(sa.func.count(), sa.func.min(c.created_ms))
+                              .where(c.status == "pending"))).one()
+    return int(row[0]), row[1]

@@ -19,9 +19,13 @@ from rail_protocol.batches import MAX_BODY_BYTES, batch_results
 from rail_protocol.canonical import parse_json
 from rail_protocol.envelope import Envelope
 from rail_protocol.errors import RailError
+from rail_protocol.keys import SigningKey
+from rail_protocol.request_auth import sign_read
 
 log = logging.getLogger("yuanrail.central.banks")
 BATCH_PATH = "/v1/interbank/credits/batch"
+FINDING_PATH = "/v1/registry/finding"
+FINDING_TIMEOUT_S = 1.0   # the dashboard waits no longer for a bank's finding
 
 
 class BankNodes:
@@ -70,6 +74,22 @@ class BankNodes:
             log.warning("%s: answer without one result per credit", label)
             return None
         return [_result_of(item) for item in results]
+
+
+    async def finding(self, base_url: str, key: SigningKey) -> dict | None:
+        """The bank's latest checkpoint finding (a statement the bank signed), read with a
+        read signed by central's `key`; None if the bank did not give one in time."""
+        try:
+            async with asyncio.timeout(FINDING_TIMEOUT_S):
+                response = await self.http.get(base_url.rstrip("/") + FINDING_PATH, headers={
+                    "authorization": sign_read(key, "GET", FINDING_PATH)})
+            if response.status_code != 200:
+                log.info("finding from %s: HTTP %s", base_url, response.status_code)
+                return None
+            return parse_json(response.content)
+        except (httpx.HTTPError, TimeoutError, OSError, RailError) as exc:
+            log.info("finding from %s: no answer (%r)", base_url, exc)
+            return None
 
 
 def _result_of(item: object) -> dict | None:

@@ -110,6 +110,13 @@ async def save_checkpoint(conn: AsyncConnection, statement: dict, now_ms: int) -
             created_ms=now_ms, signed_ms=now_ms))
 
 
+async def recent_checkpoints(conn: AsyncConnection, limit: int) -> list[tuple[int, dict]]:
+    """The latest `limit` checkpoints, oldest first: (when first signed, the statement)."""
+    rows = (await conn.execute(sa.select(t.checkpoints.c.created_ms, t.checkpoints.c.statement)
+                               .order_by(t.checkpoints.c.seq.desc()).limit(limit))).all()
+    return [(r.created_ms, orjson.loads(r.statement)) for r in reversed(rows)]
+
+
 async def all_checkpoints(conn: AsyncConnection) -> list[dict]:
     return [orjson.loads(r.statement) for r in await conn.execute(
         sa.select(t.checkpoints.c.statement).order_by(t.checkpoints.c.seq))]

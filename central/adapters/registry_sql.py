@@ -146,6 +146,11 @@ async def set_bank_url(conn: AsyncConnection, bank_id: str, url: str) -> None:
     await conn.execute(t.banks.update().where(t.banks.c.bank_id == bank_id).values(url=url))
 
 
+async def all_banks(conn: AsyncConnection) -> dict:
+    """Every registered bank's row, by bank id."""
+    return {row.bank_id: row for row in await conn.execute(sa.select(t.banks))}
+
+
 async def bank_ids(conn: AsyncConnection) -> list[str]:
     return list((await conn.execute(sa.select(t.banks.c.bank_id).order_by("bank_id"))).scalars())
 

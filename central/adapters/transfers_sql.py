@@ -78,9 +78,9 @@ async def claim(conn: AsyncConnection, seen: list[tuple[str, int]],
         _T.update()
         .where(_T.c.transfer_id.in_(_prepared_locked(_seen(seen))), _seen(seen))
         .values(attempts=_T.c.attempts + 1, next_attempt_ms=lease_until_ms)
-        .returning(_T.c.transfer_id)
+        .returning(_T.c.transfer_id, _T.c.created_ms)
     )
-    return set(result.scalars())
+    return {row.transfer_id: row.created_ms for row in result}
 
 
 async def postpone(conn: AsyncConnection, tries: list[tuple[str, int]], now_ms: int) -> None:
@@ -97,18 +97,28 @@ async def postpone(conn: AsyncConnection, tries: list[tuple[str, int]], now_ms: 
 
 
 async def finish(conn: AsyncConnection, transfer_ids: list[str], status: str,
-                 code: str | None, now_ms: int) -> set[str]:
-    """Move these transfers out of `prepared`, once: the ids of those moved here; any that
-    someone else finished first are left out (the row lock makes a concurrent finisher
-    wait, then find it no longer prepared)."""
+                 code: str | None, now_ms: int) -> dict[str, int]:
+    """Move these transfers out of `prepared`, once: the ids of those moved here, each with
+    when it was prepared (`created_ms`); any that someone else finished first are left out
+    (the row lock makes a concurrent finisher wait, then find it no longer prepared)."""
     result = await conn.execute(
         _T.update()
         .where(_T.c.transfer_id.in_(_prepared_locked(_T.c.transfer_id.in_(transfer_ids))),
                _T.c.status == domain.TRANSFER_PREPARED)
         .values(status=status, code=code, updated_ms=now_ms)
-        .returning(_T.c.transfer_id)
+        .returning(_T.c.transfer_id, _T.c.created_ms)
     )
-    return set(result.scalars())
+    return {row.transfer_id: row.created_ms for row in result}
+
+
+async def prepared_count(conn: AsyncConnection) -> tuple[int, int | None]:
+    """How many transfers wait for the payee bank's answer, and when the oldest was
+    prepared (the `status` index keeps this cheap: prepared transfers are few)."""
+    row = (await conn.execute(
+        sa.select(sa.func.count(), sa.func.min(_T.c.created_ms))
+        .where(_T.c.status == domain.TRANSFER_PREPARED)
+    )).one()
+    return int(row[0]), row[1]
 
 
 async def prepared_sum(conn: AsyncConnection) -> int:

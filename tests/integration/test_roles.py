@@ -165,6 +165,7 @@ def route(service: str, method: str, path: str):
 for _path in ("/v1/health", "/v1/central"):
     route("central", "GET", _path)(lambda w, c, p=_path: _aread(c, p))
 for _path in ("/v1/supply", "/v1/journal", "/v1/audit", "/v1/transfers", "/v1/checkpoints/latest",
+              "/dashboard/figures.json",
               "/v1/banks/{bank_id}/node", "/v1/banks/{bank_id}/certificate", "/v1/banks/{bank_id}"):
     route("central", "GET", _path)(lambda w, c, p=_path: _aread(c, p.format(bank_id=BANK)))
 
@@ -234,7 +235,7 @@ for _path in ("/v1/wallets/{wallet_id}", "/v1/wallets/{wallet_id}/history",
     route("bank", "GET", _path)(
         lambda w, c, p=_path: _aread(c, p.format(wallet_id=w.wallet.wallet_id)))
 for _path in ("/v1/operator/wallets/{wallet_id}", "/v1/operator/audit",
-              "/v1/operator/checkpoint", "/v1/operator/deposit-accounts/{account_id}"):
+              "/v1/operator/checkpoint", "/v1/registry/finding", "/dashboard/figures.json", "/v1/operator/deposit-accounts/{account_id}"):
     route("bank", "GET", _path)(lambda w, c, p=_path: _aread(
         c, p.format(wallet_id=w.wallet.wallet_id, account_id=w.deposit_account)))
 

@@ -217,9 +217,10 @@ def server_port() -> int:
     return free_port()
 
 
-def make_process_rail(pg_databases, directory: Path, *, bank_timeout_ms: int = 1_500
-                      ) -> ProcessRail:
-    """Specify (not start) the three processes: ports, databases, keys, environments."""
+def make_process_rail(pg_databases, directory: Path, *, bank_timeout_ms: int = 1_500,
+                      env: dict[str, dict[str, str]] | None = None) -> ProcessRail:
+    """Specify (not start) the three processes: ports, databases, keys, environments;
+    `env` adds settings per process name."""
     run = uuid.uuid4().hex[:10]
     directory.mkdir(parents=True, exist_ok=True)
     databases = {name: pg_databases() for name in FACTORIES}
@@ -254,6 +255,8 @@ def make_process_rail(pg_databases, directory: Path, *, bank_timeout_ms: int = 1
             "YUANRAIL_BANK_RATE_LIMIT_PER_S": "0",
             "YUANRAIL_BANK_DB_POOL_SIZE": "4",
         })
+    for name, extra in (env or {}).items():
+        rail.specs[name].env.update(extra)
     return rail
 
 
