@@ -15,6 +15,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Request
 
 from bank.domain import registry as rules
+from bank import api_schemas as S
 from bank.services import Bank
 from central import chain
 from rail_protocol.envelope import now_ms, sign_statement
@@ -22,6 +23,7 @@ from rail_protocol.errors import RailError
 from rail_protocol.instruction_types import CHECKPOINT_FINDING
 from rail_protocol.request_auth import verify_read
 from rail_service.http import JSON, bearer_token
+from rail_service.openapi import answers
 
 log = logging.getLogger("yuanrail.bank.checkpoints")
 # Alarms remembered for the operator (the latest last).
@@ -123,21 +125,24 @@ OperatorToken = Annotated[str | None, Depends(bearer_token)]
 router = APIRouter(prefix="/v1", default_response_class=JSON)
 
 
-@router.get("/operator/checkpoint", tags=["operator"])
+@router.get("/operator/checkpoint", tags=["operator"],
+            openapi_extra=answers(S.CHECKPOINT_REPORT))
 async def checkpoint(watch: WatchDep, token: OperatorToken) -> dict:
     """Central's latest checkpoint against this bank's books, and any alarm (operator only)."""
     watch.bank.check_operator(token)
     return await watch.status()
 
 
-@router.post("/operator/checkpoint/check", tags=["operator"])
+@router.post("/operator/checkpoint/check", tags=["operator"],
+             openapi_extra=answers(S.CHECKPOINT_REPORT))
 async def check_now(watch: WatchDep, token: OperatorToken) -> dict:
     """Fetch, verify and compare central's latest checkpoint now (operator only)."""
     watch.bank.check_operator(token)
     return {**await watch.check(), "alarms": watch.alarms}
 
 
-@router.get("/registry/finding", tags=["registry"])
+@router.get("/registry/finding", tags=["registry"],
+            openapi_extra=answers(S.FINDING))
 async def finding(request: Request, watch: WatchDep,
                   authorization: Annotated[str | None, Header()] = None) -> dict:
     """This bank's latest checkpoint finding, signed by the bank; a read signed by central."""

@@ -169,7 +169,8 @@ class Wallets:
 
     async def set_wallet_class(self, wallet_id: str, kyc_class: object) -> dict:
         """An operator sets a class (class 1 needs a person at a branch)."""
-        if kyc_class not in self.bank.limits:
+        # An integer, not a boolean (True == 1) nor a list or object (unhashable).
+        if type(kyc_class) is not int or kyc_class not in self.bank.limits:
             raise RailError("invalid_field", f"kyc_class must be one of {sorted(self.bank.limits)}")
         async with self.bank.engine.begin() as conn:
             _row, state = await sql.lock_wallet(conn, wallet_id, for_credit=True)

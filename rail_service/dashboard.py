@@ -30,6 +30,7 @@ from pygal.style import Style
 from rail_protocol.errors import RailError
 from rail_protocol.money import format_fen
 from rail_service.http import JSON, bearer_token
+from rail_service.openapi import MS, TEXT, answers, obj
 
 SESSION_S = 8 * 3600       # a session lasts one shift
 REFRESH_MS = 3_000         # the page re-fetches its panel this often
@@ -211,7 +212,8 @@ async def panel(request: Request) -> HTMLResponse:
     return HTMLResponse(await _render(board, "panel.html"), headers=PAGE_HEADERS)
 
 
-@router.get("/figures.json", response_class=JSON)
+@router.get("/figures.json", response_class=JSON,
+            openapi_extra=answers(obj({"service": TEXT, "at_ms": MS})))
 async def figures(request: Request) -> JSON:
     """Every figure the dashboard shows, as JSON (the operator: a dashboard session or the
     operator token)."""

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rail_protocol.canonical import MAX_BODY_BYTES, check_text, parse_json
 from rail_protocol.errors import RailError
+from rail_service.openapi import describe_errors
 
 log = logging.getLogger("yuanrail.http")
 
@@ -67,8 +68,10 @@ class RefuseControlCharacters:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Map every failure to a typed JSON error; an unexpected one is logged, never leaked."""
+    """Map every failure to a typed JSON error; an unexpected one is logged, never leaked.
+    The OpenAPI document lists those errors under every route."""
     app.add_middleware(RefuseControlCharacters)
+    describe_errors(app)
 
     @app.exception_handler(RailError)
     async def _rail_error(_request: Request, exc: RailError) -> JSON:

@@ -10,7 +10,7 @@ from rail_protocol.errors import RailError
 from rail_protocol.instruction_types import PAY, REVOKE_MANDATE, UPGRADE_WALLET
 from rail_protocol.money import yuan
 from rail_protocol.request_auth import sign_read
-from tests.support.rail import Rail, Wallet, assert_refused, module_rail  # noqa: F401
+from tests.support.rail import BANK_TOKENS, Rail, Wallet, assert_refused, module_rail  # noqa: F401
 
 pytestmark = pytest.mark.integration
 BANK = "yangtze"
@@ -61,6 +61,20 @@ async def test_a_nul_in_an_operators_holder_name_is_refused(module_rail):
             await module_rail.client(BANK).open_deposit_account("13800000000", "Li\u0000Lei",
                                                                 yuan(10))
         assert refused.value.code == "invalid_field"
+
+
+@pytest.mark.parametrize("kyc_class", [{}, [1], True, "1", 1.0])
+async def test_an_operators_class_that_is_not_an_integer_is_refused(module_rail, kyc_class):
+    """Found by the schemathesis run: an object here answered 500 (unhashable)."""
+    wallet = await module_rail.open_wallet(BANK)
+    async with Unchanged(module_rail, wallet):
+        response = await module_rail.post_raw(
+            BANK, f"/v1/operator/wallets/{wallet.wallet_id}/class",
+            b'{"kyc_class": ' + (b"1.0" if kyc_class == 1.0 and type(kyc_class) is float
+                                 else orjson.dumps(kyc_class)) + b"}",
+            headers={"authorization": f"Bearer {BANK_TOKENS[BANK]}"})
+        assert response.status_code == 422, response.text
+    assert (await module_rail.wallet_view(wallet))["kyc_class"] == 4
 
 
 @pytest.mark.parametrize("path", ["/v1/orders/O%00x", "/v1/orders/Ox?x=%00",

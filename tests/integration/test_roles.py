@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import jsonschema
 import orjson
 import pytest
 
@@ -467,10 +468,23 @@ def test_the_roles_table_lists_every_route_of_both_services_once():
     assert set(listed) == set(FACTORIES), "every row has a way to call it, and no more"
 
 
+def documented_answer(document: dict, method: str, path: str, response: httpx.Response) -> dict:
+    """The schema the OpenAPI document gives this answer (its status, its media type)."""
+    answers = document["paths"][path][method.lower()]["responses"]
+    assert str(response.status_code) in answers, f"{method} {path}: {response.status_code} undocumented"
+    media = response.headers.get("content-type", "").split(";")[0]
+    content = answers[str(response.status_code)].get("content", {})
+    assert media in content, f"{method} {path}: {media} undocumented"
+    return content[media]["schema"]
+
+
 async def test_every_route_answers_exactly_the_callers_the_table_allows(rail_factory):
+    """... and every answer, allowed or refused, has the shape the OpenAPI document states."""
     async with rail_factory() as rail:
         world = await build_world(rail)
         urls = {"central": str(rail.central.http.base_url), "bank": rail.banks[BANK].url}
+        documents = {"central": (await rail.central.http.get("/openapi.json")).json(),
+                     "bank": (await rail.client(BANK).http.get("/openapi.json")).json()}
         wrong: list[str] = []
         async with httpx.AsyncClient(transport=rail.net, timeout=30) as http:
             for row in read_table():
@@ -483,6 +497,14 @@ async def test_every_route_answers_exactly_the_callers_the_table_allows(rail_fac
                         headers=request.headers,
                         content=None if request.body is None else orjson.dumps(request.body))
                     status, code = answer_of(response)
+                    schema = documented_answer(documents[row.service], row.method, row.path,
+                                               response)
+                    if response.headers.get("content-type", "").startswith("application/json"):
+                        try:
+                            jsonschema.validate(response.json(), schema)
+                        except jsonschema.ValidationError as error:
+                            wrong.append(f"{row.service} {row.method} {row.path} as {name}: "
+                                         f"the answer is not as documented: {error.message}")
                     if name in allowed:
                         ok = 200 <= status < 300 and code is None
                     else:
