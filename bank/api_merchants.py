@@ -200,6 +200,14 @@ async def revoke_mandate(wallet_id: str, request: Request, charges: ChargesDep) 
     return await charges.revoke_mandate(await read_json(request))
 
 
+@router.post("/v1/wallets/{wallet_id}/short-code", tags=["payment codes"],
+             openapi_extra=both(signed(kinds.SHORT_CODE_SECRET), answers(S.SHORT_CODE_SLOT)))
+async def register_short_code(wallet_id: str, request: Request, charges: ChargesDep) -> dict:
+    """Register the secret the wallet's short payment codes are made with; answers the
+    wallet's slot and its bank's issuer number (signed by the wallet)."""
+    return await charges.register_short_code(await read_json(request))
+
+
 @router.get("/v1/wallets/{wallet_id}/mandates", tags=["mandates"],
             openapi_extra=answers(S.MANDATES))
 async def list_mandates(wallet_id: WalletReader, charges: ChargesDep) -> dict:

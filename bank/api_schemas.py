@@ -41,6 +41,8 @@ ORDER = obj({"order_id": TEXT, "merchant_wallet": TEXT, "merchant_name": nullabl
 # One server-sent event of an order's stream: `event: order`, its data the order as JSON.
 ORDER_EVENT = obj({"event": one_of("order"), "data": {
     "type": "string", "contentMediaType": "application/json", "contentSchema": ORDER}})
+SHORT_CODE_SLOT = obj({"wallet_id": TEXT, "issuer": {"type": "string", "pattern": "^[0-9]{2}$"},
+                       "slot": {"type": "string", "pattern": "^[0-9]{8}$"}, "length": INT})
 MERCHANT_SETTINGS = obj({"merchant_wallet": TEXT, "webhook_url": nullable(TEXT)})
 DELIVERIES = obj({"deliveries": array(obj({"status": TEXT, "attempts": INT}))})
 STATIC_QR = obj({"qr_payload": TEXT})

@@ -53,7 +53,8 @@ def create_app(settings: BankSettings | None = None, bank: Bank | None = None) -
         app.state.bank = node
         app.state.desk = desk = MerchantDesk(
             node, allowed_hosts=settings.webhook_allowed_hosts)
-        app.state.charges = Charges(node, transport=node.peer_transport)
+        app.state.charges = Charges(node, transport=node.peer_transport,
+                                        code_issuers=settings.code_issuers)
         app.state.checkpoints = watch = CheckpointWatch(
             node, check_s=settings.checkpoint_check_s, confirm_s=settings.checkpoint_confirm_s)
         background = Background(node.engine, f"yuanrail:bank:{node.bank_id}:background", [

@@ -6,6 +6,7 @@ from urllib.parse import urlencode
 
 import httpx
 
+from rail_protocol import short_code
 from rail_protocol.envelope import Envelope, seal
 from rail_protocol.errors import RailError
 from rail_protocol.instruction_types import (
@@ -20,6 +21,7 @@ from rail_protocol.instruction_types import (
     REDEEM,
     REFUND,
     REVOKE_MANDATE,
+    SHORT_CODE_SECRET,
     TOP_UP,
     UPGRADE_WALLET,
     WALLET_SETTINGS,
@@ -114,6 +116,12 @@ class BankClient(JSONClient):
     async def charge_code(self, key: SigningKey, merchant: str, code: str, amount_fen: int) -> dict:
         return await self.send("/v1/merchant/charges", seal(key, CHARGE_CODE, {
             "merchant_wallet": merchant, "code": code, "amount_fen": amount_fen}))
+
+    async def register_short_code(self, key: SigningKey, wallet_id: str) -> dict:
+        """Register the wallet's short-code secret (derived from its key); its slot back."""
+        secret = short_code.derive_secret(key).hex()
+        return await self.send(f"/v1/wallets/{wallet_id}/short-code", seal(
+            key, SHORT_CODE_SECRET, {"wallet_id": wallet_id, "secret": secret}))
 
     async def create_mandate(self, key: SigningKey, payer: str, merchant: str,
                              merchant_public_key: str, *, per_payment_cap_fen: int,

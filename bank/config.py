@@ -43,6 +43,15 @@ class BankSettings(BaseSettings):
     # demo's and tests' receivers on 127.0.0.1); every other host must resolve to public
     # addresses only (bank/webhook_targets.py). JSON in the environment: '["127.0.0.1"]'.
     webhook_allowed_hosts: list[str] = []
+    # The rail's issuer table for short payment codes (rail_protocol/short_code.py): each
+    # bank's two-digit number, the same table on every node, like a card scheme's BIN table.
+    # This bank issues short codes when it is in the table. JSON: '{"11": "yangtze"}'.
+    code_issuers: dict[str, str] = {}
+
+    @property
+    def code_issuer(self) -> str | None:
+        """This bank's number in the issuer table, if it issues short codes."""
+        return next((n for n, bank in self.code_issuers.items() if bank == self.bank_id), None)
 
     @model_validator(mode="after")
     def _check(self) -> BankSettings:
@@ -52,6 +61,9 @@ class BankSettings(BaseSettings):
             raise ValueError("vault thresholds must satisfy low <= target <= high")
         if not 0.1 <= self.checkpoint_check_s <= 3600 or not 0 <= self.checkpoint_confirm_s:
             raise ValueError("checkpoint_check_s must be 0.1-3600, checkpoint_confirm_s >= 0")
+        if any(len(n) != 2 or not n.isdigit() for n in self.code_issuers) \
+                or len(set(self.code_issuers.values())) != len(self.code_issuers):
+            raise ValueError("code_issuers maps two-digit numbers to distinct bank ids")
         if not self.redis_prefix:
             self.redis_prefix = f"yr:{self.bank_id}"
         return self

@@ -11,6 +11,7 @@ PAY = "bank.pay"
 MANDATE = "bank.mandate"
 REVOKE_MANDATE = "bank.revoke_mandate"
 PAYMENT_CODE = "bank.payment_code"
+SHORT_CODE_SECRET = "bank.short_code_secret"   # register the secret of short payment codes
 # merchant -> its bank
 CREATE_ORDER = "bank.create_order"
 CANCEL_ORDER = "bank.cancel_order"
@@ -47,6 +48,7 @@ BODY_FIELDS: dict[str, frozenset[str]] = {kind: frozenset(names) for kind, names
               "period_cap_fen", "period", "merchant_name"),
     REVOKE_MANDATE: ("payer_wallet", "mandate_id"),
     PAYMENT_CODE: ("payer_wallet", "pin_verified"),
+    SHORT_CODE_SECRET: ("wallet_id", "secret"),
     CREATE_ORDER: ("merchant_wallet", "amount_fen", "reference", "description", "ttl_ms"),
     CANCEL_ORDER: ("merchant_wallet", "order_id"),
     MERCHANT_SETTINGS: ("merchant_wallet", "webhook_url"),

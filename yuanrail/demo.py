@@ -37,6 +37,8 @@ BANKS = {"yangtze": "Yangtze Commercial Bank", "pearl": "Pearl River Bank"}
 # Each party its own credential (docs/roles.md): central's operator's, each bank operator's.
 CENTRAL_TOKEN = "demo-central-operator-token"
 BANK_TOKENS = {bank_id: f"demo-{bank_id}-operator-token" for bank_id in BANKS}
+# The rail's issuer table for short payment codes: the same on every node.
+CODE_ISSUERS = {"11": "yangtze", "12": "pearl"}
 RESERVES_FEN = yuan(10_000_000)
 
 
@@ -108,7 +110,8 @@ def start_rail(directory: Path, *, base_port: int | None = None) -> Rail:
                 "YUANRAIL_BANK_PUBLIC_URL": url, "YUANRAIL_BANK_CENTRAL_URL": rail.central_url,
                 "YUANRAIL_BANK_VAULT_LOW_FEN": str(yuan(20_000)),
                 "YUANRAIL_BANK_VAULT_TARGET_FEN": str(yuan(100_000)),
-                "YUANRAIL_BANK_VAULT_HIGH_FEN": str(yuan(1_000_000))}, logs))
+                "YUANRAIL_BANK_VAULT_HIGH_FEN": str(yuan(1_000_000)),
+                "YUANRAIL_BANK_CODE_ISSUERS": json.dumps(CODE_ISSUERS)}, logs))
             rail.bank_urls[bank_id] = url
         for service in group.services[1:]:
             wait_healthy(service)
@@ -440,19 +443,35 @@ async def run_scenario(rail: Rail) -> bool:
                 f"Meimei types ¥12.00 and pays from Pearl River Bank: {paid['status']}\n"
                 + await balances(han, noodle))
 
-    async def payment_code() -> str:
-        from rail_protocol.payment_code import make_code
+    def short_code_of(party, slot: dict, *, sequence: int = 0, pin: bool = False) -> str:
+        """A short code made on the phone from the key's derived secret, no network."""
+        from rail_protocol import short_code
 
-        code = make_code(li.key, li.wallet_id)  # on the phone, no network
+        return short_code.make_short_code(
+            short_code.derive_secret(party.key), slot["issuer"], slot["slot"],
+            at_ms=int(time.time() * 1000), sequence=sequence, pin_verified=pin).text
+
+    async def payment_code() -> str:
+        import segno
+
+        # Once: the wallet registers its short codes' secret; the bank gives it a slot.
+        slot = await banks["yangtze"].register_short_code(li.key, li.wallet_id)
+        code = short_code_of(li, slot)
+        version = segno.make_qr(code, error="m").version
         charged = await banks["yangtze"].charge_code(noodle.key, noodle.wallet_id, code, 2350)
         check(charged["status"] == "settled", f"code charge: {charged}")
         used = await expect_refusal("payment_code_used", banks["yangtze"].charge_code(
             noodle.key, noodle.wallet_id, code, 100))
         big = await expect_refusal("pin_required", banks["yangtze"].charge_code(
-            noodle.key, noodle.wallet_id, make_code(li.key, li.wallet_id), yuan(1_500)))
-        return (f"Li Lei's code ({len(code)} chars, lives 60 s) charged ¥23.50 by the POS: "
-                f"{charged['payment_id']}\nthe same code again: {used}\n"
-                f"¥1,500 without the PIN: {big}\n" + await balances(li, noodle))
+            noodle.key, noodle.wallet_id, short_code_of(li, slot, sequence=1), yuan(1_500)))
+        guessed = code[:-1] + str((int(code[-1]) + 1) % 10)
+        wrong = await expect_refusal("payment_code_invalid", banks["yangtze"].charge_code(
+            noodle.key, noodle.wallet_id, guessed, 100))
+        return (f"Li Lei's short code {code[:4]} {code[4:8]} {code[8:12]} {code[12:16]} "
+                f"{code[16:]} (19 digits, a Code 128 barcode and a version-{version} QR, new "
+                f"every minute) charged ¥23.50 by the POS: {charged['payment_id']}\n"
+                f"the same code again: {used}\n¥1,500 without the PIN: {big}\n"
+                f"a guessed code: {wrong}\n" + await balances(li, noodle))
 
     async def mandate() -> str:
         shop, app_key = banks["yangtze"], noodle.key
@@ -488,7 +507,6 @@ async def run_scenario(rail: Rail) -> bool:
 
     async def interbank_order_and_refund() -> str:
         from rail_protocol import qr
-        from rail_protocol.payment_code import make_code
 
         shop = banks["yangtze"]
         order = await shop.create_order(noodle.key, noodle.wallet_id, 6600, "takeaway-0002")
@@ -498,7 +516,8 @@ async def run_scenario(rail: Rail) -> bool:
         check(paid["status"] == "settled", f"interbank order payment: {paid}")
         state = await shop.order(order["order_id"])
         check(state["status"] == "paid", "the order at Yangtze was not marked paid")
-        code = make_code(han.key, han.wallet_id)
+        slot = await banks["pearl"].register_short_code(han.key, han.wallet_id)
+        code = short_code_of(han, slot)     # issuer 12: Yangtze forwards it to Pearl
         charged = await shop.charge_code(noodle.key, noodle.wallet_id, code, 990)
         check(charged["status"] == "settled", f"interbank code charge: {charged}")
         before = await balance(han)
@@ -507,7 +526,7 @@ async def run_scenario(rail: Rail) -> bool:
         check(await balance(han) == before + 6600, "the refund did not reach Han Meimei")
         return (f"Han Meimei (Pearl) pays order {order['order_id']} ¥66.00 at Yangtze: "
                 f"{paid['status']}; the order is {state['status']}\n"
-                f"Noodle House's POS charges Han's payment code ¥9.90 across banks: "
+                f"Noodle House's POS charges Han's short payment code ¥9.90 across banks: "
                 f"{charged['status']}\nNoodle House refunds the order in full across banks: "
                 f"{refund['status']}\n" + await balances(han, noodle))
 
@@ -593,7 +612,7 @@ async def run_scenario(rail: Rail) -> bool:
         await tour.step("Noodle House shows a dynamic QR for an order; Li Lei scans and pays "
                         "it; the order is paid at most once", dynamic_qr)
         await tour.step("Noodle House's static QR: the payer types the amount", static_qr)
-        await tour.step("A customer-presented payment code, charged by the merchant's POS",
+        await tour.step("A customer-presented short payment code, charged by the merchant's POS",
                         payment_code)
         await tour.step("A sub-wallet mandate: the delivery app charges within its caps "
                         "until revoked", mandate)

@@ -128,3 +128,12 @@ mandates = sa.Table(
     sa.Column("created_ms", sa.BigInteger),
     sa.Column("revoked_ms", sa.BigInteger),
 )
+short_codes = sa.Table(
+    "short_codes", metadata,
+    sa.Column("wallet_id", sa.String(64), primary_key=True),
+    sa.Column("slot", sa.String(8), unique=True),
+    sa.Column("secret", sa.String(64)),          # hex
+    sa.Column("failures", sa.Integer),           # wrong codes for this slot since the last lock
+    sa.Column("locked_until_ms", sa.BigInteger),
+    sa.Column("created_ms", sa.BigInteger),
+)

@@ -323,10 +323,15 @@ def test_payment_code_receive_and_sub_wallets(kivy, ui_rail, tmp_path, artifacts
         home = ui.on("home")
         ui.until(lambda: home.balance == "¥300.00", "the balance")
 
-        # the payment code: shown as a QR, read back from the screenshot, charged by the POS
+        # the payment code: the short one (its secret registered with the bank on first
+        # use), shown as digits, a barcode and a small QR; the QR read back from the
+        # screenshot and charged by the POS
         ui.press(home.ids.code_button)
         code_screen = ui.on("paycode")
-        ui.until(lambda: code_screen.code_text.startswith("YRPC1."), "a payment code")
+        ui.until(lambda: len(code_screen.code_text) == 19, "a short payment code")
+        assert code_screen.short and code_screen.code_text.isdigit()
+        assert code_screen.digits_text.replace(" ", "") == code_screen.code_text
+        assert code_screen.ids.barcode.texture is not None
         shot = ui.shot("payment_code")
         scanned = decode_screenshot(shot)
         assert scanned == code_screen.code_text

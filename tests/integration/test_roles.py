@@ -274,6 +274,8 @@ _wallet_instruction("/v1/wallets/{wallet_id}/top-up", kinds.TOP_UP, lambda w: {
     "wallet_id": w.wallet.wallet_id, "amount_fen": 1})
 _wallet_instruction("/v1/wallets/{wallet_id}/redeem", kinds.REDEEM, lambda w: {
     "wallet_id": w.wallet.wallet_id, "amount_fen": 1})
+_wallet_instruction("/v1/wallets/{wallet_id}/short-code", kinds.SHORT_CODE_SECRET, lambda w: {
+    "wallet_id": w.wallet.wallet_id, "secret": "ab" * 32})
 _wallet_instruction("/v1/wallets/{wallet_id}/mandates", kinds.MANDATE, lambda w: {
     "payer_wallet": w.wallet.wallet_id, "merchant_wallet": w.merchant.wallet_id,
     "merchant_public_key": w.merchant.key.public_key.to_text(), "per_payment_cap_fen": 100,

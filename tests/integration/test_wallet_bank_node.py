@@ -188,6 +188,40 @@ async def test_payment_code_charged_by_a_merchant(module_rail, tmp_path):
     assert receipts.received_fen == 2350 + yuan(1_500) and receipts.count == 2
 
 
+async def test_the_short_payment_code_once_registered(module_rail, tmp_path):
+    """The wallet registers its short codes' secret once; then every code is 19 digits made
+    with no network, five a minute, charged once by a merchant here or at the other bank,
+    found again by its id, with the PIN flag for large amounts."""
+    rail = module_rail
+    payer = await linked(rail, tmp_path / "payer", deposit_fen=yuan(3_000))
+    await payer.top_up(yuan(2_000))
+    shop, far_shop = await merchant(rail, tmp_path / "shop"), \
+        await merchant(rail, tmp_path / "far", "pearl")
+    assert await payer.enable_short_codes()
+    slot = payer.profile.short_code
+    assert await payer.enable_short_codes() and payer.profile.short_code == slot
+    ticket = payer.payment_code()
+    assert ticket.short and ticket.text[1:3] == slot["issuer"] == "11"
+    assert read_scanned(" ".join([ticket.text[:4], ticket.text[4:]])).text == ticket.text
+    charged = await shop.charge(ticket.text, 2350)
+    assert charged.status == "settled"
+    found = await payer.code_result(ticket)
+    assert found is not None and found.payment_id == charged.payment_id
+    with pytest.raises(RailError) as used:
+        await shop.charge(ticket.text, 100)
+    assert used.value.code == "payment_code_used"
+    assert (await far_shop.charge(payer.payment_code().text, 990)).status == "settled"
+    with pytest.raises(RailError) as no_pin:
+        await shop.charge(payer.payment_code().text, yuan(1_500))
+    assert no_pin.value.code == "pin_required"
+    assert (await shop.charge(payer.payment_code(pin=PIN).text, yuan(1_500))).status == \
+        "settled"
+    # Five short codes a minute were made (unless the minute turned): the next is signed.
+    tickets = [payer.payment_code() for _ in range(6)]
+    assert not tickets[-1].short and tickets[-1].text.startswith("YRPC1.")
+    assert len({t.text for t in tickets}) == 6
+
+
 async def test_refusals_a_user_can_meet(module_rail, tmp_path):
     rail = module_rail
     payer = await open_wallet(rail, tmp_path / "payer")

@@ -254,6 +254,7 @@ def make_process_rail(pg_databases, directory: Path, *, bank_timeout_ms: int = 1
             "YUANRAIL_BANK_VAULT_HIGH_FEN": str(10**15),
             "YUANRAIL_BANK_RATE_LIMIT_PER_S": "0",
             "YUANRAIL_BANK_DB_POOL_SIZE": "4",
+            "YUANRAIL_BANK_CODE_ISSUERS": '{"11": "yangtze", "12": "pearl"}',
         })
     for name, extra in (env or {}).items():
         rail.specs[name].env.update(extra)

@@ -57,6 +57,7 @@ from tests.support.asgi_net import AsgiNetwork
 BANK_IDS = ("yangtze", "pearl")
 CENTRAL_TOKEN = "test-central-operator-0001"
 BANK_TOKENS = {bank_id: f"test-{bank_id}-operator-0001" for bank_id in BANK_IDS}
+CODE_ISSUERS = {"11": "yangtze", "12": "pearl"}   # short payment codes' issuer table
 RESERVES_FEN = 10**13            # each bank's reserve deposit at central: 100 bn yuan
 TREASURY_FEN = 10**11            # what each bank's treasury wallet is topped up with
 _phones_given: set[str] = set()
@@ -393,7 +394,8 @@ async def start_rail(pg_databases, key_dir: Path, *, central_pool: int = 4,
                 "vault_low_fen": 0, "vault_target_fen": 0, "vault_high_fen": 10**15,
                 "rate_limit_per_s": 0, "db_pool_size": 5,
                 # The tests' webhook receivers listen on loopback; shop.example never resolves.
-                "webhook_allowed_hosts": ["127.0.0.1", "shop.example"], **bank_overrides})
+                "webhook_allowed_hosts": ["127.0.0.1", "shop.example"],
+                "code_issuers": CODE_ISSUERS, **bank_overrides})
             # Central's operator enrols the bank (its request signed by the bank's key);
             # the node itself holds no credential of central's.
             node = build_bank(settings)
@@ -401,6 +403,7 @@ async def start_rail(pg_databases, key_dir: Path, *, central_pool: int = 4,
                                         url=settings.public_url)
             await node.central.aclose()
             node.central = CentralClient(central_url, transport=net)
+            node.peer_transport = net   # a charge forwarded to the payer's bank node
             app = create_bank_app(settings, bank=node)
             url = net.add(f"{bank_id}.test", app)
             await stack.enter_async_context(app.router.lifespan_context(app))

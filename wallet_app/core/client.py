@@ -29,6 +29,7 @@ from rail_protocol.instruction_types import (
     OPEN_WALLET,
     PAY,
     REVOKE_MANDATE,
+    SHORT_CODE_SECRET,
     UPGRADE_WALLET,
     WALLET_SETTINGS,
 )
@@ -328,6 +329,13 @@ class WalletClient:
                           amount_fen: int) -> dict:
         return await self._instruct("/v1/merchant/charges", key, CHARGE_CODE, {
             "merchant_wallet": merchant, "code": code, "amount_fen": amount_fen})
+
+    @_guard
+    async def register_short_code(self, key: SigningKey, wallet_id: str, secret: bytes) -> dict:
+        """Register the short payment codes' secret; the wallet's issuer number and slot."""
+        return await self._instruct(f"/v1/wallets/{wallet_id}/short-code", key,
+                                    SHORT_CODE_SECRET, {"wallet_id": wallet_id,
+                                                        "secret": secret.hex()})
 
     @_guard
     async def static_qr(self, merchant: str) -> str:

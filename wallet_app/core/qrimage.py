@@ -1,4 +1,5 @@
-"""QR codes as pictures: read them from image files and camera frames, draw them as PNG.
+"""QR codes as pictures: read them from image files and camera frames, draw them as PNG;
+and the short payment code's Code 128 barcode, drawn with python-barcode.
 
 Reading uses zxing-cpp (a compiled wheel; the `wallet` extra installs it) over a Pillow
 image; drawing uses segno, as the rail's own QR module does. Neither imports Kivy: the
@@ -82,3 +83,25 @@ def to_png(text: str, scale: int = 8, border: int = 4) -> bytes:
     segno.make_qr(text, error="m", encoding="utf-8").save(out, kind="png", scale=scale,
                                                           border=border)
     return out.getvalue()
+
+
+def barcode_png(digits: str, module_px: int = 3, height_px: int = 80) -> bytes:
+    """A PNG of `digits` as a Code 128 barcode (a cashier's laser scanner reads it), each
+    module `module_px` pixels wide (2 or more: python-barcode cannot draw 1), with a quiet
+    zone and no text under it."""
+    if module_px < 2:
+        raise ValueError("a module is at least 2 pixels wide")
+    import barcode
+    from barcode.writer import ImageWriter
+
+    dpi = 254                                  # 10 pixels a millimetre
+    out = io.BytesIO()
+    barcode.get("code128", digits, writer=ImageWriter()).write(out, options={
+        "module_width": module_px / 10, "module_height": height_px / 10,
+        "quiet_zone": 10 * module_px / 10, "write_text": False, "dpi": dpi})
+    return out.getvalue()
+
+
+def group_digits(digits: str) -> str:
+    """19 digits as a person reads them aloud or types them: 4 4 4 4 3."""
+    return " ".join(digits[i:i + 4] for i in range(0, len(digits), 4))

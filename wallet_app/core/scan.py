@@ -13,7 +13,8 @@ Three kinds of code are understood:
    in integer fen (no decimals, no sign), `name` an optional label the payee chose, shown
    to the payer but never trusted for anything. Paying it is a person-to-person payment.
    EMVCo's merchant-presented mode is for merchants, so persons get this instead.
-3. A customer-presented payment code (`YRPC1.`, `rail_protocol.payment_code`): only a
+3. A customer-presented payment code, signed (`YRPC1.`, `rail_protocol.payment_code`) or
+   short (19 digits, `rail_protocol.short_code`, typed with or without spaces): only a
    merchant's POS charges it.
 
 Anything else is refused with a `WalletError` whose code says why (`unreadable_code`), or
@@ -27,6 +28,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 from rail_protocol import qr
 from rail_protocol.money import MAX_FEN
+from rail_protocol import short_code
 from rail_protocol.payment_code import PREFIX as CODE_PREFIX
 from rail_protocol.payment_code import read_code
 from wallet_app.core.errors import WalletError
@@ -82,9 +84,9 @@ class CustomerCode:
     """A payment code shown by a customer's wallet, for a merchant to charge."""
 
     text: str
-    payer_wallet: str
-    instruction_id: str
-    expires_ms: int
+    payer_wallet: str | None      # None for a short code: only the payer's bank knows
+    instruction_id: str | None
+    expires_ms: int | None
 
 
 Scanned = PayMerchant | PayWallet | CustomerCode
@@ -116,6 +118,8 @@ def read_scanned(text: object) -> Scanned:
     if text.startswith(CODE_PREFIX):
         env = read_code(text)  # RailError payment_code_invalid when garbled
         return CustomerCode(text, env.body["payer_wallet"], env.id, env.expires_ms)
+    if short_code.is_short_code(text.replace(" ", "")):
+        return CustomerCode(text.replace(" ", ""), None, None, None)
     if text.lower().startswith(RECEIVE_SCHEME + ":"):
         return _read_receive(text)
     if text.startswith("000201"):

@@ -25,6 +25,7 @@ import httpx
 from rail_protocol.envelope import now_ms, seal
 from rail_protocol.errors import CODES, RailError
 from rail_protocol.keys import SigningKey
+from rail_protocol import short_code
 from rail_protocol.payment_code import DEFAULT_CODE_TTL_MS, make_code, read_code
 from wallet_app.core.client import (
     DEFAULT_NO_PIN_THRESHOLD_FEN,
@@ -81,6 +82,7 @@ class Profile:
     kind: str = "personal"
     wallet_id: str | None = None
     merchant: dict | None = None
+    short_code: dict | None = None    # {"issuer", "slot"} once registered with the bank
     version: int = PROFILE_VERSION
 
 
@@ -125,8 +127,16 @@ class CodeTicket:
     created_ms: int
     expires_ms: int
     pin_verified: bool
+    refresh_ms: int | None = None     # a short code: when its minute ends
+
+    @property
+    def short(self) -> bool:
+        """A short numeric code (shown as digits, a barcode and a small QR)."""
+        return short_code.is_short_code(self.text)
 
     def refresh_at_ms(self) -> int:
+        if self.refresh_ms is not None:
+            return self.refresh_ms
         return self.expires_ms - CODE_REFRESH_MARGIN_MS
 
 
@@ -482,18 +492,64 @@ class Wallet:
 
     # --- the payment code (customer-presented) --------------------------------------------
 
+    async def enable_short_codes(self) -> bool:
+        """Register the short codes' secret (derived from the key) with the bank, once;
+        False when the bank issues none (the wallet then shows the signed code)."""
+        profile = self.profile
+        if profile is None:
+            raise WalletError("no_wallet")
+        if profile.short_code is None:
+            key = self._key()
+            try:
+                slot = await self.client.register_short_code(
+                    key, self.wallet_id, short_code.derive_secret(key))
+            except RailError as exc:
+                if exc.code == "invalid_field":     # this bank issues no short codes
+                    return False
+                raise
+            profile = Profile(**{**asdict(profile), "short_code": {
+                "issuer": slot["issuer"], "slot": slot["slot"]}})
+            self._save_profile(profile)
+        return True
+
     def payment_code(self, pin: str | None = None,
                      ttl_ms: int = DEFAULT_CODE_TTL_MS) -> CodeTicket:
-        """A fresh single-use code, made and signed here with no network. With the PIN it
-        may be charged above the no-PIN threshold."""
+        """A fresh single-use code made here with no network: the short numeric code once
+        registered (`enable_short_codes`, up to five a minute), else a signed code. With the
+        PIN it may be charged above the no-PIN threshold."""
         key = self._key()
         pin_verified = False
         if pin:
             self.verify_pin(pin)
             pin_verified = True
+        profile = self.profile
+        if profile is not None and profile.short_code is not None:
+            ticket = self._short_code(key, profile.short_code, pin_verified)
+            if ticket is not None:
+                return ticket
         text = make_code(key, self.wallet_id, pin_verified=pin_verified, ttl_ms=ttl_ms)
         env = read_code(text)
         return CodeTicket(text, env.id, env.created_ms, env.expires_ms, pin_verified)
+
+    def _short_code(self, key: SigningKey, slot: dict, pin_verified: bool) -> CodeTicket | None:
+        """The next short code of this minute, or None when five were made already. The
+        count is kept on disk: a code must never be made twice (the second would be refused
+        as used)."""
+        now = now_ms()
+        minute = short_code.minute_of(now)
+        made = read_json(self.home / "short_codes.json")
+        count = made.get("count", 0) if isinstance(made, dict) and made.get("minute") == minute \
+            else 0
+        if count >= short_code.CODES_PER_MINUTE:
+            return None
+        write_json(self.home / "short_codes.json", {"minute": minute, "count": count + 1})
+        code = short_code.make_short_code(short_code.derive_secret(key), slot["issuer"],
+                                          slot["slot"], at_ms=now, sequence=count,
+                                          pin_verified=pin_verified)
+        start = minute * short_code.MINUTE_MS
+        return CodeTicket(code.text, short_code.instruction_id(minute, code.digit), start,
+                          start + 2 * short_code.MINUTE_MS, pin_verified,
+                          refresh_ms=start + short_code.MINUTE_MS)
 
     async def code_result(self, ticket: CodeTicket) -> Payment | None:
         """The payment a merchant made by charging `ticket`, once there is one: the payer's
@@ -578,10 +634,10 @@ class Wallet:
             raise WalletError("not_a_payment_code")
         if isinstance(amount_fen, bool) or not isinstance(amount_fen, int) or amount_fen <= 0:
             raise WalletError("invalid_amount", N_("type the amount to charge"))
-        if scanned.expires_ms <= now_ms():
+        if scanned.expires_ms is not None and scanned.expires_ms <= now_ms():
             raise RailError("expired", "the payment code has expired")
         answer = await self.client.charge_code(self._key(), merchant, scanned.text, amount_fen)
-        return payment_result(answer, scanned.instruction_id)
+        return payment_result(answer, scanned.instruction_id or answer.get("payment_id", ""))
 
     async def receipts_today(self) -> Receipts:
         """Today's settled payments in and refunds out (Beijing time), newest first."""

@@ -116,8 +116,12 @@ class MerchantScreen(WalletScreen):
             return
         self.error = ""
         self.customer_code = scanned.text
-        self.code_status = _("Code of {wallet}. Type the amount and charge.").format(
-            wallet=scanned.payer_wallet)
+        if scanned.payer_wallet is None:       # a short code names no wallet
+            self.code_status = _("Payment code {code}. Type the amount and charge.").format(
+                code=scanned.text)
+        else:
+            self.code_status = _("Code of {wallet}. Type the amount and charge.").format(
+                wallet=scanned.payer_wallet)
 
     def charge(self) -> None:
         if not self.customer_code:

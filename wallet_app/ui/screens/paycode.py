@@ -1,5 +1,5 @@
-"""The payment code: a QR made on the device with no network, refreshed before it expires,
-and the result shown when a merchant charges it (found in the wallet's history by the
+"""The payment code: made on the device with no network, refreshed before it expires (a
+short code at every new minute), and the result shown when a merchant charges it (found in the wallet's history by the
 code's id). Codes shown in the last minute are all watched: an older one may still be
 charged until it expires."""
 
@@ -10,7 +10,7 @@ from kivy.properties import BooleanProperty, StringProperty
 
 from rail_protocol.envelope import now_ms
 from rail_protocol.money import format_fen
-from wallet_app.core import present
+from wallet_app.core import present, qrimage
 from wallet_app.core.i18n import _
 from wallet_app.ui.screens.base import WalletScreen, load_kv
 
@@ -23,6 +23,8 @@ WATCH_AFTER_EXPIRY_MS = 15_000
 
 class PayCodeScreen(WalletScreen):
     code_text = StringProperty("")
+    digits_text = StringProperty("")      # a short code, grouped for reading aloud
+    short = BooleanProperty(False)
     countdown = StringProperty("")
     result = StringProperty("")
     pin_verified = BooleanProperty(False)
@@ -36,8 +38,11 @@ class PayCodeScreen(WalletScreen):
         self.result = ""
         self.limit_hint = _("Without the PIN the code pays up to {amount}.").format(
             amount=format_fen(self.wallet.no_pin_threshold_fen))
-        self.new_code()
         self._event = Clock.schedule_interval(self._tick, TICK_S)
+        # The short code's secret is registered once, which needs the bank; with no answer
+        # the signed code (made with no network) is shown instead.
+        self.run(self.wallet.enable_short_codes(), lambda _ok: self.new_code(),
+                 on_error=lambda _exc: self.new_code())
 
     def leave(self) -> None:
         event = getattr(self, "_event", None)
@@ -66,6 +71,8 @@ class PayCodeScreen(WalletScreen):
     def _show(self, ticket) -> None:
         self._tickets.append(ticket)
         self.code_text = ticket.text
+        self.short = ticket.short
+        self.digits_text = qrimage.group_digits(ticket.text) if ticket.short else ""
         self.pin_verified = ticket.pin_verified
         self.countdown = present.countdown(ticket.refresh_at_ms(), now_ms())
 
@@ -102,5 +109,6 @@ class PayCodeScreen(WalletScreen):
             amount=format_fen(payment.amount_fen), payee=payment.payee_wallet,
             payment_id=payment.payment_id)
         self.code_text = ""
+        self.digits_text = ""
         self.countdown = ""
         self._tickets = []
