@@ -23,7 +23,7 @@ PAYMENT_RESULT = obj({"status": PAYMENT_STATUS, "amount_fen": FEN, "payment_id":
     "to_deposit_fen": FEN, "refund_of": TEXT, "transfer_id": TEXT, "order_id": nullable(TEXT),
     "created_ms": MS, "code": nullable(TEXT)})
 PAYMENT = obj({"payment_id": TEXT, "kind": TEXT, "status": one_of(
-    "settled", "processing", "rejected", "pending"), "amount_fen": FEN,
+    "settled", "processing", "rejected", "pending", "voided", "expired"), "amount_fen": FEN,
     "payer_wallet": nullable(TEXT), "payee_wallet": nullable(TEXT), "created_ms": MS,
     "updated_ms": MS})
 HISTORY = obj({"items": array(PAYMENT), "next_before": nullable(INT)})
@@ -43,6 +43,13 @@ ORDER_EVENT = obj({"event": one_of("order"), "data": {
     "type": "string", "contentMediaType": "application/json", "contentSchema": ORDER}})
 SHORT_CODE_SLOT = obj({"wallet_id": TEXT, "issuer": {"type": "string", "pattern": "^[0-9]{2}$"},
                        "slot": {"type": "string", "pattern": "^[0-9]{8}$"}, "length": INT})
+HOLD = obj({"hold_id": TEXT, "kind": one_of("hold", "voucher"),
+            "status": one_of("pending", "posted", "voided", "expired"),
+            "funder_wallet": TEXT, "payee_wallet": nullable(TEXT),
+            "holder_wallet": nullable(TEXT), "amount_fen": FEN, "remaining_fen": FEN,
+            "mcc": nullable(TEXT), "deadline_ms": MS, "release_by": nullable(TEXT),
+            "created_ms": MS, "closed_ms": nullable(MS)}, {"memo": nullable(TEXT)})
+HOLDS = obj({"holds": array(HOLD)})
 MERCHANT_SETTINGS = obj({"merchant_wallet": TEXT, "webhook_url": nullable(TEXT)})
 DELIVERIES = obj({"deliveries": array(obj({"status": TEXT, "attempts": INT}))})
 STATIC_QR = obj({"qr_payload": TEXT})

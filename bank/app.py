@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from bank.adapters.hot_state import HotState
 from bank.api import router
+from bank.api_holds import router as holds_router
 from bank.api_merchants import router as merchant_router
 from bank.charges import Charges
 from bank.checkpoints import CheckpointWatch
@@ -16,6 +17,7 @@ from bank.checkpoints import router as checkpoint_router
 from bank.config import BankSettings
 from bank.credit_engine import install as install_batched_credits
 from bank.dashboard import install as install_dashboard
+from bank.holds import Holds
 from bank.merchants import MerchantDesk
 from bank.payment_engine import install as install_payment_engine
 from bank.services import Bank
@@ -55,12 +57,14 @@ def create_app(settings: BankSettings | None = None, bank: Bank | None = None) -
             node, allowed_hosts=settings.webhook_allowed_hosts)
         app.state.charges = Charges(node, transport=node.peer_transport,
                                         code_issuers=settings.code_issuers)
+        app.state.holds = holds = Holds(node, min_life_ms=settings.hold_min_life_ms)
         app.state.checkpoints = watch = CheckpointWatch(
             node, check_s=settings.checkpoint_check_s, confirm_s=settings.checkpoint_confirm_s)
         background = Background(node.engine, f"yuanrail:bank:{node.bank_id}:background", [
             Loop("outbox", node.outbox.run_once, busy_s=0.2, idle_s=1.0),
             Loop("vault", node.vault.keep, busy_s=1.0, idle_s=1.0),
             Loop("webhooks", desk.deliver_webhooks, busy_s=0.3, idle_s=0.6),
+            Loop("holds", holds.expire_due, busy_s=0.5, idle_s=5.0),
             Loop("checkpoint", watch.work, busy_s=settings.checkpoint_check_s,
                  idle_s=settings.checkpoint_check_s)])
         if settings.run_workers:
@@ -86,4 +90,5 @@ def create_app(settings: BankSettings | None = None, bank: Bank | None = None) -
     app.include_router(router)
     app.include_router(merchant_router)
     app.include_router(checkpoint_router)
+    app.include_router(holds_router)
     return app

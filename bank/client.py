@@ -13,6 +13,9 @@ from rail_protocol.instruction_types import (
     CANCEL_ORDER,
     CHARGE_CODE,
     CREATE_ORDER,
+    HOLD,
+    HOLD_RELEASE,
+    HOLD_VOID,
     MANDATE,
     MANDATE_CHARGE,
     MERCHANT_SETTINGS,
@@ -24,6 +27,8 @@ from rail_protocol.instruction_types import (
     SHORT_CODE_SECRET,
     TOP_UP,
     UPGRADE_WALLET,
+    VOUCHER,
+    VOUCHER_SPEND,
     WALLET_SETTINGS,
 )
 from rail_protocol.keys import SigningKey
@@ -122,6 +127,42 @@ class BankClient(JSONClient):
         secret = short_code.derive_secret(key).hex()
         return await self.send(f"/v1/wallets/{wallet_id}/short-code", seal(
             key, SHORT_CODE_SECRET, {"wallet_id": wallet_id, "secret": secret}))
+
+    # --- holds and vouchers (bank/holds.py) ------------------------------------------
+
+    async def open_hold(self, key: SigningKey, payer: str, merchant: str, amount_fen: int, *,
+                        deadline_ms: int, release_by: str = "merchant",
+                        memo: str | None = None) -> dict:
+        body = {"payer_wallet": payer, "payee_wallet": merchant, "amount_fen": amount_fen,
+                "deadline_ms": deadline_ms, "release_by": release_by, "memo": memo}
+        return await self.send("/v1/holds", seal(key, HOLD, body))
+
+    async def release_hold(self, key: SigningKey, signer: str, hold_id: str,
+                           amount_fen: int) -> dict:
+        return await self.send(f"/v1/holds/{hold_id}/release", seal(key, HOLD_RELEASE, {
+            "hold_id": hold_id, "signer_wallet": signer, "amount_fen": amount_fen}))
+
+    async def void_hold(self, key: SigningKey, signer: str, hold_id: str,
+                        voucher: bool = False) -> dict:
+        path = f"/v1/{'vouchers' if voucher else 'holds'}/{hold_id}/void"
+        return await self.send(path, seal(key, HOLD_VOID, {"hold_id": hold_id,
+                                                           "signer_wallet": signer}))
+
+    async def open_voucher(self, key: SigningKey, issuer: str, holder: str, amount_fen: int, *,
+                           deadline_ms: int, mcc: str | None = None,
+                           memo: str | None = None) -> dict:
+        body = {"issuer_wallet": issuer, "holder_wallet": holder, "amount_fen": amount_fen,
+                "deadline_ms": deadline_ms, "mcc": mcc, "memo": memo}
+        return await self.send("/v1/vouchers", seal(key, VOUCHER, body))
+
+    async def spend_voucher(self, key: SigningKey, holder: str, hold_id: str, merchant: str,
+                            amount_fen: int) -> dict:
+        return await self.send(f"/v1/vouchers/{hold_id}/spend", seal(key, VOUCHER_SPEND, {
+            "hold_id": hold_id, "holder_wallet": holder, "payee_wallet": merchant,
+            "amount_fen": amount_fen}))
+
+    async def holds(self, key: SigningKey, wallet_id: str) -> dict:
+        return await self.signed_get(key, f"/v1/wallets/{wallet_id}/holds")
 
     async def create_mandate(self, key: SigningKey, payer: str, merchant: str,
                              merchant_public_key: str, *, per_payment_cap_fen: int,

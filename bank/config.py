@@ -47,6 +47,9 @@ class BankSettings(BaseSettings):
     # bank's two-digit number, the same table on every node, like a card scheme's BIN table.
     # This bank issues short codes when it is in the table. JSON: '{"11": "yangtze"}'.
     code_issuers: dict[str, str] = {}
+    # The shortest life of a hold or voucher (its deadline at least this far ahead); the
+    # demo shortens it to show an expiry within its tour.
+    hold_min_life_ms: int = 60_000
 
     @property
     def code_issuer(self) -> str | None:
@@ -64,6 +67,8 @@ class BankSettings(BaseSettings):
         if any(len(n) != 2 or not n.isdigit() for n in self.code_issuers) \
                 or len(set(self.code_issuers.values())) != len(self.code_issuers):
             raise ValueError("code_issuers maps two-digit numbers to distinct bank ids")
+        if not 1_000 <= self.hold_min_life_ms <= 24 * 3600 * 1000:
+            raise ValueError("hold_min_life_ms must be 1 s to 1 day")
         if not self.redis_prefix:
             self.redis_prefix = f"yr:{self.bank_id}"
         return self

@@ -80,6 +80,14 @@ CODES: dict[str, tuple[int, str]] = {
     "mandate_revoked": (409, "The payer revoked the mandate."),
     "mandate_cap_exceeded": (409, "The charge is above the mandate's cap per payment or "
                                   "what is left of its cap for the period."),
+    "unknown_hold": (404, "No such hold or voucher for this wallet."),
+    "hold_closed": (409, "The hold or voucher was already posted, voided or expired; each "
+                         "closes exactly once."),
+    "hold_expired": (409, "The hold's or voucher's deadline has passed; what it held goes "
+                          "back."),
+    "release_exceeds_hold": (409, "The amount is more than the hold or voucher has left."),
+    "mcc_not_allowed": (409, "This voucher may be spent only at merchants of its category "
+                             "(MCC)."),
     "unknown_bank_node": (502, "The other bank's node is not known to central or not "
                                "certified."),
     "service_unavailable": (503, "The service could not get to its database in time (at "

@@ -12,6 +12,12 @@ MANDATE = "bank.mandate"
 REVOKE_MANDATE = "bank.revoke_mandate"
 PAYMENT_CODE = "bank.payment_code"
 SHORT_CODE_SECRET = "bank.short_code_secret"   # register the secret of short payment codes
+# conditional payments: two-phase transfers (bank/domain/holds.py)
+HOLD = "bank.hold"                     # the payer freezes an amount for a merchant
+HOLD_RELEASE = "bank.hold_release"     # the releaser posts it (all or part)
+HOLD_VOID = "bank.hold_void"           # the merchant voids a hold, the issuer a voucher
+VOUCHER = "bank.voucher"               # an issuer gives a holder money to spend by a deadline
+VOUCHER_SPEND = "bank.voucher_spend"   # the holder spends part of it at a merchant
 # merchant -> its bank
 CREATE_ORDER = "bank.create_order"
 CANCEL_ORDER = "bank.cancel_order"
@@ -49,6 +55,11 @@ BODY_FIELDS: dict[str, frozenset[str]] = {kind: frozenset(names) for kind, names
     REVOKE_MANDATE: ("payer_wallet", "mandate_id"),
     PAYMENT_CODE: ("payer_wallet", "pin_verified"),
     SHORT_CODE_SECRET: ("wallet_id", "secret"),
+    HOLD: ("payer_wallet", "payee_wallet", "amount_fen", "deadline_ms", "release_by", "memo"),
+    HOLD_RELEASE: ("hold_id", "signer_wallet", "amount_fen"),
+    HOLD_VOID: ("hold_id", "signer_wallet"),
+    VOUCHER: ("issuer_wallet", "holder_wallet", "amount_fen", "deadline_ms", "mcc", "memo"),
+    VOUCHER_SPEND: ("hold_id", "holder_wallet", "payee_wallet", "amount_fen"),
     CREATE_ORDER: ("merchant_wallet", "amount_fen", "reference", "description", "ttl_ms"),
     CANCEL_ORDER: ("merchant_wallet", "order_id"),
     MERCHANT_SETTINGS: ("merchant_wallet", "webhook_url"),
@@ -74,6 +85,7 @@ NESTED_FIELDS: dict[str, frozenset[str]] = {
 # not named here is a string. null stands for an absent field.
 FIELD_TYPES: dict[str, type] = {
     "amount_fen": int, "per_payment_cap_fen": int, "period_cap_fen": int, "ttl_ms": int,
+    "deadline_ms": int,
     "topup_on_use": bool, "pin_verified": bool,
     "merchant": dict, "details": dict, "charge": dict,
 }

@@ -111,7 +111,9 @@ def start_rail(directory: Path, *, base_port: int | None = None) -> Rail:
                 "YUANRAIL_BANK_VAULT_LOW_FEN": str(yuan(20_000)),
                 "YUANRAIL_BANK_VAULT_TARGET_FEN": str(yuan(100_000)),
                 "YUANRAIL_BANK_VAULT_HIGH_FEN": str(yuan(1_000_000)),
-                "YUANRAIL_BANK_CODE_ISSUERS": json.dumps(CODE_ISSUERS)}, logs))
+                "YUANRAIL_BANK_CODE_ISSUERS": json.dumps(CODE_ISSUERS),
+                # A voucher that expires within the tour (the rail's default is a minute).
+                "YUANRAIL_BANK_HOLD_MIN_LIFE_MS": "2000"}, logs))
             rail.bank_urls[bank_id] = url
         for service in group.services[1:]:
             wait_healthy(service)
@@ -530,6 +532,51 @@ async def run_scenario(rail: Rail) -> bool:
                 f"{charged['status']}\nNoodle House refunds the order in full across banks: "
                 f"{refund['status']}\n" + await balances(han, noodle))
 
+    async def conditional_payments() -> str:
+        shop = banks["yangtze"]
+        soon = int(time.time() * 1000)
+        # A deposit frozen for a banquet, released in part after the meal; another voided.
+        booking = await shop.open_hold(li.key, li.wallet_id, noodle.wallet_id, yuan(50),
+                                       deadline_ms=soon + 3_600_000, memo="banquet deposit")
+        posted = await shop.release_hold(noodle.key, noodle.wallet_id, booking["hold_id"],
+                                         yuan(38))
+        check(posted["status"] == "posted", f"release: {posted}")
+        again = await expect_refusal("hold_closed", shop.release_hold(
+            noodle.key, noodle.wallet_id, booking["hold_id"], yuan(1)))
+        spare = await shop.open_hold(li.key, li.wallet_id, noodle.wallet_id, yuan(20),
+                                     deadline_ms=soon + 3_600_000)
+        voided = await shop.void_hold(noodle.key, noodle.wallet_id, spare["hold_id"])
+        check(voided["status"] == "voided", f"void: {voided}")
+        # A dining voucher for Zhang Wei: spent at a restaurant, refused at a bookshop, the
+        # rest back to Li Lei at its deadline (the bank's own expiry, a few seconds away).
+        books_key = SigningKey.generate()
+        books = (await shop.open_wallet(books_key, "02161234999", kind="merchant", merchant={
+            "name": "Yangtze Books", "mcc": "5942", "city": "Wuhan"}))["wallet_id"]
+        await shop.set_class(books, 1)
+        voucher = await shop.open_voucher(li.key, li.wallet_id, zhang.wallet_id, yuan(50),
+                                          deadline_ms=int(time.time() * 1000) + 4_000,
+                                          mcc="5812", memo="dining voucher")
+        spent = await shop.spend_voucher(zhang.key, zhang.wallet_id, voucher["hold_id"],
+                                         noodle.wallet_id, yuan(20))
+        check(spent["remaining_fen"] == yuan(30), f"spend: {spent}")
+        wrong = await expect_refusal("mcc_not_allowed", shop.spend_voucher(
+            zhang.key, zhang.wallet_id, voucher["hold_id"], books, yuan(5)))
+        before = await balance(li)
+        for _ in range(60):
+            await asyncio.sleep(0.5)
+            listed = await shop.holds(zhang.key, zhang.wallet_id)
+            state = next(h for h in listed["holds"] if h["hold_id"] == voucher["hold_id"])
+            if state["status"] != "pending":
+                break
+        check(state["status"] == "expired", f"the voucher did not expire: {state}")
+        check(await balance(li) == before + yuan(30), "the voucher's rest did not come back")
+        return (f"banquet deposit ¥50.00 frozen, ¥38.00 released to Noodle House, the rest "
+                f"back: {posted['status']}; released again: {again}\n"
+                f"a ¥20.00 hold voided by the merchant: {voided['status']}\n"
+                f"Zhang Wei's ¥50.00 dining voucher (MCC 5812): ¥20.00 at Noodle House, "
+                f"at a bookshop: {wrong}; at its deadline ¥30.00 back to Li Lei: "
+                f"{state['status']}\n" + await balances(li, zhang, noodle))
+
     async def history() -> str:
         page = await banks["yangtze"].history(li.key, li.wallet_id, limit=10)
         return "\n".join(f"{i['payment_id']:>5s} {i['kind']:14s} {i['status']:9s} "
@@ -619,6 +666,8 @@ async def run_scenario(rail: Rail) -> bool:
         await tour.step("Refunds: partial, never more than was paid", refund)
         await tour.step("Across banks: an order paid from Pearl, a payment code charged "
                         "through Pearl, a refund back to Pearl", interbank_order_and_refund)
+        await tour.step("Conditional payments: a deposit released in part, a hold voided, a "
+                        "voucher spent only at restaurants and expired back", conditional_payments)
         await tour.step("Li Lei's history", history)
         await tour.step("The registry: both banks verify central's signed checkpoint; the "
                         "hash-chained journal checks out offline", checkpoints)

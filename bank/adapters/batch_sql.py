@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bank.domain.wallets import WalletState
+from bank.domain.wallets import MAY_COME_BACK, WalletState
 
 TXN_COLUMNS = ("txn_id", "kind", "signer", "iid", "digest", "status", "code", "amount",
                 "expires", "created", "result", "payer", "payee", "memo", "order_id",
@@ -68,16 +68,17 @@ SELECT w.wallet_id, w.status, w.kyc_class, w.balance_fen, w.day, w.spent_today_f
 FROM wallets w
 WHERE w.wallet_id = ANY($2::text[]) AND w.wallet_id NOT IN (SELECT wallet_id FROM locked)"""
 
-# Transaction ids for the batch, and what each capped payee has in flight to other banks
-# (`lock_wallet(for_credit=True)`): read after the lock, as `Bank` reads it.
-IDS_AND_PENDING = """
+# Transaction ids for the batch, and what each capped payee has out that may come back
+# (MAY_COME_BACK, as `lock_wallet(for_credit=True)` reads it), read after the lock.
+_MAY_COME_BACK = ", ".join(f"'{kind}'" for kind in MAY_COME_BACK)
+IDS_AND_PENDING = f"""
 SELECT NULL::text AS wallet_id,
        nextval(pg_get_serial_sequence('transactions', 'txn_id')) AS value
 FROM generate_series(1, $1::int)
 UNION ALL
 SELECT payer_wallet, sum(amount_fen)::bigint
 FROM transactions
-WHERE payer_wallet = ANY($2::text[]) AND kind = 'interbank_out' AND status = 'processing'
+WHERE payer_wallet = ANY($2::text[]) AND kind IN ({_MAY_COME_BACK}) AND status = 'processing'
 GROUP BY payer_wallet"""
 
 # Everything a batch writes, in one statement. A repeated instruction is skipped by the

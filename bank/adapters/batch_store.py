@@ -31,6 +31,7 @@ from bank.adapters import tables as t
 from bank.adapters.books_sql import VaultShort
 from bank.domain.mandates import MandateTerms
 from bank.domain.payments import MandateState, RefundedPayment
+from bank.domain.wallets import MAY_COME_BACK
 from rail_protocol.errors import RailError
 
 _WALLET_COLUMNS = ("wallet_id", "status", "kyc_class", "balance_fen", "day", "spent_today_fen",
@@ -255,7 +256,7 @@ class SqlTx:
         top = (await self.conn.execute(sa.select(sa.func.max(x.txn_id)))).scalar() or 0
         pending = dict((await self.conn.execute(
             sa.select(x.payer_wallet, sa.func.sum(x.amount_fen)).where(
-                x.payer_wallet.in_(wallets), x.kind == "interbank_out",
+                x.payer_wallet.in_(wallets), x.kind.in_(MAY_COME_BACK),
                 x.status == "processing").group_by(x.payer_wallet))).all()) if wallets else {}
         return list(range(top + 1, top + 1 + count)), {k: int(v) for k, v in pending.items()}
 

@@ -12,7 +12,7 @@ from bank.adapters import tables as t
 from bank.domain.ledger import VAULT, Posting
 from bank.domain.wallets import OPEN
 from bank.domain.orders import PAID, OrderState
-from bank.domain.wallets import ClassLimits, WalletState
+from bank.domain.wallets import MAY_COME_BACK, ClassLimits, WalletState
 from rail_protocol.errors import RailError
 
 
@@ -56,7 +56,7 @@ async def lock_wallet(conn: AsyncConnection, wallet_id: str, *,
         state.pending_out_fen = int((await conn.execute(
             sa.select(sa.func.coalesce(sa.func.sum(t.transactions.c.amount_fen), 0)).where(
                 t.transactions.c.payer_wallet == wallet_id,
-                t.transactions.c.kind == "interbank_out",
+                t.transactions.c.kind.in_(MAY_COME_BACK),
                 t.transactions.c.status == "processing"))).scalar_one())
     return row, state
 
@@ -218,9 +218,14 @@ async def audit_inputs(conn: AsyncConnection) -> dict:
             .where(t.transactions.c.kind == "interbank_out",
                    t.transactions.c.status == "processing"))
     ]
+    held_pending = int((await conn.execute(
+        sa.select(sa.func.coalesce(sa.func.sum(t.transactions.c.amount_fen), 0))
+        .where(t.transactions.c.kind.in_(("hold", "voucher")),
+               t.transactions.c.status == "processing"))).scalar_one())
     return {"posted": posted, "unbalanced_txns": unbalanced, "wallets": wallets,
             "deposits": deposits, "vault_fen": await vault_balance(conn),
-            "limits": await class_limits(conn), "processing_out": processing}
+            "limits": await class_limits(conn), "processing_out": processing,
+            "held_pending_fen": held_pending}
 
 
 async def lock_order(conn: AsyncConnection, order_id: str) -> OrderState | None:

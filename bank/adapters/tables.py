@@ -137,3 +137,21 @@ short_codes = sa.Table(
     sa.Column("locked_until_ms", sa.BigInteger),
     sa.Column("created_ms", sa.BigInteger),
 )
+holds = sa.Table(
+    "holds", metadata,
+    sa.Column("hold_id", sa.String(32), primary_key=True),
+    sa.Column("kind", sa.String(8)),             # hold | voucher
+    sa.Column("funder_wallet", sa.String(64)),   # the payer of a hold, a voucher's issuer
+    sa.Column("payee_wallet", sa.String(64)),    # a hold's merchant
+    sa.Column("holder_wallet", sa.String(64)),   # a voucher's holder
+    sa.Column("amount_fen", sa.BigInteger),
+    sa.Column("remaining_fen", sa.BigInteger),
+    sa.Column("mcc", sa.String(4)),
+    sa.Column("deadline_ms", sa.BigInteger),
+    sa.Column("release_by", sa.String(8)),
+    sa.Column("status", sa.String(8)),           # pending | posted | voided | expired
+    sa.Column("txn_id", sa.BigInteger),          # its `processing` row while pending
+    sa.Column("memo", sa.String(140)),
+    sa.Column("created_ms", sa.BigInteger),
+    sa.Column("closed_ms", sa.BigInteger),
+)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bank.domain.ledger import CENTRAL, INTERBANK_OUT, REDEEM_OUT, VAULT
+from bank.domain.ledger import CENTRAL, HELD, INTERBANK_OUT, REDEEM_OUT, VAULT
 from bank.domain.wallets import ClassLimits
 
 
@@ -15,6 +15,7 @@ class BankAudit:
     wallets_fen: int = 0
     interbank_out_fen: int = 0
     redeem_out_fen: int = 0
+    held_fen: int = 0           # holds and vouchers pending (bank/domain/holds.py)
     wallet_count: int = 0
     processing_out: list[dict] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -27,16 +28,18 @@ class BankAudit:
         return {"balanced": self.balanced, "books_fen": self.books_fen,
                 "vault_fen": self.vault_fen, "wallets_fen": self.wallets_fen,
                 "interbank_out_fen": self.interbank_out_fen,
-                "redeem_out_fen": self.redeem_out_fen, "wallet_count": self.wallet_count,
+                "redeem_out_fen": self.redeem_out_fen, "held_fen": self.held_fen,
+                "wallet_count": self.wallet_count,
                 "processing_out": self.processing_out, "problems": self.problems}
 
 
 def audit(posted: dict[str, int], unbalanced_txns: list[int], wallets: list[dict],
           deposits: dict[str, int], vault_fen: int, limits: dict[int, ClassLimits],
-          processing_out: list[dict]) -> BankAudit:
+          processing_out: list[dict], held_pending_fen: int = 0) -> BankAudit:
     """Every transaction balances in each ledger; every stored balance equals its postings;
-    no wallet is negative or over its class's cap; vault + wallets + interbank_out equals
-    what the bank holds by its books."""
+    no wallet is negative or over its class's cap; `held` equals what the pending holds and
+    vouchers hold; vault + wallets + interbank_out + redeem_out + held equals what the bank
+    holds by its books."""
     report = BankAudit(processing_out=processing_out, wallet_count=len(wallets))
     for txn in unbalanced_txns:
         report.problems.append(f"transaction {txn} does not balance")
@@ -65,11 +68,16 @@ def audit(posted: dict[str, int], unbalanced_txns: list[int], wallets: list[dict
     if report.interbank_out_fen != sum(t["amount_fen"] for t in processing_out):
         report.problems.append("interbank_out does not equal the payments still processing")
     report.redeem_out_fen = posted.get(REDEEM_OUT, 0)
+    report.held_fen = posted.get(HELD, 0)
+    if report.held_fen != held_pending_fen:
+        report.problems.append(f"held {report.held_fen} != the pending holds and vouchers "
+                               f"{held_pending_fen}")
     report.books_fen = -posted.get(CENTRAL, 0)
-    held = report.vault_fen + report.wallets_fen + report.interbank_out_fen + report.redeem_out_fen
-    if held != report.books_fen:
+    total = (report.vault_fen + report.wallets_fen + report.interbank_out_fen
+             + report.redeem_out_fen + report.held_fen)
+    if total != report.books_fen:
         report.problems.append(
             f"vault {report.vault_fen} + wallets {report.wallets_fen} + interbank out "
-            f"{report.interbank_out_fen} + redeem out {report.redeem_out_fen} != books "
-            f"{report.books_fen}")
+            f"{report.interbank_out_fen} + redeem out {report.redeem_out_fen} + held "
+            f"{report.held_fen} != books {report.books_fen}")
     return report

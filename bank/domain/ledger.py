@@ -5,6 +5,7 @@ e-CNY ledger accounts (positive = holds e-CNY):
   vault            the bank's undistributed e-CNY
   interbank_out    paid out of a wallet to another bank, not yet settled by central
   redeem_out       surplus e-CNY on its way back to central, not yet confirmed
+  held             conditional payments pending: holds and vouchers (bank/domain/holds.py)
   central          minus what the bank holds by its own books (the mirror of central's
                    holding:<bank>): issuing e-CNY to the bank makes it more negative
 Deposit ledger accounts (commercial bank money, simulated core banking):
@@ -23,7 +24,8 @@ from bank.domain.wallets import CreditPlan, DebitPlan
 
 VAULT, INTERBANK_OUT, CENTRAL, EXCHANGE = "vault", "interbank_out", "central", "dep:exchange"
 REDEEM_OUT, CASH = "redeem_out", "dep:cash"
-SYSTEM_ECNY_ACCOUNTS = (VAULT, INTERBANK_OUT, REDEEM_OUT, CENTRAL)
+HELD = "held"
+SYSTEM_ECNY_ACCOUNTS = (VAULT, INTERBANK_OUT, REDEEM_OUT, CENTRAL, HELD)
 
 
 def deposit_account(account_id: str) -> str:
@@ -138,4 +140,18 @@ def interbank_in(payee: str, payee_deposit: str | None, credit: CreditPlan) -> l
     amount = credit.to_wallet_fen + credit.swept_to_deposit_fen
     p = Postings().add(CENTRAL, -amount).add(payee, credit.to_wallet_fen)
     _sweep(p, payee_deposit, credit.swept_to_deposit_fen)
+    return p.done()
+
+
+def hold_opened(funder: str, amount_fen: int) -> list[Posting]:
+    """A hold or voucher: out of the funder's wallet into `held`."""
+    return Postings().add(funder, -amount_fen).add(HELD, amount_fen).done()
+
+
+def held_out(wallet: str, deposit: str | None, plan: CreditPlan) -> list[Posting]:
+    """Out of `held` to a wallet (the payee, or the funder back), past its cap swept to its
+    deposit account as any credit is."""
+    p = Postings().add(HELD, -(plan.to_wallet_fen + plan.swept_to_deposit_fen))
+    p.add(wallet, plan.to_wallet_fen)
+    _sweep(p, deposit, plan.swept_to_deposit_fen)
     return p.done()

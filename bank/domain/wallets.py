@@ -76,6 +76,13 @@ def check_merchant(merchant: object) -> dict:
     return {"name": name, "mcc": mcc, "city": city}
 
 
+# The kinds of transaction rows whose money, out of a wallet, may come back to it while the
+# row is `processing`: a payment to another bank (refused), a hold or a voucher (voided,
+# expired, released in part). A credit to the wallet counts them (`pending_out_fen`), so what
+# comes back always fits under the balance cap.
+MAY_COME_BACK = ("interbank_out", "hold", "voucher")
+
+
 @dataclass(slots=True)
 class WalletState:
     """What the rules need to know of a wallet, read with its row locked."""

@@ -185,6 +185,22 @@ def envelope_signer(world: World, kind: str, body: dict, substitute: bool) -> Si
         name("merchant_wallet", world.pearl_merchant.wallet_id)
         name("code", make_code(world.payer.key, world.payer.wallet_id))
         return world.keys[OTHER]
+    if kind == kinds.VOUCHER:
+        name("issuer_wallet", world.payer.wallet_id)
+        name("holder_wallet", world.payee.wallet_id)
+        return world.payer.key
+    if kind == kinds.VOUCHER_SPEND:
+        name("holder_wallet", world.payee.wallet_id)
+        name("payee_wallet", world.merchant.wallet_id)
+        return world.payee.key
+    if kind in (kinds.HOLD_RELEASE, kinds.HOLD_VOID):
+        name("signer_wallet", world.merchant.wallet_id)
+        return world.merchant.key
+    if kind == kinds.HOLD:
+        name("payer_wallet", world.payer.wallet_id)
+        name("payee_wallet", world.merchant.wallet_id)
+        name("release_by", "merchant")
+        return world.payer.key
     if "merchant_wallet" in kinds.BODY_FIELDS[kind] and kind != kinds.MANDATE:
         name("merchant_wallet", world.merchant.wallet_id)
         name("payer_wallet", world.payer.wallet_id)

@@ -24,7 +24,7 @@ import pytest
 
 from central.client import registration_envelope, transfer_envelope
 from rail_protocol import instruction_types as kinds
-from rail_protocol.envelope import MAX_TTL_MS, seal
+from rail_protocol.envelope import MAX_TTL_MS, now_ms, seal
 from rail_protocol.errors import CODES
 from rail_protocol.keys import SigningKey
 from rail_protocol.money import yuan
@@ -63,6 +63,7 @@ MEANS = {
                 "a party bank": {"yangtze_key", "pearl_key"}},
     "bank": {"the wallet": {"wallet"}, "the merchant": {"merchant"},
              "bank operator": {"yangtze_operator"}, "central": {"central_key"},
+             "the holder": {"other_wallet"},
              "the merchant's bank": {"pearl_key"}},
 }
 CALLERS = {
@@ -232,7 +233,7 @@ for _path in ("/v1/merchants/{wallet_id}/qr", "/v1/merchants/{wallet_id}/qr.png"
     route("bank", "GET", _path)(
         lambda w, c, p=_path: _aread(c, p.format(wallet_id=w.merchant.wallet_id)))
 for _path in ("/v1/wallets/{wallet_id}", "/v1/wallets/{wallet_id}/history",
-              "/v1/wallets/{wallet_id}/mandates"):
+              "/v1/wallets/{wallet_id}/mandates", "/v1/wallets/{wallet_id}/holds"):
     route("bank", "GET", _path)(
         lambda w, c, p=_path: _aread(c, p.format(wallet_id=w.wallet.wallet_id)))
 for _path in ("/v1/operator/wallets/{wallet_id}", "/v1/operator/audit",
@@ -296,6 +297,67 @@ async def _revoke(w: World, c: Caller) -> Request:
         w.merchant.key.public_key.to_text(), per_payment_cap_fen=100, period_cap_fen=1_000)
     return signed(c, f"/v1/wallets/{w.wallet.wallet_id}/mandates/revoke", kinds.REVOKE_MANDATE,
                   {"payer_wallet": w.wallet.wallet_id, "mandate_id": mandate["mandate_id"]})
+
+
+def _hold_body(w: World) -> dict:
+    return {"payer_wallet": w.wallet.wallet_id, "payee_wallet": w.merchant.wallet_id,
+            "amount_fen": 1, "deadline_ms": now_ms() + 3_600_000, "release_by": "merchant"}
+
+
+def _voucher_body(w: World) -> dict:
+    return {"issuer_wallet": w.wallet.wallet_id, "holder_wallet": w.other_wallet.wallet_id,
+            "amount_fen": 2, "deadline_ms": now_ms() + 3_600_000}
+
+
+@route("bank", "POST", "/v1/holds")
+async def _hold(w: World, c: Caller) -> Request:
+    return signed(c, "/v1/holds", kinds.HOLD, _hold_body(w))
+
+
+async def _new_hold(w: World) -> str:
+    made = await w.rail.client(BANK).send("/v1/holds", seal(w.wallet.key, kinds.HOLD,
+                                                            _hold_body(w)))
+    return made["hold_id"]
+
+
+async def _new_voucher(w: World) -> str:
+    made = await w.rail.client(BANK).send("/v1/vouchers", seal(w.wallet.key, kinds.VOUCHER,
+                                                               _voucher_body(w)))
+    return made["hold_id"]
+
+
+@route("bank", "POST", "/v1/holds/{hold_id}/release")
+async def _release(w: World, c: Caller) -> Request:
+    hold_id = await _new_hold(w)
+    return signed(c, f"/v1/holds/{hold_id}/release", kinds.HOLD_RELEASE, {
+        "hold_id": hold_id, "signer_wallet": w.merchant.wallet_id, "amount_fen": 1})
+
+
+@route("bank", "POST", "/v1/holds/{hold_id}/void")
+async def _void_hold(w: World, c: Caller) -> Request:
+    hold_id = await _new_hold(w)
+    return signed(c, f"/v1/holds/{hold_id}/void", kinds.HOLD_VOID, {
+        "hold_id": hold_id, "signer_wallet": w.merchant.wallet_id})
+
+
+@route("bank", "POST", "/v1/vouchers")
+async def _voucher(w: World, c: Caller) -> Request:
+    return signed(c, "/v1/vouchers", kinds.VOUCHER, _voucher_body(w))
+
+
+@route("bank", "POST", "/v1/vouchers/{hold_id}/spend")
+async def _spend(w: World, c: Caller) -> Request:
+    hold_id = await _new_voucher(w)
+    return signed(c, f"/v1/vouchers/{hold_id}/spend", kinds.VOUCHER_SPEND, {
+        "hold_id": hold_id, "holder_wallet": w.other_wallet.wallet_id,
+        "payee_wallet": w.merchant.wallet_id, "amount_fen": 1})
+
+
+@route("bank", "POST", "/v1/vouchers/{hold_id}/void")
+async def _void_voucher(w: World, c: Caller) -> Request:
+    hold_id = await _new_voucher(w)
+    return signed(c, f"/v1/vouchers/{hold_id}/void", kinds.HOLD_VOID, {
+        "hold_id": hold_id, "signer_wallet": w.wallet.wallet_id})
 
 
 @route("bank", "POST", "/v1/merchant/orders")

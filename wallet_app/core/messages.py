@@ -96,6 +96,11 @@ MESSAGES: dict[str, str] = {
     "unknown_mandate": N_("There is no such authorisation."),
     "mandate_revoked": N_("That authorisation was revoked."),
     "mandate_cap_exceeded": N_("That is more than the authorisation allows."),
+    "unknown_hold": N_("There is no such hold or voucher."),
+    "hold_closed": N_("That hold or voucher is already closed."),
+    "hold_expired": N_("That hold or voucher has expired; the money went back."),
+    "release_exceeds_hold": N_("That is more than is left on the hold or voucher."),
+    "mcc_not_allowed": N_("This voucher cannot be spent at this kind of shop."),
     "unknown_bank_node": N_("The other bank cannot be reached through the rail just now."),
     "upstream_unavailable": N_("Your bank cannot be reached. Check the connection and try "
                             "again."),
