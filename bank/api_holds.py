@@ -1,5 +1,6 @@
-"""A bank node's routes for conditional payments (bank/holds.py): holds and vouchers, each
-step a signed instruction of the party the step belongs to."""
+"""A bank node's routes for conditional payments (bank/holds.py: holds and vouchers) and
+offline payments (bank/offline.py), each step a signed instruction of the party it belongs
+to."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from bank import api_schemas as S
 from bank.api import WalletReader
 from bank.holds import Holds
+from bank.offline import Offline
 from rail_protocol import instruction_types as kinds
 from rail_service.http import JSON, read_json
 from rail_service.openapi import answers, both, signed
@@ -22,6 +24,13 @@ def get_holds(request: Request) -> Holds:
 
 
 HoldsDep = Annotated[Holds, Depends(get_holds)]
+
+
+def get_offline(request: Request) -> Offline:
+    return request.app.state.offline
+
+
+OfflineDep = Annotated[Offline, Depends(get_offline)]
 
 
 @router.post("/holds", status_code=201,
@@ -71,3 +80,21 @@ async def void_voucher(hold_id: str, request: Request, holds: HoldsDep) -> dict:
 async def of_wallet(wallet_id: WalletReader, holds: HoldsDep) -> dict:
     """The holds and vouchers the wallet funds, is paid by, or holds (signed read)."""
     return await holds.of_wallet(wallet_id)
+
+
+# --- offline payments (bank/offline.py) -----------------------------------------------------
+
+@router.post("/wallets/{wallet_id}/offline-reserve", status_code=201, tags=["offline"],
+             openapi_extra=both(signed(kinds.OFFLINE_RESERVE), answers(S.OFFLINE_RESERVE, 201)))
+async def offline_reserve(wallet_id: str, request: Request, offline: OfflineDep) -> dict:
+    """Set money aside for offline payments (at most ¥500, 10 payments); the purse the
+    bank signs, which receivers check with no network. Signed by the wallet."""
+    return await offline.reserve(await read_json(request))
+
+
+@router.post("/offline/claims", tags=["offline"],
+             openapi_extra=both(signed(kinds.OFFLINE_CLAIM), answers(S.OFFLINE_CLAIM)))
+async def offline_claim(request: Request, offline: OfflineDep) -> dict:
+    """Sync an offline payment this wallet received: credited once, out of the payer's
+    reserve; a double spend is refused. Signed by the receiving wallet."""
+    return await offline.claim(await read_json(request))

@@ -43,13 +43,19 @@ ORDER_EVENT = obj({"event": one_of("order"), "data": {
     "type": "string", "contentMediaType": "application/json", "contentSchema": ORDER}})
 SHORT_CODE_SLOT = obj({"wallet_id": TEXT, "issuer": {"type": "string", "pattern": "^[0-9]{2}$"},
                        "slot": {"type": "string", "pattern": "^[0-9]{8}$"}, "length": INT})
-HOLD = obj({"hold_id": TEXT, "kind": one_of("hold", "voucher"),
+HOLD = obj({"hold_id": TEXT, "kind": one_of("hold", "voucher", "purse"),
             "status": one_of("pending", "posted", "voided", "expired"),
             "funder_wallet": TEXT, "payee_wallet": nullable(TEXT),
             "holder_wallet": nullable(TEXT), "amount_fen": FEN, "remaining_fen": FEN,
             "mcc": nullable(TEXT), "deadline_ms": MS, "release_by": nullable(TEXT),
             "created_ms": MS, "closed_ms": nullable(MS)}, {"memo": nullable(TEXT)})
 HOLDS = obj({"holds": array(HOLD)})
+PURSE = obj({"type": one_of("bank.offline_purse"), "purse_id": TEXT, "bank_id": TEXT,
+             "wallet_id": TEXT, "public_key": TEXT, "amount_fen": FEN, "max_payments": INT,
+             "pay_until_ms": MS, "issuer": TEXT, "sig": TEXT})
+OFFLINE_RESERVE = obj({"purse": PURSE, "reserve": HOLD})
+OFFLINE_CLAIM = obj({"purse_id": TEXT, "seq": INT, "status": one_of("credited"),
+                     "payee_wallet": TEXT, "amount_fen": FEN, "claimed_ms": MS})
 MERCHANT_SETTINGS = obj({"merchant_wallet": TEXT, "webhook_url": nullable(TEXT)})
 DELIVERIES = obj({"deliveries": array(obj({"status": TEXT, "attempts": INT}))})
 STATIC_QR = obj({"qr_payload": TEXT})

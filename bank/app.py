@@ -18,6 +18,7 @@ from bank.config import BankSettings
 from bank.credit_engine import install as install_batched_credits
 from bank.dashboard import install as install_dashboard
 from bank.holds import Holds
+from bank.offline import Offline
 from bank.merchants import MerchantDesk
 from bank.payment_engine import install as install_payment_engine
 from bank.services import Bank
@@ -58,6 +59,7 @@ def create_app(settings: BankSettings | None = None, bank: Bank | None = None) -
         app.state.charges = Charges(node, transport=node.peer_transport,
                                         code_issuers=settings.code_issuers)
         app.state.holds = holds = Holds(node, min_life_ms=settings.hold_min_life_ms)
+        app.state.offline = Offline(node, holds)
         app.state.checkpoints = watch = CheckpointWatch(
             node, check_s=settings.checkpoint_check_s, confirm_s=settings.checkpoint_confirm_s)
         background = Background(node.engine, f"yuanrail:bank:{node.bank_id}:background", [

@@ -19,6 +19,8 @@ from rail_protocol.instruction_types import (
     MANDATE,
     MANDATE_CHARGE,
     MERCHANT_SETTINGS,
+    OFFLINE_CLAIM,
+    OFFLINE_RESERVE,
     OPEN_WALLET,
     PAY,
     REDEEM,
@@ -160,6 +162,16 @@ class BankClient(JSONClient):
         return await self.send(f"/v1/vouchers/{hold_id}/spend", seal(key, VOUCHER_SPEND, {
             "hold_id": hold_id, "holder_wallet": holder, "payee_wallet": merchant,
             "amount_fen": amount_fen}))
+
+    async def offline_reserve(self, key: SigningKey, wallet_id: str, amount_fen: int,
+                              max_payments: int) -> dict:
+        return await self.send(f"/v1/wallets/{wallet_id}/offline-reserve", seal(
+            key, OFFLINE_RESERVE, {"wallet_id": wallet_id, "amount_fen": amount_fen,
+                                   "max_payments": max_payments}))
+
+    async def offline_claim(self, key: SigningKey, wallet_id: str, payment: str) -> dict:
+        return await self.send("/v1/offline/claims", seal(
+            key, OFFLINE_CLAIM, {"payee_wallet": wallet_id, "payment": payment}))
 
     async def holds(self, key: SigningKey, wallet_id: str) -> dict:
         return await self.signed_get(key, f"/v1/wallets/{wallet_id}/holds")

@@ -58,7 +58,7 @@ class Holds:
         env, payer = await self.bank.signed_by_wallet(raw, HOLD, "payer_wallet")
         body, at = env.body, self.clock()
         check_live(env, at)
-        return await self._open(env, rules.HOLD, payer.wallet_id, at,
+        return await self.open(env, rules.HOLD, payer.wallet_id, at,
                                 payee=check_wallet_id(body.get("payee_wallet"), "payee_wallet"),
                                 amount=parse_fen(body.get("amount_fen")),
                                 deadline=rules.check_deadline(body.get("deadline_ms"), at, self.min_life_ms),
@@ -71,7 +71,7 @@ class Holds:
         env, issuer = await self.bank.signed_by_wallet(raw, VOUCHER, "issuer_wallet")
         body, at = env.body, self.clock()
         check_live(env, at)
-        return await self._open(env, rules.VOUCHER, issuer.wallet_id, at,
+        return await self.open(env, rules.VOUCHER, issuer.wallet_id, at,
                                 holder=check_wallet_id(body.get("holder_wallet"),
                                                        "holder_wallet"),
                                 amount=parse_fen(body.get("amount_fen")),
@@ -79,25 +79,27 @@ class Holds:
                                 mcc=rules.check_mcc(body.get("mcc")),
                                 memo=_memo(body.get("memo")))
 
-    async def _open(self, env: Envelope, kind: str, funder: str, at: int, *, amount: int,
-                    deadline: int, payee: str | None = None, holder: str | None = None,
-                    release_by: str | None = None, mcc: str | None = None,
-                    memo: str | None = None) -> dict:
+    async def open(self, env: Envelope, kind: str, funder: str, at: int, *, amount: int,
+                   deadline: int, payee: str | None = None, holder: str | None = None,
+                   release_by: str | None = None, mcc: str | None = None,
+                   memo: str | None = None, max_payments: int | None = None) -> dict:
+        """Open a hold, a voucher or an offline purse (bank/offline.py) for a checked
+        instruction: the funder debited into `held`, once per instruction."""
         known = await self.bank.answer_known(env)
         if known:
             return await self.view(known["hold_id"])
         other = payee or holder
-        if wallet_bank(other) != self.bank.bank_id:
+        if other is not None and wallet_bank(other) != self.bank.bank_id:
             raise RailError("unknown_wallet", "holds and vouchers stay within one bank")
         if other == funder:
             raise RailError("self_payment")
         hold_id = "H" + hashlib.sha256(f"{env.signer}:{env.id}".encode()).hexdigest()[:24]
         try:
             async with self.bank.engine.begin() as conn:
-                row = await sql.wallet_row(conn, other)
-                if row is None:
+                row = await sql.wallet_row(conn, other) if other is not None else None
+                if other is not None and row is None:
                     raise RailError("unknown_wallet")
-                if row.status != "open":
+                if row is not None and row.status != "open":
                     raise RailError("wallet_closed")
                 if payee is not None and row.kind != MERCHANT:
                     raise RailError("not_a_merchant", "a hold is for a merchant")
@@ -117,7 +119,7 @@ class Holds:
                     hold_id=hold_id, kind=kind, funder_wallet=funder, payee_wallet=payee,
                     holder_wallet=holder, amount_fen=amount, remaining_fen=amount, mcc=mcc,
                     deadline_ms=deadline, release_by=release_by, status=rules.PENDING,
-                    txn_id=txn, memo=memo, created_ms=at))
+                    txn_id=txn, memo=memo, created_ms=at, max_payments=max_payments))
         except IntegrityError:   # the same instruction, at the same moment: its first answer
             await self.bank.answer_known(env, required=True)
         return await self.view(hold_id)
@@ -141,10 +143,11 @@ class Holds:
         env, holder = await self.bank.signed_by_wallet(raw, VOUCHER_SPEND, "holder_wallet")
         payee = check_wallet_id(env.body.get("payee_wallet"), "payee_wallet")
         return await self._step(hold_id, env, "voucher_spend", lambda hold, mcc, at: rules.decide_spend(
-            hold, holder.wallet_id, mcc, env.body.get("amount_fen"), at), payee=payee)
+            hold, holder.wallet_id, mcc, env.body.get("amount_fen"), at), payee=payee,
+            merchant_only=True)
 
     async def _step(self, hold_id: str, env: Envelope, kind: str, decide,
-                    payee: str | None = None) -> dict:
+                    payee: str | None = None, merchant_only: bool = False) -> dict:
         at = self.clock()
         check_live(env, at)
         if env.body.get("hold_id") != hold_id:
@@ -154,7 +157,8 @@ class Holds:
         if await self.bank.answer_known(env):
             return await self.view(hold_id)
         try:
-            await self._move(hold_id, decide, at, env=env, kind=kind, payee=payee)
+            await self.move(hold_id, decide, at, env=env, kind=kind, payee=payee,
+                            merchant_only=merchant_only)
         except IntegrityError:
             await self.bank.answer_known(env, required=True)
         return await self.view(hold_id)
@@ -169,16 +173,18 @@ class Holds:
         expired = 0
         for hold_id in due:
             try:
-                if await self._move(hold_id, lambda hold, _mcc, when: rules.decide_expiry(
+                if await self.move(hold_id, lambda hold, _mcc, when: rules.decide_expiry(
                         hold, when), at):
                     expired += 1
             except RailError as exc:   # closed meanwhile by its releaser: nothing to do
                 log.info("hold %s not expired: %s", hold_id, exc.code)
         return expired
 
-    async def _move(self, hold_id: str, decide, at: int, *, env: Envelope | None = None,
-                    kind: str = "hold_return", payee: str | None = None) -> bool:
-        """One decision on a locked hold, and the money it sends out of `held`."""
+    async def move(self, hold_id: str, decide, at: int, *, env: Envelope | None = None,
+                   kind: str = "hold_return", payee: str | None = None,
+                   merchant_only: bool = False, record=None) -> bool:
+        """One decision on a locked hold, and the money it sends out of `held`; `record`
+        (given the connection) writes what else the step must write in its transaction."""
         async with self.bank.engine.begin() as conn:
             row = (await conn.execute(sa.select(t.holds).where(
                 t.holds.c.hold_id == hold_id).with_for_update())).first()
@@ -189,12 +195,16 @@ class Holds:
             mcc = None
             if payee is not None:
                 shop = await sql.wallet_row(conn, payee)
-                if shop is None or shop.kind != MERCHANT:
+                if shop is None:
+                    raise RailError("unknown_wallet")
+                if merchant_only and shop.kind != MERCHANT:
                     raise RailError("not_a_merchant", "a voucher is spent at a merchant")
                 mcc = shop.mcc
             move = decide(hold, mcc, at)
             if move is None:
                 return False
+            if record is not None:
+                await record(conn)
             credits = {}
             for wallet_id in sorted({w for w, n in ((to, move.to_payee_fen),
                                                     (hold.funder, move.back_fen)) if n}):
@@ -289,4 +299,4 @@ def _view(row: Any) -> dict:
             "holder_wallet": row.holder_wallet, "amount_fen": row.amount_fen,
             "remaining_fen": row.remaining_fen, "mcc": row.mcc, "deadline_ms": row.deadline_ms,
             "release_by": row.release_by, "memo": row.memo, "created_ms": row.created_ms,
-            "closed_ms": row.closed_ms}
+            "closed_ms": row.closed_ms, "max_payments": row.max_payments}

@@ -88,6 +88,11 @@ CODES: dict[str, tuple[int, str]] = {
     "release_exceeds_hold": (409, "The amount is more than the hold or voucher has left."),
     "mcc_not_allowed": (409, "This voucher may be spent only at merchants of its category "
                              "(MCC)."),
+    "offline_invalid": (422, "The offline payment is unreadable, not signed by the payer's "
+                            "bank and wallet, or outside its purse's caps."),
+    "offline_double_spend": (409, "The offline payment spends what the payer's reserve no "
+                                  "longer holds (a note number used twice, or more than was "
+                                  "reserved): refused, nothing credited."),
     "unknown_bank_node": (502, "The other bank's node is not known to central or not "
                                "certified."),
     "service_unavailable": (503, "The service could not get to its database in time (at "

@@ -18,6 +18,10 @@ HOLD_RELEASE = "bank.hold_release"     # the releaser posts it (all or part)
 HOLD_VOID = "bank.hold_void"           # the merchant voids a hold, the issuer a voucher
 VOUCHER = "bank.voucher"               # an issuer gives a holder money to spend by a deadline
 VOUCHER_SPEND = "bank.voucher_spend"   # the holder spends part of it at a merchant
+# offline payments (rail_protocol/offline.py)
+OFFLINE_RESERVE = "bank.offline_reserve"   # set money aside for offline payments
+OFFLINE_PAY = "bank.offline_pay"           # a payment note, made and checked with no network
+OFFLINE_CLAIM = "bank.offline_claim"       # the receiver syncs a note with its bank
 # merchant -> its bank
 CREATE_ORDER = "bank.create_order"
 CANCEL_ORDER = "bank.cancel_order"
@@ -60,6 +64,9 @@ BODY_FIELDS: dict[str, frozenset[str]] = {kind: frozenset(names) for kind, names
     HOLD_VOID: ("hold_id", "signer_wallet"),
     VOUCHER: ("issuer_wallet", "holder_wallet", "amount_fen", "deadline_ms", "mcc", "memo"),
     VOUCHER_SPEND: ("hold_id", "holder_wallet", "payee_wallet", "amount_fen"),
+    OFFLINE_RESERVE: ("wallet_id", "amount_fen", "max_payments"),
+    OFFLINE_PAY: ("purse_id", "seq", "payee_wallet", "amount_fen"),
+    OFFLINE_CLAIM: ("payee_wallet", "payment"),
     CREATE_ORDER: ("merchant_wallet", "amount_fen", "reference", "description", "ttl_ms"),
     CANCEL_ORDER: ("merchant_wallet", "order_id"),
     MERCHANT_SETTINGS: ("merchant_wallet", "webhook_url"),
@@ -85,7 +92,7 @@ NESTED_FIELDS: dict[str, frozenset[str]] = {
 # not named here is a string. null stands for an absent field.
 FIELD_TYPES: dict[str, type] = {
     "amount_fen": int, "per_payment_cap_fen": int, "period_cap_fen": int, "ttl_ms": int,
-    "deadline_ms": int,
+    "deadline_ms": int, "seq": int, "max_payments": int,
     "topup_on_use": bool, "pin_verified": bool,
     "merchant": dict, "details": dict, "charge": dict,
 }

@@ -577,6 +577,38 @@ async def run_scenario(rail: Rail) -> bool:
                 f"at a bookshop: {wrong}; at its deadline ¥30.00 back to Li Lei: "
                 f"{state['status']}\n" + await balances(li, zhang, noodle))
 
+    async def offline_payments() -> str:
+        from rail_protocol import offline
+
+        shop = banks["yangtze"]
+        made = await shop.offline_reserve(li.key, li.wallet_id, yuan(100), 3)
+        purse = made["purse"]
+        bank_key = PublicKey.from_text((await shop.identity())["public_key"])
+        # No network: Li Lei's phone signs two notes; each receiver checks its note alone.
+        to_zhang = offline.make_note(li.key, purse, 1, zhang.wallet_id, yuan(15))
+        to_noodle = offline.make_note(li.key, purse, 2, noodle.wallet_id, yuan(28))
+        for note in (to_zhang, to_noodle):
+            offline.read(note.text, bank_key)
+        # A tampered phone pays note 1 a second time, to Noodle House.
+        copied = offline.make_note(li.key, purse, 1, noodle.wallet_id, yuan(15))
+        offline.read(copied.text, bank_key)     # offline, nothing can tell it apart
+        # Back online, the receivers sync.
+        got = await shop.offline_claim(zhang.key, zhang.wallet_id, to_zhang.text)
+        again = await shop.offline_claim(zhang.key, zhang.wallet_id, to_zhang.text)
+        check(got == again, "a note synced twice was not answered the same")
+        await shop.offline_claim(noodle.key, noodle.wallet_id, to_noodle.text)
+        double = await expect_refusal("offline_double_spend", shop.offline_claim(
+            noodle.key, noodle.wallet_id, copied.text))
+        over = await expect_refusal("invalid_amount", shop.offline_reserve(
+            li.key, li.wallet_id, yuan(450), 1))
+        return (f"Li Lei reserves ¥100.00 for 3 offline payments (the bank signs the purse; "
+                f"at most ¥500.00 and 10 payments)\npaid offline: ¥15.00 to Zhang Wei, ¥28.00 "
+                f"to Noodle House, each checked on the receiver's phone with the bank's key\n"
+                f"synced later: credited once ({got['status']}, again: the same answer)\n"
+                f"note 1 paid a second time to Noodle House: {double}\n"
+                f"another ¥450.00 offline (¥57.00 still reserved): {over}\n"
+                + await balances(li, zhang, noodle))
+
     async def history() -> str:
         page = await banks["yangtze"].history(li.key, li.wallet_id, limit=10)
         return "\n".join(f"{i['payment_id']:>5s} {i['kind']:14s} {i['status']:9s} "
@@ -668,6 +700,8 @@ async def run_scenario(rail: Rail) -> bool:
                         "through Pearl, a refund back to Pearl", interbank_order_and_refund)
         await tour.step("Conditional payments: a deposit released in part, a hold voided, a "
                         "voucher spent only at restaurants and expired back", conditional_payments)
+        await tour.step("Offline payments: a reserve signed by the bank, paid device to "
+                        "device, synced once, a double spend refused", offline_payments)
         await tour.step("Li Lei's history", history)
         await tour.step("The registry: both banks verify central's signed checkpoint; the "
                         "hash-chained journal checks out offline", checkpoints)

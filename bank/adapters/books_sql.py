@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bank.adapters import tables as t
+from bank.domain.holds import HELD_KINDS
 from bank.domain.ledger import VAULT, Posting
 from bank.domain.wallets import OPEN
 from bank.domain.orders import PAID, OrderState
@@ -220,7 +221,7 @@ async def audit_inputs(conn: AsyncConnection) -> dict:
     ]
     held_pending = int((await conn.execute(
         sa.select(sa.func.coalesce(sa.func.sum(t.transactions.c.amount_fen), 0))
-        .where(t.transactions.c.kind.in_(("hold", "voucher")),
+        .where(t.transactions.c.kind.in_(HELD_KINDS),
                t.transactions.c.status == "processing"))).scalar_one())
     return {"posted": posted, "unbalanced_txns": unbalanced, "wallets": wallets,
             "deposits": deposits, "vault_fen": await vault_balance(conn),

@@ -154,4 +154,14 @@ holds = sa.Table(
     sa.Column("memo", sa.String(140)),
     sa.Column("created_ms", sa.BigInteger),
     sa.Column("closed_ms", sa.BigInteger),
+    sa.Column("max_payments", sa.Integer),      # a purse's
+)
+offline_notes = sa.Table(
+    "offline_notes", metadata,
+    sa.Column("purse_id", sa.String(32), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("digest", sa.String(64)),          # of the note: the same note claimed again
+    sa.Column("payee_wallet", sa.String(64)),
+    sa.Column("amount_fen", sa.BigInteger),
+    sa.Column("claimed_ms", sa.BigInteger),
 )

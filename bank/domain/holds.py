@@ -6,6 +6,8 @@ back), voided back, or expired back at the deadline. Two kinds:
   `release_by` releases it: "merchant" (the merchant captures the final amount, as for a
   ride) or "payer" (the payer releases it on delivery, as an escrow). The merchant may void
   it; past the deadline it returns to the payer.
+- a purse: a wallet's offline reserve (rail_protocol/offline.py), paid out to the receivers
+  of its signed notes as they sync, the rest back to the wallet after the sync deadline.
 - a voucher: money an issuer's wallet gives a holder to spend at merchants, in parts, only at
   merchants of one category (MCC) when it names one; what is unspent at the deadline returns
   to the issuer. The issuer may void (recall) the unspent rest.
@@ -20,7 +22,8 @@ from dataclasses import dataclass
 from rail_protocol.errors import RailError
 from rail_protocol.money import parse_fen
 
-HOLD, VOUCHER = "hold", "voucher"
+HOLD, VOUCHER, PURSE = "hold", "voucher", "purse"
+HELD_KINDS = (HOLD, VOUCHER, PURSE)     # each pending one has a `processing` row of its kind
 PENDING, POSTED, VOIDED, EXPIRED = "pending", "posted", "voided", "expired"
 RELEASED_BY = ("merchant", "payer")
 MIN_LIFE_MS = 60_000                    # a deadline at least a minute away
@@ -125,6 +128,19 @@ def decide_spend(voucher: HoldState, signer: str, payee_mcc: str | None, amount_
                         f"{voucher.remaining_fen} fen left on the voucher")
     left = voucher.remaining_fen - amount
     return Movement(amount, 0, POSTED if left == 0 else PENDING)
+
+
+def decide_claim(purse: HoldState, amount_fen: int, at_ms: int) -> Movement:
+    """A receiver syncs an offline note of this purse (its number unused, checked where the
+    notes are kept): paid out of what the reserve still holds, or a double spend."""
+    if purse.kind != PURSE:
+        raise RailError("offline_invalid", "not an offline purse")
+    _open(purse, at_ms)
+    if amount_fen > purse.remaining_fen:
+        raise RailError("offline_double_spend", f"the reserve holds {purse.remaining_fen} fen, "
+                                                f"not {amount_fen}")
+    left = purse.remaining_fen - amount_fen
+    return Movement(amount_fen, 0, POSTED if left == 0 else PENDING)
 
 
 def decide_expiry(hold: HoldState, at_ms: int) -> Movement | None:

@@ -80,7 +80,7 @@ def check_merchant(merchant: object) -> dict:
 # row is `processing`: a payment to another bank (refused), a hold or a voucher (voided,
 # expired, released in part). A credit to the wallet counts them (`pending_out_fen`), so what
 # comes back always fits under the balance cap.
-MAY_COME_BACK = ("interbank_out", "hold", "voucher")
+MAY_COME_BACK = ("interbank_out", "hold", "voucher", "purse")
 
 
 @dataclass(slots=True)

@@ -196,6 +196,9 @@ def envelope_signer(world: World, kind: str, body: dict, substitute: bool) -> Si
     if kind in (kinds.HOLD_RELEASE, kinds.HOLD_VOID):
         name("signer_wallet", world.merchant.wallet_id)
         return world.merchant.key
+    if kind == kinds.OFFLINE_CLAIM:
+        name("payee_wallet", world.payee.wallet_id)
+        return world.payee.key
     if kind == kinds.HOLD:
         name("payer_wallet", world.payer.wallet_id)
         name("payee_wallet", world.merchant.wallet_id)

@@ -24,6 +24,7 @@ import pytest
 
 from central.client import registration_envelope, transfer_envelope
 from rail_protocol import instruction_types as kinds
+from rail_protocol import offline
 from rail_protocol.envelope import MAX_TTL_MS, now_ms, seal
 from rail_protocol.errors import CODES
 from rail_protocol.keys import SigningKey
@@ -63,7 +64,7 @@ MEANS = {
                 "a party bank": {"yangtze_key", "pearl_key"}},
     "bank": {"the wallet": {"wallet"}, "the merchant": {"merchant"},
              "bank operator": {"yangtze_operator"}, "central": {"central_key"},
-             "the holder": {"other_wallet"},
+             "the holder": {"other_wallet"}, "the receiver": {"other_wallet"},
              "the merchant's bank": {"pearl_key"}},
 }
 CALLERS = {
@@ -358,6 +359,22 @@ async def _void_voucher(w: World, c: Caller) -> Request:
     hold_id = await _new_voucher(w)
     return signed(c, f"/v1/vouchers/{hold_id}/void", kinds.HOLD_VOID, {
         "hold_id": hold_id, "signer_wallet": w.wallet.wallet_id})
+
+
+@route("bank", "POST", "/v1/wallets/{wallet_id}/offline-reserve")
+async def _offline_reserve(w: World, c: Caller) -> Request:
+    return signed(c, f"/v1/wallets/{w.wallet.wallet_id}/offline-reserve",
+                  kinds.OFFLINE_RESERVE, {"wallet_id": w.wallet.wallet_id, "amount_fen": 1,
+                                          "max_payments": 1})
+
+
+@route("bank", "POST", "/v1/offline/claims")
+async def _offline_claim(w: World, c: Caller) -> Request:
+    """The wallet paid the other wallet offline; the caller syncs the note."""
+    made = await w.rail.client(BANK).offline_reserve(w.wallet.key, w.wallet.wallet_id, 1, 1)
+    note = offline.make_note(w.wallet.key, made["purse"], 1, w.other_wallet.wallet_id, 1)
+    return signed(c, "/v1/offline/claims", kinds.OFFLINE_CLAIM, {
+        "payee_wallet": w.other_wallet.wallet_id, "payment": note.text})
 
 
 @route("bank", "POST", "/v1/merchant/orders")

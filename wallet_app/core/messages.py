@@ -101,6 +101,9 @@ MESSAGES: dict[str, str] = {
     "hold_expired": N_("That hold or voucher has expired; the money went back."),
     "release_exceeds_hold": N_("That is more than is left on the hold or voucher."),
     "mcc_not_allowed": N_("This voucher cannot be spent at this kind of shop."),
+    "offline_invalid": N_("That is not a valid offline payment."),
+    "offline_double_spend": N_("That offline payment was already spent elsewhere; nothing was "
+                               "credited."),
     "unknown_bank_node": N_("The other bank cannot be reached through the rail just now."),
     "upstream_unavailable": N_("Your bank cannot be reached. Check the connection and try "
                             "again."),
