@@ -741,3 +741,79 @@ def test_messages_keep_buttons_still_back_goes_back_numbers_get_a_number_pad_and
         assert done.amount == "+¥20.00" and labels[done.text] == list(INCOMING)
         ui.shot(f"{language}_history_refused_top_up")
     i18n.set_language("en")
+
+
+@pytest.mark.parametrize("language", ["en", "zh_CN"])
+def test_offline_payment_and_a_voucher_from_the_screens(kivy, ui_rail, tmp_path, artifacts_dir,
+                                                        language):
+    """Reserve online, pay another phone offline (its note read back from the screenshot),
+    the receiver accepts and syncs; then spend a voucher at a scanned merchant."""
+    from rail_protocol.envelope import now_ms
+    from wallet_app.core.wallet import Wallet
+
+    urls = banks(ui_rail)
+    wallet = run(funded_core_wallet(tmp_path / "wallet", urls, yuan(300)))
+    issuer = run(funded_core_wallet(tmp_path / "issuer", urls, yuan(100)))
+    merchant_key, merchant_id = run(open_merchant(urls[0], "Tea Corner"))
+
+    async def receiver_and_voucher():
+        receiver = Wallet(tmp_path / "receiver", urls)
+        await receiver.open_wallet(urls[0], new_phone(), PIN, PIN)
+        await receiver.refresh()
+        async with BankClient(urls[0]) as bank:
+            voucher = await bank.open_voucher(issuer.key, issuer.wallet_id, wallet.wallet_id,
+                                              yuan(20), deadline_ms=now_ms() + 3_600_000,
+                                              mcc="5812")
+            static = await bank.static_qr(merchant_id)
+        await receiver.aclose()
+        return receiver, voucher, static
+
+    receiver, voucher, static = run(receiver_and_voucher())
+    zh = language == "zh_CN"
+    with Driver(make_app(kivy, tmp_path / "wallet", urls, language=language), artifacts_dir) as ui:
+        unlock = ui.on("unlock")
+        unlock.ids.pin.text = PIN
+        ui.press(unlock.ids.unlock_button)
+        home = ui.on("home")
+        ui.until(lambda: home.balance.endswith("300.00"), "the balance")
+        ui.press(home.ids.offline_button)
+        screen = ui.on("offline")
+        assert screen.reserve_text == ("没有离线额度。请联网时预留。" if zh
+                                       else "No offline reserve. Reserve some while online.")
+        screen.ids.reserve_amount.text = "100"
+        ui.press(screen.ids.reserve_button)
+        ui.until(lambda: "100.00" in screen.reserve_text, "the reserve")
+        screen.ids.receiver.text = receiver.receive_code()
+        screen.ids.pay_amount.text = "35"
+        ui.press(screen.ids.pay_button)
+        ui.until(lambda: screen.note_text, "the offline note")
+        assert "65.00" in screen.reserve_text
+        note = decode_screenshot(ui.shot(f"offline_pay_{language}"))
+        assert note == screen.note_text
+
+        async def receive():
+            other = Wallet(tmp_path / "receiver", urls)
+            other.unlock(PIN)
+            accepted = other.accept_offline(note)
+            synced = await other.sync_offline()
+            view = await other.refresh()
+            await other.aclose()
+            return accepted, synced, view
+
+        accepted, synced, view = ui.call(receive())
+        assert accepted.amount_fen == yuan(35) and synced[0]["status"] == "credited"
+        assert view.balance_fen == yuan(35)
+
+        ui.app.go("holds")
+        holds = ui.on("holds")
+        row = ui.until(lambda: [r for r in holds.ids.rows.children
+                                if r.hold_id == voucher["hold_id"]], "the voucher")[0]
+        assert ("消费券" if zh else "Voucher") in row.text
+        ui.press(next(w for w in row.walk() if hasattr(w, "on_release")))
+        holds.ids.merchant.text = static
+        holds.ids.amount.text = "8"
+        ui.press(holds.ids.use_button)
+        ui.until(lambda: holds.info.startswith("完成" if zh else "Done"), "the spend")
+        assert "12.00" in holds.info
+        ui.shot(f"vouchers_{language}")
+        assert ui.app.unexpected == []

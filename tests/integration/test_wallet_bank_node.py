@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from rail_protocol import qr
+from rail_protocol.envelope import now_ms
 from rail_protocol.errors import RailError
 from rail_protocol.money import yuan
 from tests.support.rail import Rail, module_rail, new_id_number, new_phone  # noqa: F401
@@ -220,6 +221,70 @@ async def test_the_short_payment_code_once_registered(module_rail, tmp_path):
     tickets = [payer.payment_code() for _ in range(6)]
     assert not tickets[-1].short and tickets[-1].text.startswith("YRPC1.")
     assert len({t.text for t in tickets}) == 6
+
+
+async def test_offline_payment_between_two_phones_then_synced_and_a_double_spend_refused(
+        module_rail, tmp_path):
+    rail = module_rail
+    payer = await linked(rail, tmp_path / "payer", deposit_fen=yuan(1_000))
+    await payer.top_up(yuan(300))
+    net = Flaky(rail.net)
+    receiver = await open_wallet(rail, tmp_path / "receiver", transport=net)
+    other = await open_wallet(rail, tmp_path / "other")
+    await receiver.refresh()                     # online once: the bank's key is kept
+    purse = await payer.reserve_offline(yuan(100), 3)
+    assert payer.offline_left() == (yuan(100), 3)
+    # No network for the receiver; the payer's phone needs none either.
+    net.down = True
+    note = payer.pay_offline(receiver.receive_code(), yuan(35))
+    receiver.bank_info = None                     # a fresh start, offline
+    accepted = receiver.accept_offline(note.text)
+    assert accepted.amount_fen == yuan(35) and payer.offline_left() == (yuan(65), 2)
+    with pytest.raises(WalletError) as not_mine:
+        other.accept_offline(note.text)
+    assert not_mine.value.code == "unreadable_code"
+    with pytest.raises(RailError):
+        await receiver.sync_offline()           # still offline: kept for later
+    net.down = False
+    [synced] = await receiver.sync_offline()
+    assert synced["status"] == "credited"
+    assert (await receiver.refresh()).balance_fen == yuan(35)
+    # A tampered payer phone reuses note 1 for another receiver: refused at sync.
+    payer._save_offline({**payer.offline_state, "next_seq": 1})
+    copied = payer.pay_offline(other.receive_code(), yuan(35))
+    other.accept_offline(copied.text)
+    [refused] = await other.sync_offline()
+    assert refused == {**refused, "status": "refused", "code": "offline_double_spend"}
+    assert (await other.refresh()).balance_fen == 0
+    assert purse["purse_id"] in {h.hold_id for h in await payer.holds()}
+    with pytest.raises(WalletError) as short:
+        payer.pay_offline(other.receive_code(), yuan(100))
+    assert short.value.code == "offline_reserve_short"
+    await rail.assert_balanced()
+
+
+async def test_a_voucher_spent_at_a_scanned_merchant_and_a_hold_released_from_the_wallet(
+        module_rail, tmp_path):
+    rail = module_rail
+    holder = await open_wallet(rail, tmp_path / "holder")
+    shop = await merchant(rail, tmp_path / "shop")
+    issuer = await rail.funded_wallet("yangtze", yuan(100))
+    voucher = await rail.client("yangtze").open_voucher(
+        issuer.key, issuer.wallet_id, holder.wallet_id, yuan(20),
+        deadline_ms=now_ms() + 3_600_000, mcc="5812")
+    static = await rail.client("yangtze").static_qr(shop.wallet_id)
+    spent = await holder.spend_voucher(voucher["hold_id"], static, yuan(8))
+    assert spent.remaining_fen == yuan(12) and spent.status == "pending"
+    [listed] = await holder.holds()
+    assert listed.kind == "voucher" and listed.remaining_fen == yuan(12)
+    payer = await linked(rail, tmp_path / "payer", deposit_fen=yuan(500))
+    await payer.top_up(yuan(100))
+    escrow = await rail.client("yangtze").open_hold(
+        payer.key, payer.wallet_id, shop.wallet_id, yuan(30), deadline_ms=now_ms() + 3_600_000,
+        release_by="payer")
+    released = await payer.release_hold(escrow["hold_id"], yuan(30))
+    assert released.status == "posted"
+    await rail.assert_balanced()
 
 
 async def test_refusals_a_user_can_meet(module_rail, tmp_path):

@@ -25,12 +25,16 @@ from rail_protocol.errors import CODES, RailError
 from rail_protocol.instruction_types import (
     CHARGE_CODE,
     CREATE_ORDER,
+    HOLD_RELEASE,
     MANDATE,
+    OFFLINE_CLAIM,
+    OFFLINE_RESERVE,
     OPEN_WALLET,
     PAY,
     REVOKE_MANDATE,
     SHORT_CODE_SECRET,
     UPGRADE_WALLET,
+    VOUCHER_SPEND,
     WALLET_SETTINGS,
 )
 from rail_protocol.keys import SigningKey
@@ -68,6 +72,7 @@ class BankInfo:
     url: str
     classes: dict[int, ClassLimits]
     no_pin_threshold_fen: int = DEFAULT_NO_PIN_THRESHOLD_FEN
+    public_key: str | None = None     # checks offline payments' purses with no network
 
 
 @dataclass(frozen=True)
@@ -168,6 +173,25 @@ class Order:
 
 
 @dataclass(frozen=True)
+class Hold:
+    """A hold this wallet funds or is paid by, a voucher it gave or holds, or its offline
+    reserve (kind `purse`)."""
+
+    hold_id: str
+    kind: str
+    status: str
+    funder_wallet: str
+    payee_wallet: str | None
+    holder_wallet: str | None
+    amount_fen: int
+    remaining_fen: int
+    mcc: str | None
+    deadline_ms: int
+    release_by: str | None = None
+    memo: str | None = None
+
+
+@dataclass(frozen=True)
 class Mandate:
     """A sub-wallet: a merchant app allowed to charge within caps until revoked."""
 
@@ -258,7 +282,8 @@ class WalletClient:
         answer = await self._request("GET", "/v1/bank")
         classes = {c["kyc_class"]: _pick(ClassLimits, c) for c in answer["classes"]}
         threshold = answer.get("no_pin_threshold_fen", DEFAULT_NO_PIN_THRESHOLD_FEN)
-        return BankInfo(answer["bank_id"], answer["name"], self.url, classes, threshold)
+        return BankInfo(answer["bank_id"], answer["name"], self.url, classes, threshold,
+                        answer.get("public_key"))
 
     @_guard
     async def open_wallet(self, key: SigningKey, phone: str, *, kind: str = "personal",
@@ -336,6 +361,41 @@ class WalletClient:
         return await self._instruct(f"/v1/wallets/{wallet_id}/short-code", key,
                                     SHORT_CODE_SECRET, {"wallet_id": wallet_id,
                                                         "secret": secret.hex()})
+
+    @_guard
+    async def holds(self, key: SigningKey, wallet_id: str) -> list[Hold]:
+        answer = await self._signed_get(key, f"/v1/wallets/{wallet_id}/holds")
+        return [_pick(Hold, h) for h in answer["holds"]]
+
+    @_guard
+    async def release_hold(self, key: SigningKey, wallet_id: str, hold_id: str,
+                           amount_fen: int) -> Hold:
+        return _pick(Hold, await self._instruct(f"/v1/holds/{hold_id}/release", key,
+                                                HOLD_RELEASE, {"hold_id": hold_id,
+                                                               "signer_wallet": wallet_id,
+                                                               "amount_fen": amount_fen}))
+
+    @_guard
+    async def spend_voucher(self, key: SigningKey, wallet_id: str, hold_id: str,
+                            merchant: str, amount_fen: int) -> Hold:
+        return _pick(Hold, await self._instruct(f"/v1/vouchers/{hold_id}/spend", key,
+                                                VOUCHER_SPEND, {"hold_id": hold_id,
+                                                                "holder_wallet": wallet_id,
+                                                                "payee_wallet": merchant,
+                                                                "amount_fen": amount_fen}))
+
+    @_guard
+    async def offline_reserve(self, key: SigningKey, wallet_id: str, amount_fen: int,
+                              max_payments: int) -> dict:
+        return await self._instruct(f"/v1/wallets/{wallet_id}/offline-reserve", key,
+                                    OFFLINE_RESERVE, {"wallet_id": wallet_id,
+                                                      "amount_fen": amount_fen,
+                                                      "max_payments": max_payments})
+
+    @_guard
+    async def offline_claim(self, key: SigningKey, wallet_id: str, payment: str) -> dict:
+        return await self._instruct("/v1/offline/claims", key, OFFLINE_CLAIM,
+                                    {"payee_wallet": wallet_id, "payment": payment})
 
     @_guard
     async def static_qr(self, merchant: str) -> str:

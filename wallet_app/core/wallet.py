@@ -24,12 +24,13 @@ import httpx
 
 from rail_protocol.envelope import now_ms, seal
 from rail_protocol.errors import CODES, RailError
-from rail_protocol.keys import SigningKey
-from rail_protocol import short_code
+from rail_protocol.keys import PublicKey, SigningKey
+from rail_protocol import offline, short_code
 from rail_protocol.payment_code import DEFAULT_CODE_TTL_MS, make_code, read_code
 from wallet_app.core.client import (
     DEFAULT_NO_PIN_THRESHOLD_FEN,
     BankInfo,
+    Hold,
     HistoryPage,
     Mandate,
     Order,
@@ -295,6 +296,7 @@ class Wallet:
         self._save_profile(profile)
         self.key, self.view = key, view
         self.bank_info = await self.bank(profile.bank_url)
+        self._remember_bank_key()
         return view
 
     def unlock(self, pin: str) -> None:
@@ -324,6 +326,7 @@ class Wallet:
         assert profile is not None and profile.wallet_id is not None
         if self.bank_info is None:
             self.bank_info = await self.bank(profile.bank_url)
+            self._remember_bank_key()
         if self.outbox.pending():
             await self.outbox.flush()
         self.view = await self.client.wallet(key, profile.wallet_id)
@@ -605,6 +608,118 @@ class Wallet:
             per_payment_cap_fen=per_payment_cap_fen, period_cap_fen=period_cap_fen,
             period=period, merchant_name=merchant_name)
 
+    # --- holds, vouchers and offline payments (docs/programmable.md) ----------------------
+
+    async def holds(self) -> list[Hold]:
+        """Holds this wallet funds or is paid by, vouchers it gave or holds, its reserves."""
+        return await self.client.holds(self._key(), self.wallet_id)
+
+    async def release_hold(self, hold_id: str, amount_fen: int) -> Hold:
+        """Release a hold this wallet named itself releaser of (an escrow), all or part."""
+        _check_amount(amount_fen)
+        return await self.client.release_hold(self._key(), self.wallet_id, hold_id, amount_fen)
+
+    async def spend_voucher(self, hold_id: str, merchant_code: str, amount_fen: int) -> Hold:
+        """Pay the merchant of a scanned code with part of a voucher this wallet holds."""
+        _check_amount(amount_fen)
+        scanned = read_scanned(merchant_code)
+        if not isinstance(scanned, PayMerchant):
+            raise WalletError("unreadable_code", N_("scan the merchant's code"))
+        return await self.client.spend_voucher(self._key(), self.wallet_id, hold_id,
+                                               scanned.payee, amount_fen)
+
+    @property
+    def offline_state(self) -> dict:
+        """This device's offline reserve and the notes it made and received
+        (<home>/offline.json): the purse, the next note number, what the notes spent, and
+        the received notes with their sync outcome."""
+        state = read_json(self.home / "offline.json")
+        return state if isinstance(state, dict) else {"purse": None, "next_seq": 1,
+                                                      "spent_fen": 0, "received": []}
+
+    def _save_offline(self, state: dict) -> None:
+        write_json(self.home / "offline.json", state)
+
+    def _remember_bank_key(self) -> None:
+        """Keep the bank's public key for checking offline payments when next offline."""
+        key = self.bank_info.public_key if self.bank_info else None
+        if key and self.offline_state.get("bank_key") != key:
+            self._save_offline({**self.offline_state, "bank_key": key})
+
+    async def reserve_offline(self, amount_fen: int, max_payments: int = 10) -> dict:
+        """Set money aside for offline payments (online); the purse the bank signed."""
+        _check_amount(amount_fen)
+        answer = await self.client.offline_reserve(self._key(), self.wallet_id, amount_fen,
+                                                   max_payments)
+        self._save_offline({**self.offline_state, "purse": answer["purse"], "next_seq": 1,
+                            "spent_fen": 0})
+        return answer["purse"]
+
+    def offline_left(self) -> tuple[int, int]:
+        """(fen, payments) the device may still pay offline from its reserve."""
+        state = self.offline_state
+        purse = state.get("purse")
+        if not purse:
+            return 0, 0
+        return (purse["amount_fen"] - state["spent_fen"],
+                purse["max_payments"] - state["next_seq"] + 1)
+
+    def pay_offline(self, receive_code: str, amount_fen: int) -> offline.OfflinePayment:
+        """A payment note for the person whose receive code was scanned, with no network.
+        The note's number is saved before the note is shown: a number is never used twice
+        by this device (a second use would be refused at sync as a double spend)."""
+        _check_amount(amount_fen)
+        scanned = read_scanned(receive_code)
+        if not isinstance(scanned, PayWallet | PayMerchant):
+            raise WalletError("unreadable_code", N_("scan the receiver's code"))
+        state = self.offline_state
+        purse = state.get("purse")
+        fen_left, payments_left = self.offline_left()
+        if purse is None or payments_left <= 0 or amount_fen > fen_left:
+            raise WalletError("offline_reserve_short",
+                              N_("the offline reserve is too small; reserve more online"))
+        if now_ms() > purse["pay_until_ms"]:
+            raise WalletError("offline_reserve_short", N_("the offline reserve has expired"))
+        seq = state["next_seq"]
+        self._save_offline({**state, "next_seq": seq + 1,
+                            "spent_fen": state["spent_fen"] + amount_fen})
+        return offline.make_note(self._key(), purse, seq, scanned.payee, amount_fen)
+
+    def accept_offline(self, text: str) -> offline.OfflinePayment:
+        """Check a payer's offline payment with no network (the bank's key as last seen
+        online) and keep it to sync later."""
+        bank_key = (self.bank_info.public_key if self.bank_info else None) \
+            or self.offline_state.get("bank_key")
+        if not bank_key:
+            raise WalletError("no_bank_key", N_("go online once before accepting offline "
+                                                "payments"))
+        payment = offline.read(text, PublicKey.from_text(bank_key))
+        if payment.payee_wallet != self.wallet_id:
+            raise WalletError("unreadable_code", N_("that offline payment is for someone "
+                                                    "else"))
+        state = self.offline_state
+        if all(r["text"] != payment.text for r in state["received"]):
+            state["received"].append({"text": payment.text, "amount_fen": payment.amount_fen,
+                                      "from": payment.purse["wallet_id"], "status": "to_sync"})
+            self._save_offline(state)
+        return payment
+
+    async def sync_offline(self) -> list[dict]:
+        """Hand every received, unsynced note to the bank; each ends credited or refused."""
+        state = self.offline_state
+        for item in state["received"]:
+            if item["status"] != "to_sync":
+                continue
+            try:
+                await self.client.offline_claim(self._key(), self.wallet_id, item["text"])
+                item["status"] = "credited"
+            except RailError as exc:
+                if exc.code in ("upstream_unavailable", "service_unavailable"):
+                    raise
+                item["status"], item["code"] = "refused", exc.code
+            self._save_offline(state)
+        return state["received"]
+
     # --- merchant mode --------------------------------------------------------------------
 
     def _merchant(self) -> str:
@@ -657,6 +772,11 @@ class Wallet:
         refunded = sum(i.amount_fen for i in settled if i.payer_wallet == merchant)
         return Receipts(settled, received, refunded,
                         sum(1 for i in settled if i.payee_wallet == merchant))
+
+
+def _check_amount(amount_fen: object) -> None:
+    if isinstance(amount_fen, bool) or not isinstance(amount_fen, int) or amount_fen <= 0:
+        raise WalletError("invalid_amount", N_("type an amount"))
 
 
 def _rejection(code: str | None) -> RailError:

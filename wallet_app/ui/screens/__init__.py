@@ -6,9 +6,11 @@ from __future__ import annotations
 def screen_classes() -> list[type]:
     from wallet_app.ui.screens.confirm import ConfirmScreen
     from wallet_app.ui.screens.history import HistoryScreen
+    from wallet_app.ui.screens.holds import HoldsScreen
     from wallet_app.ui.screens.home import HomeScreen
     from wallet_app.ui.screens.link import LinkScreen
     from wallet_app.ui.screens.merchant import MerchantScreen
+    from wallet_app.ui.screens.offline import OfflineScreen
     from wallet_app.ui.screens.onboarding import OnboardingScreen
     from wallet_app.ui.screens.paycode import PayCodeScreen
     from wallet_app.ui.screens.receive import ReceiveScreen
@@ -20,4 +22,4 @@ def screen_classes() -> list[type]:
 
     return [OnboardingScreen, UnlockScreen, LinkScreen, HomeScreen, ScanScreen, ConfirmScreen,
             PayCodeScreen, ReceiveScreen, TopUpScreen, HistoryScreen, SubWalletsScreen,
-            MerchantScreen, SettingsScreen]
+            MerchantScreen, SettingsScreen, OfflineScreen, HoldsScreen]
