@@ -783,7 +783,10 @@ def test_offline_payment_and_a_voucher_from_the_screens(kivy, ui_rail, tmp_path,
         screen.ids.reserve_amount.text = "100"
         ui.press(screen.ids.reserve_button)
         ui.until(lambda: "100.00" in screen.reserve_text, "the reserve")
-        screen.ids.receiver.text = receiver.receive_code()
+        ui.press(screen.ids.scan_button)         # the receiver's code, scanned
+        ui.on("scan").on_qr(receiver.receive_code())
+        screen = ui.on("offline")
+        assert screen.ids.receiver.text == receiver.receive_code()
         screen.ids.pay_amount.text = "35"
         ui.press(screen.ids.pay_button)
         ui.until(lambda: screen.note_text, "the offline note")
@@ -803,6 +806,22 @@ def test_offline_payment_and_a_voucher_from_the_screens(kivy, ui_rail, tmp_path,
         accepted, synced, view = ui.call(receive())
         assert accepted.amount_fen == yuan(35) and synced[0]["status"] == "credited"
         assert view.balance_fen == yuan(35)
+
+        # The other way: someone pays this wallet offline; its note is scanned here.
+        async def someone_pays():
+            payer = await funded_core_wallet(tmp_path / "payer", urls, yuan(100))
+            await payer.reserve_offline(yuan(50), 2)
+            return payer.pay_offline(ui.app.wallet.receive_code(), yuan(7)).text
+
+        incoming = ui.call(someone_pays())
+        ui.app.go("scan")
+        ui.on("scan").on_qr(incoming)
+        screen = ui.on("offline")
+        ui.until(lambda: "7.00" in screen.info, "the note accepted")
+        assert "7.00" in screen.inbox_text
+        ui.press(screen.ids.sync_button)
+        ui.until(lambda: screen.info.startswith("已同步" if zh else "Synced"), "the sync")
+        assert ("1 笔入账" if zh else "1 credited") in screen.info
 
         ui.app.go("holds")
         holds = ui.on("holds")

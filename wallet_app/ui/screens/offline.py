@@ -20,9 +20,15 @@ class OfflineScreen(WalletScreen):
     inbox_text = StringProperty("")
 
     def prepare(self, **params) -> None:
+        """`receiver`: a receive code scanned to pay; `incoming`: a payer's note scanned."""
         super().prepare(**params)
         self.note_text = ""
+        if params.get("receiver"):
+            self.ids.receiver.text = params["receiver"]
         self._update()
+        if params.get("incoming"):
+            self.ids.incoming.text = params["incoming"]
+            self.accept()
 
     def _update(self) -> None:
         fen, payments = self.wallet.offline_left()
