@@ -6,6 +6,7 @@ bank for a few seconds (a bank enrolled a moment ago is soon payable)."""
 
 from __future__ import annotations
 
+import re
 import time
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 
 KNOWN_TTL_S = 300.0
 UNKNOWN_TTL_S = 5.0
+BANK_ID = re.compile(r"^[a-z][a-z0-9-]{1,31}$")   # as central enrols them (central/domain.py)
 
 
 class BankDirectory:
@@ -30,6 +32,8 @@ class BankDirectory:
         """Another bank node's URL and key, checked against central's certificate;
         `unknown_bank` when central knows no such bank, `unknown_bank_node` when its answer
         cannot be trusted or central cannot be asked."""
+        if not isinstance(bank_id, str) or not BANK_ID.match(bank_id):
+            raise RailError("unknown_bank", "not a bank id of this rail")
         now = time.monotonic()
         cached = self._nodes.get(bank_id)
         if cached and now - cached[0] < KNOWN_TTL_S:
@@ -40,7 +44,7 @@ class BankDirectory:
             info = await self.bank.central.request("GET", f"/v1/banks/{bank_id}/node")
             verify_statement(self.bank.central_key, info["certificate"])
         except RailError as exc:
-            if exc.code == "unknown_bank":
+            if exc.code in ("unknown_bank", "not_found"):
                 self._unknown[bank_id] = now
                 raise RailError("unknown_bank", f"no bank {bank_id!r} on the rail") from None
             raise RailError("unknown_bank_node", f"{bank_id}: {exc.code}") from None

@@ -54,6 +54,9 @@ pytestmark = pytest.mark.e2e
 
 BANK, OTHER = "yangtze", "pearl"
 EXAMPLES = int(os.environ.get("YUANRAIL_FUZZ_EXAMPLES", "12"))
+# The suite's run draws the same examples every time (a failure is a regression, never a
+# coin toss); YUANRAIL_FUZZ_RANDOM=1 explores new ones (found so far: docs/openapi.md).
+DERANDOMIZE = not os.environ.get("YUANRAIL_FUZZ_RANDOM")
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance]
 
@@ -312,6 +315,7 @@ def fuzz(world: World, service: str, base_url: str) -> Counter:
             operation = result.ok()
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
                 @settings(max_examples=EXAMPLES, deadline=None, database=None,
+                          derandomize=DERANDOMIZE,
                           suppress_health_check=list(HealthCheck))
                 @given(case=operation.as_strategy(generation_mode=mode))
                 def run(case) -> None:

@@ -189,3 +189,18 @@ async def test_cancelling_an_order_twice_answers_the_first_cancellation(module_r
     first = await client.cancel_order(shop.key, shop.wallet_id, order["order_id"])
     again = await client.cancel_order(shop.key, shop.wallet_id, order["order_id"])
     assert first["status"] == again["status"] == "cancelled"
+
+
+@pytest.mark.parametrize("merchant_bank", ["", "NoSuchBank", "zz-not-enrolled"])
+async def test_a_forwarded_charge_naming_no_bank_of_the_rail_is_refused_not_a_server_error(
+        module_rail, payer, merchant_bank):
+    """Found by the schemathesis run: an empty bank id answered 502 (central's 404 for the
+    malformed path read as an unreachable node)."""
+    from rail_protocol.instruction_types import INTERBANK_CHARGE
+
+    env = seal(module_rail.banks["pearl"].node.key, INTERBANK_CHARGE, {
+        "merchant_bank": merchant_bank, "merchant_wallet": "pearl.0000000000000000",
+        "amount_fen": 1, "code": "x"})
+    async with Unchanged(module_rail, payer):
+        assert_refused(await module_rail.post_raw(BANK, "/v1/interbank/charges", env), 404,
+                       "unknown_bank")
