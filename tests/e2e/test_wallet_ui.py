@@ -836,3 +836,27 @@ def test_offline_payment_and_a_voucher_from_the_screens(kivy, ui_rail, tmp_path,
         assert "12.00" in holds.info
         ui.shot(f"vouchers_{language}")
         assert ui.app.unexpected == []
+
+
+@pytest.mark.parametrize("language", ["en", "zh_CN"])
+def test_the_wallet_locks_itself_after_a_while_without_use(kivy, ui_rail, tmp_path,
+                                                           artifacts_dir, language):
+    urls = banks(ui_rail)
+    run(funded_core_wallet(tmp_path / "wallet", urls, yuan(10)))
+    app = make_app(kivy, tmp_path / "wallet", urls, language=language)
+    with Driver(app, artifacts_dir) as ui:
+        unlock = ui.on("unlock")
+        unlock.ids.pin.text = PIN
+        ui.press(unlock.ids.unlock_button)
+        home = ui.on("home")
+        ui.until(lambda: home.balance.endswith("10.00"), "the balance")
+        ui.pump(1.5)
+        assert ui.app.wallet.key is not None     # two minutes by default: still open
+        ui.app.auto_lock_s = 1.0                 # then no touch for a second
+        ui.until(lambda: ui.app.root.current == "unlock", "the lock", timeout_s=10)
+        assert ui.app.wallet.key is None
+        assert ui.on("unlock").info == ("一段时间未使用，钱包已锁定。请输入 PIN。" if
+                                        language == "zh_CN" else
+                                        "Locked after a while without use. Enter the PIN.")
+        ui.shot(f"auto_locked_{language}")
+        assert ui.app.unexpected == []

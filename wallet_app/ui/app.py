@@ -7,6 +7,7 @@ core, the layouts in the .kv files, the view logic in `core/present.py`."""
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from kivy.app import App
@@ -23,6 +24,8 @@ from wallet_app.ui.i18n import register_font
 
 log = logging.getLogger("yuanrail.wallet.ui")
 ESCAPE = 27  # Kivy's key code for Escape, and for Android's Back button
+AUTO_LOCK_S = 120.0   # idle this long with the key open, the wallet locks itself
+UNLOCKED_FREE = ("unlock", "onboarding")   # screens shown while the key is closed
 
 
 class _StayUp(ExceptionHandler):
@@ -45,10 +48,13 @@ class WalletApp(App):
     title = TITLE
 
     def __init__(self, wallet: Wallet, *, images_folder: Path | None = None,
-                 language: str | None = None, **kwargs) -> None:
+                 language: str | None = None, auto_lock_s: float = AUTO_LOCK_S,
+                 **kwargs) -> None:
         """`language`: the UI's language; by default the one chosen in Settings, else the
-        system's."""
+        system's. `auto_lock_s`: idle seconds before the key is closed again."""
         super().__init__(**kwargs)
+        self.auto_lock_s = auto_lock_s
+        self.last_activity = time.monotonic()
         self.wallet = wallet
         self.images_folder = images_folder
         self.language = language
@@ -73,8 +79,31 @@ class WalletApp(App):
         from kivy.core.window import Window
 
         ExceptionManager.add_handler(self._handler)
-        Window.bind(on_keyboard=self.on_key)
+        Window.bind(on_keyboard=self.on_key, on_touch_down=self._active, on_key_down=self._active)
+        self._idle_check = Clock.schedule_interval(self._lock_when_idle, 1.0)
         self.go("unlock" if self.wallet.has_wallet() else "onboarding")
+
+    def _active(self, *_args) -> None:
+        self.last_activity = time.monotonic()
+
+    def _lock_when_idle(self, _dt: float) -> None:
+        """Close the key after `auto_lock_s` without a touch or a key: a phone left on a
+        table is not an open wallet."""
+        if self.wallet.key is None or self.root is None:
+            return
+        if time.monotonic() - self.last_activity >= self.auto_lock_s:
+            self.lock(i18n.gettext("Locked after a while without use. Enter the PIN."))
+
+    def lock(self, why: str = "") -> None:
+        self.wallet.lock()
+        self.go("unlock")
+        self.root.current_screen.info = why
+
+    def on_pause(self) -> bool:
+        """Android: the app goes to the background; its key is closed (the PIN opens it)."""
+        if self.wallet.key is not None and self.root is not None:
+            self.lock()
+        return True
 
     def go(self, name: str, **params) -> None:
         """Show screen `name`, prepared with `params`."""
@@ -98,7 +127,10 @@ class WalletApp(App):
     def on_stop(self) -> None:
         from kivy.core.window import Window
 
-        Window.unbind(on_keyboard=self.on_key)
+        Window.unbind(on_keyboard=self.on_key, on_touch_down=self._active,
+                      on_key_down=self._active)
+        if getattr(self, "_idle_check", None) is not None:
+            self._idle_check.cancel()
         if self.root is not None and self.root.current_screen is not None:
             self.root.current_screen.leave()
         if self._handler in ExceptionManager.handlers:

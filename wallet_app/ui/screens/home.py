@@ -49,5 +49,4 @@ class HomeScreen(WalletScreen):
         self._count_pending()
 
     def lock(self) -> None:
-        self.wallet.lock()
-        self.app.go("unlock")
+        self.app.lock()
