@@ -860,3 +860,52 @@ def test_the_wallet_locks_itself_after_a_while_without_use(kivy, ui_rail, tmp_pa
                                         "Locked after a while without use. Enter the PIN.")
         ui.shot(f"auto_locked_{language}")
         assert ui.app.unexpected == []
+
+
+@pytest.mark.parametrize("language", ["en", "zh_CN"])
+def test_a_backup_saved_in_settings_restores_the_wallet_on_a_new_phone(kivy, ui_rail, tmp_path,
+                                                                       artifacts_dir, language):
+    """Settings seals the key under a passphrase; a fresh phone restores it from onboarding
+    under a new PIN and shows the same balance."""
+    from wallet_app.core.wallet import Wallet
+
+    urls = banks(ui_rail)
+    old = run(funded_core_wallet(tmp_path / "old", urls, yuan(42)))
+    zh = language == "zh_CN"
+    with Driver(make_app(kivy, tmp_path / "old", urls, language=language), artifacts_dir) as ui:
+        unlock = ui.on("unlock")
+        unlock.ids.pin.text = PIN
+        ui.press(unlock.ids.unlock_button)
+        home = ui.on("home")
+        ui.press(home.ids.settings_button)
+        settings = ui.on("settings")
+        assert settings.can_back_up
+        settings.ids.backup_pin.text = PIN
+        settings.ids.passphrase.text = "short"
+        ui.press(settings.ids.backup_button)
+        ui.until(lambda: settings.error, "the refusal")
+        assert settings.error == ("备份口令至少需要 12 个字符。" if zh
+                                  else "The backup passphrase must be at least 12 characters.")
+        settings.ids.backup_pin.text = PIN
+        settings.ids.passphrase.text = "plum blossom in the snow"
+        ui.press(settings.ids.backup_button)
+        ui.until(lambda: settings.backup_path, "the backup")
+        ui.shot(f"backup_{language}")
+        assert ui.app.unexpected == []
+    saved = Path(settings.backup_path)
+    assert saved.exists() and old.key.secret_text().encode() not in saved.read_bytes()
+
+    fresh = Wallet(tmp_path / "new", urls)
+    with Driver(make_app(kivy, tmp_path / "new", urls, language=language), artifacts_dir) as ui:
+        onboarding = ui.on("onboarding")
+        ui.press(onboarding.ids.restore_button)
+        restore = ui.on("restore")
+        restore.ids.backup_file.text = str(saved)
+        restore.ids.passphrase.text = "plum blossom in the snow"
+        restore.ids.pin.text = restore.ids.pin_again.text = "246810"
+        ui.press(restore.ids.restore_button)
+        home = ui.on("home")
+        ui.until(lambda: home.balance.endswith("42.00"), "the balance")
+        ui.shot(f"restored_{language}")
+        assert ui.app.unexpected == []
+    assert fresh.has_wallet() and fresh.profile.wallet_id == old.wallet_id

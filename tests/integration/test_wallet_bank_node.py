@@ -287,6 +287,42 @@ async def test_a_voucher_spent_at_a_scanned_merchant_and_a_hold_released_from_th
     await rail.assert_balanced()
 
 
+async def test_a_backup_restores_the_wallet_on_a_new_phone_under_a_new_pin(module_rail,
+                                                                           tmp_path):
+    rail = module_rail
+    old = await linked(rail, tmp_path / "old-phone", deposit_fen=yuan(500))
+    await old.top_up(yuan(100))
+    with pytest.raises(WalletError) as weak:
+        old.export_backup(PIN, "short")
+    assert weak.value.code == "weak_passphrase"
+    with pytest.raises(WalletError) as wrong_pin:
+        old.export_backup("000000", "a long backup passphrase")
+    assert wrong_pin.value.code == "wrong_pin"
+    data = old.export_backup(PIN, "a long backup passphrase")
+    assert old.key.secret_text().encode() not in data     # sealed, not in the clear
+    new = Wallet(tmp_path / "new-phone", URLS, transport=rail.net,
+                 scrypt_n=keystore.MIN_SCRYPT_N)
+    with pytest.raises(WalletError) as wrong:
+        await new.restore_backup(data, "another long passphrase", "246810", "246810")
+    assert wrong.value.code == "backup_wrong_passphrase"
+    altered = data.replace(b'"ciphertext": "', b'"ciphertext": "A', 1)
+    with pytest.raises(WalletError) as tampered:
+        await new.restore_backup(altered, "a long backup passphrase", "246810", "246810")
+    assert tampered.value.code in ("backup_invalid", "backup_wrong_passphrase")
+    assert not new.has_wallet()                            # nothing half-restored
+    view = await new.restore_backup(data, "a long backup passphrase", "246810", "246810")
+    assert view.wallet_id == old.wallet_id and view.balance_fen == yuan(100)
+    new.lock()
+    new.unlock("246810")                                   # the new PIN opens it
+    shop = await merchant(rail, tmp_path / "shop")
+    order = await shop.collect(1_000)
+    paid = await new.pay(await new.prepare(order.qr_payload))
+    assert paid.status == "settled"
+    with pytest.raises(WalletError) as twice:
+        await new.restore_backup(data, "a long backup passphrase", "246810", "246810")
+    assert twice.value.code == "key_exists"
+
+
 async def test_refusals_a_user_can_meet(module_rail, tmp_path):
     rail = module_rail
     payer = await open_wallet(rail, tmp_path / "payer")

@@ -40,6 +40,7 @@ from wallet_app.core.client import (
     WalletView,
     payment_result,
 )
+from wallet_app.core import backup
 from wallet_app.core.errors import PaymentPending, WalletError
 from wallet_app.core.files import read_json, write_json
 from wallet_app.core.i18n import N_, _
@@ -165,6 +166,8 @@ class Wallet:
         self._transport = transport
         self._timeout_s = timeout_s
         self._scrypt_n = scrypt_n
+        # Tests lower the key file's scrypt; a backup's scales with it (16x heavier).
+        self._backup_scrypt_n = min(scrypt_n * 2, backup.SCRYPT_N)
         # The demo's bank counter only: each bank's own operator credential, by bank URL.
         self._operator_tokens = {u.rstrip("/"): t for u, t in (operator_tokens or {}).items()}
         self.keystore = KeyStore(self.home / "key.json")
@@ -293,6 +296,36 @@ class Wallet:
                 (self.home / "profile.json").unlink(missing_ok=True)
             raise
         profile.wallet_id = view.wallet_id
+        self._save_profile(profile)
+        self.key, self.view = key, view
+        self.bank_info = await self.bank(profile.bank_url)
+        self._remember_bank_key()
+        return view
+
+    def export_backup(self, pin: str, passphrase: str) -> bytes:
+        """The wallet's key and profile, sealed under `passphrase` (the PIN checked first):
+        to keep somewhere other than this phone."""
+        self.verify_pin(pin)
+        profile = self.profile
+        if profile is None or profile.wallet_id is None:
+            raise WalletError("no_wallet")
+        return backup.seal(self._key(), asdict(profile), passphrase,
+                           scrypt_n=self._backup_scrypt_n)
+
+    async def restore_backup(self, data: bytes, passphrase: str, pin: str,
+                             pin_again: str) -> WalletView:
+        """A wallet from a backup on this (new) phone, under a new PIN; the bank confirms it
+        knows the key before the wallet is kept."""
+        check_pin(pin)
+        if pin != pin_again:
+            raise WalletError("pin_mismatch")
+        if self.has_wallet():
+            raise WalletError("key_exists", N_("this phone already holds a wallet"))
+        key, saved = backup.open_(data, passphrase)
+        profile = Profile(**{k: v for k, v in saved.items()
+                             if k in Profile.__dataclass_fields__})
+        view = await self._client(profile.bank_url).wallet(key, profile.wallet_id)
+        KeyStore.create(self.keystore.path, key, pin, scrypt_n=self._scrypt_n)
         self._save_profile(profile)
         self.key, self.view = key, view
         self.bank_info = await self.bank(profile.bank_url)

@@ -57,6 +57,7 @@ class WalletApp(App):
         self.last_activity = time.monotonic()
         self.wallet = wallet
         self.images_folder = images_folder
+        self.backups_folder = wallet.home / "backups"
         self.language = language
         self.unexpected: list[BaseException] = []
         self.runner = AsyncRunner(dispatch=lambda callback: Clock.schedule_once(

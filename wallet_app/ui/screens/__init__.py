@@ -14,6 +14,7 @@ def screen_classes() -> list[type]:
     from wallet_app.ui.screens.onboarding import OnboardingScreen
     from wallet_app.ui.screens.paycode import PayCodeScreen
     from wallet_app.ui.screens.receive import ReceiveScreen
+    from wallet_app.ui.screens.restore import RestoreScreen
     from wallet_app.ui.screens.scan import ScanScreen
     from wallet_app.ui.screens.settings import SettingsScreen
     from wallet_app.ui.screens.subwallets import SubWalletsScreen
@@ -22,4 +23,4 @@ def screen_classes() -> list[type]:
 
     return [OnboardingScreen, UnlockScreen, LinkScreen, HomeScreen, ScanScreen, ConfirmScreen,
             PayCodeScreen, ReceiveScreen, TopUpScreen, HistoryScreen, SubWalletsScreen,
-            MerchantScreen, SettingsScreen, OfflineScreen, HoldsScreen]
+            MerchantScreen, SettingsScreen, OfflineScreen, HoldsScreen, RestoreScreen]

@@ -1,11 +1,13 @@
 """Settings: the language (English or Simplified Chinese, or the phone's own), kept in
-`<home>/settings.json`. The switch redraws every screen at once (`ui.i18n.tr`)."""
+`<home>/settings.json`; the switch redraws every screen at once (`ui.i18n.tr`). And an
+encrypted backup of the wallet (core/backup.py) while it is unlocked."""
 
 from __future__ import annotations
 
-from kivy.properties import StringProperty
+from kivy.properties import BooleanProperty, StringProperty
 
 from wallet_app.core import i18n
+from wallet_app.core.i18n import _
 from wallet_app.ui.screens.base import WalletScreen, load_kv
 
 load_kv(__file__)
@@ -15,10 +17,13 @@ class SettingsScreen(WalletScreen):
     language = StringProperty(i18n.SOURCE_LANGUAGE)
     chosen = StringProperty("")     # "" while the wallet follows the system's language
     back_to = StringProperty("home")
+    can_back_up = BooleanProperty(False)   # an unlocked wallet: its key can be backed up
+    backup_path = StringProperty("")
 
     def prepare(self, back: str = "home", **params) -> None:
         super().prepare(**params)
         self.back_to = back
+        self.can_back_up = self.wallet.key is not None
         self.language = i18n.language()
         self.chosen = i18n.saved_language(self.wallet.home) or ""
 
@@ -28,6 +33,27 @@ class SettingsScreen(WalletScreen):
         self.language = i18n.set_language(code or i18n.system_language())
         self.chosen = code or ""
         self.app.title = i18n.gettext(self.app.TITLE)
+
+    def save_backup(self) -> None:
+        """The key and profile, sealed under the passphrase, saved where the user can copy
+        them off the phone (the app's backups folder)."""
+        pin, passphrase = self.ids.backup_pin.text, self.ids.passphrase.text
+        self.ids.backup_pin.text = self.ids.passphrase.text = ""
+
+        async def seal() -> str:        # scrypt: off the UI thread
+            data = self.wallet.export_backup(pin, passphrase)
+            folder = self.app.backups_folder
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"yuanrail-wallet-{self.wallet.wallet_id}.backup"
+            path.write_bytes(data)
+            return str(path)
+
+        def saved(path: str) -> None:
+            self.backup_path = path
+            self.info = _("Backup saved: {path}. Keep it, and the passphrase, off this "
+                          "phone.").format(path=path)
+
+        self.run(seal(), saved, _("Sealing the backup..."))
 
     def back(self) -> None:
         self.go_back()
