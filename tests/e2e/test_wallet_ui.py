@@ -332,6 +332,15 @@ def test_payment_code_receive_and_sub_wallets(kivy, ui_rail, tmp_path, artifacts
         assert code_screen.short and code_screen.code_text.isdigit()
         assert code_screen.digits_text.replace(" ", "") == code_screen.code_text
         assert code_screen.ids.barcode.texture is not None
+        # a wrong PIN's message stays while the screen polls for the charge
+        code_screen.ids.pin.text = "000000"
+        ui.press(code_screen.ids.pin_button)
+        ui.until(lambda: code_screen.error, "the wrong PIN")
+        wrong = code_screen.error
+        ui.pump(3.0)
+        assert code_screen.error == wrong and wrong.startswith("The PIN is wrong")
+        from kivy.core.window import Window
+        assert Window.softinput_mode == "below_target"   # the keyboard never hides a field
         shot = ui.shot("payment_code")
         scanned = decode_screenshot(shot)
         assert scanned == code_screen.code_text
@@ -428,6 +437,11 @@ def test_merchant_mode_collects_charges_and_counts_today(kivy, ui_rail, tmp_path
         merchant.ids.code_scanner.ids.paste.text = ticket.text
         ui.press(merchant.ids.code_scanner.ids.paste_button)
         assert merchant.code_status.startswith(f"Code of {payer.wallet_id}")
+        # refused (above the no-PIN amount): the scanned code stays for the next try
+        merchant.ids.charge_amount.text = "1500"
+        ui.press(merchant.ids.charge_button)
+        ui.until(lambda: merchant.error, "the refusal")
+        assert "PIN" in merchant.error and merchant.customer_code == ticket.text
         merchant.ids.charge_amount.text = "5"
         ui.press(merchant.ids.charge_button)
         ui.until(lambda: merchant.code_status.startswith("Charged"), "the charge")

@@ -80,6 +80,8 @@ class WalletApp(App):
         from kivy.core.window import Window
 
         ExceptionManager.add_handler(self._handler)
+        # The on-screen keyboard pushes the screen up to keep the field typed in visible.
+        Window.softinput_mode = "below_target"
         Window.bind(on_keyboard=self.on_key, on_touch_down=self._active, on_key_down=self._active)
         self._idle_check = Clock.schedule_interval(self._lock_when_idle, 1.0)
         self.go("unlock" if self.wallet.has_wallet() else "onboarding")

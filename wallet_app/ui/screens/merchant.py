@@ -130,10 +130,13 @@ class MerchantScreen(WalletScreen):
         amount = self.guard(parse_yuan, self.ids.charge_amount.text)
         if amount is None:
             return
-        code, self.customer_code = self.customer_code, ""
-        self.run(self.wallet.charge(code, amount), self._charged, _("Charging..."))
+        # The scanned code stays until a charge succeeds: after a refusal (the PIN needed,
+        # the funds short) the cashier charges again without asking for a new scan.
+        self.run(self.wallet.charge(self.customer_code, amount), self._charged,
+                 _("Charging..."))
 
     def _charged(self, result) -> None:
+        self.customer_code = ""
         self.code_status = _("Charged {amount}: payment {payment_id}.").format(
             amount=format_fen(result.amount_fen), payment_id=result.payment_id)
         self.ids.charge_amount.text = ""

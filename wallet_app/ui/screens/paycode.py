@@ -97,11 +97,14 @@ class PayCodeScreen(WalletScreen):
     def _poll_failed(self, exc: BaseException) -> None:
         self._polling = False
         self.show_error(exc)
+        self._poll_error = self.error
 
     def _charged(self, found: dict) -> None:
         self._polling = False
         if not found:
-            if self.error:
+            # The bank answers again: clear the poller's own error, never another one (a
+            # wrong PIN stays until the user acts).
+            if self.error and self.error == getattr(self, "_poll_error", None):
                 self.error = ""
             return
         payment = next(iter(found.values()))
