@@ -26,7 +26,9 @@ PAYMENT = obj({"payment_id": TEXT, "kind": TEXT, "status": one_of(
     "settled", "processing", "rejected", "pending", "voided", "expired"), "amount_fen": FEN,
     "payer_wallet": nullable(TEXT), "payee_wallet": nullable(TEXT), "created_ms": MS,
     "updated_ms": MS})
-HISTORY = obj({"items": array(PAYMENT), "next_before": nullable(INT)})
+HISTORY = obj({"items": array(PAYMENT), "next_before": nullable(INT)},
+              {"names": {"type": "object", "additionalProperties": TEXT,
+                         "description": "merchant names of the counterparties, by wallet id"}})
 MANDATE = obj({"mandate_id": TEXT, "payer_wallet": TEXT, "merchant_wallet": TEXT,
                "merchant_name": nullable(TEXT), "per_payment_cap_fen": FEN, "period": TEXT,
                "period_cap_fen": FEN, "used_this_period_fen": FEN,

@@ -45,8 +45,15 @@ class Reads:
         stmt = stmt.order_by(c.txn_id.desc()).limit(min(max(limit, 1), 100))
         async with self.bank.engine.connect() as conn:
             rows = (await conn.execute(stmt)).all()
+            others = {w for r in rows for w in (r.payer_wallet, r.payee_wallet)
+                      if w and w != wallet_id}
+            # Merchants are shown by name (a person stays a wallet id: not theirs to tell).
+            names = {r.wallet_id: r.merchant_name for r in await conn.execute(
+                sa.select(t.wallets.c.wallet_id, t.wallets.c.merchant_name).where(
+                    t.wallets.c.wallet_id.in_(sorted(others)),
+                    t.wallets.c.merchant_name.is_not(None)))} if others else {}
         items = [payment_view(r) for r in rows]
-        return {"items": items,
+        return {"items": items, "names": names,
                 "next_before": rows[-1].txn_id if len(rows) == limit else None}
 
     async def payment(self, wallet_id: str, payment_id: str) -> dict:

@@ -280,7 +280,7 @@ def test_new_user_opens_tops_up_and_pays_a_merchant_qr_image(kivy, ui_rail, tmp_
         ui.press(home.ids.history_button)
         history = ui.on("history")
         texts = ui.until(lambda: [w.text for w in history.ids.rows.children], "history rows")
-        paid_row = next(t for t in texts if present.short_id(merchant_id) in t)
+        paid_row = next(t for t in texts if "Noodle House" in t)   # by name, not wallet id
         assert "-¥38.50" in paid_row and "Done" in paid_row
         assert any("Top-up" in t and "+¥500.00" in t for t in texts)
         ui.shot("history")
@@ -381,7 +381,15 @@ def test_payment_code_receive_and_sub_wallets(kivy, ui_rail, tmp_path, artifacts
         ui.app.go("history")
         history = ui.on("history")
         texts = ui.until(lambda: [w.text for w in history.ids.rows.children], "history rows")
-        assert any("Payment code: to" in t and "-¥23.50" in t for t in texts)
+        # the merchant by its name, not its wallet id; the row opens its receipt
+        assert any("Payment code: to Tea Corner" in t and "-¥23.50" in t for t in texts)
+        row = next(w for w in history.ids.rows.children if "-¥23.50" in w.text)
+        touch = type("Touch", (), {"pos": row.center, "grab_current": None})()
+        row.on_touch_up(touch)
+        receipt = ui.on("receipt")
+        assert "To: Tea Corner" in receipt.text and "Amount: ¥23.50" in receipt.text
+        assert f"Payment: {charged['payment_id']}" in receipt.text
+        ui.shot("receipt")
         assert ui.app.unexpected == []
 
 
@@ -699,9 +707,13 @@ def test_messages_keep_buttons_still_back_goes_back_numbers_get_a_number_pad_and
     run(funded_core_wallet(tmp_path / "wallet", urls, yuan(20)))
     with Driver(make_app(kivy, tmp_path / "wallet", urls, language=language),
                 artifacts_dir) as ui:
-        # a number pad for every PIN, amount and phone field, on every screen
+        # a number pad for every PIN, amount and phone field, on every screen (a backup's
+        # passphrase is text: it is no PIN)
+        passphrases = {id(w.__self__) for screen in ui.app.root.screens   # ids are proxies
+                       for name, w in screen.ids.items() if "passphrase" in name}
         fields = [w for screen in ui.app.root.screens for w in screen.walk()
-                  if isinstance(w, TextInput) and (w.password or w.input_filter)]
+                  if isinstance(w, TextInput) and (w.password or w.input_filter)
+                  and id(w) not in passphrases]
         assert len(fields) >= 10  # (the merchant tabs not shown are not in the tree)
         assert all(w.input_type in ("number", "tel") for w in fields), \
             [(w.hint_text, w.input_type) for w in fields if w.input_type not in ("number", "tel")]
@@ -923,3 +935,36 @@ def test_a_backup_saved_in_settings_restores_the_wallet_on_a_new_phone(kivy, ui_
         ui.shot(f"restored_{language}")
         assert ui.app.unexpected == []
     assert fresh.has_wallet() and fresh.profile.wallet_id == old.wallet_id
+
+
+@pytest.mark.parametrize("language", ["en", "zh_CN"])
+def test_home_says_when_money_arrives(kivy, ui_rail, tmp_path, artifacts_dir, language):
+    urls = banks(ui_rail)
+    wallet = run(funded_core_wallet(tmp_path / "wallet", urls, yuan(10)))
+    payer = run(funded_core_wallet(tmp_path / "payer", urls, yuan(50)))
+    with Driver(make_app(kivy, tmp_path / "wallet", urls, language=language),
+                artifacts_dir) as ui:
+        unlock = ui.on("unlock")
+        unlock.ids.pin.text = PIN
+        ui.press(unlock.ids.unlock_button)
+        home = ui.on("home")
+        ui.until(lambda: home.balance.endswith("10.00"), "the balance")
+        ui.pump(6.0)                          # the first look marks where news starts
+
+        async def pay():
+            from wallet_app.core.wallet import Wallet
+
+            core = Wallet(tmp_path / "payer", urls)
+            core.unlock(PIN)
+            paid = await core.pay(await core.prepare(wallet.receive_code(yuan(3))))
+            await core.aclose()
+            return paid
+
+        assert ui.call(pay()).status == "settled"
+        ui.until(lambda: "3.00" in home.info, "the notice", timeout_s=20)
+        assert home.info == ("收到 {who} 付来的 ¥3.00。" if language == "zh_CN"
+                             else "Received ¥3.00 from {who}.").format(
+            who=present.short_id(payer.wallet_id))
+        ui.until(lambda: home.balance.endswith("13.00"), "the new balance")
+        ui.shot(f"money_arrived_{language}")
+        assert ui.app.unexpected == []

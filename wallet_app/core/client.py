@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
 import httpx
@@ -152,6 +152,7 @@ class PaymentResult:
 class HistoryPage:
     items: list[Payment]
     next_before: int | None
+    names: dict[str, str] = field(default_factory=dict)   # merchants' names, by wallet id
 
 
 @dataclass(frozen=True)
@@ -325,7 +326,7 @@ class WalletClient:
                                         before=before, limit=limit, since_ms=since_ms,
                                         status=status)
         return HistoryPage([_pick(Payment, item) for item in answer["items"]],
-                           answer.get("next_before"))
+                           answer.get("next_before"), dict(answer.get("names") or {}))
 
     @_guard
     async def payment(self, key: SigningKey, wallet_id: str, payment_id: str) -> Payment:

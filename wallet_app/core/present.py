@@ -161,3 +161,23 @@ def mandate_text(mandate: Mandate) -> str:
 def countdown(expires_ms: int, now_ms: int) -> str:
     seconds = max((expires_ms - now_ms) // 1000, 0)
     return _("Refreshes in {seconds} s").format(seconds=seconds)
+
+
+def receipt_lines(item: Payment, me: str, names: dict[str, str] | None = None) -> list[str]:
+    """A payment's receipt, a line each: who, how much, when, its status and its ids."""
+    names = names or {}
+    incoming = item.payee_wallet == me
+    other = item.payer_wallet if incoming else item.payee_wallet
+    who = names.get(other or "", other or "")
+    lines = [(_("From: {who}") if incoming else _("To: {who}")).format(who=who)] if who else []
+    lines += [_("Amount: {amount}").format(amount=format_fen(item.amount_fen)),
+              _("Status: {status}").format(status=status_text(item.status)),
+              _("Time: {when}").format(when=_when(item.created_ms)),
+              _("Payment: {payment_id}").format(payment_id=item.payment_id)]
+    if item.order_id:
+        lines.append(_("Order: {order_id}").format(order_id=item.order_id))
+    if item.memo:
+        lines.append(_("Note: {memo}").format(memo=item.memo))
+    if item.refund_of:
+        lines.append(_("Refund of: {payment_id}").format(payment_id=item.refund_of))
+    return lines

@@ -505,6 +505,22 @@ class Wallet:
                                      result.order_id, repeated=result.repeated)
         return result  # still processing: the bank's outbox will finish it
 
+    async def incoming_news(self) -> tuple[list[Payment], dict[str, str]]:
+        """Payments received since the last look, newest first, with the merchants' names
+        (the first look only marks where the news starts). The mark is kept on disk."""
+        page = await self.client.history(self._key(), self.wallet_id, limit=20)
+        ids = [int(p.payment_id[1:]) for p in page.items if p.payment_id[1:].isdigit()]
+        seen = read_json(self.home / "seen.json")
+        last = seen.get("last_payment") if isinstance(seen, dict) else None
+        if ids and (last is None or max(ids) > last):
+            write_json(self.home / "seen.json", {"last_payment": max(ids)})
+        if last is None:
+            return [], page.names
+        news = [p for p in page.items if p.payee_wallet == self.wallet_id
+                and p.status == "settled" and p.payment_id[1:].isdigit()
+                and int(p.payment_id[1:]) > last]
+        return news, page.names
+
     async def resolve_pending(self) -> list[Outcome]:
         """Resend what waits in the outbox (at start-up, on refresh)."""
         return await self.outbox.flush()

@@ -13,6 +13,7 @@ def screen_classes() -> list[type]:
     from wallet_app.ui.screens.offline import OfflineScreen
     from wallet_app.ui.screens.onboarding import OnboardingScreen
     from wallet_app.ui.screens.paycode import PayCodeScreen
+    from wallet_app.ui.screens.receipt import ReceiptScreen
     from wallet_app.ui.screens.receive import ReceiveScreen
     from wallet_app.ui.screens.restore import RestoreScreen
     from wallet_app.ui.screens.scan import ScanScreen
@@ -23,4 +24,5 @@ def screen_classes() -> list[type]:
 
     return [OnboardingScreen, UnlockScreen, LinkScreen, HomeScreen, ScanScreen, ConfirmScreen,
             PayCodeScreen, ReceiveScreen, TopUpScreen, HistoryScreen, SubWalletsScreen,
-            MerchantScreen, SettingsScreen, OfflineScreen, HoldsScreen, RestoreScreen]
+            MerchantScreen, SettingsScreen, OfflineScreen, HoldsScreen, RestoreScreen,
+            ReceiptScreen]

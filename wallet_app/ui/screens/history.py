@@ -26,7 +26,17 @@ def row_color(row: present.HistoryRow) -> tuple[float, float, float, float]:
 
 
 class HistoryRowLabel(Label):
-    pass
+    """A row; tapping it opens the payment's receipt."""
+
+    payment = None
+    screen = None
+
+    def on_touch_up(self, touch) -> bool:
+        if self.payment is not None and self.screen is not None \
+                and self.collide_point(*touch.pos):
+            self.screen.open_receipt(self.payment)
+            return True
+        return super().on_touch_up(touch)
 
 
 class HistoryScreen(WalletScreen):
@@ -35,9 +45,13 @@ class HistoryScreen(WalletScreen):
     def prepare(self, **params) -> None:
         super().prepare(**params)
         self._items = []
+        self._names: dict[str, str] = {}
         self._next = None
         self.ids.rows.clear_widgets()
         self.load()
+
+    def open_receipt(self, payment) -> None:
+        self.app.go("receipt", payment=payment, names=dict(self._names))
 
     def load(self) -> None:
         self.run(self.wallet.history(before=self._next, limit=PAGE), self._loaded,
@@ -45,11 +59,16 @@ class HistoryScreen(WalletScreen):
 
     def _loaded(self, page) -> None:
         self._items += page.items
+        self._names.update(page.names)
         self._next = page.next_before
         self.has_more = page.next_before is not None
-        self.rows = present.history_rows(self._items, self.wallet.wallet_id)
+        self.rows = present.history_rows(self._items, self.wallet.wallet_id, self._names)
         self.ids.rows.clear_widgets()
+        by_id = {item.payment_id: item for item in self._items}
         for row in self.rows:
-            self.ids.rows.add_widget(HistoryRowLabel(text=row.text, color=row_color(row)))
+            label = HistoryRowLabel(text=row.text, color=row_color(row))
+            label.payment = by_id.get(row.payment_id)
+            label.screen = self
+            self.ids.rows.add_widget(label)
         if not self.rows:
             self.ids.rows.add_widget(HistoryRowLabel(text=_("No payments yet."), height=dp(40)))
