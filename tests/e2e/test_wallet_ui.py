@@ -968,3 +968,28 @@ def test_home_says_when_money_arrives(kivy, ui_rail, tmp_path, artifacts_dir, la
         ui.until(lambda: home.balance.endswith("13.00"), "the new balance")
         ui.shot(f"money_arrived_{language}")
         assert ui.app.unexpected == []
+
+
+@pytest.mark.parametrize("language", ["en", "zh_CN"])
+def test_a_wallet_started_with_no_bank_adds_one_by_its_address_and_opens(
+        kivy, ui_rail, tmp_path, artifacts_dir, language):
+    urls = banks(ui_rail)
+    with Driver(make_app(kivy, tmp_path / "wallet", [], language=language),
+                artifacts_dir) as ui:
+        onboarding = ui.on("onboarding")
+        assert onboarding.bank_labels == [] and onboarding.info
+        onboarding.ids.bank_url.text = "not a bank"
+        ui.press(onboarding.ids.add_bank_button)
+        ui.until(lambda: onboarding.error, "the refusal")
+        onboarding.ids.bank_url.text = f"yuanrail:bank?url={urls[0]}"   # as its QR says
+        ui.press(onboarding.ids.add_bank_button)
+        ui.until(lambda: onboarding.bank_labels, "the bank added")
+        assert "yangtze" in onboarding.ids.bank.text
+        onboarding.ids.phone.text = new_phone()
+        onboarding.ids.pin.text = onboarding.ids.pin_again.text = PIN
+        ui.press(onboarding.ids.open_button)
+        ui.on("link")
+        ui.shot(f"bank_added_{language}")
+        assert ui.app.unexpected == []
+    from wallet_app.core.wallet import Wallet
+    assert Wallet(tmp_path / "wallet", []).bank_urls == [urls[0].rstrip("/")]   # kept

@@ -344,3 +344,25 @@ def test_runner_returns_through_dispatch():
         assert seen == [("ok", 42)]
     finally:
         runner.stop()
+
+
+@pytest.mark.parametrize("text, url", [
+    ("https://bank.example/", "https://bank.example"),
+    (" http://127.0.0.1:8701 ", "http://127.0.0.1:8701"),
+    ("yuanrail:bank?url=https%3A%2F%2Fyangtze.example%2Fnode", "https://yangtze.example/node"),
+])
+def test_a_bank_is_added_by_its_address_or_its_qr(text, url):
+    from wallet_app.core.wallet import bank_url_of
+
+    assert bank_url_of(text) == url
+
+
+@pytest.mark.parametrize("text", ["", "bank.example", "ftp://bank.example", "https://",
+                                  "https://u:p@bank.example", "https://bank.example/?x=1",
+                                  "yuanrail:bank?url=javascript:alert(1)", "x" * 400, None])
+def test_anything_else_is_not_a_bank_address(text):
+    from wallet_app.core.wallet import bank_url_of
+
+    with pytest.raises(WalletError) as refused:
+        bank_url_of(text)
+    assert refused.value.code == "bad_bank_url"

@@ -34,7 +34,9 @@ MESSAGES: dict[str, str] = {
     "not_a_payment_code": N_("That is not a customer's payment code."),
     "payment_pending": N_("Your bank did not answer. The payment is kept and will be sent again "
                        "with the same id, so it can never be paid twice."),
-    "no_bank": N_("No bank is configured. Start the wallet with --bank URL."),
+    "no_bank": N_("No bank is configured. Add your bank by its address or its QR code."),
+    "bad_bank_url": N_("That is not a bank's address. Type it as https://... or scan the "
+                       "bank's code."),
     "camera_unavailable": N_("No camera is available. Open an image or paste the code instead."),
     # --- the rail's refusals, by code ---------------------------------------------------
     "malformed_json": N_("The bank could not read the request. Please update the wallet."),

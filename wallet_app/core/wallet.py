@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from urllib.parse import parse_qsl, urlsplit
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -163,6 +164,10 @@ class Wallet:
                  retry_backoff_s: float = 0.25) -> None:
         self.home = Path(home)
         self.bank_urls = [u.rstrip("/") for u in bank_urls]
+        added = read_json(self.home / "banks.json")     # banks the user added at onboarding
+        for url in added if isinstance(added, list) else []:
+            if isinstance(url, str) and url not in self.bank_urls:
+                self.bank_urls.append(url)
         self._transport = transport
         self._timeout_s = timeout_s
         self._scrypt_n = scrypt_n
@@ -245,10 +250,24 @@ class Wallet:
             self._infos[url] = await self._client(url).identity()
         return self._infos[url]
 
+    async def add_bank(self, text: str) -> BankChoice:
+        """A bank the user typed (its URL) or scanned (its QR, `yuanrail:bank?url=<URL>`),
+        kept once it answers as a bank node of the rail."""
+        url = bank_url_of(text)
+        try:
+            info = await self.bank(url)    # refused (upstream_unavailable) when none answers
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise WalletError("bad_bank_url", N_("no bank of the rail answers there")) from None
+        if url not in self.bank_urls:
+            self.bank_urls.append(url)
+            added = read_json(self.home / "banks.json")
+            write_json(self.home / "banks.json",
+                       [*(added if isinstance(added, list) else []), url])
+        return BankChoice(url, info)
+
     async def list_banks(self) -> list[BankChoice]:
-        """The configured banks, each with its name and class limits, or why it is offline."""
-        if not self.bank_urls:
-            raise WalletError("no_bank")
+        """The configured banks, each with its name and class limits, or why it is offline;
+        none at all until the user adds one (`add_bank`)."""
 
         async def one(url: str) -> BankChoice:
             try:
@@ -821,6 +840,22 @@ class Wallet:
         refunded = sum(i.amount_fen for i in settled if i.payer_wallet == merchant)
         return Receipts(settled, received, refunded,
                         sum(1 for i in settled if i.payee_wallet == merchant))
+
+
+def bank_url_of(text: object) -> str:
+    """The bank node's URL in what was typed or scanned: `https://...` (or `http://` for a
+    test rail), or a bank's QR `yuanrail:bank?url=<URL>`."""
+    if not isinstance(text, str) or not text.strip() or len(text) > 300:
+        raise WalletError("bad_bank_url", N_("type the bank's address or scan its code"))
+    text = text.strip()
+    parts = urlsplit(text)
+    if parts.scheme.lower() == "yuanrail" and parts.path == "bank":
+        text = dict(parse_qsl(parts.query)).get("url", "")
+        parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username \
+            or parts.query or parts.fragment:
+        raise WalletError("bad_bank_url", N_("type the bank's address or scan its code"))
+    return text.rstrip("/")
 
 
 def _check_amount(amount_fen: object) -> None:

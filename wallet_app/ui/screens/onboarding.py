@@ -27,8 +27,24 @@ class OnboardingScreen(WalletScreen):
         online = [c for c in choices if c.info is not None]
         if online and self.ids.bank.text not in self.bank_labels:
             self.ids.bank.text = online[0].label
-        if not online:
+        if not choices:
+            self.info = _("Add your bank: type its address or scan its code below.")
+        elif not online:
             self.error = _("No bank answers. Check the connection and try again.")
+
+    def add_bank(self) -> None:
+        """A bank typed or scanned; once it answers it is listed and chosen."""
+        text = self.ids.bank_url.text
+
+        def added(choice) -> None:
+            self.ids.bank_url.text = ""
+            self._choices = [c for c in self._choices if c.url != choice.url] + [choice]
+            self.bank_labels = [c.label for c in self._choices]
+            self.ids.bank.text = choice.label
+            self.error = ""
+            self.info = _("Added {bank}.").format(bank=choice.label)
+
+        self.run(self.wallet.add_bank(text), added, _("Asking the bank..."))
 
     def _chosen_url(self) -> str | None:
         for choice in self._choices:
