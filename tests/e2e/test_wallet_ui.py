@@ -993,3 +993,24 @@ def test_a_wallet_started_with_no_bank_adds_one_by_its_address_and_opens(
         assert ui.app.unexpected == []
     from wallet_app.core.wallet import Wallet
     assert Wallet(tmp_path / "wallet", []).bank_urls == [urls[0].rstrip("/")]   # kept
+
+
+@pytest.mark.parametrize("language", ["en", "zh_CN"])
+def test_no_title_is_clipped_when_it_wraps(kivy, tmp_path, artifacts_dir, language):
+    """A phone at density 1.4 gives a title less room than the desktop: every screen's
+    title grows to the lines its text takes (it had a fixed height, and was cut)."""
+    with Driver(make_app(kivy, tmp_path / "wallet", [], language=language),
+                artifacts_dir) as ui:
+        ui.on("onboarding")
+        titles = [w for screen in ui.app.root.screens for w in screen.walk()
+                  if type(w).__name__ == "Title"]
+        assert len(titles) >= 15
+        for title in titles:
+            title.width = 120              # a narrow column: every title wraps
+            title.texture_update()
+        ui.pump(0.2)
+        clipped = [(t.text, t.height, t.texture_size[1]) for t in titles
+                   if t.height < t.texture_size[1]]
+        assert not clipped, clipped
+        assert any(t.texture_size[1] > 44 for t in titles)   # some did wrap
+        assert ui.app.unexpected == []
