@@ -32,6 +32,7 @@ class HomeScreen(WalletScreen):
             self._show(view)
         self.refresh()
         self._looking = False
+        self.leave()           # shown again (home -> home): one poller, never two
         self._news = Clock.schedule_interval(self._look_for_news, NEWS_EVERY_S)
 
     def leave(self) -> None:
@@ -42,6 +43,9 @@ class HomeScreen(WalletScreen):
 
     def _look_for_news(self, _dt: float) -> None:
         """A notice when money arrives (polling: a phone keeps no connection open)."""
+        if self.app is None or self.manager is None or self.manager.current != self.name:
+            self.leave()       # the app stopped, or another screen shows: stop polling
+            return
         if self._looking or self.busy or self.wallet.key is None:
             return
         self._looking = True

@@ -38,6 +38,7 @@ class PayCodeScreen(WalletScreen):
         self.result = ""
         self.limit_hint = _("Without the PIN the code pays up to {amount}.").format(
             amount=format_fen(self.wallet.no_pin_threshold_fen))
+        self.leave()           # shown again: one ticker, never two
         self._event = Clock.schedule_interval(self._tick, TICK_S)
         # The short code's secret is registered once, which needs the bank; with no answer
         # the signed code (made with no network) is shown instead.
