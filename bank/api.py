@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 
@@ -50,8 +51,10 @@ async def health() -> dict:
 @router.get("/bank", tags=["meta"],
             openapi_extra=answers(S.IDENTITY))
 async def identity(bank: BankDep) -> dict:
-    """Who this bank node is, its key and its wallet classes' limits."""
+    """Who this bank node is, its key, its wallet classes' limits, and the link its QR code
+    carries for a new wallet to choose it (`yuanrail:bank?url=...`)."""
     return {"bank_id": bank.bank_id, "name": bank.name, "key_id": bank.key.key_id,
+            "wallet_link": "yuanrail:bank?" + urlencode({"url": bank.public_url}),
             "public_key": bank.key.public_key.to_text(),
             "no_pin_threshold_fen": bank.no_pin_threshold_fen,
             "classes": [limits.to_dict() for _, limits in sorted(bank.limits.items())]}

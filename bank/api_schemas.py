@@ -9,7 +9,8 @@ HEALTH = obj({"status": one_of("ok")})
 LIMITS = obj({"kyc_class": INT, "balance_cap_fen": nullable(FEN),
               "per_payment_cap_fen": nullable(FEN), "daily_cap_fen": nullable(FEN)})
 IDENTITY = obj({"bank_id": TEXT, "name": TEXT, "key_id": TEXT, "public_key": TEXT,
-                "no_pin_threshold_fen": FEN, "classes": array(LIMITS)})
+                "no_pin_threshold_fen": FEN, "classes": array(LIMITS),
+                "wallet_link": {**TEXT, "pattern": "^yuanrail:bank\\?url="}})
 WALLET = obj({"wallet_id": TEXT, "bank_id": TEXT, "kind": one_of("personal", "merchant"),
               "kyc_class": INT, "status": one_of("open", "closed"), "balance_fen": FEN,
               "limits": LIMITS, "spent_today_fen": FEN, "daily_left_fen": nullable(FEN),

@@ -323,6 +323,19 @@ async def test_a_backup_restores_the_wallet_on_a_new_phone_under_a_new_pin(modul
     assert twice.value.code == "key_exists"
 
 
+async def test_a_new_wallet_adds_a_bank_from_the_link_its_qr_carries(module_rail, tmp_path):
+    from wallet_app.core.wallet import bank_url_of
+
+    link = (await module_rail.client("pearl").identity())["wallet_link"]
+    assert bank_url_of(link) == "http://pearl.test"
+    wallet = Wallet(tmp_path / "new", [], transport=module_rail.net,
+                    scrypt_n=keystore.MIN_SCRYPT_N)
+    assert await wallet.list_banks() == []
+    added = await wallet.add_bank(link)
+    assert added.info.bank_id == "pearl"
+    assert [c.info.bank_id for c in await wallet.list_banks()] == ["pearl"]
+
+
 async def test_refusals_a_user_can_meet(module_rail, tmp_path):
     rail = module_rail
     payer = await open_wallet(rail, tmp_path / "payer")
