@@ -29,13 +29,18 @@ def check_wallet_id(value: object, field: str = "wallet_id") -> str:
     return value
 
 
+def check_memo(memo: object) -> str | None:
+    """A payment's or a hold's note to the payee: absent, or at most 140 characters."""
+    if memo is not None and (not isinstance(memo, str) or len(memo) > 140):
+        raise RailError("invalid_field", "memo must be a string of at most 140 characters")
+    return memo
+
+
 def parse_payment(body: dict) -> tuple[str, int, str | None, str | None]:
     """Check a `bank.pay` body, first error wins: (payee, amount, memo, order id)."""
     payee_id = check_wallet_id(body.get("payee_wallet"), "payee_wallet")
     amount = parse_fen(body.get("amount_fen"))
-    memo = body.get("memo")
-    if memo is not None and (not isinstance(memo, str) or len(memo) > 140):
-        raise RailError("invalid_field", "memo must be a string of at most 140 characters")
+    memo = check_memo(body.get("memo"))
     order_id = body.get("order_id")
     if order_id is not None and (not isinstance(order_id, str) or not 1 <= len(order_id) <= 25):
         raise RailError("invalid_field", "order_id must be 1-25 characters")

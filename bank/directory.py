@@ -6,10 +6,10 @@ bank for a few seconds (a bank enrolled a moment ago is soon payable)."""
 
 from __future__ import annotations
 
-import re
 import time
 from typing import TYPE_CHECKING
 
+from central.domain import check_bank_id
 from rail_protocol.envelope import verify_statement
 from rail_protocol.errors import RailError
 from rail_protocol.keys import PublicKey
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 KNOWN_TTL_S = 300.0
 UNKNOWN_TTL_S = 5.0
-BANK_ID = re.compile(r"^[a-z][a-z0-9-]{1,31}$")   # as central enrols them (central/domain.py)
+
 
 
 class BankDirectory:
@@ -32,8 +32,10 @@ class BankDirectory:
         """Another bank node's URL and key, checked against central's certificate;
         `unknown_bank` when central knows no such bank, `unknown_bank_node` when its answer
         cannot be trusted or central cannot be asked."""
-        if not isinstance(bank_id, str) or not BANK_ID.match(bank_id):
-            raise RailError("unknown_bank", "not a bank id of this rail")
+        try:
+            check_bank_id(bank_id)      # as central enrols them
+        except RailError:
+            raise RailError("unknown_bank", "not a bank id of this rail") from None
         now = time.monotonic()
         cached = self._nodes.get(bank_id)
         if cached and now - cached[0] < KNOWN_TTL_S:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bank.adapters import books_sql as sql
 from bank.adapters import tables as t
-from bank.common import check_wallet_id, wallet_bank
+from bank.common import check_memo, check_wallet_id, wallet_bank
 from bank.domain import holds as rules
 from bank.domain import ledger
 from bank.domain.wallets import MERCHANT, china_day, plan_credit, plan_debit
@@ -38,7 +38,6 @@ log = logging.getLogger("yuanrail.bank.holds")
 
 # The status a pending hold's own row ends with, by how the hold closed.
 ROW_STATUS = {rules.POSTED: "settled", rules.VOIDED: "voided", rules.EXPIRED: "expired"}
-MAX_MEMO = 140
 
 
 class Holds:
@@ -61,9 +60,10 @@ class Holds:
         return await self.open(env, rules.HOLD, payer.wallet_id, at,
                                 payee=check_wallet_id(body.get("payee_wallet"), "payee_wallet"),
                                 amount=parse_fen(body.get("amount_fen")),
-                                deadline=rules.check_deadline(body.get("deadline_ms"), at, self.min_life_ms),
+                                deadline=rules.check_deadline(body.get("deadline_ms"), at,
+                                                              self.min_life_ms),
                                 release_by=rules.check_release_by(body.get("release_by")),
-                                memo=_memo(body.get("memo")))
+                                memo=check_memo(body.get("memo")))
 
     async def open_voucher(self, raw: object) -> dict:
         """An issuer's wallet gives a holder here money to spend by `deadline_ms`, only at
@@ -75,16 +75,19 @@ class Holds:
                                 holder=check_wallet_id(body.get("holder_wallet"),
                                                        "holder_wallet"),
                                 amount=parse_fen(body.get("amount_fen")),
-                                deadline=rules.check_deadline(body.get("deadline_ms"), at, self.min_life_ms),
+                                deadline=rules.check_deadline(body.get("deadline_ms"), at,
+                                                              self.min_life_ms),
                                 mcc=rules.check_mcc(body.get("mcc")),
-                                memo=_memo(body.get("memo")))
+                                memo=check_memo(body.get("memo")))
 
     async def open(self, env: Envelope, kind: str, funder: str, at: int, *, amount: int,
                    deadline: int, payee: str | None = None, holder: str | None = None,
                    release_by: str | None = None, mcc: str | None = None,
-                   memo: str | None = None, max_payments: int | None = None) -> dict:
+                   memo: str | None = None, max_payments: int | None = None,
+                   guard: Callable[[AsyncConnection], Awaitable[None]] | None = None) -> dict:
         """Open a hold, a voucher or an offline purse (bank/offline.py) for a checked
-        instruction: the funder debited into `held`, once per instruction."""
+        instruction: the funder debited into `held`, once per instruction. `guard` checks,
+        with the funder's row locked, what must not race (an offline reserve's cap)."""
         known = await self.bank.answer_known(env)
         if known:
             return await self.view(known["hold_id"])
@@ -104,6 +107,8 @@ class Holds:
                 if payee is not None and row.kind != MERCHANT:
                     raise RailError("not_a_merchant", "a hold is for a merchant")
                 _row, state = await sql.lock_wallet(conn, funder)
+                if guard is not None:
+                    await guard(conn)
                 debit = plan_debit(state, self.bank.limits[state.kyc_class], amount, at)
                 state.balance_fen, state.day = debit.balance_after_fen, debit.day
                 state.spent_today_fen = debit.spent_today_after_fen
@@ -129,8 +134,9 @@ class Holds:
     async def release(self, hold_id: str, raw: object) -> dict:
         """The hold's releaser posts it: `amount_fen` to the merchant, the rest back."""
         env, signer = await self.bank.signed_by_wallet(raw, HOLD_RELEASE, "signer_wallet")
-        return await self._step(hold_id, env, "hold_release", lambda hold, _mcc, at: rules.decide_release(
-            hold, signer.wallet_id, env.body.get("amount_fen"), at))
+        return await self._step(hold_id, env, "hold_release", lambda hold, _mcc, at:
+                                rules.decide_release(hold, signer.wallet_id,
+                                                     env.body.get("amount_fen"), at))
 
     async def void(self, hold_id: str, raw: object) -> dict:
         """Everything held back to the funder: by a hold's merchant, a voucher's issuer."""
@@ -142,9 +148,10 @@ class Holds:
         """The voucher's holder pays a merchant here with part of it."""
         env, holder = await self.bank.signed_by_wallet(raw, VOUCHER_SPEND, "holder_wallet")
         payee = check_wallet_id(env.body.get("payee_wallet"), "payee_wallet")
-        return await self._step(hold_id, env, "voucher_spend", lambda hold, mcc, at: rules.decide_spend(
-            hold, holder.wallet_id, mcc, env.body.get("amount_fen"), at), payee=payee,
-            merchant_only=True)
+        return await self._step(hold_id, env, "voucher_spend", lambda hold, mcc, at:
+                                rules.decide_spend(hold, holder.wallet_id, mcc,
+                                                   env.body.get("amount_fen"), at),
+                                payee=payee, merchant_only=True)
 
     async def _step(self, hold_id: str, env: Envelope, kind: str, decide,
                     payee: str | None = None, merchant_only: bool = False) -> dict:
@@ -277,14 +284,6 @@ class Holds:
                 h.funder_wallet == wallet_id, h.payee_wallet == wallet_id,
                 h.holder_wallet == wallet_id)).order_by(h.created_ms.desc()).limit(100))).all()
         return {"holds": [_view(r) for r in rows]}
-
-
-def _memo(value: object) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or len(value) > MAX_MEMO:
-        raise RailError("invalid_field", f"memo is at most {MAX_MEMO} characters")
-    return value
 
 
 def _state(row: Any) -> rules.HoldState:

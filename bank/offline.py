@@ -37,16 +37,24 @@ class Offline:
         count = env.body.get("max_payments")
         if type(count) is not int or not 1 <= count <= offline.MAX_PAYMENTS:
             raise RailError("invalid_field", f"max_payments is 1 to {offline.MAX_PAYMENTS}")
-        known = await self.bank.answer_known(env)
-        if not known:
-            reserved = await self._reserved(wallet.wallet_id)
+
+        async def within_cap(conn: AsyncConnection) -> None:
+            """All the wallet's pending reserves together, read under its lock: two reserves
+            at once cannot both pass."""
+            h = t.holds.c
+            reserved = int((await conn.execute(sa.select(sa.func.coalesce(
+                sa.func.sum(h.remaining_fen), 0)).where(
+                h.funder_wallet == wallet.wallet_id, h.kind == rules.PURSE,
+                h.status == rules.PENDING))).scalar_one())
             if reserved + amount > offline.RESERVE_CAP_FEN:
                 raise RailError("invalid_amount", f"at most {offline.RESERVE_CAP_FEN} fen may "
                                 f"be reserved offline; {reserved} fen already is")
+
         pay_until = at + offline.PAY_WINDOW_MS
         view = await self.holds.open(env, rules.PURSE, wallet.wallet_id, at, amount=amount,
                                      deadline=pay_until + offline.SYNC_GRACE_MS,
-                                     max_payments=count, memo="offline reserve")
+                                     max_payments=count, memo="offline reserve",
+                                     guard=within_cap)
         return {"purse": self.purse(view, wallet.public_key), "reserve": view}
 
     def purse(self, view: dict, public_key: str) -> dict:
@@ -57,14 +65,6 @@ class Offline:
             "public_key": public_key, "amount_fen": view["amount_fen"],
             "max_payments": view["max_payments"],
             "pay_until_ms": view["deadline_ms"] - offline.SYNC_GRACE_MS})
-
-    async def _reserved(self, wallet_id: str) -> int:
-        h = t.holds.c
-        async with self.bank.engine.connect() as conn:
-            return int((await conn.execute(sa.select(sa.func.coalesce(
-                sa.func.sum(h.remaining_fen), 0)).where(
-                h.funder_wallet == wallet_id, h.kind == rules.PURSE,
-                h.status == rules.PENDING))).scalar_one())
 
     async def claim(self, raw: object) -> dict:
         """A receiver syncs an offline payment it accepted: credited once, out of the purse."""

@@ -85,13 +85,12 @@ def make_short_code(secret: bytes, issuer: str, slot: str, *, at_ms: int, sequen
 
 
 def is_short_code(text: object) -> bool:
-    return isinstance(text, str) and len(text) == LENGTH and text.startswith(MARK) \
-        and text.isascii() and text.isdigit()
+    return isinstance(text, str) and text.isascii() and _SHAPE.fullmatch(text) is not None
 
 
 def parse_short_code(text: object) -> ShortCode:
     """The parts of a scanned or typed short code; says nothing yet about its value."""
-    match = _SHAPE.match(text) if isinstance(text, str) and text.isascii() else None
+    match = _SHAPE.fullmatch(text) if isinstance(text, str) and text.isascii() else None
     if match is None:
         raise RailError("payment_code_invalid", "not a short payment code of this rail")
     issuer, slot, digit, otp = match.groups()

@@ -138,6 +138,19 @@ async def test_the_caps_hold_when_reserving_and_when_checking_a_note(rail):
     await rail.assert_balanced()
 
 
+async def test_reserves_made_at_once_never_pass_the_cap_together(rail):
+    """The cap is read with the wallet's row locked: of three ¥200 reserves at once, two fit
+    under ¥500 and the third is refused."""
+    payer = await rail.funded_wallet(BANK, yuan(1_000))
+    client = rail.client(BANK)
+    results = await asyncio.gather(*(client.offline_reserve(
+        payer.key, payer.wallet_id, yuan(200), 1) for _ in range(3)), return_exceptions=True)
+    assert sum(isinstance(r, dict) for r in results) == 2
+    assert [r.code for r in results if isinstance(r, RailError)] == ["invalid_amount"]
+    assert await rail.balance(payer) == yuan(600)
+    await rail.assert_balanced()
+
+
 async def test_what_is_left_returns_after_the_sync_deadline_and_later_notes_are_refused(rail):
     payer = await rail.funded_wallet(BANK, yuan(300))
     receiver = await rail.open_wallet(BANK)

@@ -57,7 +57,8 @@ def test_the_charge_is_keyed_by_minute_and_digit():
 
 @pytest.mark.parametrize("text", ["", "8110123456700000000", "811012345670000000",
                                   "91101234567000000000"[:19], "8110123456７0000000",
-                                  "81101234567000000a0", 8110123456700000000, None])
+                                  "81101234567000000a0", "8110123456700000000\n",
+                                  8110123456700000000, None])
 def test_anything_else_is_not_a_short_code(text):
     if sc.is_short_code(text):
         sc.parse_short_code(text)        # the shape is right: only its value can be wrong

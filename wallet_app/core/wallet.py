@@ -554,8 +554,7 @@ class Wallet:
 
     async def _exchange(self, kind: str, path_part: str, amount_fen: int) -> PaymentResult:
         key = self._key()
-        if isinstance(amount_fen, bool) or not isinstance(amount_fen, int) or amount_fen <= 0:
-            raise WalletError("invalid_amount", N_("type an amount"))
+        _check_amount(amount_fen)
         env = seal(key, f"bank.{kind}", {"wallet_id": self.wallet_id, "amount_fen": amount_fen})
         outcome = await self.outbox.submit(kind, f"/v1/wallets/{self.wallet_id}/{path_part}",
                                            env, {"amount_fen": amount_fen})
