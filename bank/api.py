@@ -90,6 +90,25 @@ async def settings(wallet_id: str, request: Request, bank: BankDep) -> dict:
     return await bank.wallets.wallet_settings(await read_json(request))
 
 
+@router.post("/wallets/{wallet_id}/pin-guard", tags=["wallets"],
+             openapi_extra=both(signed(kinds.PIN_GUARD), answers(S.PIN_GUARD_SHARE)))
+async def register_pin_guard(wallet_id: str, request: Request) -> dict:
+    """Register the guard the wallet's PIN is checked by (rail_protocol/pin_guard.py), in
+    place of any before it; answers the bank's share of the key file's key."""
+    return await request.app.state.pin_guards.register(await read_json(request))
+
+
+@router.post("/pin-guard/open", tags=["wallets"],
+             openapi_extra=both(plain(obj({"guard_id": {"type": "string",
+                                                        "pattern": "^[0-9a-f]{32}$"},
+                                           "verifier": S.HEX64}, closed=True)),
+                                answers(S.PIN_GUARD_SHARE)))
+async def open_pin_guard(request: Request) -> dict:
+    """The share, for a guard id and the right PIN's verifier; wrong PINs are counted and
+    lock the guard (no signature: the wallet's key is what the share opens)."""
+    return await request.app.state.pin_guards.open(await read_json(request))
+
+
 @router.post("/wallets/{wallet_id}/top-up", tags=["exchange"],
              openapi_extra=both(signed(kinds.TOP_UP), answers(S.PAYMENT_RESULT)))
 async def top_up(wallet_id: str, request: Request) -> dict:

@@ -46,6 +46,8 @@ ORDER_EVENT = obj({"event": one_of("order"), "data": {
     "type": "string", "contentMediaType": "application/json", "contentSchema": ORDER}})
 SHORT_CODE_SLOT = obj({"wallet_id": TEXT, "issuer": {"type": "string", "pattern": "^[0-9]{2}$"},
                        "slot": {"type": "string", "pattern": "^[0-9]{8}$"}, "length": INT})
+HEX64 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+PIN_GUARD_SHARE = obj({"wallet_id": TEXT, "share": HEX64})
 HOLD = obj({"hold_id": TEXT, "kind": one_of("hold", "voucher", "purse"),
             "status": one_of("pending", "posted", "voided", "expired"),
             "funder_wallet": TEXT, "payee_wallet": nullable(TEXT),

@@ -21,6 +21,7 @@ from bank.holds import Holds
 from bank.offline import Offline
 from bank.merchants import MerchantDesk
 from bank.payment_engine import install as install_payment_engine
+from bank.pin_guards import PinGuards
 from bank.services import Bank
 from central.client import CentralClient
 from rail_service.background import Background, Loop
@@ -60,6 +61,7 @@ def create_app(settings: BankSettings | None = None, bank: Bank | None = None) -
                                         code_issuers=settings.code_issuers)
         app.state.holds = holds = Holds(node, min_life_ms=settings.hold_min_life_ms)
         app.state.offline = Offline(node, holds)
+        app.state.pin_guards = PinGuards(node)
         app.state.checkpoints = watch = CheckpointWatch(
             node, check_s=settings.checkpoint_check_s, confirm_s=settings.checkpoint_confirm_s)
         background = Background(node.engine, f"yuanrail:bank:{node.bank_id}:background", [

@@ -76,6 +76,11 @@ CODES: dict[str, tuple[int, str]] = {
     "payment_code_used": (409, "The payment code was already used; codes are single-use."),
     "pin_required": (403, "Above the no-PIN threshold the payer must enter the PIN for the "
                           "code."),
+    "wrong_pin": (403, "The PIN is wrong; `details.left` says how many tries remain before "
+                       "the wallet's PIN is locked."),
+    "pin_locked": (429, "Too many wrong PINs: the PIN is locked for `details.wait_s` seconds."),
+    "unknown_pin_guard": (404, "No PIN guard with that id: the wallet's key was registered "
+                               "again on another phone (a restored backup or a new PIN)."),
     "unknown_mandate": (404, "No such mandate for this payer and merchant."),
     "mandate_revoked": (409, "The payer revoked the mandate."),
     "mandate_cap_exceeded": (409, "The charge is above the mandate's cap per payment or "

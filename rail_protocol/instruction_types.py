@@ -12,6 +12,7 @@ MANDATE = "bank.mandate"
 REVOKE_MANDATE = "bank.revoke_mandate"
 PAYMENT_CODE = "bank.payment_code"
 SHORT_CODE_SECRET = "bank.short_code_secret"   # register the secret of short payment codes
+PIN_GUARD = "bank.pin_guard"           # register the guard the wallet's PIN is checked by
 # conditional payments: two-phase transfers (bank/domain/holds.py)
 HOLD = "bank.hold"                     # the payer freezes an amount for a merchant
 HOLD_RELEASE = "bank.hold_release"     # the releaser posts it (all or part)
@@ -59,12 +60,13 @@ BODY_FIELDS: dict[str, frozenset[str]] = {kind: frozenset(names) for kind, names
     REVOKE_MANDATE: ("payer_wallet", "mandate_id"),
     PAYMENT_CODE: ("payer_wallet", "pin_verified"),
     SHORT_CODE_SECRET: ("wallet_id", "secret"),
+    PIN_GUARD: ("wallet_id", "guard_hash", "verifier_hash"),
     HOLD: ("payer_wallet", "payee_wallet", "amount_fen", "deadline_ms", "release_by", "memo"),
     HOLD_RELEASE: ("hold_id", "signer_wallet", "amount_fen"),
     HOLD_VOID: ("hold_id", "signer_wallet"),
     VOUCHER: ("issuer_wallet", "holder_wallet", "amount_fen", "deadline_ms", "mcc", "memo"),
     VOUCHER_SPEND: ("hold_id", "holder_wallet", "payee_wallet", "amount_fen"),
-    OFFLINE_RESERVE: ("wallet_id", "amount_fen", "max_payments"),
+    OFFLINE_RESERVE: ("wallet_id", "amount_fen", "max_payments", "purse_key"),
     OFFLINE_PAY: ("purse_id", "seq", "payee_wallet", "amount_fen"),
     OFFLINE_CLAIM: ("payee_wallet", "payment"),
     CREATE_ORDER: ("merchant_wallet", "amount_fen", "reference", "description", "ttl_ms"),

@@ -137,6 +137,16 @@ short_codes = sa.Table(
     sa.Column("locked_until_ms", sa.BigInteger),
     sa.Column("created_ms", sa.BigInteger),
 )
+pin_guards = sa.Table(
+    "pin_guards", metadata,
+    sa.Column("wallet_id", sa.String(64), primary_key=True),
+    sa.Column("guard_hash", sa.String(64), unique=True),   # SHA-256 of the guard id
+    sa.Column("verifier_hash", sa.String(64)),             # SHA-256 of the PIN's verifier
+    sa.Column("share", sa.String(64)),                     # hex; the bank's half of the key
+    sa.Column("failures", sa.Integer),                     # wrong PINs since the last right one
+    sa.Column("locked_until_ms", sa.BigInteger),
+    sa.Column("updated_ms", sa.BigInteger),
+)
 holds = sa.Table(
     "holds", metadata,
     sa.Column("hold_id", sa.String(32), primary_key=True),

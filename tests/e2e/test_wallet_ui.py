@@ -303,7 +303,7 @@ def test_payment_code_receive_and_sub_wallets(kivy, ui_rail, tmp_path, artifacts
         from wallet_app.core.wallet import Wallet
 
         core = Wallet(tmp_path / "wallet", urls)
-        core.unlock(PIN)
+        await core.unlock(PIN)
         made = await core.authorise(merchant_id, merchant_key.public_key.to_text(),
                                     per_payment_cap_fen=yuan(50), period_cap_fen=yuan(200),
                                     merchant_name="Tea Delivery")
@@ -429,7 +429,7 @@ def test_merchant_mode_collects_charges_and_counts_today(kivy, ui_rail, tmp_path
             from wallet_app.core.wallet import Wallet
 
             core = Wallet(tmp_path / "payer", urls)
-            core.unlock(PIN)
+            await core.unlock(PIN)
             paid = await core.pay(await core.prepare(payload))
             ticket = core.payment_code()
             await core.aclose()
@@ -822,7 +822,7 @@ def test_offline_payment_and_a_voucher_from_the_screens(kivy, ui_rail, tmp_path,
 
         async def receive():
             other = Wallet(tmp_path / "receiver", urls)
-            other.unlock(PIN)
+            await other.unlock(PIN)
             accepted = other.accept_offline(note)
             synced = await other.sync_offline()
             view = await other.refresh()
@@ -955,7 +955,7 @@ def test_home_says_when_money_arrives(kivy, ui_rail, tmp_path, artifacts_dir, la
             from wallet_app.core.wallet import Wallet
 
             core = Wallet(tmp_path / "payer", urls)
-            core.unlock(PIN)
+            await core.unlock(PIN)
             paid = await core.pay(await core.prepare(wallet.receive_code(yuan(3))))
             await core.aclose()
             return paid

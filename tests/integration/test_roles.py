@@ -24,7 +24,7 @@ import pytest
 
 from central.client import registration_envelope, transfer_envelope
 from rail_protocol import instruction_types as kinds
-from rail_protocol import offline
+from rail_protocol import offline, pin_guard
 from rail_protocol.envelope import MAX_TTL_MS, now_ms, seal
 from rail_protocol.errors import CODES
 from rail_protocol.keys import SigningKey
@@ -278,6 +278,23 @@ _wallet_instruction("/v1/wallets/{wallet_id}/redeem", kinds.REDEEM, lambda w: {
     "wallet_id": w.wallet.wallet_id, "amount_fen": 1})
 _wallet_instruction("/v1/wallets/{wallet_id}/short-code", kinds.SHORT_CODE_SECRET, lambda w: {
     "wallet_id": w.wallet.wallet_id, "secret": "ab" * 32})
+_wallet_instruction("/v1/wallets/{wallet_id}/pin-guard", kinds.PIN_GUARD, lambda w: {
+    "wallet_id": w.wallet.wallet_id, "guard_hash": secrets.token_hex(32),
+    "verifier_hash": secrets.token_hex(32)})
+
+
+@route("bank", "POST", "/v1/pin-guard/open")
+async def _open_pin_guard(w: World, c: Caller) -> Request:
+    """Whoever holds the guard id and the right verifier (a wallet's own file)."""
+    guard_id, verifier = secrets.token_hex(16), secrets.token_hex(32)
+    await w.rail.client(BANK).send(f"/v1/wallets/{w.other_wallet.wallet_id}/pin-guard", seal(
+        w.other_wallet.key, kinds.PIN_GUARD, {
+            "wallet_id": w.other_wallet.wallet_id, "guard_hash": pin_guard.digest(guard_id),
+            "verifier_hash": pin_guard.digest(verifier)}))
+    return Request("POST", "/v1/pin-guard/open", c.read_auth("POST", "/v1/pin-guard/open"),
+                   {"guard_id": guard_id, "verifier": verifier})
+
+
 _wallet_instruction("/v1/wallets/{wallet_id}/mandates", kinds.MANDATE, lambda w: {
     "payer_wallet": w.wallet.wallet_id, "merchant_wallet": w.merchant.wallet_id,
     "merchant_public_key": w.merchant.key.public_key.to_text(), "per_payment_cap_fen": 100,

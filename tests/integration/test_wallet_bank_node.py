@@ -156,7 +156,7 @@ async def test_unreachable_bank_keeps_the_payment_and_sends_it_later(module_rail
     net.down = False
     # a restarted app: a new Wallet over the same home finds and finishes the payment
     again = Wallet(tmp_path / "payer", URLS, transport=net)
-    again.unlock(PIN)
+    await again.unlock(PIN)
     view = await again.refresh()
     assert again.outbox.pending() == [] and view.balance_fen == yuan(50) - 700
     assert (await payee.refresh()).balance_fen == 700
@@ -180,10 +180,10 @@ async def test_payment_code_charged_by_a_merchant(module_rail, tmp_path):
     with pytest.raises(RailError) as no_pin:
         await shop.charge(payer.payment_code().text, yuan(1_500))
     assert no_pin.value.code == "pin_required"
-    with pytest.raises(WalletError) as wrong:
-        payer.payment_code(pin="000000")
-    assert wrong.value.code == "wrong_pin"
-    big = await shop.charge(payer.payment_code(pin=PIN).text, yuan(1_500))
+    with pytest.raises(RailError) as wrong:     # the bank checks the PIN, and counts
+        await payer.pin_code("000000")
+    assert (wrong.value.code, wrong.value.details) == ("wrong_pin", {"left": 4})
+    big = await shop.charge((await payer.pin_code(PIN)).text, yuan(1_500))
     assert big.status == "settled"
     receipts = await shop.receipts_today()
     assert receipts.received_fen == 2350 + yuan(1_500) and receipts.count == 2
@@ -215,7 +215,7 @@ async def test_the_short_payment_code_once_registered(module_rail, tmp_path):
     with pytest.raises(RailError) as no_pin:
         await shop.charge(payer.payment_code().text, yuan(1_500))
     assert no_pin.value.code == "pin_required"
-    assert (await shop.charge(payer.payment_code(pin=PIN).text, yuan(1_500))).status == \
+    assert (await shop.charge((await payer.pin_code(PIN)).text, yuan(1_500))).status == \
         "settled"
     # Five short codes a minute were made (unless the minute turned): the next is signed.
     tickets = [payer.payment_code() for _ in range(6)]
@@ -293,12 +293,12 @@ async def test_a_backup_restores_the_wallet_on_a_new_phone_under_a_new_pin(modul
     old = await linked(rail, tmp_path / "old-phone", deposit_fen=yuan(500))
     await old.top_up(yuan(100))
     with pytest.raises(WalletError) as weak:
-        old.export_backup(PIN, "short")
+        await old.export_backup(PIN, "short")
     assert weak.value.code == "weak_passphrase"
-    with pytest.raises(WalletError) as wrong_pin:
-        old.export_backup("000000", "a long backup passphrase")
+    with pytest.raises(RailError) as wrong_pin:
+        await old.export_backup("000000", "a long backup passphrase")
     assert wrong_pin.value.code == "wrong_pin"
-    data = old.export_backup(PIN, "a long backup passphrase")
+    data = await old.export_backup(PIN, "a long backup passphrase")
     assert old.key.secret_text().encode() not in data     # sealed, not in the clear
     new = Wallet(tmp_path / "new-phone", URLS, transport=rail.net,
                  scrypt_n=keystore.MIN_SCRYPT_N)
@@ -313,7 +313,11 @@ async def test_a_backup_restores_the_wallet_on_a_new_phone_under_a_new_pin(modul
     view = await new.restore_backup(data, "a long backup passphrase", "246810", "246810")
     assert view.wallet_id == old.wallet_id and view.balance_fen == yuan(100)
     new.lock()
-    new.unlock("246810")                                   # the new PIN opens it
+    await new.unlock("246810")                                   # the new PIN opens it
+    old.lock()
+    with pytest.raises(RailError) as lost_phone:   # the restore replaced the old phone's guard
+        await old.unlock(PIN)
+    assert lost_phone.value.code == "unknown_pin_guard"
     shop = await merchant(rail, tmp_path / "shop")
     order = await shop.collect(1_000)
     paid = await new.pay(await new.prepare(order.qr_payload))

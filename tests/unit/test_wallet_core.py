@@ -98,11 +98,22 @@ def test_swapped_ciphertext_is_refused(tmp_path):
     assert refused.value.code == "wrong_pin"
 
 
-def test_change_pin(tmp_path):
+def test_a_guarded_file_opens_only_with_the_pin_and_the_banks_share(tmp_path):
     key = SigningKey.generate()
     store = KeyStore.create(tmp_path / "key.json", key, "123456", scrypt_n=FAST_N)
-    store.change_pin("123456", "654321")
-    assert store.unlock("654321").key_id == key.key_id
+    stretched = store.stretch("123456")
+    share = bytes(range(32))
+    store.guard_with(key, stretched, keystore.Guard("http://bank.test", "ab" * 16), share)
+    assert store.guard == keystore.Guard("http://bank.test", "ab" * 16)
+    assert store.open_guarded(stretched, share).key_id == key.key_id
+    with pytest.raises(WalletError) as wrong_share:
+        store.open_guarded(stretched, bytes(32))
+    assert wrong_share.value.code == "key_file_invalid"
+    with pytest.raises(WalletError) as pin_alone:   # nothing here tells a right PIN
+        store.unlock("123456")
+    assert pin_alone.value.code == "key_file_invalid"
+    store.replace(key, "654321", scrypt_n=FAST_N)  # a new PIN: not yet guarded
+    assert store.guard is None and store.unlock("654321").key_id == key.key_id
 
 
 # --- scanned codes --------------------------------------------------------------------------

@@ -98,7 +98,7 @@ def test_the_choice_is_kept_in_the_wallets_home(tmp_path):
 
 def test_refusals_read_in_chinese(chinese):
     assert messages.explain(RailError("insufficient_funds")).startswith("钱包余额不足")
-    assert messages.explain(WalletError("wrong_pin", left=3)) == "支付密码错误（再错 3 次需要等待）。"
+    assert messages.explain(WalletError("wrong_pin", left=3)) == "支付密码错误（再错 3 次将被锁定）。"
     assert messages.explain(WalletError("pin_locked", wait_s=30)) == \
         "支付密码错误次数过多：请 30 秒后再试。"
     assert messages.explain(WalletError("invalid_amount", "the amount is too large")) == \
@@ -114,7 +114,7 @@ def test_refusals_read_in_chinese(chinese):
 
 def test_refusals_read_in_english_as_before():
     assert messages.explain(WalletError("wrong_pin", left=3)) == \
-        "The PIN is wrong (3 tries before a wait)."
+        "The PIN is wrong (3 tries before it locks)."
     assert messages.explain(WalletError("wrong_pin", left=0)) == "The PIN is wrong."
 
 

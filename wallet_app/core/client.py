@@ -32,6 +32,7 @@ from rail_protocol.instruction_types import (
     OPEN_WALLET,
     PAY,
     REVOKE_MANDATE,
+    PIN_GUARD,
     SHORT_CODE_SECRET,
     UPGRADE_WALLET,
     VOUCHER_SPEND,
@@ -364,6 +365,22 @@ class WalletClient:
                                                         "secret": secret.hex()})
 
     @_guard
+    async def register_pin_guard(self, key: SigningKey, wallet_id: str, guard_hash: str,
+                                 verifier_hash: str) -> bytes:
+        """Register the guard the PIN is checked by (rail_protocol/pin_guard.py); the bank's
+        share of the key file's key."""
+        answer = await self._instruct(f"/v1/wallets/{wallet_id}/pin-guard", key, PIN_GUARD, {
+            "wallet_id": wallet_id, "guard_hash": guard_hash, "verifier_hash": verifier_hash})
+        return bytes.fromhex(answer["share"])
+
+    @_guard
+    async def open_pin_guard(self, guard_id: str, verifier: str) -> bytes:
+        """The bank's share, for the right PIN's verifier (a wrong one is counted)."""
+        answer = await self._request("POST", "/v1/pin-guard/open",
+                                     {"guard_id": guard_id, "verifier": verifier})
+        return bytes.fromhex(answer["share"])
+
+    @_guard
     async def holds(self, key: SigningKey, wallet_id: str) -> list[Hold]:
         answer = await self._signed_get(key, f"/v1/wallets/{wallet_id}/holds")
         return [_pick(Hold, h) for h in answer["holds"]]
@@ -451,7 +468,10 @@ def _decode(response: httpx.Response) -> Any:
         if code not in CODES:
             raise RailError("upstream_unavailable",
                             f"HTTP {response.status_code}: {error or response.text[:200]}")
-        raise RailError(code, error.get("message"))
+        details = error.get("details")
+        details = {k: v for k, v in details.items() if k not in ("code", "message")} \
+            if isinstance(details, dict) else {}
+        raise RailError(code, error.get("message"), **details)
     return data
 
 

@@ -17,6 +17,8 @@ MESSAGES: dict[str, str] = {
     # --- the wallet's own refusals ------------------------------------------------------
     "wrong_pin": N_("The PIN is wrong."),
     "pin_locked": N_("Too many wrong PINs. Wait a little, then try again."),
+    "unknown_pin_guard": N_("This wallet's key was restored on another phone or given a new "
+                            "PIN there, so it no longer opens here. Restore your backup."),
     "pin_format": N_("The PIN must be 6 digits."),
     "pin_mismatch": N_("The two PINs are not the same."),
     "weak_passphrase": N_("The backup passphrase must be at least 12 characters."),
@@ -129,9 +131,13 @@ def explain(exc: BaseException) -> str:
         if "{message}" in text:
             return _(text).format(message=_(exc.message))
         if exc.code == "wrong_pin" and details.get("left"):
-            return _("The PIN is wrong ({left} tries before a wait).").format(
+            return _("The PIN is wrong ({left} tries before it locks).").format(
                 left=details["left"])
-        if exc.code == "pin_locked" and details.get("wait_s"):
+        if exc.code == "pin_locked" and isinstance(details.get("wait_s"), int):
+            if details["wait_s"] > 3600:
+                return _("Too many wrong PINs: the PIN is locked for {hours} h. A backup "
+                         "restores the wallet at once.").format(
+                    hours=-(-details["wait_s"] // 3600))
             return _("Too many wrong PINs: try again in {wait_s} s.").format(
                 wait_s=details["wait_s"])
         if exc.code == "unreadable_code" and exc.message and exc.message != "unreadable code":

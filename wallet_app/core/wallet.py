@@ -2,7 +2,7 @@
 
 It owns the wallet's home folder:
 
-    key.json      the private key, sealed under the PIN (keystore.py)
+    key.json      the private key, sealed under the PIN and the bank's share (keystore.py)
     profile.json  which bank, which wallet id, which phone, personal or merchant
     outbox.json   signed instructions not yet answered (outbox.py)
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 import uuid
 from urllib.parse import parse_qsl, urlsplit
 from dataclasses import asdict, dataclass
@@ -26,7 +27,7 @@ import httpx
 from rail_protocol.envelope import now_ms, seal
 from rail_protocol.errors import CODES, RailError
 from rail_protocol.keys import PublicKey, SigningKey
-from rail_protocol import offline, short_code
+from rail_protocol import offline, pin_guard, short_code
 from rail_protocol.payment_code import DEFAULT_CODE_TTL_MS, make_code, read_code
 from wallet_app.core.client import (
     DEFAULT_NO_PIN_THRESHOLD_FEN,
@@ -45,7 +46,7 @@ from wallet_app.core import backup
 from wallet_app.core.errors import PaymentPending, WalletError
 from wallet_app.core.files import read_json, write_json
 from wallet_app.core.i18n import N_, _
-from wallet_app.core.keystore import SCRYPT_N, KeyStore, check_pin
+from wallet_app.core.keystore import SCRYPT_N, Guard, KeyStore, check_pin
 from wallet_app.core.outbox import UNANSWERED, Outbox, Outcome
 from wallet_app.core.scan import (
     CustomerCode,
@@ -290,7 +291,7 @@ class Wallet:
         if pending is not None and pending.wallet_id is not None:
             raise WalletError("key_exists")
         if pending is not None and self.keystore.exists():
-            key = self.keystore.unlock(pin)  # finish the opening that lost its answer
+            key = await self._open_key(pin)  # finish the opening that lost its answer
             bank_url, phone, kind, merchant = (pending.bank_url, pending.phone, pending.kind,
                                                pending.merchant)
         else:
@@ -317,14 +318,15 @@ class Wallet:
         profile.wallet_id = view.wallet_id
         self._save_profile(profile)
         self.key, self.view = key, view
+        await self._guard_key(key, pin)
         self.bank_info = await self.bank(profile.bank_url)
         self._remember_bank_key()
         return view
 
-    def export_backup(self, pin: str, passphrase: str) -> bytes:
+    async def export_backup(self, pin: str, passphrase: str) -> bytes:
         """The wallet's key and profile, sealed under `passphrase` (the PIN checked first):
         to keep somewhere other than this phone."""
-        self.verify_pin(pin)
+        await self.verify_pin(pin)
         profile = self.profile
         if profile is None or profile.wallet_id is None:
             raise WalletError("no_wallet")
@@ -344,27 +346,86 @@ class Wallet:
         profile = Profile(**{k: v for k, v in saved.items()
                              if k in Profile.__dataclass_fields__})
         view = await self._client(profile.bank_url).wallet(key, profile.wallet_id)
+        if self.keystore.exists():
+            self.keystore.path.unlink()     # a key no wallet of this phone was opened with
         KeyStore.create(self.keystore.path, key, pin, scrypt_n=self._scrypt_n)
         self._save_profile(profile)
         self.key, self.view = key, view
+        await self._guard_key(key, pin)     # the lost phone's file no longer opens
         self.bank_info = await self.bank(profile.bank_url)
         self._remember_bank_key()
         return view
 
-    def unlock(self, pin: str) -> None:
-        """Open the key with the PIN for this session."""
+    async def unlock(self, pin: str) -> None:
+        """Open the key with the PIN for this session (the bank checks the PIN)."""
         if not self.has_wallet():
             raise WalletError("no_wallet")
-        self.key = self.keystore.unlock(pin)
+        self.key = await self._open_key(pin)
 
     def lock(self) -> None:
         self.key = None
 
-    def verify_pin(self, pin: str | None) -> None:
-        """The PIN check before a large payment: the PIN must open the key file."""
+    async def verify_pin(self, pin: str | None) -> None:
+        """The PIN check before a large payment: the bank must find the PIN right (a wrong
+        one counts towards its lock)."""
         if not pin:
             raise WalletError("pin_needed")
-        self.keystore.unlock(pin)
+        await self._open_key(pin)
+
+    async def change_pin(self, old_pin: str, new_pin: str, new_pin_again: str) -> None:
+        """A new PIN: the key sealed under it and a new guard registered, which the old PIN
+        no longer opens."""
+        if new_pin != new_pin_again:
+            raise WalletError("pin_mismatch")
+        check_pin(new_pin)
+        key = await self._open_key(old_pin)
+        self.keystore.replace(key, new_pin, scrypt_n=self._scrypt_n)
+        if not await self._guard_key(key, new_pin):
+            raise RailError("upstream_unavailable", "the bank did not answer: the new PIN "
+                            "works, and is checked by the bank once it answers")
+
+    @property
+    def key_guarded(self) -> bool:
+        """Whether the bank checks this device's PIN (else the file is under the PIN alone:
+        for the seconds of opening, or until the bank next answers)."""
+        return self.keystore.exists() and self.keystore.guard is not None
+
+    async def _open_key(self, pin: str) -> SigningKey:
+        """The private key, if the PIN is right. A guarded file asks its bank, which counts
+        wrong PINs; a file not yet guarded is opened here and guarded at once if the bank
+        answers."""
+        check_pin(pin)
+        stretched = await asyncio.to_thread(self.keystore.stretch, pin)
+        guard = self.keystore.guard
+        if guard is None:
+            key = self.keystore.open_unguarded(stretched)
+            await self._guard_key(key, pin, stretched)
+            return key
+        share = await self._client(guard.bank_url).open_pin_guard(
+            guard.guard_id, pin_guard.verifier(stretched))
+        return self.keystore.open_guarded(stretched, share)
+
+    async def _guard_key(self, key: SigningKey, pin: str, stretched: bytes | None = None
+                         ) -> bool:
+        """Register a new guard with the wallet's bank and seal the key under its share.
+        False if the bank did not answer: the file stays under the PIN alone until the next
+        unlock that reaches it."""
+        profile = self.profile
+        if profile is None or profile.wallet_id is None:
+            return False
+        if stretched is None:
+            stretched = await asyncio.to_thread(self.keystore.stretch, pin)
+        guard_id = secrets.token_hex(pin_guard.GUARD_ID_BYTES)
+        try:
+            share = await self._client(profile.bank_url).register_pin_guard(
+                key, profile.wallet_id, pin_guard.digest(guard_id),
+                pin_guard.digest(pin_guard.verifier(stretched)))
+        except RailError as exc:
+            if exc.code in UNANSWERED:
+                return False
+            raise
+        self.keystore.guard_with(key, stretched, Guard(profile.bank_url, guard_id), share)
+        return True
 
     def needs_pin(self, amount_fen: int) -> bool:
         return amount_fen > self.no_pin_threshold_fen
@@ -473,7 +534,7 @@ class Wallet:
         if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
             raise WalletError("invalid_amount", N_("type the amount to pay"))
         if self.needs_pin(amount):
-            self.verify_pin(pin)
+            await self.verify_pin(pin)
         for entry in self.outbox.pending():
             if entry.kind == "pay" and entry.summary.get("payee") == request.payee \
                     and entry.summary.get("amount_fen") == amount:
@@ -582,16 +643,12 @@ class Wallet:
             self._save_profile(profile)
         return True
 
-    def payment_code(self, pin: str | None = None,
-                     ttl_ms: int = DEFAULT_CODE_TTL_MS) -> CodeTicket:
+    def payment_code(self, ttl_ms: int = DEFAULT_CODE_TTL_MS, *,
+                     pin_verified: bool = False) -> CodeTicket:
         """A fresh single-use code made here with no network: the short numeric code once
-        registered (`enable_short_codes`, up to five a minute), else a signed code. With the
-        PIN it may be charged above the no-PIN threshold."""
+        registered (`enable_short_codes`, up to five a minute), else a signed code. Only
+        `pin_code` makes one that may be charged above the no-PIN threshold."""
         key = self._key()
-        pin_verified = False
-        if pin:
-            self.verify_pin(pin)
-            pin_verified = True
         profile = self.profile
         if profile is not None and profile.short_code is not None:
             ticket = self._short_code(key, profile.short_code, pin_verified)
@@ -600,6 +657,12 @@ class Wallet:
         text = make_code(key, self.wallet_id, pin_verified=pin_verified, ttl_ms=ttl_ms)
         env = read_code(text)
         return CodeTicket(text, env.id, env.created_ms, env.expires_ms, pin_verified)
+
+    async def pin_code(self, pin: str | None) -> CodeTicket:
+        """A payment code that may be charged above the no-PIN threshold: the bank checks
+        the PIN first."""
+        await self.verify_pin(pin)
+        return self.payment_code(pin_verified=True)
 
     def _short_code(self, key: SigningKey, slot: dict, pin_verified: bool) -> CodeTicket | None:
         """The next short code of this minute, or None when five were made already. The

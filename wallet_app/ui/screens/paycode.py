@@ -54,10 +54,7 @@ class PayCodeScreen(WalletScreen):
     def new_code(self, pin: str | None = None) -> None:
         self.result = ""
         if pin:
-            async def with_pin():
-                return self.wallet.payment_code(pin=pin)  # scrypt: off the UI thread
-
-            self.run(with_pin(), self._show, _("Checking the PIN..."))
+            self.run(self.wallet.pin_code(pin), self._show, _("Checking the PIN..."))
         else:
             self.guard(lambda: self._show(self.wallet.payment_code()))
 

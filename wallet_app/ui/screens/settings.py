@@ -41,7 +41,7 @@ class SettingsScreen(WalletScreen):
         self.ids.backup_pin.text = self.ids.passphrase.text = ""
 
         async def seal() -> str:        # scrypt: off the UI thread
-            data = self.wallet.export_backup(pin, passphrase)
+            data = await self.wallet.export_backup(pin, passphrase)
             folder = self.app.backups_folder
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / f"yuanrail-wallet-{self.wallet.wallet_id}.backup"

@@ -1,4 +1,5 @@
-"""Unlock: the PIN opens the key for this session (scrypt runs off the UI thread)."""
+"""Unlock: the PIN opens the key for this session; the bank checks it (scrypt and the
+request run off the UI thread)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ class UnlockScreen(WalletScreen):
         self.ids.pin.text = ""
 
         async def unlock_and_load():
-            self.wallet.unlock(pin)
+            await self.wallet.unlock(pin)
             return await self.wallet.refresh()
 
         self.run(unlock_and_load(), lambda view: self.app.go("home", view=view),
