@@ -164,10 +164,12 @@ class BankClient(JSONClient):
             "amount_fen": amount_fen}))
 
     async def offline_reserve(self, key: SigningKey, wallet_id: str, amount_fen: int,
-                              max_payments: int) -> dict:
+                              max_payments: int, purse_key: str | None = None) -> dict:
+        body = {"wallet_id": wallet_id, "amount_fen": amount_fen, "max_payments": max_payments}
+        if purse_key is not None:
+            body["purse_key"] = purse_key
         return await self.send(f"/v1/wallets/{wallet_id}/offline-reserve", seal(
-            key, OFFLINE_RESERVE, {"wallet_id": wallet_id, "amount_fen": amount_fen,
-                                   "max_payments": max_payments}))
+            key, OFFLINE_RESERVE, body))
 
     async def offline_claim(self, key: SigningKey, wallet_id: str, payment: str) -> dict:
         return await self.send("/v1/offline/claims", seal(

@@ -21,6 +21,7 @@ from rail_protocol import offline
 from rail_protocol.envelope import check_live, sign_statement
 from rail_protocol.errors import RailError
 from rail_protocol.instruction_types import OFFLINE_CLAIM, OFFLINE_RESERVE
+from rail_protocol.keys import PublicKey
 from rail_protocol.money import parse_fen
 
 
@@ -29,11 +30,17 @@ class Offline:
         self.bank, self.holds = bank, holds
 
     async def reserve(self, raw: object) -> dict:
-        """Set aside up to ¥500 for at most 10 offline payments; the purse, signed."""
+        """Set aside up to ¥500 for at most 10 offline payments; the purse, signed. The notes
+        are signed by the purse's key: the wallet's own, or `purse_key`, a key the device
+        made for this purse alone (so a phone locked with no network can still pay offline
+        without ever opening the wallet's key)."""
         env, wallet = await self.bank.signed_by_wallet(raw, OFFLINE_RESERVE, "wallet_id")
         at = self.holds.clock()
         check_live(env, at)
         amount = parse_fen(env.body.get("amount_fen"))
+        purse_key = env.body.get("purse_key")
+        if purse_key is not None:       # a key of its own, so paying offline needs no PIN
+            PublicKey.from_text(purse_key)
         count = env.body.get("max_payments")
         if type(count) is not int or not 1 <= count <= offline.MAX_PAYMENTS:
             raise RailError("invalid_field", f"max_payments is 1 to {offline.MAX_PAYMENTS}")
@@ -55,7 +62,7 @@ class Offline:
                                      deadline=pay_until + offline.SYNC_GRACE_MS,
                                      max_payments=count, memo="offline reserve",
                                      guard=within_cap)
-        return {"purse": self.purse(view, wallet.public_key), "reserve": view}
+        return {"purse": self.purse(view, purse_key or wallet.public_key), "reserve": view}
 
     def purse(self, view: dict, public_key: str) -> dict:
         """The bank's signed word on a purse: what a receiver checks with no network."""

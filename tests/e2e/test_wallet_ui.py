@@ -861,6 +861,24 @@ def test_offline_payment_and_a_voucher_from_the_screens(kivy, ui_rail, tmp_path,
         ui.until(lambda: holds.info.startswith("完成" if zh else "Done"), "the spend")
         assert "12.00" in holds.info
         ui.shot(f"vouchers_{language}")
+
+        # Locked (no bank to check the PIN, say in the subway): the reserve still pays, with
+        # its own key; reserving and syncing wait for the PIN.
+        ui.app.lock()
+        unlock = ui.on("unlock")
+        assert unlock.ids.offline_button.opacity == 1
+        ui.press(unlock.ids.offline_button)
+        screen = ui.on("offline")
+        assert screen.locked and ui.app.wallet.key is None
+        assert screen.ids.reserve_button.disabled and screen.ids.sync_button.disabled
+        screen.ids.receiver.text = receiver.receive_code()
+        screen.ids.pay_amount.text = "5"
+        ui.press(screen.ids.pay_button)
+        ui.until(lambda: screen.note_text, "the note made while locked")
+        assert "60.00" in screen.reserve_text
+        ui.shot(f"offline_locked_{language}")
+        ui.press(screen.ids.back_button)
+        ui.on("unlock")
         assert ui.app.unexpected == []
 
 
@@ -885,6 +903,59 @@ def test_the_wallet_locks_itself_after_a_while_without_use(kivy, ui_rail, tmp_pa
                                         language == "zh_CN" else
                                         "Locked after a while without use. Enter the PIN.")
         ui.shot(f"auto_locked_{language}")
+        assert ui.app.unexpected == []
+
+
+@pytest.mark.parametrize("language", ["en", "zh_CN"])
+def test_the_bank_checks_the_pin_which_settings_changes_and_wrong_ones_lock(
+        kivy, ui_rail, tmp_path, artifacts_dir, language):
+    """Settings changes the PIN (the old one checked by the bank first); the old PIN no
+    longer opens the wallet; five wrong PINs lock it for a day, the right one too."""
+    urls = banks(ui_rail)
+    run(funded_core_wallet(tmp_path / "wallet", urls, yuan(5)))
+    zh = language == "zh_CN"
+    with Driver(make_app(kivy, tmp_path / "wallet", urls, language=language), artifacts_dir) as ui:
+        unlock = ui.on("unlock")
+        unlock.ids.pin.text = PIN
+        ui.press(unlock.ids.unlock_button)
+        home = ui.on("home")
+        ui.press(home.ids.settings_button)
+        settings = ui.on("settings")
+        settings.ids.old_pin.text = "000000"
+        settings.ids.new_pin.text = settings.ids.new_pin_again.text = "246810"
+        ui.press(settings.ids.change_pin_button)
+        ui.until(lambda: settings.error, "the refusal")
+        assert settings.error == ("支付密码错误（再错 4 次将被锁定）。" if zh
+                                  else "The PIN is wrong (4 tries before it locks).")
+        settings.ids.old_pin.text = PIN
+        settings.ids.new_pin.text = settings.ids.new_pin_again.text = "246810"
+        ui.press(settings.ids.change_pin_button)
+        ui.until(lambda: settings.info and not settings.busy, "the new PIN")
+        assert settings.info == ("密码已更改。" if zh else "The PIN is changed.")
+        saved = tmp_path / "wallet.backup"        # a backup kept off the phone
+        saved.write_bytes(ui.call(ui.app.wallet.export_backup("246810",
+                                                              "plum blossom in the snow")))
+        ui.app.lock()
+        unlock = ui.on("unlock")
+        for _try in range(5):                          # the old PIN, and wrong ones
+            unlock.ids.pin.text = PIN
+            ui.press(unlock.ids.unlock_button)
+            ui.until(lambda: unlock.error and not unlock.busy, "the refusal")
+        unlock.ids.pin.text = "246810"                 # locked now: the right one too
+        ui.press(unlock.ids.unlock_button)
+        ui.until(lambda: "24" in unlock.error and not unlock.busy, "the lock")
+        assert unlock.error.startswith("密码错误次数过多" if zh else "Too many wrong PINs")
+        assert ui.app.wallet.key is None
+        ui.shot(f"pin_locked_{language}")
+        # the backup restores the same wallet here at once, under another new PIN
+        ui.press(unlock.ids.restore_button)
+        restore = ui.on("restore")
+        restore.ids.backup_file.text = str(saved)
+        restore.ids.passphrase.text = "plum blossom in the snow"
+        restore.ids.pin.text = restore.ids.pin_again.text = "975310"
+        ui.press(restore.ids.restore_button)
+        home = ui.on("home")
+        ui.until(lambda: home.balance.endswith("5.00"), "the balance")
         assert ui.app.unexpected == []
 
 

@@ -72,6 +72,31 @@ async def test_two_receivers_paid_offline_are_credited_once_when_they_sync(rail)
     await rail.assert_balanced()
 
 
+async def test_a_purse_with_a_key_of_its_own_pays_only_under_that_key(rail):
+    """A phone whose wallet key opens only with the bank's word on the PIN reserves with a
+    purse key of its own: its notes are signed by that key, and the wallet's key, or any
+    other, cannot spend the purse."""
+    payer = await rail.funded_wallet(BANK, yuan(100))
+    friend = await rail.open_wallet(BANK)
+    purse_key = SigningKey.generate()
+    purse = (await rail.client(BANK).offline_reserve(
+        payer.key, payer.wallet_id, yuan(20), 2, purse_key.public_key.to_text()))["purse"]
+    assert purse["public_key"] == purse_key.public_key.to_text() != payer.key.public_key.to_text()
+    key = await bank_key(rail)
+    with pytest.raises(RailError) as wrong_key:        # the wallet's own key: not this purse's
+        offline.read(offline.make_note(payer.key, purse, 1, friend.wallet_id, 500).text, key)
+    assert wrong_key.value.code == "unknown_key"
+    await refused("offline_invalid", sync(rail, friend, offline.make_note(
+        payer.key, purse, 1, friend.wallet_id, 500)))
+    paid = offline.make_note(purse_key, purse, 1, friend.wallet_id, 500)
+    assert offline.read(paid.text, key).amount_fen == 500
+    assert (await sync(rail, friend, paid))["status"] == "credited"
+    assert await rail.balance(friend) == 500
+    await refused("invalid_field", rail.client(BANK).offline_reserve(
+        payer.key, payer.wallet_id, yuan(1), 1, "not a key"))
+    await rail.assert_balanced()
+
+
 async def test_one_note_number_paid_to_two_receivers_is_credited_to_the_first_only(rail):
     payer = await rail.funded_wallet(BANK, yuan(300))
     first, second = await rail.open_wallet(BANK), await rail.open_wallet(BANK)

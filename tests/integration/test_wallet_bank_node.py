@@ -322,9 +322,16 @@ async def test_a_backup_restores_the_wallet_on_a_new_phone_under_a_new_pin(modul
     order = await shop.collect(1_000)
     paid = await new.pay(await new.prepare(order.qr_payload))
     assert paid.status == "settled"
-    with pytest.raises(WalletError) as twice:
-        await new.restore_backup(data, "a long backup passphrase", "246810", "246810")
-    assert twice.value.code == "key_exists"
+    # the old phone, its key file now refused, restores the same backup under a new PIN
+    restored = await old.restore_backup(data, "a long backup passphrase", "112233", "112233")
+    assert restored.wallet_id == old.wallet_id
+    old.lock()
+    await old.unlock("112233")
+    another = await open_wallet(rail, tmp_path / "another")
+    other_data = await another.export_backup(PIN, "a long backup passphrase")
+    with pytest.raises(WalletError) as other_wallet:   # never over another wallet's key
+        await old.restore_backup(other_data, "a long backup passphrase", "246810", "246810")
+    assert other_wallet.value.code == "key_exists"
 
 
 async def test_a_new_wallet_adds_a_bank_from_the_link_its_qr_carries(module_rail, tmp_path):

@@ -404,11 +404,13 @@ class WalletClient:
 
     @_guard
     async def offline_reserve(self, key: SigningKey, wallet_id: str, amount_fen: int,
-                              max_payments: int) -> dict:
+                              max_payments: int, purse_key: str | None = None) -> dict:
+        body: dict[str, Any] = {"wallet_id": wallet_id, "amount_fen": amount_fen,
+                                "max_payments": max_payments}
+        if purse_key is not None:
+            body["purse_key"] = purse_key
         return await self._instruct(f"/v1/wallets/{wallet_id}/offline-reserve", key,
-                                    OFFLINE_RESERVE, {"wallet_id": wallet_id,
-                                                      "amount_fen": amount_fen,
-                                                      "max_payments": max_payments})
+                                    OFFLINE_RESERVE, body)
 
     @_guard
     async def offline_claim(self, key: SigningKey, wallet_id: str, payment: str) -> dict:

@@ -336,13 +336,14 @@ class Wallet:
     async def restore_backup(self, data: bytes, passphrase: str, pin: str,
                              pin_again: str) -> WalletView:
         """A wallet from a backup on this (new) phone, under a new PIN; the bank confirms it
-        knows the key before the wallet is kept."""
+        knows the key before the wallet is kept. On a phone holding a wallet, only that
+        same wallet (its PIN locked, or its key registered again elsewhere)."""
         check_pin(pin)
         if pin != pin_again:
             raise WalletError("pin_mismatch")
-        if self.has_wallet():
-            raise WalletError("key_exists", N_("this phone already holds a wallet"))
         key, saved = backup.open_(data, passphrase)
+        if self.has_wallet() and self.keystore.public_key_text != key.public_key.to_text():
+            raise WalletError("key_exists", N_("this phone already holds a wallet"))
         profile = Profile(**{k: v for k, v in saved.items()
                              if k in Profile.__dataclass_fields__})
         view = await self._client(profile.bank_url).wallet(key, profile.wallet_id)
@@ -777,13 +778,31 @@ class Wallet:
             self._save_offline({**self.offline_state, "bank_key": key})
 
     async def reserve_offline(self, amount_fen: int, max_payments: int = 10) -> dict:
-        """Set money aside for offline payments (online); the purse the bank signed."""
+        """Set money aside for offline payments (online); the purse the bank signed.
+
+        The purse has a key of its own, made here and kept unencrypted beside it: the
+        wallet's key opens only with the bank's word on the PIN, and a phone with no network
+        must still pay offline. So the reserve is like cash in a pocket: whoever holds the
+        unlocked-or-not phone may spend it, never more (the bank signs the purse over to
+        this key alone, for at most ¥500 and 10 payments)."""
         _check_amount(amount_fen)
+        purse_key = SigningKey.generate()
         answer = await self.client.offline_reserve(self._key(), self.wallet_id, amount_fen,
-                                                   max_payments)
+                                                   max_payments,
+                                                   purse_key.public_key.to_text())
         self._save_offline({**self.offline_state, "purse": answer["purse"], "next_seq": 1,
-                            "spent_fen": 0})
+                            "spent_fen": 0, "purse_key": purse_key.secret_text()})
         return answer["purse"]
+
+    def _purse_key(self, purse: dict) -> SigningKey:
+        """The key the purse's notes are signed with: its own, or (a purse reserved before
+        purses had keys) the wallet's."""
+        secret = self.offline_state.get("purse_key")
+        if secret:
+            key = SigningKey.from_text(secret)
+            if key.public_key.to_text() == purse.get("public_key"):
+                return key
+        return self._key()
 
     def offline_left(self) -> tuple[int, int]:
         """(fen, payments) the device may still pay offline from its reserve."""
@@ -811,9 +830,10 @@ class Wallet:
         if now_ms() > purse["pay_until_ms"]:
             raise WalletError("offline_reserve_short", N_("the offline reserve has expired"))
         seq = state["next_seq"]
+        signer = self._purse_key(purse)     # before the number is spent: locked, no note
         self._save_offline({**state, "next_seq": seq + 1,
                             "spent_fen": state["spent_fen"] + amount_fen})
-        return offline.make_note(self._key(), purse, seq, scanned.payee, amount_fen)
+        return offline.make_note(signer, purse, seq, scanned.payee, amount_fen)
 
     def accept_offline(self, text: str) -> offline.OfflinePayment:
         """Check a payer's offline payment with no network (the bank's key as last seen

@@ -4,7 +4,7 @@ network, and sync the accepted notes when online again."""
 
 from __future__ import annotations
 
-from kivy.properties import StringProperty
+from kivy.properties import BooleanProperty, StringProperty
 
 from rail_protocol.money import format_fen
 from wallet_app.core.amounts import parse_yuan
@@ -18,10 +18,16 @@ class OfflineScreen(WalletScreen):
     reserve_text = StringProperty("")
     note_text = StringProperty("")       # the note to show the receiver, as a QR
     inbox_text = StringProperty("")
+    locked = BooleanProperty(False)      # opened from the unlock screen: pay and accept only
+    back_to = StringProperty("home")
 
     def prepare(self, **params) -> None:
-        """`receiver`: a receive code scanned to pay; `incoming`: a payer's note scanned."""
+        """`receiver`: a receive code scanned to pay; `incoming`: a payer's note scanned.
+        With the wallet locked (no bank to check the PIN) the reserve still pays, with its
+        own key, and notes are still accepted; reserving and syncing wait for the PIN."""
         super().prepare(**params)
+        self.locked = self.wallet.key is None
+        self.back_to = "unlock" if self.locked else "home"
         self.note_text = ""
         if params.get("receiver"):
             self.ids.receiver.text = params["receiver"]

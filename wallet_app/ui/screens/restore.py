@@ -1,5 +1,6 @@
-"""Restore: a wallet from an encrypted backup (core/backup.py) on a new phone, under a new
-PIN; the bank confirms it knows the key before the wallet is kept."""
+"""Restore: a wallet from an encrypted backup (core/backup.py) on a new phone, or on this one
+when its PIN is locked, under a new PIN; the bank confirms it knows the key before the
+wallet is kept."""
 
 from __future__ import annotations
 
@@ -12,6 +13,14 @@ load_kv(__file__)
 
 
 class RestoreScreen(WalletScreen):
+    back_to = "onboarding"
+
+    def prepare(self, back: str = "onboarding", **params) -> None:
+        """From onboarding (a new phone), or from unlock (this phone's PIN locked or its key
+        registered again elsewhere: the same wallet sealed again under a new PIN)."""
+        super().prepare(**params)
+        self.back_to = back
+
     def restore(self) -> None:
         path = self.ids.backup_file.text.strip()
         passphrase, pin, again = (self.ids.passphrase.text, self.ids.pin.text,
@@ -25,6 +34,3 @@ class RestoreScreen(WalletScreen):
         self.run(self.wallet.restore_backup(data, passphrase, pin, again),
                  lambda _view: self.app.go("home"), _("Restoring..."))
 
-    def go_back(self) -> bool:
-        self.app.go("onboarding")
-        return True

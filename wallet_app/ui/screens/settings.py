@@ -1,6 +1,6 @@
 """Settings: the language (English or Simplified Chinese, or the phone's own), kept in
 `<home>/settings.json`; the switch redraws every screen at once (`ui.i18n.tr`). And an
-encrypted backup of the wallet (core/backup.py) while it is unlocked."""
+encrypted backup of the wallet (core/backup.py) and a new PIN, while it is unlocked."""
 
 from __future__ import annotations
 
@@ -54,6 +54,17 @@ class SettingsScreen(WalletScreen):
                           "phone.").format(path=path)
 
         self.run(seal(), saved, _("Sealing the backup..."))
+
+    def change_pin(self) -> None:
+        """A new PIN, checked by the bank from now on; the old one no longer opens the key."""
+        ids = self.ids
+        old, new, again = ids.old_pin.text, ids.new_pin.text, ids.new_pin_again.text
+        ids.old_pin.text = ids.new_pin.text = ids.new_pin_again.text = ""
+
+        def changed(_none) -> None:
+            self.info = _("The PIN is changed.")
+
+        self.run(self.wallet.change_pin(old, new, again), changed, _("Changing the PIN..."))
 
     def back(self) -> None:
         self.go_back()
