@@ -12,12 +12,14 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bank.adapters import tables as t
 from bank.common import check_wallet_id, wallet_bank
 from bank.domain import mandates
 from bank.domain.payments import check_code_pin
 from bank.domain.wallets import MERCHANT
+from bank.instruction_log import INSTRUCTIONS
 from bank.services import Bank
 from rail_protocol import envelope
 from rail_protocol.envelope import Envelope, check_live, now_ms, seal
@@ -35,6 +37,7 @@ from rail_protocol.money import parse_fen
 from rail_protocol import short_code
 from rail_protocol.payment_code import CODE_TYPE, read_code
 from rail_service.client import JSONClient
+from rail_service.instructions import execute_once
 
 
 class Charges:
@@ -219,17 +222,19 @@ class Charges:
             raise RailError("invalid_field", "merchant_name must be at most 64 characters")
         mandate_id = "M" + hashlib.sha256(f"{env.signer}:{env.id}".encode()).hexdigest()[:24]
         at = now_ms()
-        try:
-            async with self.bank.engine.begin() as conn:
-                await conn.execute(t.mandates.insert().values(
-                    mandate_id=mandate_id, payer_wallet=payer.wallet_id,
-                    merchant_wallet=merchant, merchant_key=merchant_key.to_text(),
-                    merchant_name=name, per_payment_cap_fen=terms.per_payment_cap_fen,
-                    period=terms.period, period_cap_fen=terms.period_cap_fen,
-                    period_key=mandates.period_key(terms.period, at), used_fen=0,
-                    status=mandates.ACTIVE, created_ms=at))
-        except IntegrityError:
-            pass  # the same instruction again: the same mandate
+
+        async def apply(conn: AsyncConnection) -> dict:
+            await conn.execute(t.mandates.insert().values(
+                mandate_id=mandate_id, payer_wallet=payer.wallet_id,
+                merchant_wallet=merchant, merchant_key=merchant_key.to_text(),
+                merchant_name=name, per_payment_cap_fen=terms.per_payment_cap_fen,
+                period=terms.period, period_cap_fen=terms.period_cap_fen,
+                period_key=mandates.period_key(terms.period, at), used_fen=0,
+                status=mandates.ACTIVE, created_ms=at))
+            return {"mandate_id": mandate_id}
+
+        # the same instruction again: the same mandate; another under its id: refused
+        await execute_once(self.bank.engine, INSTRUCTIONS, env, apply, at_ms=at)
         return await self.mandate_view(mandate_id)
 
     async def revoke_mandate(self, raw: object) -> dict:

@@ -19,7 +19,6 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bank.adapters import books_sql as sql
@@ -28,11 +27,13 @@ from bank.common import check_memo, check_wallet_id, wallet_bank
 from bank.domain import holds as rules
 from bank.domain import ledger
 from bank.domain.wallets import MERCHANT, china_day, plan_credit, plan_debit
+from bank.instruction_log import JOURNAL
 from bank.services import Bank
 from rail_protocol.envelope import Envelope, check_live, now_ms
 from rail_protocol.errors import RailError
 from rail_protocol.instruction_types import HOLD, HOLD_RELEASE, HOLD_VOID, VOUCHER, VOUCHER_SPEND
 from rail_protocol.money import parse_fen
+from rail_service.instructions import execute_once
 
 log = logging.getLogger("yuanrail.bank.holds")
 
@@ -88,45 +89,43 @@ class Holds:
         """Open a hold, a voucher or an offline purse (bank/offline.py) for a checked
         instruction: the funder debited into `held`, once per instruction. `guard` checks,
         with the funder's row locked, what must not race (an offline reserve's cap)."""
-        known = await self.bank.answer_known(env)
-        if known:
-            return await self.view(known["hold_id"])
         other = payee or holder
         if other is not None and wallet_bank(other) != self.bank.bank_id:
             raise RailError("unknown_wallet", "holds and vouchers stay within one bank")
         if other == funder:
             raise RailError("self_payment")
         hold_id = "H" + hashlib.sha256(f"{env.signer}:{env.id}".encode()).hexdigest()[:24]
-        try:
-            async with self.bank.engine.begin() as conn:
-                row = await sql.wallet_row(conn, other) if other is not None else None
-                if other is not None and row is None:
-                    raise RailError("unknown_wallet")
-                if row is not None and row.status != "open":
-                    raise RailError("wallet_closed")
-                if payee is not None and row.kind != MERCHANT:
-                    raise RailError("not_a_merchant", "a hold is for a merchant")
-                _row, state = await sql.lock_wallet(conn, funder)
-                if guard is not None:
-                    await guard(conn)
-                debit = plan_debit(state, self.bank.limits[state.kyc_class], amount, at)
-                state.balance_fen, state.day = debit.balance_after_fen, debit.day
-                state.spent_today_fen = debit.spent_today_after_fen
-                await sql.save_wallet(conn, state)
-                txn = await sql.insert_transaction(
-                    conn, kind=kind, signer=env.signer, instruction_id=env.id,
-                    digest=env.digest(), status="processing", amount_fen=amount,
-                    payer_wallet=funder, payee_wallet=other, memo=memo,
-                    result=orjson.dumps({"hold_id": hold_id}).decode(),
-                    expires_ms=env.expires_ms, created_ms=at, updated_ms=at)
-                await sql.insert_postings(conn, txn, ledger.hold_opened(funder, amount))
-                await conn.execute(t.holds.insert().values(
-                    hold_id=hold_id, kind=kind, funder_wallet=funder, payee_wallet=payee,
-                    holder_wallet=holder, amount_fen=amount, remaining_fen=amount, mcc=mcc,
-                    deadline_ms=deadline, release_by=release_by, status=rules.PENDING,
-                    txn_id=txn, memo=memo, created_ms=at, max_payments=max_payments))
-        except IntegrityError:   # the same instruction, at the same moment: its first answer
-            await self.bank.answer_known(env, required=True)
+
+        async def apply(conn: AsyncConnection) -> dict:
+            row = await sql.wallet_row(conn, other) if other is not None else None
+            if other is not None and row is None:
+                raise RailError("unknown_wallet")
+            if row is not None and row.status != "open":
+                raise RailError("wallet_closed")
+            if payee is not None and row.kind != MERCHANT:
+                raise RailError("not_a_merchant", "a hold is for a merchant")
+            _row, state = await sql.lock_wallet(conn, funder)
+            if guard is not None:
+                await guard(conn)
+            debit = plan_debit(state, self.bank.limits[state.kyc_class], amount, at)
+            state.balance_fen, state.day = debit.balance_after_fen, debit.day
+            state.spent_today_fen = debit.spent_today_after_fen
+            await sql.save_wallet(conn, state)
+            txn = await sql.insert_transaction(
+                conn, kind=kind, signer=env.signer, instruction_id=env.id,
+                digest=env.digest(), status="processing", amount_fen=amount,
+                payer_wallet=funder, payee_wallet=other, memo=memo,
+                result=orjson.dumps({"hold_id": hold_id}).decode(),
+                expires_ms=env.expires_ms, created_ms=at, updated_ms=at)
+            await sql.insert_postings(conn, txn, ledger.hold_opened(funder, amount))
+            await conn.execute(t.holds.insert().values(
+                hold_id=hold_id, kind=kind, funder_wallet=funder, payee_wallet=payee,
+                holder_wallet=holder, amount_fen=amount, remaining_fen=amount, mcc=mcc,
+                deadline_ms=deadline, release_by=release_by, status=rules.PENDING,
+                txn_id=txn, memo=memo, created_ms=at, max_payments=max_payments))
+            return {"hold_id": hold_id}
+
+        await execute_once(self.bank.engine, JOURNAL, env, apply, at_ms=at)
         return await self.view(hold_id)
 
     # --- closing ---------------------------------------------------------------------------
@@ -161,13 +160,13 @@ class Holds:
             raise RailError("invalid_field", "the signed hold_id is not the one in the path")
         if len(hold_id) > 32:
             raise RailError("unknown_hold")
-        if await self.bank.answer_known(env):
-            return await self.view(hold_id)
-        try:
-            await self.move(hold_id, decide, at, env=env, kind=kind, payee=payee,
-                            merchant_only=merchant_only)
-        except IntegrityError:
-            await self.bank.answer_known(env, required=True)
+
+        async def apply(conn: AsyncConnection) -> dict:
+            await self.move_on(conn, hold_id, decide, at, env=env, kind=kind, payee=payee,
+                               merchant_only=merchant_only)
+            return {"hold_id": hold_id}
+
+        await execute_once(self.bank.engine, JOURNAL, env, apply, at_ms=at)
         return await self.view(hold_id)
 
     async def expire_due(self, at_ms: int | None = None, limit: int = 100) -> int:
@@ -187,64 +186,69 @@ class Holds:
                 log.info("hold %s not expired: %s", hold_id, exc.code)
         return expired
 
-    async def move(self, hold_id: str, decide, at: int, *, env: Envelope | None = None,
-                   kind: str = "hold_return", payee: str | None = None,
-                   merchant_only: bool = False, record=None) -> bool:
+    async def move(self, hold_id: str, decide, at: int, **step) -> bool:
+        """`move_on`, in a transaction of its own."""
+        async with self.bank.engine.begin() as conn:
+            return await self.move_on(conn, hold_id, decide, at, **step)
+
+    async def move_on(self, conn: AsyncConnection, hold_id: str, decide, at: int, *,
+                      env: Envelope | None = None, kind: str = "hold_return",
+                      payee: str | None = None, merchant_only: bool = False,
+                      record=None) -> bool:
         """One decision on a locked hold, and the money it sends out of `held`; `record`
         (given the connection) writes what else the step must write in its transaction."""
-        async with self.bank.engine.begin() as conn:
-            row = (await conn.execute(sa.select(t.holds).where(
-                t.holds.c.hold_id == hold_id).with_for_update())).first()
-            if row is None:
-                raise RailError("unknown_hold")
-            hold = _state(row)
-            to = payee or hold.payee
-            mcc = None
-            if payee is not None:
-                shop = await sql.wallet_row(conn, payee)
-                if shop is None:
-                    raise RailError("unknown_wallet")
-                if merchant_only and shop.kind != MERCHANT:
-                    raise RailError("not_a_merchant", "a voucher is spent at a merchant")
-                mcc = shop.mcc
-            move = decide(hold, mcc, at)
-            if move is None:
-                return False
-            if record is not None:
-                await record(conn)
-            credits = {}
-            for wallet_id in sorted({w for w, n in ((to, move.to_payee_fen),
-                                                    (hold.funder, move.back_fen)) if n}):
-                _r, state = await sql.lock_wallet(conn, wallet_id, for_credit=True)
-                if wallet_id == hold.funder:   # this hold is in its pending: it comes back now
-                    state.pending_out_fen -= hold.remaining_fen
-                credits[wallet_id] = state
-            # The step's own row carries its instruction's key (a retry finds it); the bank's
-            # return of what is left, once per hold, is keyed by the hold.
-            bank_key = ("bank", f"return:{hold_id}", "", at)
-            signer = (env.signer, env.id, env.digest(), env.expires_ms) if env else bank_key
-            if move.to_payee_fen:
-                await self._credit(conn, credits[to], move.to_payee_fen, at, kind,
-                                   payer=hold.holder or hold.funder, signer=signer)
-                signer = bank_key
-            if move.back_fen:
-                funder = credits[hold.funder]
-                if funder.day == china_day(row.created_ms):   # as a refused payment does
-                    funder.spent_today_fen = max(funder.spent_today_fen - move.back_fen, 0)
-                await self._credit(conn, funder, move.back_fen, at, "hold_return",
-                                   payer=None, signer=signer, closing=kind)
-            if env is not None and not move.to_payee_fen and not move.back_fen:
-                raise RailError("hold_closed", "nothing is left to move")
-            remaining = hold.remaining_fen - move.to_payee_fen - move.back_fen
-            closed = move.status_after != rules.PENDING
-            await conn.execute(t.holds.update().where(t.holds.c.hold_id == hold_id).values(
-                remaining_fen=remaining, status=move.status_after,
-                closed_ms=at if closed else None))
-            await conn.execute(t.transactions.update().where(
-                t.transactions.c.txn_id == row.txn_id).values(
-                amount_fen=remaining if not closed else row.amount_fen,
-                status=ROW_STATUS[move.status_after] if closed else "processing",
-                updated_ms=at))
+        row = (await conn.execute(sa.select(t.holds).where(
+            t.holds.c.hold_id == hold_id).with_for_update())).first()
+        if row is None:
+            raise RailError("unknown_hold")
+        hold = _state(row)
+        to = payee or hold.payee
+        mcc = None
+        if payee is not None:
+            shop = await sql.wallet_row(conn, payee)
+            if shop is None:
+                raise RailError("unknown_wallet")
+            if merchant_only and shop.kind != MERCHANT:
+                raise RailError("not_a_merchant", "a voucher is spent at a merchant")
+            mcc = shop.mcc
+        move = decide(hold, mcc, at)
+        if move is None:
+            return False
+        if record is not None:
+            await record(conn)
+        credits = {}
+        for wallet_id in sorted({w for w, n in ((to, move.to_payee_fen),
+                                                (hold.funder, move.back_fen)) if n}):
+            _r, state = await sql.lock_wallet(conn, wallet_id, for_credit=True)
+            if wallet_id == hold.funder:   # this hold is in its pending: it comes back now
+                state.pending_out_fen -= hold.remaining_fen
+            credits[wallet_id] = state
+        # The step's own row carries its instruction's key (a retry finds it); the bank's
+        # return of what is left, once per hold, is keyed by the hold.
+        bank_key = ("bank", f"return:{hold_id}", "", at)
+        signer = (env.signer, env.id, env.digest(), env.expires_ms) if env else bank_key
+        if move.to_payee_fen:
+            await self._credit(conn, credits[to], move.to_payee_fen, at, kind,
+                               payer=hold.holder or hold.funder, signer=signer)
+            signer = bank_key
+        if move.back_fen:
+            funder = credits[hold.funder]
+            if funder.day == china_day(row.created_ms):   # as a refused payment does
+                funder.spent_today_fen = max(funder.spent_today_fen - move.back_fen, 0)
+            await self._credit(conn, funder, move.back_fen, at, "hold_return",
+                               payer=None, signer=signer, closing=kind)
+        if env is not None and not move.to_payee_fen and not move.back_fen:
+            raise RailError("hold_closed", "nothing is left to move")
+        remaining = hold.remaining_fen - move.to_payee_fen - move.back_fen
+        closed = move.status_after != rules.PENDING
+        await conn.execute(t.holds.update().where(t.holds.c.hold_id == hold_id).values(
+            remaining_fen=remaining, status=move.status_after,
+            closed_ms=at if closed else None))
+        await conn.execute(t.transactions.update().where(
+            t.transactions.c.txn_id == row.txn_id).values(
+            amount_fen=remaining if not closed else row.amount_fen,
+            status=ROW_STATUS[move.status_after] if closed else "processing",
+            updated_ms=at))
         return True
 
     async def _credit(self, conn: AsyncConnection, state, amount: int, at: int, kind: str, *,

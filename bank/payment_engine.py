@@ -100,6 +100,7 @@ from rail_protocol.money import parse_fen
 from rail_service.batcher import Batcher
 from rail_service.crash import crash_point
 from rail_service.extend import extend_app
+from rail_service.instructions import Recorded, answer_repeat
 from rail_service.metrics import Outcomes
 
 log = logging.getLogger("yuanrail.bank.payment_engine")
@@ -163,6 +164,11 @@ class _Payment:
     @property
     def key(self) -> tuple[str, str]:
         return self.env.signer, self.env.id
+
+
+def _from_cache(cached: dict) -> Recorded:
+    """An outcome cached in Redis for repeats, kept only while its instruction is live."""
+    return Recorded(cached["digest"], None, outcome=cached["outcome"])
 
 
 def _tell(item: _Payment, status: str) -> None:
@@ -413,9 +419,7 @@ class PaymentEngine:
             if seen:
                 cached = await hot.recall(env.signer, env.id)
                 if cached is not None:
-                    if cached["digest"] != env.digest():
-                        raise RailError("instruction_id_reused")
-                    return {**cached["outcome"], "repeated": True}
+                    return answer_repeat(_from_cache(cached), env)
         to_bank = wallet_bank(payee_id)
         if refund_of is None and exchange is None:
             await self.bank.directory.check_payable(to_bank)
@@ -451,11 +455,9 @@ class PaymentEngine:
                 if not alone.repeat:
                     raise RailError("service_unavailable",
                                     "the payment was not recorded; send it again") from None
-        known = await self.bank.hot.recall(item.env.signer, item.env.id)
-        if known is not None:
-            if known["digest"] != item.env.digest():
-                raise RailError("instruction_id_reused")
-            return {**known["outcome"], "repeated": True}
+        cached = await self.bank.hot.recall(item.env.signer, item.env.id)
+        if cached is not None:
+            return answer_repeat(_from_cache(cached), item.env)
         return await self.bank.answer_known(item.env, required=True)
 
     async def _run_payments(self, batch: list[_Payment], conn=None) -> None:

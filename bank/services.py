@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from bank.adapters import books_sql as sql
 from bank.adapters import tables as t
 from bank.adapters.hot_state import HotState
-from bank.common import REJECTED, payment_view
+from bank.instruction_log import JOURNAL
 from bank.directory import BankDirectory
 from bank.domain.wallets import ClassLimits
 from bank.outbox import Outbox
@@ -29,6 +29,7 @@ from rail_protocol import envelope
 from rail_protocol.envelope import Envelope, now_ms
 from rail_protocol.errors import RailError
 from rail_protocol.keys import PublicKey, SigningKey
+from rail_service.instructions import answer_repeat
 
 log = logging.getLogger("yuanrail.bank")
 
@@ -124,18 +125,12 @@ class Bank:
         raised again, or `{}` if unknown; `required`: it must be known (a unique key other
         than its own collided: a race, answered retryable)."""
         async with self.engine.connect() as conn:
-            row = await sql.find_transaction(conn, env.signer, env.id)
-        if row is None:
+            known = await JOURNAL.find(conn, env.signer, env.id)
+        if known is None:
             if required:  # a unique key other than the instruction's: a race; retry it
                 raise RailError("upstream_unavailable", "a concurrent change; retry the same id")
             return {}
-        if row.digest != env.digest():
-            raise RailError("instruction_id_reused")
-        if now_ms() >= row.expires_ms:
-            raise RailError("replayed")
-        if row.status == REJECTED:
-            raise RailError(row.code or "invalid_field")
-        return {**orjson.loads(row.result), **payment_view(row), "repeated": True}
+        return answer_repeat(known, env)
 
     async def queue_webhook(self, conn: AsyncConnection, merchant_id: str, url: str | None,
                              txn_id: int, event: dict) -> None:

@@ -24,14 +24,26 @@ from rail_protocol.keys import PublicKey, SigningKey
 from rail_protocol.money import parse_fen
 from rail_protocol.request_auth import read_signer, verify_read
 from rail_service.db import migrate
-from rail_service.instructions import execute_once
+from rail_service.instructions import Recorded, execute_once
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 
 class _Log:
-    find = staticmethod(sql.find_instruction)
+    """Central's instruction log: a table of instructions and their outcomes."""
+
+    @staticmethod
+    async def find(conn: AsyncConnection, signer: str, instruction_id: str) -> Recorded | None:
+        row = await sql.find_instruction(conn, signer, instruction_id)
+        if row is None:
+            return None
+        result = orjson.loads(row.result)
+        if row.status == "rejected":
+            return Recorded(row.digest, row.expires_ms,
+                            refusal=(result["code"], result["message"]))
+        return Recorded(row.digest, row.expires_ms, outcome=result)
+
     record = staticmethod(sql.record_instruction)
 
 

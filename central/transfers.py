@@ -36,6 +36,7 @@ from rail_protocol.errors import RailError
 from rail_protocol.keys import PublicKey, SigningKey
 from rail_service.batcher import Batcher
 from rail_service.crash import crash_point
+from rail_service.instructions import same_instruction
 from rail_service.metrics import Settlements
 
 log = logging.getLogger("yuanrail.central.transfers")
@@ -209,8 +210,7 @@ class Transfers:
             row = await self._find(order.transfer_id)
             if row is None:  # pragma: no cover - the primary key guarantees a row
                 raise RailError("upstream_unavailable", "transfer outcome unknown; retry")
-        if row.digest != digest:
-            raise RailError("instruction_id_reused")
+        same_instruction(row.digest, env)
         return self.status_answer(row)
 
     async def _prepare(self, order: domain.TransferOrder, digest: str) -> bool:
@@ -278,10 +278,11 @@ class Transfers:
         for tid, row in known.items():
             item = firsts[tid]
             if not item.future.done():
-                if row.digest != item.digest:
-                    item.future.set_exception(RailError("instruction_id_reused"))
-                else:
+                try:
+                    same_instruction(row.digest, item.env)
                     item.future.set_result(self.status_answer(row))
+                except RailError as refusal:
+                    item.future.set_exception(refusal)
         for item, outcome in zip(new, outcomes):
             if isinstance(outcome, RailError) and not item.future.done():
                 item.future.set_exception(outcome)
