@@ -31,17 +31,15 @@ On SQLite the same steps run as plain statements inside `BEGIN IMMEDIATE`: one w
 
 A payee at another bank (docs/interbank.md) joins the same batch: its payer is debited into
 `interbank_out`, the row `processing` under a fresh transfer id. After the commit (crash
-point `bank.interbank.after_debit`) the batch's message 1s go to central at once in ONE call
-(`POST /v1/transfers/batch`); each is sealed from what the batch wrote, with the same content
-as the outbox's retry from the stored row (`Outbox.transfer_envelope`). The payments central
-settled are finished many to one transaction (only those still processing); a refusal goes
-through `Outbox.finish_transfer` (rare); no answer within FORWARD_WAIT_MS leaves `processing`
-to the outbox. An interbank outcome is not cached in Redis (it is not final when the debit
-commits): a repeat is answered from the row, with its current status.
+point `bank.interbank.after_debit`) the batch's message 1s go to central together and their
+outcomes come back through `bank/transfer_sender.py`. An interbank outcome is not cached in
+Redis (it is not final when the debit commits): a repeat is answered from the row, with its
+current status.
 
 Exactly once: the database's unique key (signer, instruction_id). A repeat conflicts, the
 batch is redone without it, and the repeat is answered with the first outcome (Redis, else
-`Bank.answer_known` from the journal). A refusal is recorded as a rejected transaction under
+`Bank.answer_known` from the journal), by the rail's one repeat rule
+(rail_service/instructions.py). A refusal is recorded as a rejected transaction under
 the instruction's key, so a repeat gets the same refusal. A batch that fails (a database
 error: nothing of it was kept) is not retried with others: each of its payments runs again
 in a batch of its own, and one that fails alone is answered `service_unavailable`
@@ -69,12 +67,10 @@ from bank.adapters import batch_sql as sql
 from bank.adapters.batch_store import BatchStore, open_store
 from bank.adapters.books_sql import VaultShort
 from bank.common import (
-    CENTRAL_FINAL_REFUSALS,
     FORWARD_WAIT_MS,
     PROCESSING,
     parse_payment,
     payment_txn_id,
-    retry_delay_ms,
     wallet_bank,
 )
 from bank.domain import events, ledger, orders
@@ -90,14 +86,14 @@ from bank.domain.payments import (
     decide_top_up,
 )
 from bank.domain.wallets import MERCHANT, DebitPlan, WalletState
+from bank.transfer_sender import TransferSender
 from rail_protocol import envelope, qr
-from rail_protocol.batches import MAX_ITEMS
 from rail_protocol.envelope import Envelope, check_live, now_ms
 from rail_protocol.errors import RailError
 from rail_protocol.instruction_types import CREATE_ORDER, PAY, REDEEM, REFUND, TOP_UP
 from rail_protocol.keys import PublicKey
 from rail_protocol.money import parse_fen
-from rail_service.batcher import Batcher
+from rail_service.batcher import Batcher, NotDone, fail_all
 from rail_service.crash import crash_point
 from rail_service.extend import extend_app
 from rail_service.instructions import Recorded, answer_repeat
@@ -121,12 +117,6 @@ class Identity:
     merchant_name: str | None
     mcc: str | None
     city: str | None
-
-
-class _Fallback(Exception):
-    """Its batch did not finish this item and nothing of it was kept: a repeat of a recorded
-    instruction (answered with the first outcome), or a batch that failed (run again alone:
-    `PaymentEngine._again`); an order is left to `MerchantDesk`."""
 
 
 class _Undo(Exception):
@@ -171,53 +161,11 @@ def _from_cache(cached: dict) -> Recorded:
     return Recorded(cached["digest"], None, outcome=cached["outcome"])
 
 
-def _tell(item: _Payment, status: str) -> None:
-    """Give an interbank payment's request its outcome, unless it has one already."""
-    if not item.sent.done():
-        item.sent.set_result(status)
-
-
 def _result(payer: WalletState, item: _Payment, status: str, debit: DebitPlan) -> dict:
     """The start of the result recorded for a decided payment, its debit applied."""
     return {"status": status, "amount_fen": item.amount, "payer_wallet": item.payer_id,
             "payee_wallet": item.payee_id, "balance_after_fen": payer.balance_fen,
             "pulled_from_deposit_fen": debit.pulled_from_deposit_fen}
-
-
-@dataclass(frozen=True, slots=True)
-class _OutRow:
-    """The columns of an `interbank_out` row that `Outbox.transfer_envelope` and
-    `Outbox._retry_later` read, taken from what the batch wrote instead of read back: message
-    1 then has the same content as the outbox's retry sealed from the stored row, and
-    central, which keys idempotency on its digest, sees one instruction."""
-
-    txn_id: int
-    transfer_id: str
-    counterparty_bank: str
-    amount_fen: int
-    payer_wallet: str
-    payee_wallet: str
-    order_id: str | None
-    created_ms: int
-    refund_of: int | None = None     # a refund: the transaction it refunds
-    result: str = "{}"               # a refund: names the transfer it refunds
-
-
-@dataclass(slots=True)
-class _Settled:
-    """An interbank payment central said settled, waiting for the settle batch."""
-
-    txn_id: int
-    payer_id: str
-    order_id: str | None
-    future: asyncio.Future
-
-
-
-def _fall_back(items: list) -> None:
-    for item in items:
-        if not item.future.done():
-            item.future.set_exception(_Fallback())
 
 
 @dataclass(slots=True)
@@ -262,8 +210,7 @@ class PaymentEngine:
         self._by_id: OrderedDict[str, Identity] = OrderedDict()
         self.payments: Batcher | None = None
         self.orders: Batcher | None = None
-        self.settles: Batcher | None = None   # interbank payments central said settled
-        self._sending: set[asyncio.Task] = set()   # message 1s of committed batches
+        self.sender: TransferSender | None = None   # message 1s of committed batches
         self.outcomes = Outcomes()   # movements accepted per second, refusals by code
 
     @classmethod
@@ -281,19 +228,17 @@ class PaymentEngine:
             concurrency = 1
         fast = cls(bank, desk, charges, store=store, concurrency=concurrency)
         pool = store.loop_pool
-        fast.payments = Batcher(fast._run_payments, _fall_back, pool=pool, loops=concurrency,
+        fast.payments = Batcher(fast._run_payments, fail_all, pool=pool, loops=concurrency,
                                 max_items=fast._max_batch, name="pay-batch")
-        fast.orders = Batcher(fast._run_orders, _fall_back, pool=pool,
+        fast.orders = Batcher(fast._run_orders, fail_all, pool=pool,
                               max_items=fast._max_batch, name="order-batch")
-        fast.settles = Batcher(fast._run_settles, _fall_back, pool=pool,
-                               max_items=fast._max_batch, name="settle-batch")
+        fast.sender = TransferSender(bank, store, pool=pool, max_batch=fast._max_batch)
         return fast
 
     async def aclose(self) -> None:
-        for task in list(self._sending):   # their payments stay processing: the outbox's
-            task.cancel()
-        await asyncio.gather(*self._sending, return_exceptions=True)
-        for batcher in (self.payments, self.orders, self.settles):
+        if self.sender is not None:
+            await self.sender.aclose()
+        for batcher in (self.payments, self.orders):
             if batcher is not None:
                 await batcher.aclose()
                 log.info("%s: %d items in %d batches (largest %d)", batcher.name,
@@ -432,13 +377,13 @@ class PaymentEngine:
         self.payments.submit(item)
         try:
             outcome = await asyncio.shield(item.future)
-        except _Fallback:
+        except NotDone:
             outcome = await self._again(item)
             if outcome.get("repeated"):
                 return outcome
         if item.to_bank is None:
             return outcome
-        return await self._forward(item, outcome)
+        return await self.sender.forward(item, outcome)
 
     async def _again(self, item: _Payment) -> dict:
         """A payment its batch did not finish. A repeat of a recorded instruction gets the
@@ -451,7 +396,7 @@ class PaymentEngine:
             await self._run_payments([alone])
             try:
                 return await alone.future
-            except _Fallback:
+            except NotDone:
                 if not alone.repeat:
                     raise RailError("service_unavailable",
                                     "the payment was not recorded; send it again") from None
@@ -506,7 +451,7 @@ class PaymentEngine:
         away = [i for i in done if i.to_bank is not None]
         if away:
             crash_point("bank.interbank.after_debit")
-            self._send_after_commit(away)
+            self.sender.send_after_commit(away)
         settled = [i for i in done if i.to_bank is None]   # interbank ones are processing
         if settled:
             await self._after_commit(settled)
@@ -514,7 +459,7 @@ class PaymentEngine:
             if item.future.done():
                 continue
             if item.fallback or (item.outcome is None and item.error is None):
-                item.future.set_exception(_Fallback())
+                item.future.set_exception(NotDone())
             elif item.error is not None:
                 item.future.set_exception(item.error)
             else:
@@ -791,147 +736,6 @@ class PaymentEngine:
             [(i.env.signer, i.env.id, i.env.digest(), i.outcome, i.env.expires_ms - at)
              for i in remember], notices, at)
 
-    # --- interbank, after the debit: message 1, then the outcome --------------------------
-
-    async def _forward(self, item: _Payment, outcome: dict) -> dict:
-        """An interbank payment (or refund) once the batch has debited: message 1 went with
-        the batch's others in one call (`_send_transfers`); the outcome it brought within
-        FORWARD_WAIT_MS, or `processing` (the outbox finishes it)."""
-        return {**outcome, "status": await asyncio.shield(item.sent)}
-
-    def _send_after_commit(self, items: list[_Payment]) -> None:
-        """Start sending the message 1s of a committed batch; each item's `sent` gets its
-        outcome. The payment batcher goes on meanwhile."""
-        loop = asyncio.get_running_loop()
-        for item in items:
-            item.sent = loop.create_future()
-        task = loop.create_task(self._send_transfers(items), name="send-transfers")
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
-
-    async def _send_transfers(self, items: list[_Payment]) -> None:
-        """`Outbox.forward_transfer` for a batch's payments just debited, without reading their
-        rows back: ONE call to central per MAX_ITEMS of them (`POST /v1/transfers/batch`),
-        bounded by FORWARD_WAIT_MS from the commit. Whatever has no outcome by then, or
-        when anything fails, stays `processing` for the outbox, as a single send would."""
-        try:
-            async with asyncio.timeout(FORWARD_WAIT_MS / 1000):
-                await asyncio.gather(*(self._send_chunk(items[start:start + MAX_ITEMS])
-                                       for start in range(0, len(items), MAX_ITEMS)))
-        except TimeoutError:
-            log.info("%d transfer(s) left to the outbox: no outcome in time", len(items))
-        except Exception:  # noqa: BLE001 - the rows are processing: the outbox goes on
-            log.exception("%d transfer(s) left to the outbox", len(items))
-        finally:
-            for item in items:
-                _tell(item, PROCESSING)
-
-    async def _send_chunk(self, items: list[_Payment]) -> None:
-        """One batch call, each answer handled as `Outbox.forward_transfer` handles it alone:
-        central's statement checked (its key, this transfer); settled goes to the settle
-        batch, rejected (or a refusal that means central never prepared it) to
-        `Outbox.finish_transfer`; anything else, or the call failing, leaves the payment
-        processing and the outbox due soon (`_retry_later`)."""
-        bank = self.bank
-        envs = [bank.outbox.transfer_envelope(_OutRow(
-            item.txn_id, item.transfer_id, item.to_bank, item.amount, item.payer_id,
-            item.payee_id, item.row_order_id or item.order_id, item.at, item.refund_of,
-            orjson.dumps(item.outcome).decode() if item.refund_of else "{}"))
-            for item in items]
-        try:
-            answers = await bank.central.transfers_batch(envs)
-        except RailError as exc:   # no answer for any of them, whatever the code
-            log.info("%d transfer(s) left to the outbox: %r", len(items), exc)
-            await self._retry_later(items)
-            return
-        later, final, stated = [], [], False
-        for item, answer in zip(items, answers):
-            if isinstance(answer, RailError):
-                if answer.code in CENTRAL_FINAL_REFUSALS:   # central never prepared it
-                    final.append((item, REJECTED, answer.code))
-                else:
-                    later.append(item)
-                continue
-            try:
-                status, code = self._read_statement(item, answer)
-            except RailError as exc:
-                log.info("transfer %s left to the outbox: %r", item.transfer_id, exc)
-                _tell(item, PROCESSING)
-                continue
-            if status in (SETTLED, REJECTED):
-                final.append((item, status, code))
-                stated = True
-            else:
-                later.append(item)
-        for item in later:
-            _tell(item, PROCESSING)
-        if stated:
-            crash_point("bank.interbank.before_outcome")
-        failed = [r for r in await asyncio.gather(
-            self._retry_later(later),
-            *(self._record(item, status, code) for item, status, code in final),
-            return_exceptions=True) if isinstance(r, BaseException)]
-        if failed:   # those payments stay processing (`_send_transfers`): the outbox's
-            raise failed[0]
-
-    def _read_statement(self, item: _Payment, answer: dict) -> tuple[str, str | None]:
-        """Central's signed status of this very transfer: (status, code)."""
-        statement = answer.get("statement", {})
-        envelope.verify_statement(self.bank.central_key, statement)
-        if statement.get("transfer_id") != item.transfer_id:
-            raise RailError("bad_signature", "central answered about another transfer")
-        return statement.get("status"), statement.get("code")
-
-    async def _record(self, item: _Payment, status: str, code: str | None) -> None:
-        """A final outcome: settled by the settle batch; rejected, or any refund's outcome
-        (its webhook, or the refund taken back), by `Outbox.finish_transfer` (rare: one
-        transaction of its own, shared with the outbox)."""
-        if status == REJECTED or item.refund_of is not None:
-            await self.bank.outbox.finish_transfer(item.txn_id, status, code)
-            _tell(item, status)
-            return
-        settled = _Settled(item.txn_id, item.payer_id, item.order_id,
-                           asyncio.get_running_loop().create_future())
-        self.settles.submit(settled)
-        try:
-            await asyncio.shield(settled.future)
-        except _Fallback:        # the batch failed: the row is processing, the outbox retries
-            _tell(item, PROCESSING)
-            return
-        _tell(item, SETTLED)
-
-    async def _retry_later(self, items: list[_Payment]) -> None:
-        """`Outbox._retry_later` for many payments, in one statement."""
-        if not items:
-            return
-        at = now_ms()
-        async with self.store.single() as tx:
-            await tx.retry_later([i.txn_id for i in items],
-                                 [at + retry_delay_ms(i.at, at) for i in items])
-
-    async def _run_settles(self, batch: list[_Settled], conn=None) -> None:
-        """`Outbox.finish_transfer(.., settled)` for many payments in one transaction, each
-        exactly once; then the payers' live notifications in one Redis pipeline. One that
-        another finisher (the outbox) recorded first is settled all the same: central's
-        answer is final."""
-        at = now_ms()
-        async with self.store.transaction(conn) as tx:
-            rows = await tx.settle([i.txn_id for i in batch], at)
-            postings = sql.columns(sql.POSTING_COLUMNS)
-            for r in rows:
-                sql.add_postings(postings, r["txn_id"],
-                                 ledger.interbank_out_settled(r["amount_fen"]))
-            if rows:
-                await tx.insert_postings(postings)
-        finished = {r["txn_id"] for r in rows}
-        await self._to_redis([], [(i.payer_id, {"event": "payment.settled",
-                                                "payment_id": f"P{i.txn_id}",
-                                                "order_id": i.order_id})
-                                  for i in batch if i.txn_id in finished])
-        for item in batch:
-            if not item.future.done():
-                item.future.set_result(None)
-
     # --- orders --------------------------------------------------------------------------
 
     async def create_order(self, raw: object) -> dict:
@@ -952,7 +756,7 @@ class PaymentEngine:
         self.orders.submit(item)
         try:
             await asyncio.shield(item.future)
-        except _Fallback:   # the reference was used before (or the id drawn twice)
+        except NotDone:   # the reference was used before (or the id drawn twice)
             return await self.desk.create_order(raw)
         return {
             "order_id": order_id, "merchant_wallet": merchant.wallet_id,
@@ -976,7 +780,7 @@ class PaymentEngine:
             if item.values[0] in inserted:
                 item.future.set_result(None)
             else:
-                item.future.set_exception(_Fallback())
+                item.future.set_exception(NotDone())
 
 # --- HTTP: the three routes, placed before the API's own -----------------------------------
 

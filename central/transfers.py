@@ -34,7 +34,7 @@ from rail_protocol.batches import MAX_ITEMS, parse_batch
 from rail_protocol.envelope import Envelope, check_live, now_ms, seal, sign_statement
 from rail_protocol.errors import RailError
 from rail_protocol.keys import PublicKey, SigningKey
-from rail_service.batcher import Batcher
+from rail_service.batcher import Batcher, NotDone, fail_all
 from rail_service.crash import crash_point
 from rail_service.instructions import same_instruction
 from rail_service.metrics import Settlements
@@ -88,15 +88,9 @@ class _Item:
     bank: Any = None  # the payee bank's row, once prepared (where to deliver)
 
 
-class _Fallback(Exception):
-    """This message 1 goes the one-at-a-time way, which finds its row or prepares it: its
-    batch wrote nothing for it, or (closing down) did not get to deliver it."""
-
-
-def _fall_back(items: list[_Item]) -> None:
-    for item in items:
-        if not item.future.done():
-            item.future.set_exception(_Fallback())
+# A message 1 its batch did not finish (`NotDone`) goes the one-at-a-time way, which finds
+# its row or prepares it: its batch wrote nothing for it, or (closing down) did not get to
+# deliver it.
 
 
 def _answer_or_error(outcome: dict | BaseException) -> dict:
@@ -130,7 +124,7 @@ class Transfers:
 
     async def start(self) -> None:
         """Start the batcher of message 1s (without it, each goes one at a time)."""
-        self.batcher = Batcher(self._run_batch, _fall_back, max_items=self.max_batch,
+        self.batcher = Batcher(self._run_batch, fail_all, max_items=self.max_batch,
                                name="transfer-batcher")
 
     async def aclose(self) -> None:
@@ -161,7 +155,7 @@ class Transfers:
             self.batcher.submit(item)
             try:
                 return await item.future
-            except _Fallback:
+            except NotDone:
                 pass
         return await self._submit_one(env, order, digest)
 
@@ -286,7 +280,7 @@ class Transfers:
         for item, outcome in zip(new, outcomes):
             if isinstance(outcome, RailError) and not item.future.done():
                 item.future.set_exception(outcome)
-        _fall_back(again)
+        fail_all(again)
         if prepared:
             crash_point("central.transfer.after_prepare")
             for item, _entry in prepared:
@@ -300,7 +294,7 @@ class Transfers:
         deliveries = self._deliveries.get(bank_id)
         if deliveries is None:
             deliveries = self._deliveries[bank_id] = Batcher(
-                self._deliver_new, _fall_back, max_items=MAX_ITEMS,
+                self._deliver_new, fail_all, max_items=MAX_ITEMS,
                 name=f"transfer-delivery-{bank_id}", loops=DELIVERY_LOOPS)
         return deliveries
 

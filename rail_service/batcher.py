@@ -15,6 +15,20 @@ from typing import Any
 log = logging.getLogger("yuanrail.batcher")
 
 
+class NotDone(Exception):
+    """Its batch did not finish this item, and nothing of it was kept: the item's caller
+    goes its other way (answers a repeat from the record, runs it again alone, or hands it
+    to the one-at-a-time path)."""
+
+
+def fail_all(items: list) -> None:
+    """`Batcher`'s `fail` for items that carry a `future`: each not yet answered gets
+    `NotDone`."""
+    for item in items:
+        if not item.future.done():
+            item.future.set_exception(NotDone())
+
+
 class Batcher:
     """`loops` loops over one queue (more than one lets a batch start while another waits
     on the network). `run(batch)` must settle every item it is given; if it raises (or the

@@ -60,7 +60,7 @@ async def across(rail, amount_fen: int):
 async def test_an_interbank_payment_settles_and_the_wallet_hears_how(fast_rail):
     rail = fast_rail
     payee = await rail.open_wallet(B)
-    settles = fast(rail).settles.items
+    settles = fast(rail).sender.settles.items
     answer, payer = await pay_across(rail, yuan(40), payee.wallet_id)
     assert set(answer) == INTERBANK_ANSWER
     assert {k: answer[k] for k in ("status", "amount_fen", "payer_wallet", "payee_wallet",
@@ -69,7 +69,7 @@ async def test_an_interbank_payment_settles_and_the_wallet_hears_how(fast_rail):
         "payee_wallet": payee.wallet_id, "balance_after_fen": yuan(60),
         "pulled_from_deposit_fen": 0}
     assert answer["transfer_id"].startswith(f"{A}.") and len(answer["transfer_id"]) == 40
-    assert fast(rail).settles.items == settles + 1, "the engine did not settle it"
+    assert fast(rail).sender.settles.items == settles + 1, "the engine did not settle it"
     assert await rail.balance(payee) == yuan(40)
     assert (await rail.central.get_transfer(answer["transfer_id"]))["status"] == "settled"
     await rail.assert_balanced()
@@ -244,10 +244,10 @@ async def test_an_order_at_the_other_bank_is_paid_through_the_fast_path(fast_rai
     order = await rail.client(shop).create_order(shop.key, shop.wallet_id, 2580, "table-9")
     payer = await rail.funded_wallet(A, yuan(100))
     env = rail.pay_envelope(payer, shop, 2580, order_id=order["order_id"])
-    settles = fast(rail).settles.items
+    settles = fast(rail).sender.settles.items
     paid = (await rail.send_payment(A, env)).json()
     assert (paid["status"], paid["order_id"]) == ("settled", order["order_id"])
-    assert fast(rail).settles.items == settles + 1
+    assert fast(rail).sender.settles.items == settles + 1
     assert (await rail.client(shop).order(order["order_id"]))["status"] == "paid"
     again = rail.pay_envelope(await rail.funded_wallet(A, yuan(100)), shop, 2580,
                               order_id=order["order_id"])
@@ -261,10 +261,10 @@ async def test_many_interbank_payments_at_once_are_settled_in_few_transactions(f
     payee = await rail.open_wallet(B, kind="merchant", kyc_class=1)
     payers = await rail.open_many(A, 60)
     await rail.payroll(A, payers, 1000)
-    settle_batches = fast(rail).settles.batches
+    settle_batches = fast(rail).sender.settles.batches
     answers = await send_all(rail, A, [rail.pay_envelope(p, payee, 500) for p in payers])
     assert outcomes(answers) == {"settled": 60}
-    assert fast(rail).settles.batches - settle_batches < 60, "nothing was settled together"
+    assert fast(rail).sender.settles.batches - settle_batches < 60, "nothing was settled together"
     assert await rail.balance(payee) == 60 * 500
     await rail.assert_balanced()
 
