@@ -609,6 +609,62 @@ async def run_scenario(rail: Rail) -> bool:
                 f"another ¥450.00 offline (¥57.00 still reserved): {over}\n"
                 + await balances(li, zhang, noodle))
 
+    async def phone_keys() -> str:
+        """docs/wallet.md, Keys: the mobile wallet's own core on a new user's phone. Its key
+        file opens only with the bank's share, which the bank gives for the right PIN alone
+        and counts wrong ones; a backup restored on a new phone retires the old phone's file;
+        the offline reserve pays with its own key while the wallet is locked."""
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        from rail_protocol.keys import b64decode
+        from wallet_app.core.keystore import KeyStore
+        from wallet_app.core.wallet import Wallet
+
+        phones = rail.directory / "phones"
+        shutil.rmtree(phones, ignore_errors=True)
+        url = rail.bank_urls["yangtze"]
+        old = Wallet(phones / "chen-jie-old", [url])
+        new = Wallet(phones / "chen-jie-new", [url])
+        try:
+            await old.open_wallet(url, "13700000006", "246810", "246810")
+            check(old.key_guarded, "the key file was not guarded")
+            # money to play with: Li Lei pays Chen Jie ¥60
+            await banks["yangtze"].pay(li.key, li.wallet_id, old.wallet_id, yuan(60))
+            # A thief's copy of the file, even knowing the PIN, tries AES with scrypt(PIN):
+            sealed = json.loads(old.keystore.path.read_text())
+            stretched = KeyStore(old.keystore.path).stretch("246810")
+            try:
+                AESGCM(stretched).decrypt(b64decode(sealed["cipher"]["nonce"]),
+                                          b64decode(sealed["ciphertext"]),
+                                          sealed["public_key"].encode())
+                raise AssertionError("the file opened with the PIN alone")
+            except InvalidTag:
+                alone = "the AES-GCM tag fails"
+            old.lock()
+            wrong = [await expect_refusal("wrong_pin", old.unlock(pin))
+                     for pin in ("111111", "222222")]
+            await old.unlock("246810")
+            await old.reserve_offline(yuan(20), 2)
+            backup = await old.export_backup("246810", "plum blossom in the snow")
+            old.lock()
+            note = old.pay_offline(f"yuanrail:pay?wallet={noodle.wallet_id}", yuan(9))  # locked
+            credited = await banks["yangtze"].offline_claim(noodle.key, noodle.wallet_id,
+                                                            note.text)
+            view = await new.restore_backup(backup, "plum blossom in the snow", "135790",
+                                            "135790")
+            retired = await expect_refusal("unknown_pin_guard", old.unlock("246810"))
+        finally:
+            await old.aclose()
+            await new.aclose()
+        return (f"Chen Jie's phone: the key file copied off it does not open with the PIN "
+                f"alone ({alone}): it needs the bank's share, given for the right PIN only\n"
+                f"wrong PINs, counted by the bank: {wrong[0]}; {wrong[1]}\n"
+                f"locked phone, no PIN: paid Noodle House ¥9.00 offline from the reserve, "
+                f"synced: {credited['status']}\n"
+                f"backup restored on a new phone under a new PIN: balance "
+                f"{format_fen(view.balance_fen)}; the old phone's file: {retired}")
+
     async def history() -> str:
         page = await banks["yangtze"].history(li.key, li.wallet_id, limit=10)
         return "\n".join(f"{i['payment_id']:>5s} {i['kind']:14s} {i['status']:9s} "
@@ -702,6 +758,8 @@ async def run_scenario(rail: Rail) -> bool:
                         "voucher spent only at restaurants and expired back", conditional_payments)
         await tour.step("Offline payments: a reserve signed by the bank, paid device to "
                         "device, synced once, a double spend refused", offline_payments)
+        await tour.step("Keys on the phone: the bank checks the PIN, a backup retires a lost "
+                        "phone, a locked phone still pays offline", phone_keys)
         await tour.step("Li Lei's history", history)
         await tour.step("The registry: both banks verify central's signed checkpoint; the "
                         "hash-chained journal checks out offline", checkpoints)
