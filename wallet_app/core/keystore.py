@@ -85,7 +85,9 @@ def _file_key(stretched: bytes, share: bytes) -> bytes:
 
 @dataclass
 class KeyStore:
-    """The sealed key file at `path`. `create` makes it; `unlock` opens it with the PIN."""
+    """The sealed key file at `path`. `create` makes it under the PIN; `guard_with` seals it
+    under the bank's share too; `open_guarded` opens it with that share (wallet.py asks the
+    bank for it)."""
 
     path: Path
 
