@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from bank.adapters import tables as t
-from bank.domain import orders
+from bank.domain import events, orders
 from bank.domain.wallets import MERCHANT
 from bank.services import Bank
 from bank.webhook_targets import check_webhook_url
@@ -98,7 +98,7 @@ class MerchantDesk:
             if view["status"] == orders.CANCELLED:
                 return view                        # cancelled already: a retry, one effect
             raise RailError("order_paid" if view["status"] != orders.EXPIRED else "order_expired")
-        self.bank.notify(merchant.wallet_id, {"event": "order.cancelled", "order_id": order_id})
+        self.bank.notify(merchant.wallet_id, events.order_cancelled(order_id))
         return await self.order_view(order_id)
 
     async def _order_row(self, order_id: str):

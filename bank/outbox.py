@@ -21,7 +21,7 @@ from bank.common import (
     TRANSFER_TTL_MS,
     retry_delay_ms,
 )
-from bank.domain import ledger, orders
+from bank.domain import events, ledger, orders
 from bank.domain.wallets import china_day
 from rail_protocol import envelope
 from rail_protocol.envelope import Envelope, now_ms, seal
@@ -104,10 +104,10 @@ class Outbox:
                 return
             if row.refund_of is not None:
                 shop = await sql.wallet_row(conn, row.payer_wallet)
-                await self.bank.queue_webhook(conn, row.payer_wallet, shop.webhook_url, txn_id, {
-                    "event": f"refund.{status}", "payment_id": f"P{txn_id}",
-                    "amount_fen": row.amount_fen, "status": status,
-                    "refund_of": f"P{row.refund_of}", "order_id": row.order_id})
+                await self.bank.queue_webhook(
+                    conn, row.payer_wallet, shop.webhook_url, txn_id, events.refund_finished(
+                        status, f"P{txn_id}", row.amount_fen, f"P{row.refund_of}",
+                        row.order_id))
             if status == SETTLED:
                 await sql.insert_postings(conn, txn_id, ledger.interbank_out_settled(row.amount_fen))
             else:
@@ -121,8 +121,8 @@ class Outbox:
                 await sql.save_wallet(conn, payer)
                 await sql.insert_postings(conn, txn_id, ledger.interbank_out_rejected(
                     row.payer_wallet, row.amount_fen))
-        self.bank.notify(row.payer_wallet, {"event": f"payment.{status}", "payment_id": f"P{txn_id}",
-                                        "order_id": row.order_id})
+        self.bank.notify(row.payer_wallet,
+                         events.payment_finished(status, f"P{txn_id}", row.order_id))
 
     async def run_once(self, limit: int = 50) -> int:
         """Re-send message 1 for due processing payments; how many were tried."""

@@ -339,9 +339,8 @@ class PaymentEngine:
         outcome = await self._pay(env, merchant.wallet_id, "", amount, None, None, False,
                                   refund_of=original_id)
         if not outcome.get("repeated"):
-            self.bank.notify(merchant.wallet_id, {
-                "event": "refund.created", "amount_fen": amount,
-                "payment_id": outcome.get("payment_id"), "refund_of": payment_id})
+            self.bank.notify(merchant.wallet_id, events.refund_created(
+                outcome.get("payment_id"), amount, payment_id))
         return outcome
 
     async def _pay(self, env: Envelope, payer_id: str, payee_id: str, amount: int,
@@ -636,9 +635,8 @@ class PaymentEngine:
         sql.add_postings(plan.postings, txn, ledger.payment(
             item.payer_id, None, debit, item.payee_id, payer.deposit_account, credit))
         if webhook_url:
-            body = {"event": "refund.settled", "payment_id": f"P{txn}", "amount_fen": item.amount,
-                    "status": SETTLED, "refund_of": payment_id, "order_id": row["order_id"],
-                    "at_ms": item.at}
+            body = events.refund_finished(SETTLED, f"P{txn}", item.amount, payment_id,
+                                          row["order_id"], item.at)
             plan.add(plan.hooks, sql.HOOK_COLUMNS,
                      (item.payer_id, txn, orjson.dumps(body).decode(), webhook_url, item.at))
         item.outcome = {**result, "payment_id": f"P{txn}"}

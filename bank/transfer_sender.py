@@ -20,7 +20,7 @@ import orjson
 from bank.adapters import batch_sql as sql
 from bank.adapters.batch_store import BatchStore
 from bank.common import CENTRAL_FINAL_REFUSALS, FORWARD_WAIT_MS, PROCESSING, retry_delay_ms
-from bank.domain import ledger
+from bank.domain import events, ledger
 from rail_protocol import envelope
 from rail_protocol.batches import MAX_ITEMS
 from rail_protocol.envelope import now_ms
@@ -218,10 +218,9 @@ class TransferSender:
             if rows:
                 await tx.insert_postings(postings)
         finished = {r["txn_id"] for r in rows}
-        await self.bank.hot.after_commit([], [(i.payer_id, {"event": "payment.settled",
-                                                           "payment_id": f"P{i.txn_id}",
-                                                           "order_id": i.order_id})
-                                             for i in batch if i.txn_id in finished], now_ms())
+        await self.bank.hot.after_commit([], [
+            (i.payer_id, events.payment_finished(SETTLED, f"P{i.txn_id}", i.order_id))
+            for i in batch if i.txn_id in finished], now_ms())
         for item in batch:
             if not item.future.done():
                 item.future.set_result(None)
