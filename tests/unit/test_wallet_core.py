@@ -98,6 +98,18 @@ def test_swapped_ciphertext_is_refused(tmp_path):
     assert refused.value.code == "wrong_pin"
 
 
+def test_a_version_1_file_still_opens_under_the_pin_alone(tmp_path):
+    """Files made before guards (version 1, no `guard`) open as before; the wallet guards
+    them at the next unlock its bank answers (tests/integration/test_pin_guard.py)."""
+    key = SigningKey.generate()
+    store = KeyStore.create(tmp_path / "key.json", key, "123456", scrypt_n=FAST_N)
+    sealed = json.loads((tmp_path / "key.json").read_text())
+    del sealed["guard"]
+    sealed["version"] = 1
+    (tmp_path / "key.json").write_text(json.dumps(sealed))
+    assert store.guard is None and store.unlock("123456").key_id == key.key_id
+
+
 def test_a_guarded_file_opens_only_with_the_pin_and_the_banks_share(tmp_path):
     key = SigningKey.generate()
     store = KeyStore.create(tmp_path / "key.json", key, "123456", scrypt_n=FAST_N)

@@ -347,9 +347,10 @@ class Wallet:
         profile = Profile(**{k: v for k, v in saved.items()
                              if k in Profile.__dataclass_fields__})
         view = await self._client(profile.bank_url).wallet(key, profile.wallet_id)
-        if self.keystore.exists():
-            self.keystore.path.unlink()     # a key no wallet of this phone was opened with
-        KeyStore.create(self.keystore.path, key, pin, scrypt_n=self._scrypt_n)
+        if self.keystore.exists():          # this same wallet, sealed again (atomically)
+            self.keystore.replace(key, pin, scrypt_n=self._scrypt_n)
+        else:
+            KeyStore.create(self.keystore.path, key, pin, scrypt_n=self._scrypt_n)
         self._save_profile(profile)
         self.key, self.view = key, view
         await self._guard_key(key, pin)     # the lost phone's file no longer opens
@@ -381,7 +382,7 @@ class Wallet:
         check_pin(new_pin)
         key = await self._open_key(old_pin)
         self.keystore.replace(key, new_pin, scrypt_n=self._scrypt_n)
-        if not await self._guard_key(key, new_pin):
+        if not await self._guard_key(key, new_pin, strict=True):
             raise RailError("upstream_unavailable", "the bank did not answer: the new PIN "
                             "works, and is checked by the bank once it answers")
 
@@ -406,11 +407,12 @@ class Wallet:
             guard.guard_id, pin_guard.verifier(stretched))
         return self.keystore.open_guarded(stretched, share)
 
-    async def _guard_key(self, key: SigningKey, pin: str, stretched: bytes | None = None
-                         ) -> bool:
+    async def _guard_key(self, key: SigningKey, pin: str, stretched: bytes | None = None, *,
+                         strict: bool = False) -> bool:
         """Register a new guard with the wallet's bank and seal the key under its share.
-        False if the bank did not answer: the file stays under the PIN alone until the next
-        unlock that reaches it."""
+        False if the bank did not answer (or, unless `strict`, refused): the file stays
+        under the PIN alone until the next unlock that reaches it; opening, restoring or
+        unlocking the wallet goes on."""
         profile = self.profile
         if profile is None or profile.wallet_id is None:
             return False
@@ -422,7 +424,7 @@ class Wallet:
                 key, profile.wallet_id, pin_guard.digest(guard_id),
                 pin_guard.digest(pin_guard.verifier(stretched)))
         except RailError as exc:
-            if exc.code in UNANSWERED:
+            if exc.code in UNANSWERED or not strict:
                 return False
             raise
         self.keystore.guard_with(key, stretched, Guard(profile.bank_url, guard_id), share)
