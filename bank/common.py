@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from rail_protocol import envelope
+from rail_protocol.envelope import Envelope
 from rail_protocol.errors import RailError
+from rail_protocol.keys import PublicKey
 from rail_protocol.money import parse_fen
 
 TRANSFER_TTL_MS = 24 * 3600 * 1000
@@ -84,3 +87,15 @@ def payment_view(row: Any) -> dict:
     return view
 
 
+
+
+def check_signed_by(env: Envelope, wallet_id: str | None, public_key: PublicKey | None,
+                    expected_type: str, wallet_field: str) -> None:
+    """An instruction signed by a wallet of this bank (`wallet_id`, None when the signer's
+    key is no wallet's here) and naming that wallet in `wallet_field`: the one check behind
+    every signed wallet instruction, cached identity or fresh row."""
+    if wallet_id is None or public_key is None:
+        raise RailError("unknown_key", "the signer is not a wallet key of this bank")
+    envelope.verify(env, public_key, expected_type=expected_type, check_expiry=False)
+    if env.body.get(wallet_field) != wallet_id:
+        raise RailError("wrong_key", f"{wallet_field} is not the signing wallet")

@@ -68,6 +68,7 @@ from bank.adapters.batch_store import BatchStore, open_store
 from bank.adapters.books_sql import VaultShort
 from bank.common import (
     FORWARD_WAIT_MS,
+    check_signed_by,
     PROCESSING,
     parse_payment,
     payment_txn_id,
@@ -87,7 +88,7 @@ from bank.domain.payments import (
 )
 from bank.domain.wallets import MERCHANT, DebitPlan, WalletState
 from bank.transfer_sender import TransferSender
-from rail_protocol import envelope, qr
+from rail_protocol import qr
 from rail_protocol.envelope import Envelope, check_live, now_ms
 from rail_protocol.errors import RailError
 from rail_protocol.instruction_types import CREATE_ORDER, PAY, REDEEM, REFUND, TOP_UP
@@ -277,11 +278,8 @@ class PaymentEngine:
         the key comes from the cache (a key never changes owner)."""
         env = Envelope.parse(raw)
         wallet = await self._identity("key_id", env.signer)
-        if wallet is None:
-            raise RailError("unknown_key", "the signer is not a wallet key of this bank")
-        envelope.verify(env, wallet.public_key, expected_type=expected_type, check_expiry=False)
-        if env.body.get(wallet_field) != wallet.wallet_id:
-            raise RailError("wrong_key", f"{wallet_field} is not the signing wallet")
+        check_signed_by(env, wallet and wallet.wallet_id, wallet and wallet.public_key,
+                        expected_type, wallet_field)
         return env, wallet
 
     # --- payments ------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from bank.adapters import books_sql as sql
 from bank.adapters import tables as t
 from bank.adapters.hot_state import HotState
+from bank.common import check_signed_by
 from bank.instruction_log import JOURNAL
 from bank.directory import BankDirectory
 from bank.domain.wallets import ClassLimits
@@ -112,12 +113,9 @@ class Bank:
         env = Envelope.parse(raw)
         async with self.engine.connect() as conn:
             wallet = await sql.wallet_by_key(conn, env.signer)
-        if wallet is None:
-            raise RailError("unknown_key", "the signer is not a wallet key of this bank")
-        envelope.verify(env, PublicKey.from_text(wallet.public_key), expected_type=expected_type,
-                        check_expiry=False)
-        if env.body.get(wallet_field) != wallet.wallet_id:
-            raise RailError("wrong_key", f"{wallet_field} is not the signing wallet")
+        check_signed_by(env, wallet and wallet.wallet_id,
+                        wallet and PublicKey.from_text(wallet.public_key), expected_type,
+                        wallet_field)
         return env, wallet
 
     async def answer_known(self, env: Envelope, required: bool = False) -> dict:
