@@ -505,10 +505,7 @@ def test_failures_are_messages_on_screen(kivy, ui_rail, tmp_path, artifacts_dir)
 
     net = Switchable()
     with Driver(make_app(kivy, tmp_path / "wallet", urls, transport=net), artifacts_dir) as ui:
-        unlock = ui.on("unlock")
-        unlock.ids.pin.text = PIN
-        ui.press(unlock.ids.unlock_button)
-        home = ui.on("home")
+        home = unlocked_home(ui)
         ui.until(lambda: home.balance == "¥20.00", "the balance")
         ui.app.go("scan")
         scan = ui.on("scan")
@@ -686,6 +683,14 @@ def button_places(screen) -> dict[str, tuple[float, float]]:
             for w in screen.walk(restrict=True) if isinstance(w, Button) and w.opacity > 0}
 
 
+def unlocked_home(ui, pin: str = PIN):
+    """Type the PIN on the unlock screen and press Unlock; the home screen it leads to."""
+    unlock = ui.on("unlock")
+    unlock.ids.pin.text = pin
+    ui.press(unlock.ids.unlock_button)
+    return ui.on("home")
+
+
 def settled_places(ui, screen) -> dict[str, tuple[float, float]]:
     """`button_places` once the layout has settled (two reads alike): on a loaded machine a
     long screen may take more than one frame to lay out."""
@@ -808,10 +813,7 @@ def test_offline_payment_and_a_voucher_from_the_screens(kivy, ui_rail, tmp_path,
     receiver, voucher, static = run(receiver_and_voucher())
     zh = language == "zh_CN"
     with Driver(make_app(kivy, tmp_path / "wallet", urls, language=language), artifacts_dir) as ui:
-        unlock = ui.on("unlock")
-        unlock.ids.pin.text = PIN
-        ui.press(unlock.ids.unlock_button)
-        home = ui.on("home")
+        home = unlocked_home(ui)
         ui.until(lambda: home.balance.endswith("300.00"), "the balance")
         ui.press(home.ids.offline_button)
         screen = ui.on("offline")
@@ -900,10 +902,7 @@ def test_the_wallet_locks_itself_after_a_while_without_use(kivy, ui_rail, tmp_pa
     run(funded_core_wallet(tmp_path / "wallet", urls, yuan(10)))
     app = make_app(kivy, tmp_path / "wallet", urls, language=language)
     with Driver(app, artifacts_dir) as ui:
-        unlock = ui.on("unlock")
-        unlock.ids.pin.text = PIN
-        ui.press(unlock.ids.unlock_button)
-        home = ui.on("home")
+        home = unlocked_home(ui)
         ui.until(lambda: home.balance.endswith("10.00"), "the balance")
         ui.pump(1.5)
         assert ui.app.wallet.key is not None     # two minutes by default: still open
@@ -926,10 +925,7 @@ def test_the_bank_checks_the_pin_which_settings_changes_and_wrong_ones_lock(
     run(funded_core_wallet(tmp_path / "wallet", urls, yuan(5)))
     zh = language == "zh_CN"
     with Driver(make_app(kivy, tmp_path / "wallet", urls, language=language), artifacts_dir) as ui:
-        unlock = ui.on("unlock")
-        unlock.ids.pin.text = PIN
-        ui.press(unlock.ids.unlock_button)
-        home = ui.on("home")
+        home = unlocked_home(ui)
         ui.press(home.ids.settings_button)
         settings = ui.on("settings")
         settings.ids.old_pin.text = "000000"
@@ -981,10 +977,7 @@ def test_a_backup_saved_in_settings_restores_the_wallet_on_a_new_phone(kivy, ui_
     old = run(funded_core_wallet(tmp_path / "old", urls, yuan(42)))
     zh = language == "zh_CN"
     with Driver(make_app(kivy, tmp_path / "old", urls, language=language), artifacts_dir) as ui:
-        unlock = ui.on("unlock")
-        unlock.ids.pin.text = PIN
-        ui.press(unlock.ids.unlock_button)
-        home = ui.on("home")
+        home = unlocked_home(ui)
         ui.press(home.ids.settings_button)
         settings = ui.on("settings")
         assert settings.can_back_up
@@ -1026,10 +1019,7 @@ def test_home_says_when_money_arrives(kivy, ui_rail, tmp_path, artifacts_dir, la
     payer = run(funded_core_wallet(tmp_path / "payer", urls, yuan(50)))
     with Driver(make_app(kivy, tmp_path / "wallet", urls, language=language),
                 artifacts_dir) as ui:
-        unlock = ui.on("unlock")
-        unlock.ids.pin.text = PIN
-        ui.press(unlock.ids.unlock_button)
-        home = ui.on("home")
+        home = unlocked_home(ui)
         ui.until(lambda: home.balance.endswith("10.00"), "the balance")
         ui.pump(6.0)                          # the first look marks where news starts
 
