@@ -22,6 +22,7 @@ from rail_protocol.envelope import now_ms
 from rail_protocol.money import format_fen
 from rail_service import dashboard as dashboard_web
 from rail_service.dashboard import bar_chart, line_chart, template_environment
+from rail_service.db import read_snapshot
 from rail_service.extend import extend_app
 from rail_service.metrics import Outcomes
 
@@ -47,7 +48,7 @@ class BankDashboard:
 
     async def figures(self) -> dict:
         now = now_ms()
-        async with self.bank.engine.connect() as conn:
+        async with read_snapshot(self.bank.engine) as conn:
             classes = await books_sql.open_wallets_by_class(conn)
             backlog = await books_sql.unfinished(conn, [PROCESSING, PENDING])
             hooks_waiting, hooks_oldest = await books_sql.webhooks_pending(conn)

@@ -10,6 +10,7 @@ from bank.adapters import tables as t
 from bank.common import PENDING, SETTLED, payment_txn_id, payment_view
 from bank.domain import audit as bank_audit
 from rail_protocol.errors import RailError
+from rail_service.db import read_snapshot
 
 
 class Reads:
@@ -67,10 +68,7 @@ class Reads:
         return payment_view(row)
 
     async def audit(self) -> dict:
-        async with self.bank.engine.connect() as conn:
-            if conn.dialect.name == "postgresql":
-                await conn.exec_driver_sql(
-                    "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        async with read_snapshot(self.bank.engine) as conn:
             inputs = await sql.audit_inputs(conn)
             pending_vault = (await conn.execute(sa.select(sa.func.count()).where(
                 t.transactions.c.status == PENDING))).scalar_one()

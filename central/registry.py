@@ -19,6 +19,7 @@ from central.adapters import registry_sql as sql
 from rail_protocol.envelope import now_ms, sign_statement
 from rail_protocol.errors import RailError
 from rail_protocol.keys import PublicKey, SigningKey
+from rail_service.db import read_snapshot
 
 log = logging.getLogger("yuanrail.central.registry")
 
@@ -88,18 +89,11 @@ class Registry:
 
 # --- offline verification (yuanrail audit --verify-chain) ---------------------------------
 
-async def _snapshot(conn) -> None:
-    """Read the chain, its checkpoints and what is unsealed in one consistent snapshot."""
-    if conn.dialect.name == "postgresql":
-        await conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-
-
 async def verify_database(engine: AsyncEngine,
                           central_key: PublicKey | None = None) -> chain.ChainReport:
     """Verify central's whole chain as stored in its database (see chain.ChainVerifier):
     every link, and every stored checkpoint against the links."""
-    async with engine.connect() as conn:
-        await _snapshot(conn)
+    async with read_snapshot(engine) as conn:   # the chain and its checkpoints at once
         verifier = chain.ChainVerifier(await chain_sql.all_checkpoints(conn), central_key)
         async for seq, stored, entry, transfer in chain_sql.links(conn):
             verifier.feed(seq, stored, entry, transfer)
@@ -112,8 +106,7 @@ async def verify_database(engine: AsyncEngine,
 
 async def export_chain(engine: AsyncEngine) -> dict:
     """The whole chain and its checkpoints as one JSON object, for `chain.verify_export`."""
-    async with engine.connect() as conn:
-        await _snapshot(conn)
+    async with read_snapshot(engine) as conn:   # the chain and its checkpoints at once
         links = [{"seq": seq, "hash": stored, "entry": entry.body(),
                   "transfer": list(transfer) if transfer else None}
                  async for seq, stored, entry, transfer in chain_sql.links(conn)]

@@ -23,7 +23,7 @@ from rail_protocol.instruction_types import CENTRAL_ISSUE, CENTRAL_REDEEM, REGIS
 from rail_protocol.keys import PublicKey, SigningKey
 from rail_protocol.money import parse_fen
 from rail_protocol.request_auth import read_signer, verify_read
-from rail_service.db import migrate
+from rail_service.db import migrate, read_snapshot
 from rail_service.instructions import Recorded, execute_once
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -270,9 +270,6 @@ class Central:
     async def audit(self) -> domain.AuditReport:
         """Recompute conservation from the journal, in one consistent snapshot (in flight
         is checked against the transfers still prepared, read in the same snapshot)."""
-        async with self.engine.connect() as conn:
-            if conn.dialect.name == "postgresql":
-                await conn.exec_driver_sql(
-                    "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        async with read_snapshot(self.engine) as conn:
             inputs = await sql.audit_inputs(conn)
         return domain.audit(**inputs)

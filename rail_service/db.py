@@ -6,12 +6,14 @@ embedded default. Schema changes go through each service's Alembic migrations.""
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 
 def make_engine(url: str, *, pool_size: int = 10, pool_timeout_s: float = 10) -> AsyncEngine:
@@ -53,7 +55,28 @@ def serialize_sqlite_writers(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin_immediate(conn):  # noqa: ANN001
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # `read_snapshot` only: a read-only transaction takes no write lock (WAL gives it a
+        # snapshot from its first read), so a long audit does not stop the single writer.
+        read_only = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+READ_ONLY = "yuanrail_read_only"
+
+
+@asynccontextmanager
+async def read_snapshot(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A read-only connection over one consistent snapshot, for audits and figures:
+    REPEATABLE READ READ ONLY on PostgreSQL; on SQLite a deferred transaction (WAL: its
+    snapshot is fixed at its first read) that holds no write lock. Nothing may be written
+    through it."""
+    async with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.exec_driver_sql(
+                "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        else:
+            await conn.execution_options(**{READ_ONLY: True})
+        yield conn
 
 
 async def migrate(engine: AsyncEngine, migrations_dir: Path, version_table: str) -> None:
