@@ -124,7 +124,7 @@ def test_a_guarded_file_opens_only_with_the_pin_and_the_banks_share(tmp_path):
     with pytest.raises(WalletError) as pin_alone:   # nothing here tells a right PIN
         store.unlock("123456")
     assert pin_alone.value.code == "key_file_invalid"
-    store.replace(key, "654321", scrypt_n=FAST_N)  # a new PIN: not yet guarded
+    store.seal_new(key, "654321", scrypt_n=FAST_N, replace=True)  # a new PIN: not guarded
     assert store.guard is None and store.unlock("654321").key_id == key.key_id
 
 

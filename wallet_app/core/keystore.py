@@ -107,12 +107,21 @@ class KeyStore:
                ) -> KeyStore:
         """Seal `key` under `pin` into a new file; refuses to overwrite a key (a wallet's
         key lost is the wallet's money lost)."""
-        check_pin(pin)
-        if path.exists():
-            raise WalletError("key_exists", f"{path} already holds a wallet key")
         store = cls(path)
-        write_json(path, store._seal(key, pin, scrypt_n))
+        store.seal_new(key, pin, scrypt_n=scrypt_n)
         return store
+
+    def seal_new(self, key: SigningKey, pin: str, *, scrypt_n: int = SCRYPT_N,
+                 replace: bool = False) -> bytes:
+        """Seal `key` under `pin` (a new salt), not yet guarded; the stretched PIN, to guard
+        it with. Refuses to overwrite a key unless `replace` (a wallet's key lost is the
+        wallet's money lost)."""
+        check_pin(pin)
+        if not replace and self.path.exists():
+            raise WalletError("key_exists", f"{self.path} already holds a wallet key")
+        sealed, stretched = self._seal(key, pin, scrypt_n)
+        write_json(self.path, sealed)
+        return stretched
 
     @property
     def guard(self) -> Guard | None:
@@ -173,11 +182,6 @@ class KeyStore:
                                            {"bank_url": guard.bank_url,
                                             "guard_id": guard.guard_id}))
 
-    def replace(self, key: SigningKey, pin: str, *, scrypt_n: int = SCRYPT_N) -> None:
-        """Seal `key` under a new PIN (a new salt), not yet guarded."""
-        check_pin(pin)
-        write_json(self.path, self._seal(key, pin, scrypt_n))
-
     # --- sealing ------------------------------------------------------------------------
 
     def _load(self) -> dict:
@@ -193,10 +197,11 @@ class KeyStore:
         return Scrypt(salt=b64decode(kdf["salt"]), length=32, n=kdf["n"], r=kdf["r"],
                       p=kdf["p"]).derive(pin.encode("ascii"))
 
-    def _seal(self, key: SigningKey, pin: str, scrypt_n: int) -> dict:
+    def _seal(self, key: SigningKey, pin: str, scrypt_n: int) -> tuple[dict, bytes]:
         kdf = {"name": "scrypt", "n": scrypt_n, "r": SCRYPT_R, "p": SCRYPT_P,
                "salt": b64encode(os.urandom(SALT_BYTES))}
-        return self._sealed(key, kdf, self._kdf(pin, kdf), None)
+        stretched = self._kdf(pin, kdf)
+        return self._sealed(key, kdf, stretched, None), stretched
 
     @staticmethod
     def _sealed(key: SigningKey, kdf: dict, aes_key: bytes, guard: dict | None) -> dict:

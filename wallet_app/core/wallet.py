@@ -290,6 +290,7 @@ class Wallet:
         pending = self.profile
         if pending is not None and pending.wallet_id is not None:
             raise WalletError("key_exists")
+        stretched = None
         if pending is not None and self.keystore.exists():
             key = await self._open_key(pin)  # finish the opening that lost its answer
             bank_url, phone, kind, merchant = (pending.bank_url, pending.phone, pending.kind,
@@ -300,9 +301,8 @@ class Wallet:
             phone = phone.strip()
             info = await self.bank(bank_url)
             key = SigningKey.generate()  # made here, with `ecdsa`; it never leaves
-            if self.keystore.exists():
-                self.keystore.path.unlink()  # a key the bank never registered
-            KeyStore.create(self.keystore.path, key, pin, scrypt_n=self._scrypt_n)
+            stretched = self.keystore.seal_new(   # over a key the bank never registered
+                key, pin, scrypt_n=self._scrypt_n, replace=True)
             self._save_profile(Profile(info.url, info.bank_id, info.name, phone, kind,
                                        None, merchant))
         profile = self.profile
@@ -318,7 +318,7 @@ class Wallet:
         profile.wallet_id = view.wallet_id
         self._save_profile(profile)
         self.key, self.view = key, view
-        await self._guard_key(key, pin)
+        await self._guard_key(key, pin, stretched)
         self.bank_info = await self.bank(profile.bank_url)
         self._remember_bank_key()
         return view
@@ -347,13 +347,11 @@ class Wallet:
         profile = Profile(**{k: v for k, v in saved.items()
                              if k in Profile.__dataclass_fields__})
         view = await self._client(profile.bank_url).wallet(key, profile.wallet_id)
-        if self.keystore.exists():          # this same wallet, sealed again (atomically)
-            self.keystore.replace(key, pin, scrypt_n=self._scrypt_n)
-        else:
-            KeyStore.create(self.keystore.path, key, pin, scrypt_n=self._scrypt_n)
+        stretched = self.keystore.seal_new(   # on this phone, only this same wallet's key
+            key, pin, scrypt_n=self._scrypt_n, replace=True)
         self._save_profile(profile)
         self.key, self.view = key, view
-        await self._guard_key(key, pin)     # the lost phone's file no longer opens
+        await self._guard_key(key, pin, stretched)   # the lost phone's file no longer opens
         self.bank_info = await self.bank(profile.bank_url)
         self._remember_bank_key()
         return view
@@ -381,8 +379,9 @@ class Wallet:
             raise WalletError("pin_mismatch")
         check_pin(new_pin)
         key = await self._open_key(old_pin)
-        self.keystore.replace(key, new_pin, scrypt_n=self._scrypt_n)
-        if not await self._guard_key(key, new_pin, strict=True):
+        stretched = self.keystore.seal_new(key, new_pin, scrypt_n=self._scrypt_n,
+                                           replace=True)
+        if not await self._guard_key(key, new_pin, stretched, strict=True):
             raise RailError("upstream_unavailable", "the bank did not answer: the new PIN "
                             "works, and is checked by the bank once it answers")
 
