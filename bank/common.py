@@ -87,8 +87,6 @@ def payment_view(row: Any) -> dict:
     return view
 
 
-
-
 def check_signed_by(env: Envelope, wallet_id: str | None, public_key: PublicKey | None,
                     expected_type: str, wallet_field: str) -> None:
     """An instruction signed by a wallet of this bank (`wallet_id`, None when the signer's

@@ -68,8 +68,10 @@ from bank.adapters.batch_store import BatchStore, open_store
 from bank.adapters.books_sql import VaultShort
 from bank.common import (
     FORWARD_WAIT_MS,
-    check_signed_by,
     PROCESSING,
+    REJECTED,
+    SETTLED,
+    check_signed_by,
     parse_payment,
     payment_txn_id,
     wallet_bank,
@@ -97,12 +99,11 @@ from rail_protocol.money import parse_fen
 from rail_service.batcher import Batcher, NotDone, fail_all
 from rail_service.crash import crash_point
 from rail_service.extend import extend_app
-from rail_service.instructions import Recorded, answer_repeat
+from rail_service.instructions import answer_repeat
 from rail_service.metrics import Outcomes
 
 log = logging.getLogger("yuanrail.bank.payment_engine")
 
-SETTLED, REJECTED = "settled", "rejected"
 IDENTITY_CACHE_SIZE = 200_000   # wallets whose key is remembered per process (~200 B each)
 MAX_BATCH = 256                 # payments in one transaction at most
 
@@ -155,11 +156,6 @@ class _Payment:
     @property
     def key(self) -> tuple[str, str]:
         return self.env.signer, self.env.id
-
-
-def _from_cache(cached: dict) -> Recorded:
-    """An outcome cached in Redis for repeats, kept only while its instruction is live."""
-    return Recorded(cached["digest"], None, outcome=cached["outcome"])
 
 
 def _result(payer: WalletState, item: _Payment, status: str, debit: DebitPlan) -> dict:
@@ -361,7 +357,7 @@ class PaymentEngine:
             if seen:
                 cached = await hot.recall(env.signer, env.id)
                 if cached is not None:
-                    return answer_repeat(_from_cache(cached), env)
+                    return answer_repeat(cached, env)
         to_bank = wallet_bank(payee_id)
         if refund_of is None and exchange is None:
             await self.bank.directory.check_payable(to_bank)
@@ -399,7 +395,7 @@ class PaymentEngine:
                                     "the payment was not recorded; send it again") from None
         cached = await self.bank.hot.recall(item.env.signer, item.env.id)
         if cached is not None:
-            return answer_repeat(_from_cache(cached), item.env)
+            return answer_repeat(cached, item.env)
         return await self.bank.answer_known(item.env, required=True)
 
     async def _run_payments(self, batch: list[_Payment], conn=None) -> None:

@@ -18,9 +18,9 @@ from bank.adapters import books_sql as sql
 from bank.adapters import tables as t
 from bank.adapters.hot_state import HotState
 from bank.common import check_signed_by
-from bank.instruction_log import JOURNAL
 from bank.directory import BankDirectory
 from bank.domain.wallets import ClassLimits
+from bank.instruction_log import JOURNAL
 from bank.outbox import Outbox
 from bank.reads import Reads
 from bank.vault import Vault

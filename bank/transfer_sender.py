@@ -19,7 +19,14 @@ import orjson
 
 from bank.adapters import batch_sql as sql
 from bank.adapters.batch_store import BatchStore
-from bank.common import CENTRAL_FINAL_REFUSALS, FORWARD_WAIT_MS, PROCESSING, retry_delay_ms
+from bank.common import (
+    CENTRAL_FINAL_REFUSALS,
+    FORWARD_WAIT_MS,
+    PROCESSING,
+    REJECTED,
+    SETTLED,
+    retry_delay_ms,
+)
 from bank.domain import events, ledger
 from rail_protocol import envelope
 from rail_protocol.batches import MAX_ITEMS
@@ -29,8 +36,6 @@ from rail_service.batcher import Batcher, NotDone, fail_all
 from rail_service.crash import crash_point
 
 log = logging.getLogger("yuanrail.bank.transfer_sender")
-
-SETTLED, REJECTED = "settled", "rejected"
 
 
 def tell(item, status: str) -> None:

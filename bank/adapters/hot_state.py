@@ -10,6 +10,8 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from rail_service.instructions import Recorded
+
 log = logging.getLogger("yuanrail.bank.redis")
 
 
@@ -51,12 +53,17 @@ class HotState:
         """Cache a final outcome so a repeat is answered without the database."""
         await self.after_commit([(signer, instruction_id, digest, outcome, ttl_ms)], [], 0)
 
-    async def recall(self, signer: str, instruction_id: str) -> dict | None:
+    async def recall(self, signer: str, instruction_id: str) -> Recorded | None:
+        """The outcome `remember` cached, kept only while its instruction is live (no
+        expiry of its own: the key's TTL is the instruction's)."""
         try:
             raw = await self.redis.get(self._done_key(signer, instruction_id))
         except RedisError:
             return None
-        return orjson.loads(raw) if raw else None
+        if not raw:
+            return None
+        cached = orjson.loads(raw)
+        return Recorded(cached["digest"], None, outcome=cached["outcome"])
 
     async def publish(self, stream: str, event: dict) -> None:
         """Append to a bounded notification stream (a wallet's or a merchant's)."""
