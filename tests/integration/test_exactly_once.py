@@ -12,21 +12,13 @@ import sqlalchemy as sa
 
 from bank.adapters import tables as t
 from rail_protocol.envelope import now_ms, seal
-from rail_protocol.errors import RailError
 from rail_protocol.instruction_types import HOLD, HOLD_RELEASE, MANDATE
 from rail_protocol.money import yuan
-from tests.support.rail import start_rail
+from tests.support.rail import rail_on_both_databases as rail  # noqa: F401
 
 pytestmark = pytest.mark.integration
 BANK = "yangtze"
 HOUR_MS = 3_600_000
-
-
-@pytest.fixture(scope="module", params=["postgresql", "sqlite"])
-async def rail(request, pg_databases, tmp_path_factory):
-    async with start_rail(pg_databases, tmp_path_factory.mktemp("once"),
-                          backend=request.param, db_pool_size=10) as started:
-        yield started
 
 
 async def code_of(answer) -> str:

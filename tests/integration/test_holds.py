@@ -14,18 +14,12 @@ from rail_protocol.envelope import now_ms, seal
 from rail_protocol.errors import RailError
 from rail_protocol.instruction_types import HOLD, HOLD_RELEASE, HOLD_VOID
 from rail_protocol.money import yuan
-from tests.support.rail import Rail, Wallet, outcomes, start_rail
+from tests.support.rail import Rail, Wallet, outcomes
+from tests.support.rail import rail_on_both_databases as rail  # noqa: F401
 
 pytestmark = pytest.mark.integration
 BANK = "yangtze"
 HOUR_MS = 3_600_000
-
-
-@pytest.fixture(scope="module", params=["postgresql", "sqlite"])
-async def rail(request, pg_databases, tmp_path_factory):
-    async with start_rail(pg_databases, tmp_path_factory.mktemp("holds"),
-                          backend=request.param, db_pool_size=10) as started:
-        yield started
 
 
 def holds_of(rail: Rail) -> Holds:

@@ -14,17 +14,11 @@ from rail_protocol.envelope import now_ms, sign_statement
 from rail_protocol.errors import RailError
 from rail_protocol.keys import PublicKey, SigningKey
 from rail_protocol.money import yuan
-from tests.support.rail import Rail, Wallet, start_rail
+from tests.support.rail import Rail, Wallet
+from tests.support.rail import rail_on_both_databases as rail  # noqa: F401
 
 pytestmark = pytest.mark.integration
 BANK = "yangtze"
-
-
-@pytest.fixture(scope="module", params=["postgresql", "sqlite"])
-async def rail(request, pg_databases, tmp_path_factory):
-    async with start_rail(pg_databases, tmp_path_factory.mktemp("offline"),
-                          backend=request.param, db_pool_size=10) as started:
-        yield started
 
 
 async def bank_key(rail: Rail) -> PublicKey:

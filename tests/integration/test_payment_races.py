@@ -15,17 +15,10 @@ from rail_protocol.errors import RailError
 from rail_protocol.instruction_types import CHARGE_CODE, MANDATE_CHARGE, PAY
 from rail_protocol.money import yuan
 from rail_protocol.payment_code import make_code
-from tests.support.rail import Rail, outcomes, start_rail
+from tests.support.rail import Rail, outcomes
+from tests.support.rail import rail_on_both_databases as rail  # noqa: F401
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module", params=["postgresql", "sqlite"])
-async def rail(request, pg_databases, tmp_path_factory):
-    """One rail per database for the module; every test races wallets of its own."""
-    async with start_rail(pg_databases, tmp_path_factory.mktemp("races"),
-                          backend=request.param, db_pool_size=10) as started:
-        yield started
 
 
 async def all_at_once(rail: Rail, bank_id: str, path: str, envelopes) -> list[httpx.Response]:

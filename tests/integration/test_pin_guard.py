@@ -17,7 +17,8 @@ import pytest
 from rail_protocol import pin_guard
 from rail_protocol.envelope import now_ms
 from rail_protocol.errors import RailError
-from tests.support.rail import new_phone, start_rail
+from tests.support.rail import new_phone
+from tests.support.rail import rail_on_both_databases as rail  # noqa: F401
 from wallet_app.core import keystore
 from wallet_app.core.errors import WalletError
 from wallet_app.core.keystore import KeyStore
@@ -28,13 +29,6 @@ pytestmark = pytest.mark.integration
 PIN = "135790"
 BANK_URL = "http://yangtze.test"
 DAY_MS = 24 * 3600 * 1000
-
-
-@pytest.fixture(scope="module", params=["postgresql", "sqlite"])
-async def rail(request, pg_databases, tmp_path_factory):
-    async with start_rail(pg_databases, tmp_path_factory.mktemp("pin"),
-                          backend=request.param, db_pool_size=10) as started:
-        yield started
 
 
 class Switch(httpx.AsyncBaseTransport):

@@ -12,16 +12,10 @@ from rail_protocol.envelope import now_ms, seal
 from rail_protocol.errors import RailError
 from rail_protocol.instruction_types import CHARGE_CODE
 from rail_protocol.money import yuan
-from tests.support.rail import Rail, Wallet, outcomes, start_rail
+from tests.support.rail import Rail, Wallet, outcomes
+from tests.support.rail import rail_on_both_databases as rail  # noqa: F401
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module", params=["postgresql", "sqlite"])
-async def rail(request, pg_databases, tmp_path_factory):
-    async with start_rail(pg_databases, tmp_path_factory.mktemp("codes"),
-                          backend=request.param, db_pool_size=10) as started:
-        yield started
 
 
 async def registered(rail: Rail, wallet: Wallet) -> dict:

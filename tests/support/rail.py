@@ -452,6 +452,16 @@ async def rail(pg_databases, tmp_path) -> AsyncIterator[Rail]:
         yield started
 
 
+@pytest.fixture(scope="module", params=["postgresql", "sqlite"])
+async def rail_on_both_databases(request, pg_databases, tmp_path_factory
+                                 ) -> AsyncIterator[Rail]:
+    """One rail per database for the module, so each of its tests runs on PostgreSQL and on
+    SQLite; every test uses wallets of its own. Import it as `rail`."""
+    async with start_rail(pg_databases, tmp_path_factory.mktemp("rail"),
+                          backend=request.param, db_pool_size=10) as started:
+        yield started
+
+
 @pytest.fixture(scope="module")
 async def module_rail(pg_databases, tmp_path_factory) -> AsyncIterator[Rail]:
     """One rail shared by the tests of a module (each test uses wallets of its own)."""
