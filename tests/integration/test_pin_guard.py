@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 from rail_protocol import pin_guard
-from rail_protocol.envelope import now_ms
+from rail_protocol.envelope import now_ms, seal
+from rail_protocol.instruction_types import PIN_GUARD
 from rail_protocol.errors import RailError
 from tests.support.rail import new_phone
 from tests.support.rail import rail_on_both_databases as rail  # noqa: F401
@@ -140,6 +141,28 @@ async def test_the_open_route_refuses_what_is_not_a_guard_clearly(rail):
                               "verifier": secrets.token_hex(32), "pin": "123456"}):
             bad = await http.post("/v1/pin-guard/open", json=body)
             assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_field"
+
+
+async def test_a_malformed_registration_is_refused_and_the_guard_in_place_kept(rail, tmp_path):
+    wallet = await new_wallet(rail, tmp_path / "phone")
+    guard = wallet.keystore.guard
+    path = f"/v1/wallets/{wallet.wallet_id}/pin-guard"
+    for body in ({"guard_hash": "ab" * 31, "verifier_hash": "cd" * 32},
+                 {"guard_hash": "AB" * 32, "verifier_hash": "cd" * 32},
+                 {"guard_hash": "ab" * 32, "verifier_hash": 7},
+                 {"guard_hash": "ab" * 32}):
+        env = seal(wallet.key, PIN_GUARD, {"wallet_id": wallet.wallet_id, **body})
+        refused = await rail.post_raw("yangtze", path, env)
+        assert refused.status_code == 422 and refused.json()["error"]["code"] == "invalid_field"
+    other = await new_wallet(rail, tmp_path / "other")         # another wallet's key
+    env = seal(other.key, PIN_GUARD, {"wallet_id": wallet.wallet_id, "guard_hash": "ab" * 32,
+                                      "verifier_hash": "cd" * 32})
+    assert (await rail.post_raw("yangtze", path, env)).json()["error"]["code"] == "wrong_key"
+    wallet.lock()
+    await wallet.unlock(PIN)                 # nothing was written: the same guard opens it
+    assert wallet.keystore.guard == guard
+    await wallet.aclose()
+    await other.aclose()
 
 
 async def test_a_new_pin_replaces_the_guard(rail, tmp_path):
