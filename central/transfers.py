@@ -23,12 +23,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central import domain
 from central.adapters import registry_sql as sql
 from central.adapters import transfers_sql as tsql
 from central.adapters.bank_http import BankNodes
+from central.adapters.transfer_store import TransferStore, open_store
 from rail_protocol import envelope
 from rail_protocol.batches import MAX_ITEMS, parse_batch
 from rail_protocol.envelope import Envelope, check_live, now_ms, seal, sign_statement
@@ -50,6 +51,9 @@ LEASE_MARGIN_MS = 1_000
 MAX_BATCH = 256
 # Loops delivering to each payee bank: a batch can start while another waits on the bank.
 DELIVERY_LOOPS = 2
+# Connections of the batches' store: the prepare batch's own, and the finishes and reads
+# of the deliveries to the payee banks.
+STORE_POOL_SIZE = 8
 
 
 def _is_live(env: Envelope) -> bool:
@@ -117,13 +121,16 @@ class Transfers:
         self.max_batch = max_batch
         self.lease_ms = int(banks.timeout_s * 1000) + LEASE_MARGIN_MS
         self.batcher: Batcher | None = None
-        self._conn: AsyncConnection | None = None  # the batcher's own connection
+        self.store: TransferStore | None = None   # where the batches read and write
+        self._conn = None   # the prepare batches' own connection of the store
         self._signers: dict[str, tuple[str, PublicKey]] = {}  # key id -> (bank id, key)
         self._deliveries: dict[str, Batcher] = {}  # payee bank id -> its deliveries
         self.interbank = Settlements()   # for the dashboard: in memory, this process's
 
     async def start(self) -> None:
-        """Start the batcher of message 1s (without it, each goes one at a time)."""
+        """Open the batches' store (PostgreSQL or SQLite: `open_store`) and start the
+        batcher of message 1s."""
+        self.store = await open_store(self.engine, STORE_POOL_SIZE)
         self.batcher = Batcher(self._run_batch, fail_all, max_items=self.max_batch,
                                name="transfer-batcher")
 
@@ -134,9 +141,12 @@ class Transfers:
         for deliveries in self._deliveries.values():
             await deliveries.aclose()
         self._deliveries.clear()
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+        if self.store is not None:
+            if self._conn is not None:
+                await self.store.release(self._conn)
+                self._conn = None
+            await self.store.aclose()
+            self.store = None
 
     # --- message 1 --------------------------------------------------------------------
 
@@ -241,33 +251,32 @@ class Transfers:
             else:
                 firsts[item.order.transfer_id] = item
         if self._conn is None:
-            self._conn = await self.engine.connect()
+            self._conn = await self.store.connect()
         conn = self._conn
         now = now_ms()
         try:
-            async with conn.begin():
-                known = await tsql.find_many(conn, firsts)
+            async with self.store.transaction(conn) as tx:
+                known = await tx.find_transfers(firsts)
                 new = [item for tid, item in firsts.items() if tid not in known]
                 banks: dict = {}
                 outcomes: list = []
                 if new:
-                    banks = await sql.find_banks(conn, {i.order.to_bank for i in new})
-                    balances = await sql.balances(
-                        conn, list({domain.holding_account(i.order.from_bank) for i in new}),
-                        lock=True)
+                    banks = await tx.find_banks({i.order.to_bank for i in new})
+                    balances = await tx.lock_balances(
+                        {domain.holding_account(i.order.from_bank) for i in new})
                     outcomes = domain.prepare_in_turn([i.order for i in new], set(banks),
                                                       balances)
                 prepared = [(item, entry) for item, entry in zip(new, outcomes)
                             if isinstance(entry, domain.Entry)]
                 if prepared:
-                    await tsql.insert_prepared(conn, [(i.order, i.digest) for i, _ in prepared],
-                                               now, now + self.lease_ms)
-                    await sql.post_entries(conn, [
+                    await tx.insert_prepared([(i.order, i.digest) for i, _ in prepared],
+                                             now, now + self.lease_ms)
+                    await tx.post_entries([
                         (entry, f"transfer:{item.order.transfer_id}:prepare")
-                        for item, entry in prepared])
+                        for item, entry in prepared], now)
         except BaseException:
             self._conn = None
-            await conn.close()  # a broken connection is not reused
+            await self.store.release(conn)  # the pool closes a broken connection
             raise
         for tid, row in known.items():
             item = firsts[tid]
@@ -308,8 +317,8 @@ class Transfers:
             rest = [item.order.transfer_id for item in items
                     if item.order.transfer_id not in statuses]
             if rest:
-                async with self.engine.connect() as conn:
-                    statuses |= await tsql.find_many(conn, rest)
+                async with self.store.reading() as tx:
+                    statuses |= await tx.find_transfers(rest)
         except Exception:  # the prepare is durable: answer `prepared`, the worker goes on
             log.exception("first delivery of %d transfer(s) failed", len(items))
         finally:
@@ -338,8 +347,8 @@ class Transfers:
         answers finish their transfers in one transaction; the rest are put off (unless
         another worker has claimed them since). Returns what this delivery finished."""
         if banks is None:
-            async with self.engine.connect() as conn:
-                banks = await sql.find_banks(conn, {order.to_bank for order, _ in claimed})
+            async with self.store.reading() as tx:
+                banks = await tx.find_banks({order.to_bank for order, _ in claimed})
         calls = []
         for to_bank in sorted({order.to_bank for order, _ in claimed}):
             bank = banks.get(to_bank)
@@ -384,28 +393,23 @@ class Transfers:
         off, in one transaction: a status leaves `prepared` only in the statement that
         returns its id, and only those get their entry; one someone finished first is left
         alone. Returns the outcome of each transfer finished here."""
-        by_outcome: dict[tuple[str, str], list[domain.TransferOrder]] = {}
-        for order, answer in answered:
-            by_outcome.setdefault((answer.status, answer.code or ""), []).append(order)
         finished: dict[str, _Status] = {}
-        prepared_ms: dict[str, int] = {}
         entries = []
         now = now_ms()
-        async with self.engine.begin() as conn:
-            for (status, code), orders in sorted(by_outcome.items()):
-                answer = domain.CreditAnswer(status, code or None)
-                moved = await tsql.finish(conn, [o.transfer_id for o in orders], status,
-                                          answer.code, now)
-                prepared_ms.update(moved)
-                for order in orders:
-                    if order.transfer_id in moved:
-                        finished[order.transfer_id] = _Status.of(order, status, answer.code)
-                        entries.append((domain.transfer_finish(order, answer),
-                                        f"transfer:{order.transfer_id}:{status}"))
+        prepared_ms: dict[str, int] = {}   # when each transfer finished here was prepared
+        async with self.store.transaction() as tx:
+            if answered:
+                prepared_ms = await tx.finish([(order.transfer_id, answer.status, answer.code)
+                                               for order, answer in answered], now)
+            for order, answer in answered:
+                if order.transfer_id in prepared_ms:
+                    finished[order.transfer_id] = _Status.of(order, answer.status, answer.code)
+                    entries.append((domain.transfer_finish(order, answer),
+                                    f"transfer:{order.transfer_id}:{answer.status}"))
             if entries:
-                await sql.post_entries(conn, entries)
+                await tx.post_entries(entries, now)
             if unanswered:
-                await tsql.postpone(conn, unanswered, now)
+                await tx.postpone(unanswered, now)
         for order, answer in answered:     # the dashboard's counts, after the commit
             if order.transfer_id in finished:
                 self.interbank.finished(answer.status, answer.code, order.amount_fen,

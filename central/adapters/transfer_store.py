@@ -1,0 +1,329 @@
+"""Where central's transfer batches are read and written: one interface, two databases.
+
+`Transfers` (central/transfers.py) prepares and finishes interbank transfers in batches:
+which are known, which payee banks exist, the paying banks' holdings locked, then the new
+rows with their journal entries, or the answered ones finished with theirs. It does so
+through a transaction of a `TransferStore`:
+
+- `PgTransferStore`: PostgreSQL over asyncpg, each step one statement over arrays (the SQL
+  below), so a batch of any size is a fixed number of round trips and nothing is compiled
+  per call; the prepare batches keep a connection of their own.
+- `SqlTransferStore`: any SQLAlchemy engine (SQLite, the demo's embedded default), through
+  the same functions central's single requests use (`registry_sql`, `transfers_sql`).
+
+Both answer with the same shapes (`TransferRow`, `BankRow`, dicts), so `Transfers` cannot
+tell them apart; a change to a table changes both."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from central import domain
+from central.adapters import registry_sql as sql
+from central.adapters import transfers_sql as tsql
+from rail_protocol.canonical import canonical_bytes
+from rail_protocol.errors import RailError
+
+
+@dataclass(frozen=True, slots=True)
+class TransferRow:
+    """What a batch reads of a transfer's row."""
+
+    transfer_id: str
+    from_bank: str
+    to_bank: str
+    amount_fen: int
+    payee_wallet: str
+    details: str | None
+    digest: str
+    status: str
+    code: str | None
+    created_ms: int
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class BankRow:
+    """Where a payee bank is delivered to, and the key its answers are signed with."""
+
+    bank_id: str
+    url: str | None
+    public_key: str
+
+
+Entries = list[tuple[domain.Entry, str]]   # journal entries, each with its unique reference
+
+
+def _deltas(entries: Entries) -> dict[str, int]:
+    deltas: dict[str, int] = {}
+    for entry, _reference in entries:
+        for posting in entry.postings:
+            deltas[posting.account] = deltas.get(posting.account, 0) + posting.amount_fen
+    return {account: delta for account, delta in deltas.items() if delta != 0}
+
+
+def _shortfall(deltas: dict[str, int], moved: set[str]) -> None:
+    """Raise the shortfall code of the first account (in account order) not moved."""
+    missing = sorted(set(deltas) - moved)
+    if missing:
+        raise RailError(domain.shortfall_code(missing[0]))
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------
+
+_TRANSFER_COLUMNS = ("transfer_id, from_bank, to_bank, amount_fen, payee_wallet, details, "
+                     "digest, status, code, created_ms, attempts")
+
+FIND_TRANSFERS = f"""
+SELECT {_TRANSFER_COLUMNS} FROM transfers WHERE transfer_id = ANY($1::text[])"""
+
+FIND_BANKS = """
+SELECT bank_id, url, public_key FROM banks WHERE bank_id = ANY($1::text[])"""
+
+# Locked in account order, as every transaction at central takes them: two never deadlock.
+LOCK_BALANCES = """
+SELECT account_id, balance_fen FROM accounts
+WHERE account_id = ANY($1::text[]) ORDER BY account_id FOR UPDATE"""
+
+INSERT_PREPARED = """
+INSERT INTO transfers (transfer_id, from_bank, to_bank, amount_fen, payee_wallet, details,
+                       digest, status, code, created_ms, updated_ms, attempts,
+                       next_attempt_ms)
+SELECT u.transfer_id, u.from_bank, u.to_bank, u.amount, u.payee, u.details, u.digest,
+       'prepared', NULL, $8, $8, 1, $9
+FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[],
+            $7::text[]) AS u(transfer_id, from_bank, to_bank, amount, payee, details, digest)"""
+
+# Journal entries, their postings (each entry's in the order given) and one move of each
+# account by the sum of its postings, the accounts locked in account order first; a
+# guarded account moves only if it stays >= 0. The answer names the accounts moved: one
+# missing means a shortfall, and the caller's transaction rolls back.
+POST_ENTRIES = """
+WITH e AS (
+    INSERT INTO journal_entries (kind, bank_id, reference, created_ms)
+    SELECT u.kind, u.bank_id, u.reference, $4
+    FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS u(kind, bank_id,
+                                                                         reference, n)
+    ORDER BY u.n
+    RETURNING entry_id, reference),
+p AS (
+    INSERT INTO postings (entry_id, account_id, amount_fen)
+    SELECT e.entry_id, u.account, u.amount
+    FROM unnest($5::text[], $6::text[], $7::bigint[]) WITH ORDINALITY AS u(reference, account,
+                                                                           amount, n)
+    JOIN e ON e.reference = u.reference
+    ORDER BY u.n),
+m AS (
+    UPDATE accounts SET balance_fen = accounts.balance_fen + u.delta
+    FROM unnest($8::text[], $9::bigint[], $10::bool[]) AS u(account_id, delta, guarded)
+    WHERE accounts.account_id = u.account_id
+      AND accounts.account_id IN (SELECT account_id FROM accounts
+                                  WHERE account_id = ANY($8::text[])
+                                  ORDER BY account_id FOR UPDATE)
+      AND (NOT u.guarded OR accounts.balance_fen + u.delta >= 0)
+    RETURNING accounts.account_id)
+SELECT account_id FROM m"""
+
+# Out of `prepared`, once: the transfers' rows locked in id order (two finishers never
+# deadlock), only those still prepared changed; the answer names those moved here.
+FINISH = """
+UPDATE transfers SET status = u.status, code = u.code, updated_ms = $4
+FROM unnest($1::text[], $2::text[], $3::text[]) AS u(transfer_id, status, code)
+WHERE transfers.transfer_id = u.transfer_id AND transfers.status = 'prepared'
+  AND transfers.transfer_id IN (SELECT transfer_id FROM transfers
+                                WHERE transfer_id = ANY($1::text[]) AND status = 'prepared'
+                                ORDER BY transfer_id FOR UPDATE)
+RETURNING transfers.transfer_id, transfers.created_ms"""
+
+# The next try after an unanswered delivery, unless another claimer took it since (its
+# `attempts` moved on; then its lease stands).
+POSTPONE = """
+UPDATE transfers SET next_attempt_ms = $4 + u.delay, updated_ms = $4
+FROM unnest($1::text[], $2::int[], $3::bigint[]) AS u(transfer_id, attempts, delay)
+WHERE transfers.transfer_id = u.transfer_id AND transfers.attempts = u.attempts
+  AND transfers.transfer_id IN (SELECT transfer_id FROM transfers
+                                WHERE transfer_id = ANY($1::text[]) AND status = 'prepared'
+                                ORDER BY transfer_id FOR UPDATE)"""
+
+
+class PgTx:
+    """One PostgreSQL transaction of a transfer batch, on an asyncpg connection."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    async def find_transfers(self, transfer_ids) -> dict[str, TransferRow]:
+        rows = await self.conn.fetch(FIND_TRANSFERS, list(transfer_ids))
+        return {row["transfer_id"]: TransferRow(*row) for row in rows}
+
+    async def find_banks(self, bank_ids) -> dict[str, BankRow]:
+        rows = await self.conn.fetch(FIND_BANKS, sorted(bank_ids))
+        return {row["bank_id"]: BankRow(*row) for row in rows}
+
+    async def lock_balances(self, accounts) -> dict[str, int]:
+        return dict(await self.conn.fetch(LOCK_BALANCES, sorted(accounts)))
+
+    async def insert_prepared(self, orders: list[tuple[domain.TransferOrder, str]],
+                              now_ms: int, lease_until_ms: int) -> None:
+        await self.conn.execute(
+            INSERT_PREPARED, [o.transfer_id for o, _ in orders], [o.from_bank for o, _ in orders],
+            [o.to_bank for o, _ in orders], [o.amount_fen for o, _ in orders],
+            [o.payee_wallet for o, _ in orders],
+            [None if o.details is None else canonical_bytes(o.details).decode()
+             for o, _ in orders],
+            [digest for _, digest in orders], now_ms, lease_until_ms)
+
+    async def post_entries(self, entries: Entries, now_ms: int) -> None:
+        if len({reference for _entry, reference in entries}) != len(entries):
+            raise AssertionError("entries posted together need distinct references")
+        deltas = _deltas(entries)
+        accounts = sorted(deltas)
+        moved = await self.conn.fetch(
+            POST_ENTRIES, [e.kind for e, _ in entries], [e.bank_id for e, _ in entries],
+            [reference for _, reference in entries], now_ms,
+            [reference for e, reference in entries for _ in e.postings],
+            [p.account for e, _ in entries for p in e.postings],
+            [p.amount_fen for e, _ in entries for p in e.postings],
+            accounts, [deltas[a] for a in accounts],
+            [deltas[a] < 0 and domain.is_guarded(a) for a in accounts])
+        _shortfall(deltas, {row[0] for row in moved})
+
+    async def finish(self, outcomes: list[tuple[str, str, str | None]],
+                     now_ms: int) -> dict[str, int]:
+        rows = await self.conn.fetch(FINISH, [tid for tid, _, _ in outcomes],
+                                     [status for _, status, _ in outcomes],
+                                     [code for _, _, code in outcomes], now_ms)
+        return dict(rows)
+
+    async def postpone(self, tries: list[tuple[str, int]], now_ms: int) -> None:
+        await self.conn.execute(POSTPONE, [tid for tid, _ in tries],
+                                [attempts for _, attempts in tries],
+                                [domain.retry_delay_ms(attempts) for _, attempts in tries],
+                                now_ms)
+
+
+class PgTransferStore:
+    """Transfer batches on PostgreSQL, over a small asyncpg pool of their own."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+
+    @classmethod
+    async def open(cls, engine: AsyncEngine, size: int) -> PgTransferStore:
+        import asyncpg
+
+        dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        return cls(await asyncpg.create_pool(dsn, min_size=min(2, size), max_size=size))
+
+    async def connect(self) -> Any:
+        """A connection kept by a batch loop (given back with `release`)."""
+        return await self.pool.acquire()
+
+    async def release(self, conn: Any) -> None:
+        await self.pool.release(conn)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, conn: Any = None) -> AsyncIterator[PgTx]:
+        if conn is not None:
+            async with conn.transaction():
+                yield PgTx(conn)
+            return
+        async with self.pool.acquire() as acquired, acquired.transaction():
+            yield PgTx(acquired)
+
+    @contextlib.asynccontextmanager
+    async def reading(self) -> AsyncIterator[PgTx]:
+        """Single reads outside a transaction."""
+        async with self.pool.acquire() as acquired:
+            yield PgTx(acquired)
+
+    async def aclose(self) -> None:
+        await self.pool.close()
+
+
+# --- SQLAlchemy (SQLite) ----------------------------------------------------------------
+
+def _transfer_row(row) -> TransferRow:
+    return TransferRow(row.transfer_id, row.from_bank, row.to_bank, row.amount_fen,
+                       row.payee_wallet, row.details, row.digest, row.status, row.code,
+                       row.created_ms, row.attempts)
+
+
+class SqlTx:
+    """One transaction of a transfer batch through SQLAlchemy."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def find_transfers(self, transfer_ids) -> dict[str, TransferRow]:
+        rows = await tsql.find_many(self.conn, transfer_ids)
+        return {tid: _transfer_row(row) for tid, row in rows.items()}
+
+    async def find_banks(self, bank_ids) -> dict[str, BankRow]:
+        rows = await sql.find_banks(self.conn, bank_ids)
+        return {bid: BankRow(row.bank_id, row.url, row.public_key) for bid, row in rows.items()}
+
+    async def lock_balances(self, accounts) -> dict[str, int]:
+        return await sql.balances(self.conn, list(accounts), lock=True)
+
+    async def insert_prepared(self, orders: list[tuple[domain.TransferOrder, str]],
+                              now_ms: int, lease_until_ms: int) -> None:
+        await tsql.insert_prepared(self.conn, orders, now_ms, lease_until_ms)
+
+    async def post_entries(self, entries: Entries, now_ms: int) -> None:
+        await sql.post_entries(self.conn, entries)
+
+    async def finish(self, outcomes: list[tuple[str, str, str | None]],
+                     now_ms: int) -> dict[str, int]:
+        by_outcome: dict[tuple[str, str | None], list[str]] = {}
+        for tid, status, code in outcomes:
+            by_outcome.setdefault((status, code), []).append(tid)
+        moved: dict[str, int] = {}
+        for (status, code), tids in sorted(by_outcome.items(), key=lambda kv: (kv[0][0],
+                                                                               kv[0][1] or "")):
+            moved |= await tsql.finish(self.conn, tids, status, code, now_ms)
+        return moved
+
+    async def postpone(self, tries: list[tuple[str, int]], now_ms: int) -> None:
+        await tsql.postpone(self.conn, tries, now_ms)
+
+
+class SqlTransferStore:
+    """Transfer batches through a SQLAlchemy engine: SQLite, one writer at a time."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def connect(self) -> None:
+        return None   # each batch opens its own transaction (the write lock)
+
+    async def release(self, conn: Any) -> None:
+        return None
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, conn: Any = None) -> AsyncIterator[SqlTx]:
+        async with self.engine.begin() as c:
+            yield SqlTx(c)
+
+    @contextlib.asynccontextmanager
+    async def reading(self) -> AsyncIterator[SqlTx]:
+        async with self.engine.connect() as c:
+            yield SqlTx(c)
+
+    async def aclose(self) -> None:
+        return None
+
+
+TransferStore = PgTransferStore | SqlTransferStore
+
+
+async def open_store(engine: AsyncEngine, pool_size: int) -> TransferStore:
+    """The store for `engine`'s database."""
+    if engine.url.get_backend_name() == "postgresql":
+        return await PgTransferStore.open(engine, pool_size)
+    return SqlTransferStore(engine)
