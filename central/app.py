@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from central.api import router
+from central.api import hot_routes, router
 from central.config import CentralSettings
 from central.dashboard import CentralDashboard
 from central.registry import Registry
@@ -17,13 +17,16 @@ from central.services import Central
 from rail_service import dashboard as dashboard_web
 from rail_service.background import Background, Loop
 from rail_service.db import make_engine
+from rail_service.hot_edge import HotRoutes
 from rail_service.http import JSON, install_error_handlers
 from rail_service.keyfile import load_or_create_key
 
 
 def create_app(settings: CentralSettings | None = None, *,
-               bank_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
-    """`bank_transport` replaces the network for central's calls to bank nodes (tests put
+               bank_transport: httpx.AsyncBaseTransport | None = None) -> HotRoutes:
+    """Central's FastAPI app behind its hot edge (rail_service/hot_edge.py: the transfers
+    served without the middleware stack; it stands in for the app otherwise, `.state`...).
+    `bank_transport` replaces the network for central's calls to bank nodes (tests put
     stand-in banks in-process with httpx.ASGITransport); by default it is real HTTP."""
     settings = settings or CentralSettings()
 
@@ -38,7 +41,8 @@ def create_app(settings: CentralSettings | None = None, *,
         app.state.central = central
         app.state.dashboard = CentralDashboard(central)
         app.state.registry = registry = Registry(
-            engine, central.key, checkpoint_interval_ms=settings.checkpoint_interval_ms,
+            engine, central.store, central.key,
+            checkpoint_interval_ms=settings.checkpoint_interval_ms,
             seal_batch_size=settings.seal_batch_size)
         worker = (asyncio.create_task(central.transfers.run_worker(), name="transfer-worker")
                   if settings.transfer_worker else None)
@@ -64,4 +68,4 @@ def create_app(settings: CentralSettings | None = None, *,
     install_error_handlers(app)
     app.include_router(router)
     dashboard_web.install(app, "central", settings.operator_token)
-    return app
+    return HotRoutes(app, hot_routes())

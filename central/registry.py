@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from central import chain
 from central.adapters import chain_sql
 from central.adapters import registry_sql as sql
+from central.adapters.batch_store import BatchStore
 from rail_protocol.envelope import now_ms, sign_statement
 from rail_protocol.errors import RailError
 from rail_protocol.keys import PublicKey, SigningKey
@@ -27,9 +28,9 @@ log = logging.getLogger("yuanrail.central.registry")
 class Registry:
     """Chain the journal, sign checkpoints, serve the latest."""
 
-    def __init__(self, engine: AsyncEngine, key: SigningKey, *,
+    def __init__(self, engine: AsyncEngine, store: BatchStore, key: SigningKey, *,
                  checkpoint_interval_ms: int = 5_000, seal_batch_size: int = 1_000) -> None:
-        self.engine, self.key = engine, key
+        self.engine, self.store, self.key = engine, store, key
         self.checkpoint_interval_ms = checkpoint_interval_ms
         self.seal_batch_size = seal_batch_size
         self._last_signed_ms = 0
@@ -37,19 +38,19 @@ class Registry:
     async def seal_once(self) -> int:
         """Chain up to `seal_batch_size` committed entries after the head, in one
         transaction that holds the head's row lock; returns how many."""
-        async with self.engine.begin() as conn:
-            seq, head = await chain_sql.lock_head(conn)
-            pending = await chain_sql.unsealed(conn, self.seal_batch_size)
+        async with self.store.transaction() as tx:
+            seq, head = await tx.lock_head()
+            pending = await tx.unsealed(self.seal_batch_size)
             if not pending:
                 return 0
-            links = chain.seal(seq, head, [entry for _row, entry, _transfer in pending])
+            links = chain.seal(seq, head, [entry for entry, _transfer in pending])
             deltas: dict[str, int] = {}
-            for _row, entry, transfer in pending:
+            for entry, transfer in pending:
                 chain.add_deltas(deltas, chain.chain_deltas(entry, transfer))
-            await chain_sql.write_links(conn, links)
-            await chain_sql.add_totals(conn, deltas)
+            await tx.write_links(links)
+            await tx.add_totals(deltas)
             _entry, last_seq, last_hash = links[-1]
-            await chain_sql.set_head(conn, last_seq, last_hash)
+            await tx.set_head(last_seq, last_hash)
         return len(links)
 
     async def checkpoint_now(self) -> dict:

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from central import domain
 from central.adapters import registry_sql as sql
 from central.adapters import tables as t
+from central.adapters.batch_store import BatchStore, open_store
 from central.adapters.bank_http import BankNodes
 from central.transfers import Transfers
 from rail_protocol import envelope
@@ -27,6 +28,9 @@ from rail_service.db import migrate, read_snapshot
 from rail_service.instructions import Recorded, execute_once
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# Connections of the batches' store (central/adapters/batch_store.py): the prepare batch's
+# own, the finishes and reads of the deliveries to payee banks, and the sealer's.
+STORE_POOL_SIZE = 8
 
 
 
@@ -61,16 +65,21 @@ class Central:
         self.transfers = Transfers(engine, key, self.bank_nodes,
                                    worker_interval_ms=worker_interval_ms,
                                    batch_size=worker_batch_size)
+        self.store: BatchStore | None = None   # open from `start` to `close`
 
     async def start(self) -> None:
         await migrate(self.engine, MIGRATIONS, "central_alembic_version")
         async with self.engine.begin() as conn:
             await sql.ensure_accounts(conn, list(domain.SYSTEM_ACCOUNTS))
-        await self.transfers.start()
+        self.store = await open_store(self.engine, STORE_POOL_SIZE)
+        await self.transfers.start(self.store)
 
     async def close(self) -> None:
         await self.transfers.aclose()
         await self.bank_nodes.aclose()
+        if self.store is not None:
+            await self.store.aclose()
+            self.store = None
 
     def check_operator(self, token: str | None) -> None:
         """Operator actions need the operator credential; compared in constant time."""

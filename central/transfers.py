@@ -29,7 +29,7 @@ from central import domain
 from central.adapters import registry_sql as sql
 from central.adapters import transfers_sql as tsql
 from central.adapters.bank_http import BankNodes
-from central.adapters.transfer_store import TransferStore, open_store
+from central.adapters.batch_store import BatchStore
 from rail_protocol import envelope
 from rail_protocol.batches import MAX_ITEMS, parse_batch
 from rail_protocol.envelope import Envelope, check_live, now_ms, seal, sign_statement
@@ -51,9 +51,6 @@ LEASE_MARGIN_MS = 1_000
 MAX_BATCH = 256
 # Loops delivering to each payee bank: a batch can start while another waits on the bank.
 DELIVERY_LOOPS = 2
-# Connections of the batches' store: the prepare batch's own, and the finishes and reads
-# of the deliveries to the payee banks.
-STORE_POOL_SIZE = 8
 
 
 def _is_live(env: Envelope) -> bool:
@@ -121,16 +118,15 @@ class Transfers:
         self.max_batch = max_batch
         self.lease_ms = int(banks.timeout_s * 1000) + LEASE_MARGIN_MS
         self.batcher: Batcher | None = None
-        self.store: TransferStore | None = None   # where the batches read and write
+        self.store: BatchStore | None = None   # where the batches read and write
         self._conn = None   # the prepare batches' own connection of the store
         self._signers: dict[str, tuple[str, PublicKey]] = {}  # key id -> (bank id, key)
         self._deliveries: dict[str, Batcher] = {}  # payee bank id -> its deliveries
         self.interbank = Settlements()   # for the dashboard: in memory, this process's
 
-    async def start(self) -> None:
-        """Open the batches' store (PostgreSQL or SQLite: `open_store`) and start the
-        batcher of message 1s."""
-        self.store = await open_store(self.engine, STORE_POOL_SIZE)
+    async def start(self, store: BatchStore) -> None:
+        """Start the batcher of message 1s; the batches read and write through `store`."""
+        self.store = store
         self.batcher = Batcher(self._run_batch, fail_all, max_items=self.max_batch,
                                name="transfer-batcher")
 
@@ -141,12 +137,9 @@ class Transfers:
         for deliveries in self._deliveries.values():
             await deliveries.aclose()
         self._deliveries.clear()
-        if self.store is not None:
-            if self._conn is not None:
-                await self.store.release(self._conn)
-                self._conn = None
-            await self.store.aclose()
-            self.store = None
+        if self.store is not None and self._conn is not None:
+            await self.store.release(self._conn)
+            self._conn = None
 
     # --- message 1 --------------------------------------------------------------------
 

@@ -3,13 +3,14 @@
 `Transfers` (central/transfers.py) prepares and finishes interbank transfers in batches:
 which are known, which payee banks exist, the paying banks' holdings locked, then the new
 rows with their journal entries, or the answered ones finished with theirs. It does so
-through a transaction of a `TransferStore`:
+through a transaction of a `BatchStore`:
 
-- `PgTransferStore`: PostgreSQL over asyncpg, each step one statement over arrays (the SQL
+- `PgBatchStore`: PostgreSQL over asyncpg, each step one statement over arrays (the SQL
   below), so a batch of any size is a fixed number of round trips and nothing is compiled
   per call; the prepare batches keep a connection of their own.
-- `SqlTransferStore`: any SQLAlchemy engine (SQLite, the demo's embedded default), through
-  the same functions central's single requests use (`registry_sql`, `transfers_sql`).
+- `SqlBatchStore`: any SQLAlchemy engine (SQLite, the demo's embedded default), through
+  the same functions central's single requests use (`registry_sql`, `transfers_sql`,
+  `chain_sql`).
 
 Both answer with the same shapes (`TransferRow`, `BankRow`, dicts), so `Transfers` cannot
 tell them apart; a change to a table changes both."""
@@ -23,7 +24,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from central import domain
+from central import chain, domain
+from central.adapters import chain_sql
 from central.adapters import registry_sql as sql
 from central.adapters import transfers_sql as tsql
 from rail_protocol.canonical import canonical_bytes
@@ -57,6 +59,9 @@ class BankRow:
 
 
 Entries = list[tuple[domain.Entry, str]]   # journal entries, each with its unique reference
+# An entry to chain, with the (from bank, to bank) of its transfer for interbank entries.
+Unsealed = list[tuple[chain.JournalEntry, tuple[str, str] | None]]
+Links = list[tuple[chain.JournalEntry, int, str]]   # (entry, its place, its link hash)
 
 
 def _deltas(entries: Entries) -> dict[str, int]:
@@ -150,6 +155,37 @@ WHERE transfers.transfer_id = u.transfer_id AND transfers.attempts = u.attempts
                                 WHERE transfer_id = ANY($1::text[]) AND status = 'prepared'
                                 ORDER BY transfer_id FOR UPDATE)"""
 
+# The sealer's: the chain's head locked (one sealer at a time), the committed entries not
+# chained yet with their postings in posting order (the partial index holds only these),
+# and the banks of their transfers.
+LOCK_HEAD = "SELECT seq, head_hash FROM chain_head WHERE head_id = 1 FOR UPDATE"
+
+UNSEALED = """
+SELECT j.entry_id, j.kind, j.bank_id, j.reference, j.created_ms,
+       ARRAY(SELECT p.account_id FROM postings p WHERE p.entry_id = j.entry_id
+             ORDER BY p.posting_id) AS accounts,
+       ARRAY(SELECT p.amount_fen FROM postings p WHERE p.entry_id = j.entry_id
+             ORDER BY p.posting_id) AS amounts
+FROM journal_entries j WHERE j.chain_seq IS NULL ORDER BY j.entry_id LIMIT $1"""
+
+TRANSFER_BANKS = """
+SELECT transfer_id, from_bank, to_bank FROM transfers WHERE transfer_id = ANY($1::text[])"""
+
+# Only an entry not chained yet takes a place (the unique index on chain_seq refuses a
+# second entry at the same place).
+WRITE_LINKS = """
+UPDATE journal_entries SET chain_seq = u.seq, chain_hash = u.link
+FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS u(entry_id, seq, link)
+WHERE journal_entries.entry_id = u.entry_id AND journal_entries.chain_seq IS NULL"""
+
+ADD_TOTALS = """
+INSERT INTO chain_totals (account_id, balance_fen)
+SELECT * FROM unnest($1::text[], $2::bigint[])
+ON CONFLICT (account_id) DO UPDATE SET balance_fen = chain_totals.balance_fen
+                                                     + EXCLUDED.balance_fen"""
+
+SET_HEAD = "UPDATE chain_head SET seq = $1, head_hash = $2 WHERE head_id = 1"
+
 
 class PgTx:
     """One PostgreSQL transaction of a transfer batch, on an asyncpg connection."""
@@ -206,15 +242,46 @@ class PgTx:
                                 [domain.retry_delay_ms(attempts) for _, attempts in tries],
                                 now_ms)
 
+    # --- the sealer ---------------------------------------------------------------------
 
-class PgTransferStore:
+    async def lock_head(self) -> tuple[int, str]:
+        row = await self.conn.fetchrow(LOCK_HEAD)
+        return row[0], row[1]
+
+    async def unsealed(self, limit: int) -> Unsealed:
+        rows = await self.conn.fetch(UNSEALED, limit)
+        entries = [chain.JournalEntry(r[0], r[1], r[2], r[3], r[4], tuple(zip(r[5], r[6])))
+                   for r in rows]
+        transfer_ids = {chain.transfer_id_of(e.reference) for e in entries
+                        if e.kind in chain.TRANSFER_KINDS} - {None}
+        banks = {}
+        if transfer_ids:
+            banks = {r[0]: (r[1], r[2]) for r in await self.conn.fetch(
+                TRANSFER_BANKS, sorted(transfer_ids))}
+        return [(e, banks.get(chain.transfer_id_of(e.reference) or "")) for e in entries]
+
+    async def write_links(self, links: Links) -> None:
+        await self.conn.execute(WRITE_LINKS, [entry.entry_id for entry, _, _ in links],
+                                [seq for _, seq, _ in links], [link for _, _, link in links])
+
+    async def add_totals(self, deltas: dict[str, int]) -> None:
+        deltas = {a: d for a, d in deltas.items() if d}
+        if deltas:
+            accounts = sorted(deltas)
+            await self.conn.execute(ADD_TOTALS, accounts, [deltas[a] for a in accounts])
+
+    async def set_head(self, seq: int, head_hash: str) -> None:
+        await self.conn.execute(SET_HEAD, seq, head_hash)
+
+
+class PgBatchStore:
     """Transfer batches on PostgreSQL, over a small asyncpg pool of their own."""
 
     def __init__(self, pool: Any) -> None:
         self.pool = pool
 
     @classmethod
-    async def open(cls, engine: AsyncEngine, size: int) -> PgTransferStore:
+    async def open(cls, engine: AsyncEngine, size: int) -> PgBatchStore:
         import asyncpg
 
         dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -292,8 +359,24 @@ class SqlTx:
     async def postpone(self, tries: list[tuple[str, int]], now_ms: int) -> None:
         await tsql.postpone(self.conn, tries, now_ms)
 
+    async def lock_head(self) -> tuple[int, str]:
+        return await chain_sql.lock_head(self.conn)
 
-class SqlTransferStore:
+    async def unsealed(self, limit: int) -> Unsealed:
+        return [(entry, transfer)
+                for _row, entry, transfer in await chain_sql.unsealed(self.conn, limit)]
+
+    async def write_links(self, links: Links) -> None:
+        await chain_sql.write_links(self.conn, links)
+
+    async def add_totals(self, deltas: dict[str, int]) -> None:
+        await chain_sql.add_totals(self.conn, deltas)
+
+    async def set_head(self, seq: int, head_hash: str) -> None:
+        await chain_sql.set_head(self.conn, seq, head_hash)
+
+
+class SqlBatchStore:
     """Transfer batches through a SQLAlchemy engine: SQLite, one writer at a time."""
 
     def __init__(self, engine: AsyncEngine) -> None:
@@ -319,11 +402,11 @@ class SqlTransferStore:
         return None
 
 
-TransferStore = PgTransferStore | SqlTransferStore
+BatchStore = PgBatchStore | SqlBatchStore
 
 
-async def open_store(engine: AsyncEngine, pool_size: int) -> TransferStore:
+async def open_store(engine: AsyncEngine, pool_size: int) -> BatchStore:
     """The store for `engine`'s database."""
     if engine.url.get_backend_name() == "postgresql":
-        return await PgTransferStore.open(engine, pool_size)
-    return SqlTransferStore(engine)
+        return await PgBatchStore.open(engine, pool_size)
+    return SqlBatchStore(engine)
