@@ -7,6 +7,8 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 
+from bank.credit_engine import credits_route
+from bank.payment_engine import pay_route
 from bank.services import Bank
 from bank import api_schemas as S
 from rail_protocol import instruction_types as kinds
@@ -151,7 +153,7 @@ async def payment(wallet_id: WalletReader, payment_id: str, bank: BankDep) -> di
              openapi_extra=both(signed(kinds.PAY), answers(S.PAYMENT_RESULT)))
 async def pay(request: Request) -> dict:
     """Pay another wallet, here or at another bank; signed by the payer's wallet."""
-    return await request.app.state.payments.pay(await read_json(request))
+    return await pay_route(await read_json(request), request.app.state)
 
 
 # --- interbank (from central) --------------------------------------------------------
@@ -167,8 +169,8 @@ async def interbank_credit(request: Request) -> dict:
              openapi_extra=both(signed_batch("credits", kinds.INTERBANK_CREDIT), answers(S.CREDIT_RESULTS)))
 async def interbank_credits(request: Request) -> dict:
     """Message 2 in a batch: many credits from central, each answered in its place."""
-    return await request.app.state.credits.interbank_credits(
-        await read_json(request, MAX_BATCH_BODY_BYTES))
+    return await credits_route(await read_json(request, MAX_BATCH_BODY_BYTES),
+                               request.app.state)
 
 
 # --- operator ------------------------------------------------------------------------

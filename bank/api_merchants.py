@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from bank.api import WalletReader
 from bank import api_schemas as S
 from bank.merchants import MerchantDesk
+from bank.payment_engine import charge_route, order_route
 from rail_protocol import qr
 from rail_protocol import instruction_types as kinds
 from rail_protocol.money import format_fen
@@ -35,9 +36,9 @@ router = APIRouter(default_response_class=JSON)
 
 @router.post("/v1/merchant/orders", tags=["merchants"], status_code=201,
              openapi_extra=both(signed(kinds.CREATE_ORDER), answers(S.ORDER, 201)))
-async def create_order(request: Request, desk: DeskDep) -> dict:
+async def create_order(request: Request) -> dict:
     """Create an order and its dynamic QR; signed by the merchant's key."""
-    return await desk.create_order(await read_json(request))
+    return await order_route(await read_json(request), request.app.state)
 
 
 @router.post("/v1/merchant/orders/{order_id}/cancel", tags=["merchants"],
@@ -174,9 +175,9 @@ ChargesDep = Annotated[object, Depends(get_charges)]
 
 @router.post("/v1/merchant/charges", tags=["merchants"],
              openapi_extra=both(signed(kinds.CHARGE_CODE), answers(S.PAYMENT_RESULT)))
-async def charge_code(request: Request, charges: ChargesDep) -> dict:
+async def charge_code(request: Request) -> dict:
     """Charge a customer's payment code scanned at the POS; signed by the merchant's key."""
-    return await charges.charge_code(await read_json(request))
+    return await charge_route(await read_json(request), request.app.state)
 
 
 @router.post("/v1/merchant/mandate-charges", tags=["merchants"],

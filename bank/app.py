@@ -15,17 +15,20 @@ from bank.charges import Charges
 from bank.checkpoints import CheckpointWatch
 from bank.checkpoints import router as checkpoint_router
 from bank.config import BankSettings
+from bank.credit_engine import credit_engine_routes
 from bank.credit_engine import install as install_batched_credits
 from bank.dashboard import install as install_dashboard
 from bank.holds import Holds
 from bank.offline import Offline
 from bank.merchants import MerchantDesk
 from bank.payment_engine import install as install_payment_engine
+from bank.payment_engine import payment_engine_routes
 from bank.pin_guards import PinGuards
 from bank.services import Bank
 from central.client import CentralClient
 from rail_service.background import Background, Loop
 from rail_service.db import make_engine
+from rail_service.hot_edge import HotRoutes
 from rail_service.http import JSON, install_error_handlers
 from rail_service.keyfile import load_or_create_key
 
@@ -47,7 +50,9 @@ def build_bank(settings: BankSettings) -> Bank:
     )
 
 
-def create_app(settings: BankSettings | None = None, bank: Bank | None = None) -> FastAPI:
+def create_app(settings: BankSettings | None = None, bank: Bank | None = None) -> HotRoutes:
+    """The bank node's FastAPI app behind its hot edge (rail_service/hot_edge.py), which
+    serves the batched calls itself and stands in for the app otherwise (`.state`, ...)."""
     settings = settings or BankSettings()
 
     @asynccontextmanager
@@ -86,7 +91,7 @@ def create_app(settings: BankSettings | None = None, bank: Bank | None = None) -
                   lifespan=lifespan, default_response_class=JSON)
     install_error_handlers(app)
     # The payment engine: payments, orders and charges decided and written in batches (its
-    # routes go before the API's, its batchers start in the lifespan), and message 2s from
+    # batchers start in the lifespan, its routes are the hot edge's), and message 2s from
     # central credited the same way.
     install_payment_engine(app)
     install_batched_credits(app)
@@ -95,4 +100,4 @@ def create_app(settings: BankSettings | None = None, bank: Bank | None = None) -
     app.include_router(merchant_router)
     app.include_router(checkpoint_router)
     app.include_router(holds_router)
-    return app
+    return HotRoutes(app, {**payment_engine_routes(), **credit_engine_routes()})

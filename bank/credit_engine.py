@@ -37,7 +37,8 @@ then one Redis pipeline of live notifications, and each answer signed by this ba
   sends it again).
 
 Wiring: `install(app)` on an app made by `bank.app.create_app` (its lifespan starts
-`CreditEngine.start(bank)`, its route goes before the API's)."""
+`CreditEngine.start(bank)`); its route (`credit_engine_routes()`) is served by the app's
+hot edge (rail_service/hot_edge.py)."""
 
 from __future__ import annotations
 
@@ -371,24 +372,23 @@ class CreditEngine:
                 for c in credited], now_ms())
 
 
-# --- HTTP: the batch route, placed before the API's own ------------------------------------
+# --- HTTP: the batch route, served by the app's hot edge (rail_service/hot_edge.py) --------
 
-async def _credits_route(request):
-    from rail_service.http import JSON, read_json
-
-    body = await read_json(request, MAX_BATCH_BODY_BYTES)
-    return JSON(await request.app.state.credits.interbank_credits(body))
+async def credits_route(body: object, state) -> dict:
+    """`POST /v1/interbank/credits/batch`."""
+    return await state.credits.interbank_credits(body)
 
 
-def credit_engine_routes() -> list:
-    """A plain Starlette route (no dependency solving) for the batch of message 2s; the API's
-    FastAPI route of the same path stays in the OpenAPI page."""
-    from starlette.routing import Route
+def credit_engine_routes() -> dict:
+    """The batch of message 2s in the bank's hot edge (no middleware, no routing, no
+    dependency solving). The API's FastAPI route of the same path calls the same handler
+    (for a request the edge passes on) and stays in the OpenAPI page."""
+    from rail_service.hot_edge import HotRoute
 
-    return [Route("/v1/interbank/credits/batch", _credits_route, methods=["POST"])]
+    return {"/v1/interbank/credits/batch": HotRoute(credits_route,
+                                                    max_bytes=MAX_BATCH_BODY_BYTES)}
 
 
 def install(app) -> None:
     """Put the credit engine into a bank app made by `bank.app.create_app` (idempotent)."""
-    extend_app(app, "credits", lambda a: CreditEngine.start(a.state.bank),
-               credit_engine_routes())
+    extend_app(app, "credits", lambda a: CreditEngine.start(a.state.bank))

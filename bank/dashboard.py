@@ -114,5 +114,5 @@ def install(app, settings: BankSettings) -> None:
                                           a.state.payments.outcomes)
         return a.state.dashboard
 
-    extend_app(app, "dashboard_board", start, [])
+    extend_app(app, "dashboard_board", start)
     dashboard_web.install(app, settings.bank_id, settings.operator_token)

@@ -68,36 +68,40 @@ class RefuseControlCharacters:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Map every failure to a typed JSON error; an unexpected one is logged, never leaked.
-    The OpenAPI document lists those errors under every route."""
+    """Map every failure to a typed JSON error (`error_answer`); an unexpected one is logged,
+    never leaked. The OpenAPI document lists those errors under every route."""
     app.add_middleware(RefuseControlCharacters)
     describe_errors(app)
 
-    @app.exception_handler(RailError)
-    async def _rail_error(_request: Request, exc: RailError) -> JSON:
-        return JSON(exc.to_dict(), status_code=exc.status)
+    async def answer(request: Request, exc: Exception) -> JSON:
+        return error_answer(exc, request.method, request.url.path)
 
-    @app.exception_handler(RequestValidationError)
-    async def _validation(_request: Request, exc: RequestValidationError) -> JSON:
+    for kind in (RailError, RequestValidationError, StarletteHTTPException, Exception):
+        app.add_exception_handler(kind, answer)
+
+
+def error_answer(exc: Exception, method: str, path: str) -> JSON:
+    """The typed answer to what a route raised: a refusal as itself, FastAPI's validation
+    and routing errors in the rail's shape, a database out of reach a retryable 503 (logged
+    as a warning), anything else a 500 that says nothing of its cause (logged with its
+    traceback). The one mapping, for the app's exception handlers and the hot edge
+    (rail_service/hot_edge.py)."""
+    if isinstance(exc, RailError):
+        return JSON(exc.to_dict(), status_code=exc.status)
+    if isinstance(exc, RequestValidationError):
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
         return error_response(422, "invalid_field", f"{where}: {first.get('msg', 'invalid')}")
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSON:
+    if isinstance(exc, StarletteHTTPException):
         code = {404: "not_found", 405: "not_found"}.get(exc.status_code, "invalid_field")
         return error_response(exc.status_code, code, str(exc.detail))
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSON:
-        if is_database_unavailable(exc):
-            log.warning("database unavailable on %s %s: %r", request.method, request.url.path,
-                        exc)
-            response = JSON(RailError("service_unavailable").to_dict(), status_code=503)
-            response.headers["retry-after"] = "1"
-            return response
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal", "internal error; nothing was acknowledged")
+    if is_database_unavailable(exc):
+        log.warning("database unavailable on %s %s: %r", method, path, exc)
+        response = JSON(RailError("service_unavailable").to_dict(), status_code=503)
+        response.headers["retry-after"] = "1"
+        return response
+    log.error("unexpected error on %s %s", method, path, exc_info=exc)
+    return error_response(500, "internal", "internal error; nothing was acknowledged")
 
 
 def is_database_unavailable(exc: BaseException) -> bool:
