@@ -98,6 +98,14 @@ class Bank:
                                                  f"{self.bank_id!r} than this node's")
         self.central_key = central_key
 
+    async def fold_credits(self, at_least: int = 100, wallets: int = 50) -> int:
+        """The background fold of credits appended to wallets with no balance cap. Such a
+        wallet (a busy shop's) is credited by appending rows, folded into its balance when
+        it pays; a shop that only receives would pile them up without end, and every read
+        of its balance, every batch that locks it and the audit would grow with the pile."""
+        async with self.engine.begin() as conn:
+            return await sql.fold_piled_credits(conn, at_least, wallets)
+
     async def reload_limits(self) -> None:
         async with self.engine.connect() as conn:
             self.limits = await sql.class_limits(conn)

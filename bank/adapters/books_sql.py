@@ -78,6 +78,32 @@ async def append_credit(conn: AsyncConnection, wallet_id: str, amount_fen: int) 
                                                             amount_fen=amount_fen))
 
 
+async def fold_piled_credits(conn: AsyncConnection, at_least: int, wallets: int) -> int:
+    """Fold the appended credits of up to `wallets` wallets that have at least `at_least` of
+    them into their balances, as a debit folds them: the rows locked in wallet-id order
+    first (as every path takes them), then their credits deleted and added. A credit
+    appended meanwhile is left for the next fold. Returns how many credits were folded."""
+    c, w = t.wallet_credits.c, t.wallets.c
+    piled = list((await conn.execute(
+        sa.select(c.wallet_id).group_by(c.wallet_id).having(sa.func.count() >= at_least)
+        .order_by(c.wallet_id).limit(wallets))).scalars())
+    if not piled:
+        return 0
+    await conn.execute(sa.select(w.wallet_id).where(w.wallet_id.in_(piled))
+                       .order_by(w.wallet_id).with_for_update())
+    totals: dict[str, int] = {}
+    folded = 0
+    for wallet_id, amount in await conn.execute(
+            t.wallet_credits.delete().where(c.wallet_id.in_(piled))
+            .returning(c.wallet_id, c.amount_fen)):
+        totals[wallet_id] = totals.get(wallet_id, 0) + amount
+        folded += 1
+    for wallet_id, total in sorted(totals.items()):
+        await conn.execute(t.wallets.update().where(w.wallet_id == wallet_id)
+                           .values(balance_fen=w.balance_fen + total))
+    return folded
+
+
 async def wallet_balance(conn: AsyncConnection, wallet_id: str) -> int:
     """The folded balance plus the credits not yet folded, read in ONE statement: a debit
     folding them between two reads would otherwise make them vanish from the answer."""
