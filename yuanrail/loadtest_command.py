@@ -168,9 +168,16 @@ class CpuMeter:
         return used
 
     def used(self) -> dict[str, float]:
+        """CPU seconds by group, and by process of each service (`yangtze[1]`: its processes
+        in pid order, the uvicorn supervisor first, then each worker), so a bank run with
+        several workers (`--workers`) reports each."""
         used = {group: 0.0 for group in self.groups}
-        for pid, group in self.owner.items():
-            used[group] += max(self.last[pid] - self.first[pid], 0.0)
+        for pid, group in sorted(self.owner.items()):
+            seconds = max(self.last[pid] - self.first[pid], 0.0)
+            used[group] += seconds
+            if group in ("central", *BANKS):
+                index = sum(1 for key in used if key.startswith(f"{group}["))
+                used[f"{group}[{index}]"] = seconds
         used["machine"] = self._machine_busy() - self._machine0
         return used
 
@@ -678,7 +685,7 @@ def draw_png(run: LocustRun, summary: dict, names: tuple[str, ...], path: Path) 
     cpu_rows: dict[str, list] = {}
     for at, used in run.cpu_series:
         if prev is not None and at > prev[0]:
-            for group in used:
+            for group in (g for g in used if "[" not in g):   # groups; processes apart
                 cpu_rows.setdefault(group, []).append(
                     (at - t0, (used[group] - prev[1].get(group, 0)) / (at - prev[0])))
         prev = (at, used)
@@ -988,7 +995,16 @@ def render_report(results: dict) -> str:
 
 
 def _rail_split(cpu: dict) -> str:
-    return " + ".join(f"{name[0].upper()} {cpu.get(name, 0)}" for name in ("central", *BANKS))
+    """`C 0.4 + Y 0.35 + P 0.34`; a service with several busy processes (uvicorn workers)
+    shows each: `Y 0.36 [0.18 + 0.18]`."""
+    parts = []
+    for name in ("central", *BANKS):
+        processes = sorted((int(key[len(name) + 1:-1]), cores) for key, cores in cpu.items()
+                           if key.startswith(f"{name}["))
+        busy = [cores for _index, cores in processes if cores >= 0.01]
+        each = f" [{' + '.join(str(c) for c in busy)}]" if len(busy) > 1 else ""
+        parts.append(f"{name[0].upper()} {cpu.get(name, 0)}{each}")
+    return " + ".join(parts)
 
 
 def _fmt_ratio(value: float | None) -> str:
