@@ -30,6 +30,16 @@ def make_engine(url: str, *, pool_size: int = 10, pool_timeout_s: float = 10) ->
                                pool_timeout=pool_timeout_s, pool_pre_ping=True)
 
 
+async def open_asyncpg_pool(engine: AsyncEngine, size: int):
+    """A small asyncpg pool on `engine`'s PostgreSQL database, for the batches' raw
+    statements over arrays (bank/adapters/batch_store.py, central/adapters/batch_store.py):
+    no SQLAlchemy between, no pre-ping per checkout."""
+    import asyncpg
+
+    dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    return await asyncpg.create_pool(dsn, min_size=min(2, size), max_size=size)
+
+
 def serialize_sqlite_writers(engine: AsyncEngine) -> None:
     """Make SQLite as safe as PostgreSQL by construction: every transaction starts with
     `BEGIN IMMEDIATE`, so it holds the database's single write lock from its first read.

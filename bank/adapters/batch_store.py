@@ -33,6 +33,7 @@ from bank.domain.mandates import MandateTerms
 from bank.domain.payments import MandateState, RefundedPayment
 from bank.domain.wallets import MAY_COME_BACK
 from rail_protocol.errors import RailError
+from rail_service.db import open_asyncpg_pool
 
 _WALLET_COLUMNS = ("wallet_id", "status", "kyc_class", "balance_fen", "day", "spent_today_fen",
                    "topup_on_use", "deposit_account", "webhook_url")
@@ -179,10 +180,7 @@ class PgBatchStore:
 
     @classmethod
     async def open(cls, engine: AsyncEngine, size: int) -> PgBatchStore:
-        import asyncpg
-
-        dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        return cls(await asyncpg.create_pool(dsn, min_size=min(2, size), max_size=size))
+        return cls(await open_asyncpg_pool(engine, size))
 
     @property
     def loop_pool(self) -> Any:

@@ -30,6 +30,7 @@ from central.adapters import registry_sql as sql
 from central.adapters import transfers_sql as tsql
 from rail_protocol.canonical import canonical_bytes
 from rail_protocol.errors import RailError
+from rail_service.db import open_asyncpg_pool
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,10 +283,7 @@ class PgBatchStore:
 
     @classmethod
     async def open(cls, engine: AsyncEngine, size: int) -> PgBatchStore:
-        import asyncpg
-
-        dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        return cls(await asyncpg.create_pool(dsn, min_size=min(2, size), max_size=size))
+        return cls(await open_asyncpg_pool(engine, size))
 
     async def connect(self) -> Any:
         """A connection kept by a batch loop (given back with `release`)."""
