@@ -78,15 +78,21 @@ async def append_credit(conn: AsyncConnection, wallet_id: str, amount_fen: int) 
                                                             amount_fen=amount_fen))
 
 
+async def piled_credits(conn: AsyncConnection, at_least: int, wallets: int) -> list[str]:
+    """Up to `wallets` wallets with at least `at_least` appended credits, in id order."""
+    c = t.wallet_credits.c
+    return list((await conn.execute(
+        sa.select(c.wallet_id).group_by(c.wallet_id).having(sa.func.count() >= at_least)
+        .order_by(c.wallet_id).limit(wallets))).scalars())
+
+
 async def fold_piled_credits(conn: AsyncConnection, at_least: int, wallets: int) -> int:
     """Fold the appended credits of up to `wallets` wallets that have at least `at_least` of
     them into their balances, as a debit folds them: the rows locked in wallet-id order
     first (as every path takes them), then their credits deleted and added. A credit
     appended meanwhile is left for the next fold. Returns how many credits were folded."""
     c, w = t.wallet_credits.c, t.wallets.c
-    piled = list((await conn.execute(
-        sa.select(c.wallet_id).group_by(c.wallet_id).having(sa.func.count() >= at_least)
-        .order_by(c.wallet_id).limit(wallets))).scalars())
+    piled = await piled_credits(conn, at_least, wallets)
     if not piled:
         return 0
     await conn.execute(sa.select(w.wallet_id).where(w.wallet_id.in_(piled))
