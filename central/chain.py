@@ -81,6 +81,13 @@ def transfer_id_of(reference: str) -> str | None:
     return reference[len("transfer:"):reference.rindex(":")]
 
 
+def transfer_ids(entries: Iterable) -> list[str]:
+    """The transfers the interbank ones of these entries (anything with a `kind` and a
+    `reference`) belong to, sorted: whose banks the chain's totals need."""
+    return sorted({transfer_id_of(e.reference) for e in entries
+                   if e.kind in TRANSFER_KINDS} - {None})
+
+
 def chain_deltas(entry: JournalEntry, transfer: tuple[str, str] | None) -> dict[str, int]:
     """What chaining `entry` adds to the running totals: each posting to its account, and
     for an interbank entry (whose transfer goes from bank `transfer[0]` to `transfer[1]`)

@@ -119,7 +119,6 @@ class Transfers:
         self.lease_ms = int(banks.timeout_s * 1000) + LEASE_MARGIN_MS
         self.batcher: Batcher | None = None
         self.store: BatchStore | None = None   # where the batches read and write
-        self._conn = None   # the prepare batches' own connection of the store
         self._signers: dict[str, tuple[str, PublicKey]] = {}  # key id -> (bank id, key)
         self._deliveries: dict[str, Batcher] = {}  # payee bank id -> its deliveries
         self.interbank = Settlements()   # for the dashboard: in memory, this process's
@@ -127,8 +126,8 @@ class Transfers:
     async def start(self, store: BatchStore) -> None:
         """Start the batcher of message 1s; the batches read and write through `store`."""
         self.store = store
-        self.batcher = Batcher(self._run_batch, fail_all, max_items=self.max_batch,
-                               name="transfer-batcher")
+        self.batcher = Batcher(self._run_batch, fail_all, pool=store.loop_pool,
+                               max_items=self.max_batch, name="transfer-batcher")
 
     async def aclose(self) -> None:
         if self.batcher is not None:
@@ -137,9 +136,6 @@ class Transfers:
         for deliveries in self._deliveries.values():
             await deliveries.aclose()
         self._deliveries.clear()
-        if self.store is not None and self._conn is not None:
-            await self.store.release(self._conn)
-            self._conn = None
 
     # --- message 1 --------------------------------------------------------------------
 
@@ -226,9 +222,9 @@ class Transfers:
             return False
         return True
 
-    async def _run_batch(self, items: list[_Item]) -> None:
+    async def _run_batch(self, items: list[_Item], conn=None) -> None:
         """Prepare a batch of message 1s in ONE transaction on the batcher's own connection
-        (its statements do not grow with the batch): which ids are known (answered from
+        (`conn`, on PostgreSQL; its statements do not grow with the batch): which ids are known (answered from
         their rows), which payee banks are registered, the paying banks' holdings locked
         once; the domain decides each new transfer in turn; the new rows, their entries and
         one move per account are written. Refusals are answered at once; the prepared ones
@@ -243,34 +239,26 @@ class Transfers:
                 again.append(item)
             else:
                 firsts[item.order.transfer_id] = item
-        if self._conn is None:
-            self._conn = await self.store.connect()
-        conn = self._conn
         now = now_ms()
-        try:
-            async with self.store.transaction(conn) as tx:
-                known = await tx.find_transfers(firsts)
-                new = [item for tid, item in firsts.items() if tid not in known]
-                banks: dict = {}
-                outcomes: list = []
-                if new:
-                    banks = await tx.find_banks({i.order.to_bank for i in new})
-                    balances = await tx.lock_balances(
-                        {domain.holding_account(i.order.from_bank) for i in new})
-                    outcomes = domain.prepare_in_turn([i.order for i in new], set(banks),
-                                                      balances)
-                prepared = [(item, entry) for item, entry in zip(new, outcomes)
-                            if isinstance(entry, domain.Entry)]
-                if prepared:
-                    await tx.insert_prepared([(i.order, i.digest) for i, _ in prepared],
-                                             now, now + self.lease_ms)
-                    await tx.post_entries([
-                        (entry, f"transfer:{item.order.transfer_id}:prepare")
-                        for item, entry in prepared], now)
-        except BaseException:
-            self._conn = None
-            await self.store.release(conn)  # the pool closes a broken connection
-            raise
+        async with self.store.transaction(conn) as tx:
+            known = await tx.find_transfers(firsts)
+            new = [item for tid, item in firsts.items() if tid not in known]
+            banks: dict = {}
+            outcomes: list = []
+            if new:
+                banks = await tx.find_banks({i.order.to_bank for i in new})
+                balances = await tx.lock_balances(
+                    {domain.holding_account(i.order.from_bank) for i in new})
+                outcomes = domain.prepare_in_turn([i.order for i in new], set(banks),
+                                                  balances)
+            prepared = [(item, entry) for item, entry in zip(new, outcomes)
+                        if isinstance(entry, domain.Entry)]
+            if prepared:
+                await tx.insert_prepared([(i.order, i.digest) for i, _ in prepared],
+                                         now, now + self.lease_ms)
+                await tx.post_entries([
+                    (entry, f"transfer:{item.order.transfer_id}:prepare")
+                    for item, entry in prepared], now)
         for tid, row in known.items():
             item = firsts[tid]
             if not item.future.done():

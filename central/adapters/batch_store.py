@@ -189,7 +189,8 @@ SET_HEAD = "UPDATE chain_head SET seq = $1, head_hash = $2 WHERE head_id = 1"
 
 
 class PgTx:
-    """One PostgreSQL transaction of a transfer batch, on an asyncpg connection."""
+    """One PostgreSQL transaction of a batch (transfers, the sealer), on an asyncpg
+    connection."""
 
     def __init__(self, conn: Any) -> None:
         self.conn = conn
@@ -253,12 +254,11 @@ class PgTx:
         rows = await self.conn.fetch(UNSEALED, limit)
         entries = [chain.JournalEntry(r[0], r[1], r[2], r[3], r[4], tuple(zip(r[5], r[6])))
                    for r in rows]
-        transfer_ids = {chain.transfer_id_of(e.reference) for e in entries
-                        if e.kind in chain.TRANSFER_KINDS} - {None}
+        transfer_ids = chain.transfer_ids(entries)
         banks = {}
         if transfer_ids:
-            banks = {r[0]: (r[1], r[2]) for r in await self.conn.fetch(
-                TRANSFER_BANKS, sorted(transfer_ids))}
+            banks = {r[0]: (r[1], r[2])
+                     for r in await self.conn.fetch(TRANSFER_BANKS, transfer_ids)}
         return [(e, banks.get(chain.transfer_id_of(e.reference) or "")) for e in entries]
 
     async def write_links(self, links: Links) -> None:
@@ -276,7 +276,7 @@ class PgTx:
 
 
 class PgBatchStore:
-    """Transfer batches on PostgreSQL, over a small asyncpg pool of their own."""
+    """Central's batches on PostgreSQL, over a small asyncpg pool of their own."""
 
     def __init__(self, pool: Any) -> None:
         self.pool = pool
@@ -285,12 +285,10 @@ class PgBatchStore:
     async def open(cls, engine: AsyncEngine, size: int) -> PgBatchStore:
         return cls(await open_asyncpg_pool(engine, size))
 
-    async def connect(self) -> Any:
-        """A connection kept by a batch loop (given back with `release`)."""
-        return await self.pool.acquire()
-
-    async def release(self, conn: Any) -> None:
-        await self.pool.release(conn)
+    @property
+    def loop_pool(self) -> Any:
+        """What a `Batcher` keeps a connection of per loop."""
+        return self.pool
 
     @contextlib.asynccontextmanager
     async def transaction(self, conn: Any = None) -> AsyncIterator[PgTx]:
@@ -320,7 +318,7 @@ def _transfer_row(row) -> TransferRow:
 
 
 class SqlTx:
-    """One transaction of a transfer batch through SQLAlchemy."""
+    """One transaction of a batch (transfers, the sealer) through SQLAlchemy."""
 
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
@@ -375,16 +373,12 @@ class SqlTx:
 
 
 class SqlBatchStore:
-    """Transfer batches through a SQLAlchemy engine: SQLite, one writer at a time."""
+    """Central's batches through a SQLAlchemy engine: SQLite, one writer at a time."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    async def connect(self) -> None:
-        return None   # each batch opens its own transaction (the write lock)
-
-    async def release(self, conn: Any) -> None:
-        return None
+    loop_pool = None   # a `Batcher` loop opens a transaction per batch instead
 
     @contextlib.asynccontextmanager
     async def transaction(self, conn: Any = None) -> AsyncIterator[SqlTx]:

@@ -37,13 +37,12 @@ async def _with_postings(conn: AsyncConnection, rows) -> list[tuple]:
         for p in await conn.execute(sa.select(_P.c.entry_id, _P.c.account_id, _P.c.amount_fen)
                                     .where(_P.c.entry_id.in_(ids)).order_by(_P.c.posting_id)):
             postings[p.entry_id].append((p.account_id, p.amount_fen))
-    transfer_ids = {chain.transfer_id_of(row.reference) for row in rows
-                    if row.kind in chain.TRANSFER_KINDS} - {None}
+    transfer_ids = chain.transfer_ids(rows)
     transfers = {}
     if transfer_ids:
         transfers = {r.transfer_id: (r.from_bank, r.to_bank) for r in await conn.execute(
             sa.select(t.transfers.c.transfer_id, t.transfers.c.from_bank, t.transfers.c.to_bank)
-            .where(t.transfers.c.transfer_id.in_(sorted(transfer_ids))))}
+            .where(t.transfers.c.transfer_id.in_(transfer_ids)))}
     return [(row, chain.JournalEntry(row.entry_id, row.kind, row.bank_id, row.reference,
                                      row.created_ms, tuple(postings[row.entry_id])),
              transfers.get(chain.transfer_id_of(row.reference) or ""))
