@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-import httpx
-
 from rail_protocol import short_code
 from rail_protocol.envelope import Envelope, seal
-from rail_protocol.errors import RailError
 from rail_protocol.instruction_types import (
     CANCEL_ORDER,
     CHARGE_CODE,
@@ -34,7 +31,6 @@ from rail_protocol.instruction_types import (
     WALLET_SETTINGS,
 )
 from rail_protocol.keys import SigningKey
-from rail_protocol.request_auth import sign_read
 from rail_service.client import JSONClient
 
 
@@ -50,11 +46,7 @@ class BankClient(JSONClient):
         """A read signed by the wallet's key over the exact path and query it sends."""
         query = urlencode({k: v for k, v in params.items() if v is not None})
         full = f"{path}?{query}" if query else path
-        try:
-            response = await self.http.get(full, headers={"authorization": sign_read(key, "GET", full)})
-        except httpx.TransportError as exc:
-            raise RailError("upstream_unavailable", f"{self.http.base_url}: {exc!r}") from None
-        return self._decode(response)
+        return await self.signed_request(key, "GET", full)
 
     # --- wallet side ---
     async def open_wallet(self, key: SigningKey, phone: str, *, kind: str = "personal",

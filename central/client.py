@@ -5,13 +5,10 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
-import httpx
-
 from rail_protocol.batches import batch_results
 from rail_protocol.envelope import MAX_TTL_MS, Envelope, new_id, now_ms, seal
 from rail_protocol.errors import CODES, RailError
 from rail_protocol.keys import SigningKey
-from rail_protocol.request_auth import sign_read
 from rail_service.client import JSONClient, RemoteError
 
 from rail_protocol.instruction_types import CENTRAL_ISSUE, CENTRAL_REDEEM, REGISTER_BANK, TRANSFER
@@ -142,12 +139,7 @@ class CentralClient(JSONClient):
         path = "/v1/checkpoints/latest"
         if key is None:
             return await self.request("GET", path)
-        try:
-            response = await self.http.get(
-                path, headers={"authorization": sign_read(key, "GET", path)})
-        except httpx.TransportError as exc:
-            raise RailError("upstream_unavailable", f"{self.http.base_url}: {exc!r}") from None
-        return self._decode(response)
+        return await self.signed_request(key, "GET", path)
 
 
 def _answer_of(item: object) -> dict | RailError:

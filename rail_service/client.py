@@ -8,6 +8,9 @@ import httpx
 import orjson
 
 from rail_protocol.errors import CODES, RailError
+from rail_protocol.keys import SigningKey
+from rail_protocol.request_auth import sign_read
+from rail_service.service_http import ServiceHTTP, Unreachable
 
 
 class RemoteError(RailError):
@@ -20,6 +23,9 @@ class JSONClient:
         headers = {"content-type": "application/json"}
         if operator_token:
             headers["authorization"] = f"Bearer {operator_token}"
+        self.calls = ServiceHTTP(base_url, timeout_s=timeout_s, headers=headers,
+                                 transport=transport)
+        # httpx's own client, for the few callers that want it (signed reads, images).
         self.http = httpx.AsyncClient(base_url=base_url.rstrip("/"), headers=headers,
                                       timeout=timeout_s, transport=transport)
 
@@ -30,6 +36,7 @@ class JSONClient:
         await self.aclose()
 
     async def aclose(self) -> None:
+        await self.calls.aclose()
         await self.http.aclose()
 
     async def request(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
@@ -40,23 +47,31 @@ class JSONClient:
                             **params: Any) -> Any:
         """Send exactly these bytes (a retry of a stored request, or a test of the edge)."""
         try:
-            response = await self.http.request(method, path, content=content,
-                                               params=params or None)
-        except httpx.TransportError as exc:
-            raise RailError("upstream_unavailable", f"{self.http.base_url}: {exc!r}") from None
-        return self._decode(response)
+            reply = await self.calls.request(method, path, content=content,
+                                             params=params or None)
+        except Unreachable as exc:
+            raise RailError("upstream_unavailable", str(exc)) from None
+        return self._decode(reply.status, reply.content)
 
-    def _decode(self, response: httpx.Response) -> Any:
+    async def signed_request(self, key: SigningKey, method: str, path: str) -> Any:
+        """A request signed by `key` over its method and exact path (query included)."""
         try:
-            data = orjson.loads(response.content) if response.content else None
+            reply = await self.calls.request(method, path, headers={
+                "authorization": sign_read(key, method, path)})
+        except Unreachable as exc:
+            raise RailError("upstream_unavailable", str(exc)) from None
+        return self._decode(reply.status, reply.content)
+
+    def _decode(self, status: int, content: bytes) -> Any:
+        try:
+            data = orjson.loads(content) if content else None
         except orjson.JSONDecodeError:
-            raise RailError("upstream_unavailable",
-                            f"HTTP {response.status_code}: not JSON") from None
-        if response.status_code >= 400:
+            raise RailError("upstream_unavailable", f"HTTP {status}: not JSON") from None
+        if status >= 400:
             error = (data or {}).get("error", {}) if isinstance(data, dict) else {}
             code = error.get("code")
             if code not in CODES:
-                raise RailError("upstream_unavailable",
-                                f"HTTP {response.status_code}: {error or response.text[:200]}")
+                text = content[:200].decode("utf-8", "replace")
+                raise RailError("upstream_unavailable", f"HTTP {status}: {error or text}")
             raise RemoteError(code, error.get("message"))
         return data
