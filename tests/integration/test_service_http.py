@@ -5,16 +5,22 @@ answer is always `Unreachable`, never a hang or a library's own exception."""
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import httpx
 import orjson
 import pytest
 import uvicorn
 
+from rail_protocol.errors import RailError
 from rail_service.client import JSONClient, RemoteError
 from rail_service.service_http import ServiceHTTP, Unreachable
-from rail_protocol.errors import RailError
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def echo_app(scope, receive, send) -> None:
@@ -120,3 +126,15 @@ async def test_the_json_client_reads_typed_refusals_and_garbage_over_sockets(ser
         with pytest.raises(RailError) as unreachable:
             await nobody.request("GET", "/v1/health")
         assert unreachable.value.code == "upstream_unavailable"
+
+
+def test_the_client_benchmark_runs_and_prints_both_figures():
+    """A smoke run of `loadtests/bench_service_http.py` (its real run is longer)."""
+    done = subprocess.run([sys.executable, "loadtests/bench_service_http.py", "--calls", "80",
+                           "--rounds", "1"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    figures = dict(re.findall(r"^  (httpx\.AsyncClient|ServiceHTTP \(aiohttp\))\s+(\d+) us$",
+                              done.stdout, re.MULTILINE))
+    assert set(figures) == {"httpx.AsyncClient", "ServiceHTTP (aiohttp)"}, done.stdout
+    assert all(int(us) > 0 for us in figures.values())
