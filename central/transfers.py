@@ -10,8 +10,9 @@ moves. Nothing is decided by a timeout; a party that is down only delays the tra
 
 Under load this runs in batches (group commit): message 1s that arrive while a batch is in
 the database are prepared together in the next one transaction, their message 2s go to each
-payee bank in one batch call, and the answers are finished in one transaction; every account
-(the hot `in_flight` above all) is written once per batch. Each transfer is still decided,
+payee bank in one batch call, and the answers are finished in the transaction of the next
+prepare batch (one commit for both, not two that take turns on the same accounts); every
+account (the hot `in_flight` above all) is written once per batch. Each transfer is still decided,
 recorded and finished exactly as alone, and anything a batch cannot take goes one at a time."""
 
 from __future__ import annotations
@@ -87,6 +88,17 @@ class _Item:
     digest: str
     future: asyncio.Future
     bank: Any = None  # the payee bank's row, once prepared (where to deliver)
+
+
+@dataclass(slots=True)
+class _Finishing:
+    """Answered transfers (and unanswered ones to put off) from a first delivery, waiting to
+    be finished in the next prepare batch's transaction: one commit for both, and the
+    accounts (`in_flight` above all) moved once for both."""
+
+    answered: list[tuple[domain.TransferOrder, domain.CreditAnswer]]
+    unanswered: list[tuple[str, int]]
+    future: asyncio.Future
 
 
 # A message 1 its batch did not finish (`NotDone`) goes the one-at-a-time way, which finds
@@ -222,31 +234,49 @@ class Transfers:
             return False
         return True
 
-    async def _run_batch(self, items: list[_Item], conn=None) -> None:
-        """Prepare a batch of message 1s in ONE transaction on the batcher's own connection
-        (`conn`, on PostgreSQL; its statements do not grow with the batch): which ids are known (answered from
-        their rows), which payee banks are registered, the paying banks' holdings locked
-        once; the domain decides each new transfer in turn; the new rows, their entries and
-        one move per account are written. Refusals are answered at once; the prepared ones
-        are delivered in the background while the next batch is prepared. A second message
-        with an id already in the batch waits for the batch and then goes one at a time, as
-        does the whole batch on any error (another process preparing one of the same ids,
-        a guard that fails): nothing of it was committed."""
+    async def _run_batch(self, items: list[_Item | _Finishing], conn=None) -> None:
+        """Finish what first deliveries brought back (`_Finishing`) and prepare a batch of
+        message 1s, in ONE transaction on the batcher's own connection (`conn`, on
+        PostgreSQL; its statements do not grow with the batch): the answered transfers
+        finished, which ids are known (answered from their rows), which payee banks are
+        registered, the paying banks' holdings locked once; the domain decides each new
+        transfer in turn; the new rows, the entries of both and one move per account are
+        written. Refusals are answered at once; the prepared ones are delivered in the
+        background while the next batch is prepared. A second message with an id already
+        in the batch waits for the batch and then goes one at a time, as does the whole
+        batch on any error (another process preparing one of the same ids, a guard that
+        fails), and its finishes go in a transaction of their own: nothing of it was
+        committed."""
+        finishing = [item for item in items if isinstance(item, _Finishing)]
         firsts: dict[str, _Item] = {}
         again: list[_Item] = []
         for item in items:
+            if isinstance(item, _Finishing):
+                continue
             if item.order.transfer_id in firsts:
                 again.append(item)
             else:
                 firsts[item.order.transfer_id] = item
         now = now_ms()
+        answered = [pair for f in finishing for pair in f.answered]
+        unanswered = [pair for f in finishing for pair in f.unanswered]
+        known: dict = {}
+        new: list[_Item] = []
+        prepared: list = []
         async with self.store.transaction(conn) as tx:
-            known = await tx.find_transfers(firsts)
-            new = [item for tid, item in firsts.items() if tid not in known]
+            # The finishes first: they lock their transfers' rows, then (as the prepares)
+            # the accounts, the order every transaction at central takes them in.
+            finished, entries, prepared_ms = await self._finish_in(tx, answered, unanswered,
+                                                                   now)
+            if firsts:
+                known = await tx.find_transfers(firsts)
+                new = [item for tid, item in firsts.items() if tid not in known]
             banks: dict = {}
             outcomes: list = []
             if new:
                 banks = await tx.find_banks({i.order.to_bank for i in new})
+                # Read before this batch's finishes move them: a finish only adds to a
+                # holding, so the prepares are decided on no more than there will be.
                 balances = await tx.lock_balances(
                     {domain.holding_account(i.order.from_bank) for i in new})
                 outcomes = domain.prepare_in_turn([i.order for i in new], set(banks),
@@ -256,9 +286,16 @@ class Transfers:
             if prepared:
                 await tx.insert_prepared([(i.order, i.digest) for i, _ in prepared],
                                          now, now + self.lease_ms)
-                await tx.post_entries([
-                    (entry, f"transfer:{item.order.transfer_id}:prepare")
-                    for item, entry in prepared], now)
+                entries += [(entry, f"transfer:{item.order.transfer_id}:prepare")
+                            for item, entry in prepared]
+            if entries:
+                await tx.post_entries(entries, now)
+        if finishing:
+            self._count_finished(answered, finished, prepared_ms, now)
+            for f in finishing:
+                f.future.set_result({order.transfer_id: finished[order.transfer_id]
+                                     for order, _answer in f.answered
+                                     if order.transfer_id in finished})
         for tid, row in known.items():
             item = firsts[tid]
             if not item.future.done():
@@ -294,7 +331,8 @@ class Transfers:
         statuses: dict = {}  # _Status of those finished here, rows of the others
         try:
             banks = {item.order.to_bank: item.bank for item in items}
-            statuses = await self._deliver([(item.order, 1) for item in items], banks)
+            statuses = await self._deliver([(item.order, 1) for item in items], banks,
+                                           with_next_batch=True)
             rest = [item.order.transfer_id for item in items
                     if item.order.transfer_id not in statuses]
             if rest:
@@ -322,11 +360,13 @@ class Transfers:
     # --- message 2 --------------------------------------------------------------------
 
     async def _deliver(self, claimed: list[tuple[domain.TransferOrder, int]],
-                       banks: dict | None = None) -> dict[str, _Status]:
+                       banks: dict | None = None, *,
+                       with_next_batch: bool = False) -> dict[str, _Status]:
         """One delivery of message 2 for transfers this process has claimed (each with its
         try number): one batch call per payee bank, the banks called concurrently. The
-        answers finish their transfers in one transaction; the rest are put off (unless
-        another worker has claimed them since). Returns what this delivery finished."""
+        answers finish their transfers in one transaction (`with_next_batch`: the next
+        prepare batch's); the rest are put off (unless another worker has claimed them
+        since). Returns what this delivery finished."""
         if banks is None:
             async with self.store.reading() as tx:
                 banks = await tx.find_banks({order.to_bank for order, _ in claimed})
@@ -345,7 +385,10 @@ class Transfers:
         done = {order.transfer_id for order, _ in answered}
         unanswered = [(order.transfer_id, attempts) for order, attempts in claimed
                       if order.transfer_id not in done]
-        finished = await self._finish(answered, unanswered)
+        if with_next_batch:
+            finished = await self._finish_with_next_batch(answered, unanswered)
+        else:
+            finished = await self._finish(answered, unanswered)
         if answered:
             crash_point("central.transfer.after_settle")
         return finished
@@ -368,37 +411,67 @@ class Transfers:
                             order.transfer_id, order.to_bank)
         return answered
 
+    async def _finish_with_next_batch(
+            self, answered: list[tuple[domain.TransferOrder, domain.CreditAnswer]],
+            unanswered: list[tuple[str, int]]) -> dict[str, _Status]:
+        """`_finish`, in the next prepare batch's transaction (`_Finishing`); alone when that
+        batch did not take it (it failed, or the batcher is closing)."""
+        if self.batcher is not None:
+            item = _Finishing(answered, unanswered, asyncio.get_running_loop().create_future())
+            self.batcher.submit(item)
+            try:
+                return await item.future
+            except NotDone:
+                pass
+        return await self._finish(answered, unanswered)
+
     async def _finish(self, answered: list[tuple[domain.TransferOrder, domain.CreditAnswer]],
                       unanswered: list[tuple[str, int]]) -> dict[str, _Status]:
         """Settle or reject the answered transfers, exactly once each, and put the others
-        off, in one transaction: a status leaves `prepared` only in the statement that
-        returns its id, and only those get their entry; one someone finished first is left
-        alone. Returns the outcome of each transfer finished here."""
-        finished: dict[str, _Status] = {}
-        entries = []
+        off, in one transaction of their own. Returns the outcome of each transfer finished
+        here."""
         now = now_ms()
-        prepared_ms: dict[str, int] = {}   # when each transfer finished here was prepared
         async with self.store.transaction() as tx:
-            if answered:
-                prepared_ms = await tx.finish([(order.transfer_id, answer.status, answer.code)
-                                               for order, answer in answered], now)
-            for order, answer in answered:
-                if order.transfer_id in prepared_ms:
-                    finished[order.transfer_id] = _Status.of(order, answer.status, answer.code)
-                    entries.append((domain.transfer_finish(order, answer),
-                                    f"transfer:{order.transfer_id}:{answer.status}"))
+            finished, entries, prepared_ms = await self._finish_in(tx, answered, unanswered,
+                                                                   now)
             if entries:
                 await tx.post_entries(entries, now)
-            if unanswered:
-                await tx.postpone(unanswered, now)
-        for order, answer in answered:     # the dashboard's counts, after the commit
+        self._count_finished(answered, finished, prepared_ms, now)
+        return finished
+
+    async def _finish_in(self, tx, answered: list[tuple[domain.TransferOrder,
+                                                        domain.CreditAnswer]],
+                         unanswered: list[tuple[str, int]], now: int
+                         ) -> tuple[dict[str, _Status], list, dict[str, int]]:
+        """Within `tx`: a status leaves `prepared` only in the statement that returns its id,
+        and only those get their entry (returned, for the caller to post with any others);
+        one someone finished first is left alone; the unanswered are put off. Returns the
+        outcomes, the entries, and when each transfer finished here was prepared."""
+        finished: dict[str, _Status] = {}
+        entries = []
+        prepared_ms: dict[str, int] = {}
+        if answered:
+            prepared_ms = await tx.finish([(order.transfer_id, answer.status, answer.code)
+                                           for order, answer in answered], now)
+        for order, answer in answered:
+            if order.transfer_id in prepared_ms:
+                finished[order.transfer_id] = _Status.of(order, answer.status, answer.code)
+                entries.append((domain.transfer_finish(order, answer),
+                                f"transfer:{order.transfer_id}:{answer.status}"))
+        if unanswered:
+            await tx.postpone(unanswered, now)
+        return finished, entries, prepared_ms
+
+    def _count_finished(self, answered, finished: dict[str, _Status],
+                        prepared_ms: dict[str, int], now: int) -> None:
+        """The dashboard's counts and a log line, after the commit."""
+        for order, answer in answered:
             if order.transfer_id in finished:
                 self.interbank.finished(answer.status, answer.code, order.amount_fen,
                                         now - prepared_ms[order.transfer_id])
         if finished:
             outcomes = Counter(s.status for s in finished.values())
             log.info("finished %d transfer(s): %s", len(finished), dict(outcomes))
-        return finished
 
     async def deliver_due(self) -> int:
         """One pass of the worker: claim the due prepared transfers (a bounded batch, in one

@@ -48,8 +48,13 @@ class Batcher:
         self._tasks = [asyncio.get_running_loop().create_task(self._loop(), name=f"{name}-{i}")
                        for i in range(loops)]
         self.batches = self.items = self.largest = 0  # for tests and measurements
+        self._closed = False
 
     def submit(self, item: Any) -> None:
+        """Queue `item` for a coming batch; once closed, it goes to `fail` at once."""
+        if self._closed:
+            self._fail([item])
+            return
         self._queue.put_nowait(item)
 
     async def _loop(self) -> None:
@@ -83,6 +88,7 @@ class Batcher:
                 await self._pool.release(conn)
 
     async def aclose(self) -> None:
+        self._closed = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

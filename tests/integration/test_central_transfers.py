@@ -777,3 +777,80 @@ async def test_an_item_that_fails_unexpectedly_does_not_fail_the_others(
     monkeypatch.undo()
     check_statement(rail, (await send_batch(rail.central, [unlucky]))[0], unlucky, "settled")
     await assert_balanced(rail.central)
+
+
+# --- finishes ride on the next prepare batch -----------------------------------------------
+
+async def test_a_first_delivery_is_finished_in_the_next_prepare_batchs_transaction(
+        two_payers, monkeypatch):
+    """Under load a delivery's answers are not finished in a transaction of their own: the
+    prepare batcher finishes them with the message 1s it prepares next (one commit, the
+    accounts moved once for both), and every transfer still settles exactly once."""
+    rail = two_payers
+    alone = []
+    finish = rail.service._finish
+
+    async def counted(answered, unanswered):
+        alone.append(len(answered))
+        return await finish(answered, unanswered)
+
+    monkeypatch.setattr(rail.service, "_finish", counted)
+    envs = ([message1(rail, 300 + i) for i in range(30)]
+            + [transfer_envelope(rail.c_key, C, B, 400 + i, PAYEE) for i in range(30)])
+    answers = await asyncio.gather(*(rail.central.transfer(env) for env in envs))
+    assert [a["status"] for a in answers] == ["settled"] * len(envs)
+    assert alone == []
+    assert rail.b.credits == len(envs)
+    a_total, c_total = sum(300 + i for i in range(30)), sum(400 + i for i in range(30))
+    assert await holdings(rail.central) == {A: A_FLOAT_FEN - a_total, C: C_FLOAT_FEN - c_total,
+                                            B: B_FLOAT_FEN + a_total + c_total, "in_flight": 0}
+    for env in envs[::7]:
+        assert await entries_of(rail.central, env.id) == ["transfer_prepare", "transfer_settle"]
+    await assert_balanced(rail.central)
+
+
+async def test_when_the_batch_that_took_a_finish_fails_the_finish_goes_alone(
+        two_payers, monkeypatch):
+    rail = two_payers
+    finish_in = rail.service._finish_in
+    failed = []
+
+    async def fails_once_in_a_batch(tx, answered, unanswered, now):
+        if answered and not failed:
+            failed.append(len(answered))
+            raise RuntimeError("the batch's transaction fails")
+        return await finish_in(tx, answered, unanswered, now)
+
+    monkeypatch.setattr(rail.service, "_finish_in", fails_once_in_a_batch)
+    envs = [message1(rail, 500 + i) for i in range(5)]
+    answers = await asyncio.gather(*(rail.central.transfer(env) for env in envs))
+    assert failed, "no finish went through a batch"
+    assert [a["status"] for a in answers] == ["settled"] * len(envs)
+    for env in envs:
+        assert await entries_of(rail.central, env.id) == ["transfer_prepare", "transfer_settle"]
+    assert rail.b.credits == len(envs)
+    await assert_balanced(rail.central)
+
+
+async def test_a_batcher_closed_refuses_what_comes_after_at_once():
+    """Nothing waits for ever on a batcher that is closing: what is submitted after its
+    close goes to `fail` at once (a delivery's finish then goes alone)."""
+    from rail_service.batcher import Batcher, NotDone, fail_all
+
+    ran = []
+
+    async def run(batch):
+        for item in batch:
+            ran.append(item)
+            item.future.set_result("done")
+
+    batcher = Batcher(run, fail_all, max_items=8, name="test")
+    before = SimpleNamespace(future=asyncio.get_running_loop().create_future())
+    batcher.submit(before)
+    assert await before.future == "done"
+    await batcher.aclose()
+    after = SimpleNamespace(future=asyncio.get_running_loop().create_future())
+    batcher.submit(after)
+    with pytest.raises(NotDone):
+        await asyncio.wait_for(after.future, 1)
+    assert ran == [before]
