@@ -133,7 +133,7 @@ class CreditEngine:
 
     def __init__(self, bank, store: BatchStore | None = None) -> None:
         self.bank, self.store = bank, store
-        self.batches = self.booked = 0     # counted for tests and logs
+        self.batches = self.booked = 0     # counted for tests, logs and `stats`
 
     @classmethod
     async def start(cls, bank, *, pool_size: int = 2) -> CreditEngine:

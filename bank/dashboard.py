@@ -34,8 +34,9 @@ class BankDashboard:
     """Gathers one bank node's figures; the aggregation only, no HTTP of its own."""
 
     def __init__(self, bank: Bank, watch: CheckpointWatch, settings: BankSettings,
-                 outcomes: Outcomes) -> None:
+                 outcomes: Outcomes, *, stages=dict) -> None:
         self.bank, self.watch, self.settings, self.outcomes = bank, watch, settings, outcomes
+        self.stages = stages   # the hot path's batches and calls (counts since start)
         self.service = bank.bank_id
         self.title = f"yuanrail bank {bank.bank_id}: {bank.name}"
         self.templates = template_environment(TEMPLATES)
@@ -63,7 +64,7 @@ class BankDashboard:
 
         return {
             "service": self.bank.bank_id, "bank_id": self.bank.bank_id, "name": self.bank.name,
-            "at_ms": now,
+            "at_ms": now, "stages": self.stages(),
             "payments": {
                 # tenths of a payment per second, as text: no float
                 "per_second_text": f"{recent // RATE_WINDOW_S}.{recent * 10 // RATE_WINDOW_S % 10}",
@@ -105,13 +106,22 @@ class BankDashboard:
         }
 
 
+def _stages(state) -> dict:
+    """The payment engine's batchers and calls, and the credit batches (message 2s)."""
+    stages = state.payments.stages()
+    credits = state.credits
+    stages["batches"]["credit-batch"] = {"batches": credits.batches, "items": credits.booked}
+    return stages
+
+
 def install(app, settings: BankSettings) -> None:
     """Serve the bank's dashboard; it starts after the payment engine, whose counts it
     shows (installed after `bank.payment_engine.install`)."""
 
     async def start(a) -> BankDashboard:
         a.state.dashboard = BankDashboard(a.state.bank, a.state.checkpoints, settings,
-                                          a.state.payments.outcomes)
+                                          a.state.payments.outcomes,
+                                          stages=lambda: _stages(a.state))
         return a.state.dashboard
 
     extend_app(app, "dashboard_board", start)

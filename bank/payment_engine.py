@@ -232,6 +232,14 @@ class PaymentEngine:
         fast.sender = TransferSender(bank, store, pool=pool, max_batch=fast._max_batch)
         return fast
 
+    def stages(self) -> dict:
+        """Its batchers' counts and its calls to central (`Batcher.stats`,
+        `ServiceHTTP.stats`): for the dashboard's figures and the load test's report."""
+        batchers = [self.payments, self.orders,
+                    self.sender.settles if self.sender is not None else None]
+        return {"batches": {b.name: b.stats() for b in batchers if b is not None},
+                "calls": {"central": self.bank.central.calls.stats()}}
+
     async def aclose(self) -> None:
         if self.sender is not None:
             await self.sender.aclose()

@@ -99,7 +99,7 @@ class CentralDashboard:
                 "status": "unknown", "alarm": False, "detail": "no URL registered"}
         latest = checkpoints[-1][1] if checkpoints else None
         return {
-            "service": "central", "at_ms": now,
+            "service": "central", "at_ms": now, "stages": self.central.transfers.stages(),
             "supply": {**supply, "total_issued_text": format_fen(supply["total_issued_fen"]),
                        "backing_text": format_fen(supply["backing_fen"]),
                        "in_flight_text": format_fen(supply["in_flight_fen"])},

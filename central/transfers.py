@@ -141,6 +141,13 @@ class Transfers:
         self.batcher = Batcher(self._run_batch, fail_all, pool=store.loop_pool,
                                max_items=self.max_batch, name="transfer-batcher")
 
+    def stages(self) -> dict:
+        """The prepare batcher's and the deliveries' counts and the calls to the banks
+        (`Batcher.stats`, `ServiceHTTP.stats`): for the dashboard and the load test."""
+        batchers = [self.batcher, *self._deliveries.values()]
+        return {"batches": {b.name: b.stats() for b in batchers if b is not None},
+                "calls": {"banks": self.banks.calls.stats()}}
+
     async def aclose(self) -> None:
         if self.batcher is not None:
             await self.batcher.aclose()

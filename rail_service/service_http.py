@@ -11,6 +11,7 @@ way the caller sees the same `Reply`, or `Unreachable` when no answer came."""
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,14 @@ class ServiceHTTP:
         self._transport = transport
         self._httpx: httpx.AsyncClient | None = None
         self._session: aiohttp.ClientSession | None = None   # made in the running loop
+        self.calls = self.unreachable = 0   # for measurements: counts, and the time taken
+        self.call_s = 0.0
+
+    def stats(self) -> dict[str, int]:
+        """Counts since start: calls, those without an answer, and the time calls took, in
+        microseconds in all."""
+        return {"calls": self.calls, "unreachable": self.unreachable,
+                "call_us": int(self.call_s * 1e6)}
 
     async def request(self, method: str, url: str, *, content: bytes | None = None,
                       params: dict[str, Any] | None = None,
@@ -58,8 +67,20 @@ class ServiceHTTP:
             headers = {**self.headers, **headers}
         else:
             headers = self.headers
-        if self._transport is not None:
-            return await self._via_httpx(method, url, content, params, headers)
+        started = time.monotonic()
+        self.calls += 1
+        try:
+            if self._transport is not None:
+                return await self._via_httpx(method, url, content, params, headers)
+            return await self._via_aiohttp(method, url, content, params, headers)
+        except Unreachable:
+            self.unreachable += 1
+            raise
+        finally:
+            self.call_s += time.monotonic() - started
+
+    async def _via_aiohttp(self, method: str, url: str, content: bytes | None,
+                           params: dict[str, Any] | None, headers: dict[str, str]) -> Reply:
         session = self._session
         if session is None:
             session = self._session = aiohttp.ClientSession(

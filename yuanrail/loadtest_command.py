@@ -360,6 +360,54 @@ async def audit_until_balanced(rail: Rail, timeout_s: float = 45) -> tuple[bool,
         await asyncio.sleep(1)
 
 
+def read_stages(rail: Rail) -> dict[str, dict]:
+    """Each service's hot-path counts since it started (its dashboard's `stages`: batches,
+    items, time waited and run; calls and their time), read with its operator token."""
+    import httpx
+
+    tokens = {"central": (rail.central_url, CENTRAL_TOKEN),
+              **{b: (url, BANK_TOKENS[b]) for b, url in rail.bank_urls.items()}}
+    stages = {}
+    for service, (url, token) in tokens.items():
+        try:
+            figures = httpx.get(f"{url}/dashboard/figures.json", timeout=10,
+                                headers={"authorization": f"Bearer {token}"}).json()
+            stages[service] = figures["stages"]
+        except (httpx.HTTPError, ValueError, KeyError):
+            stages[service] = {}
+    return stages
+
+
+def stage_deltas(before: dict, after: dict) -> dict:
+    """What each stage did between two readings of `read_stages`: per batcher its batches,
+    items per batch, milliseconds an item waited for its batch and a batch ran; per client
+    its calls, milliseconds a call took, and calls without an answer."""
+    out: dict = {}
+    for service, now in after.items():
+        then = before.get(service, {})
+        mine: dict = {}
+        for name, b in now.get("batches", {}).items():
+            a = then.get("batches", {}).get(name, {})
+            batches = b["batches"] - a.get("batches", 0)
+            items = b["items"] - a.get("items", 0)
+            if batches <= 0:
+                continue
+            row = {"batches": batches, "items_per_batch": round(items / batches, 2)}
+            if "wait_us" in b:
+                row["wait_ms"] = round((b["wait_us"] - a.get("wait_us", 0)) / items / 1000, 2)
+                row["run_ms"] = round((b["run_us"] - a.get("run_us", 0)) / batches / 1000, 2)
+            mine[name] = row
+        for name, c in now.get("calls", {}).items():
+            a = then.get("calls", {}).get(name, {})
+            calls = c["calls"] - a.get("calls", 0)
+            if calls > 0:
+                mine[f"calls to {name}"] = {
+                    "calls": calls, "unreachable": c["unreachable"] - a.get("unreachable", 0),
+                    "call_ms": round((c["call_us"] - a.get("call_us", 0)) / calls / 1000, 2)}
+        out[service] = mine
+    return out
+
+
 # --- baselines -------------------------------------------------------------------------
 
 def verifier_bench(seconds: float = 3.0) -> dict:
@@ -768,10 +816,15 @@ def _run(args: argparse.Namespace) -> int:
                                                psutil)
             for scenario in scenarios:
                 name = f"{scenario}{tag}"
+                # A service with several workers answers from one of them: no stages then.
+                one_process = args.workers == 1 and args.central_workers == 1
+                stages_before = read_stages(rail) if one_process else None
                 run = run_locust(name, LOADTESTS / "locustfile.py", SCENARIOS[scenario], args,
                                  out, env, groups, PAYMENT_NAMES)
                 summary = summarize(run, PAYMENT_NAMES)
                 summary["reads"] = _reads(run)
+                if stages_before is not None:
+                    summary["stages"] = stage_deltas(stages_before, read_stages(rail))
                 balanced, lines = asyncio.run(audit_until_balanced(rail))
                 summary["audit_balanced"] = balanced
                 summary["audit"] = lines
@@ -973,6 +1026,7 @@ def render_report(results: dict) -> str:
             extra.append("payments/s by round " + ", ".join(f"{v:,}" for v in s["rounds"]))
         if extra:
             lines.append(f"- {name}: " + "; ".join(extra))
+    lines += _stage_lines(results["scenarios"])
     if pg:
         lines += ["", "Targets (2 cores, generator on the same machine):"]
         for name, fraction in TARGETS.items():
@@ -992,6 +1046,31 @@ def render_report(results: dict) -> str:
         lines.append(f"- failures that are not business refusals: {failures} "
                      f"({'MET' if failures == 0 else 'MISSED'})")
     return "\n".join(lines) + "\n"
+
+
+def _stage_lines(scenarios: dict) -> list[str]:
+    """The hot path's stages, per scenario: where a payment waits and what each batch
+    costs (from `stage_deltas`; only with one process per service)."""
+    lines: list[str] = []
+    for name, s in scenarios.items():
+        stages = s.get("stages")
+        if not stages:
+            continue
+        if not lines:
+            lines = ["", "Stages (each service's batches and calls during the scenario; wait: "
+                     "an item queued for its batch; run: a batch from start to its answers):",
+                     "", "| scenario | service | stage | batches or calls | items per batch | "
+                     "wait ms | run or call ms |", "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
+        for service, rows in stages.items():
+            for stage, r in rows.items():
+                if "calls" in r:
+                    lines.append(f"| {name} | {service} | {stage} | {r['calls']:,} | | | "
+                                 f"{r['call_ms']} |")
+                else:
+                    lines.append(f"| {name} | {service} | {stage} | {r['batches']:,} | "
+                                 f"{r['items_per_batch']} | {r.get('wait_ms', '')} | "
+                                 f"{r.get('run_ms', '')} |")
+    return lines
 
 
 def _rail_split(cpu: dict) -> str:

@@ -228,6 +228,14 @@ async def test_bank_dashboard_shows_movements_refusals_classes_and_vault(rail, c
         after = (await api.get("/dashboard/figures.json")).json()
         assert after["payments"]["total"] == before["payments"]["total"] + 1
         assert after["refusals"]["total"] == before["refusals"]["total"] + 1
+        # the hot path's stages: the payment went through a payment batch and a settle
+        # batch, its message 1 through a call to central
+        stages, earlier = after["stages"], before["stages"]
+        assert stages["batches"]["pay-batch"]["items"] >= \
+            earlier["batches"]["pay-batch"]["items"] + 2
+        assert stages["batches"]["settle-batch"]["items"] == \
+            earlier["batches"]["settle-batch"]["items"] + 1
+        assert stages["calls"]["central"]["calls"] > earlier["calls"]["central"]["calls"]
         assert after["refusals"]["by_code"][refused.value.code] == \
             before["refusals"]["by_code"].get(refused.value.code, 0) + 1
         codes = after["refusals"]["by_code"]

@@ -1,5 +1,6 @@
-"""What `yuanrail loadtest` says of CPU: each service's cores, and each of its busy
-processes when it runs several uvicorn workers (`--workers`)."""
+"""What `yuanrail loadtest` says of CPU (each service's cores, and each of its busy
+processes when it runs several uvicorn workers, `--workers`) and of the hot path's stages
+(each batcher's batches, waits and runs; each client's calls)."""
 
 from __future__ import annotations
 
@@ -28,3 +29,44 @@ def test_the_meter_counts_each_process_of_a_service_and_their_sum():
     assert used["yangtze"] == 5.0
     assert (used["yangtze[0]"], used["yangtze[1]"], used["yangtze[2]"]) == (0.5, 3.0, 1.5)
     assert used["generator"] == 2.0 and "generator[0]" not in used
+
+
+def test_stage_deltas_are_what_each_stage_did_between_two_readings():
+    from yuanrail.loadtest_command import stage_deltas
+
+    before = {"yangtze": {"batches": {"pay-batch": {"batches": 10, "items": 30,
+                                                    "wait_us": 60_000, "run_us": 50_000},
+                                      "credit-batch": {"batches": 5, "items": 5}},
+                          "calls": {"central": {"calls": 4, "unreachable": 0,
+                                                "call_us": 40_000}}}}
+    after = {"yangtze": {"batches": {"pay-batch": {"batches": 30, "items": 110,
+                                                   "wait_us": 220_000, "run_us": 210_000},
+                                     "credit-batch": {"batches": 9, "items": 25},
+                                     "order-batch": {"batches": 0, "items": 0,
+                                                     "wait_us": 0, "run_us": 0}},
+                         "calls": {"central": {"calls": 24, "unreachable": 1,
+                                               "call_us": 440_000}}},
+             "central": {}}
+    assert stage_deltas(before, after) == {
+        "yangtze": {
+            # 80 items in 20 batches, waiting 160 ms in all and running 160 ms in all
+            "pay-batch": {"batches": 20, "items_per_batch": 4.0, "wait_ms": 2.0,
+                          "run_ms": 8.0},
+            "credit-batch": {"batches": 4, "items_per_batch": 5.0},
+            "calls to central": {"calls": 20, "unreachable": 1, "call_ms": 20.0}},
+        "central": {}}
+
+
+def test_the_report_has_a_stage_table_only_where_stages_were_read():
+    from yuanrail.loadtest_command import _stage_lines
+
+    scenarios = {"interbank": {"stages": {"central": {
+        "transfer-batcher": {"batches": 900, "items_per_batch": 4.7, "wait_ms": 3.5,
+                             "run_ms": 8.2},
+        "calls to banks": {"calls": 683, "unreachable": 0, "call_ms": 18.2}}}},
+        "qr": {}}
+    lines = _stage_lines(scenarios)
+    assert "| interbank | central | transfer-batcher | 900 | 4.7 | 3.5 | 8.2 |" in lines
+    assert "| interbank | central | calls to banks | 683 | | | 18.2 |" in lines
+    assert not any("| qr |" in line for line in lines)
+    assert _stage_lines({"qr": {}}) == []
