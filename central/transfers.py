@@ -275,27 +275,27 @@ class Transfers:
             # the accounts, the order every transaction at central takes them in.
             finished, entries, prepared_ms = await self._finish_in(tx, answered, unanswered,
                                                                    now)
-            if firsts:
-                known = await tx.find_transfers(firsts)
-                new = [item for tid, item in firsts.items() if tid not in known]
             banks: dict = {}
             outcomes: list = []
-            if new:
-                banks = await tx.find_banks({i.order.to_bank for i in new})
-                # Read before this batch's finishes move them: a finish only adds to a
-                # holding, so the prepares are decided on no more than there will be.
-                balances = await tx.lock_balances(
-                    {domain.holding_account(i.order.from_bank) for i in new})
+            if firsts:
+                # One read: the known ids, the payee banks, the paying banks' holdings
+                # locked (those of a repeat too: harmless). Read before this batch's finishes
+                # move them: a finish only adds to a holding, so the prepares are decided
+                # on no more than there will be.
+                known, banks, balances = await tx.read_for_prepare(
+                    firsts, {i.order.to_bank for i in firsts.values()},
+                    {domain.holding_account(i.order.from_bank) for i in firsts.values()})
+                new = [item for tid, item in firsts.items() if tid not in known]
                 outcomes = domain.prepare_in_turn([i.order for i in new], set(banks),
                                                   balances)
             prepared = [(item, entry) for item, entry in zip(new, outcomes)
                         if isinstance(entry, domain.Entry)]
             if prepared:
-                await tx.insert_prepared([(i.order, i.digest) for i, _ in prepared],
-                                         now, now + self.lease_ms)
                 entries += [(entry, f"transfer:{item.order.transfer_id}:prepare")
                             for item, entry in prepared]
-            if entries:
+                await tx.prepare_and_post([(i.order, i.digest) for i, _ in prepared],
+                                          entries, now, now + self.lease_ms)
+            elif entries:
                 await tx.post_entries(entries, now)
         if finishing:
             self._count_finished(answered, finished, prepared_ms, now)

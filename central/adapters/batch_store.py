@@ -91,19 +91,31 @@ SELECT {_TRANSFER_COLUMNS} FROM transfers WHERE transfer_id = ANY($1::text[])"""
 FIND_BANKS = """
 SELECT bank_id, url, public_key FROM banks WHERE bank_id = ANY($1::text[])"""
 
-# Locked in account order, as every transaction at central takes them: two never deadlock.
-LOCK_BALANCES = """
-SELECT account_id, balance_fen FROM accounts
-WHERE account_id = ANY($1::text[]) ORDER BY account_id FOR UPDATE"""
+# What a prepare batch reads, in one round trip: the batch's transfers already known, its
+# payee banks, and the paying banks' holdings, locked in account order, as every transaction
+# at central takes them (two never deadlock). One row per thing read, `kind` says which.
+READ_FOR_PREPARE = f"""
+WITH locked AS MATERIALIZED (
+    SELECT account_id, balance_fen FROM accounts
+    WHERE account_id = ANY($3::text[]) ORDER BY account_id FOR UPDATE)
+SELECT 'transfer' AS kind, {_TRANSFER_COLUMNS}, NULL::text AS url, NULL::text AS public_key
+FROM transfers WHERE transfer_id = ANY($1::text[])
+UNION ALL
+SELECT 'bank', bank_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, url,
+       public_key
+FROM banks WHERE bank_id = ANY($2::text[])
+UNION ALL
+SELECT 'account', account_id, NULL, NULL, balance_fen, NULL, NULL, NULL, NULL, NULL, NULL,
+       NULL, NULL, NULL
+FROM locked"""
 
-INSERT_PREPARED = """
+_INSERT_PREPARED = """
 INSERT INTO transfers (transfer_id, from_bank, to_bank, amount_fen, payee_wallet, details,
                        digest, status, code, created_ms, updated_ms, attempts,
                        next_attempt_ms)
 SELECT u.transfer_id, u.from_bank, u.to_bank, u.amount, u.payee, u.details, u.digest,
-       'prepared', NULL, $8, $8, 1, $9
-FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[],
-            $7::text[]) AS u(transfer_id, from_bank, to_bank, amount, payee, details, digest)"""
+       'prepared', NULL, {now}, {now}, 1, {lease}
+FROM unnest({arrays}) AS u(transfer_id, from_bank, to_bank, amount, payee, details, digest)"""
 
 # Journal entries, their postings (each entry's in the order given) and one move of each
 # account by the sum of its postings, the accounts locked in account order first; a
@@ -134,6 +146,13 @@ m AS (
       AND (NOT u.guarded OR accounts.balance_fen + u.delta >= 0)
     RETURNING accounts.account_id)
 SELECT account_id FROM m"""
+
+# The new prepared transfers' rows and the journal entries (POST_ENTRIES) in one statement:
+# a transfer id already there fails it whole, and the caller's transaction rolls back.
+PREPARE_AND_POST = ("WITH t AS (" + _INSERT_PREPARED.format(
+    now="$4", lease="$18", arrays="$11::text[], $12::text[], $13::text[], $14::bigint[], "
+                                  "$15::text[], $16::text[], $17::text[]")
+    + "),\n" + POST_ENTRIES.replace("WITH e AS (", "e AS (", 1).lstrip())
 
 # Out of `prepared`, once: the transfers' rows locked in id order (two finishers never
 # deadlock), only those still prepared changed; the answer names those moved here.
@@ -203,32 +222,54 @@ class PgTx:
         rows = await self.conn.fetch(FIND_BANKS, sorted(bank_ids))
         return {row["bank_id"]: BankRow(*row) for row in rows}
 
-    async def lock_balances(self, accounts) -> dict[str, int]:
-        return dict(await self.conn.fetch(LOCK_BALANCES, sorted(accounts)))
+    async def read_for_prepare(self, transfer_ids, bank_ids, accounts
+                               ) -> tuple[dict[str, TransferRow], dict[str, BankRow],
+                                          dict[str, int]]:
+        """The known transfers among `transfer_ids`, the registered banks among
+        `bank_ids`, and the balances of `accounts`, locked: one round trip."""
+        known: dict[str, TransferRow] = {}
+        banks: dict[str, BankRow] = {}
+        balances: dict[str, int] = {}
+        for row in await self.conn.fetch(READ_FOR_PREPARE, list(transfer_ids),
+                                         sorted(bank_ids), sorted(accounts)):
+            kind, key = row[0], row[1]
+            if kind == "transfer":
+                known[key] = TransferRow(*row[1:12])
+            elif kind == "bank":
+                banks[key] = BankRow(key, row[12], row[13])
+            else:
+                balances[key] = row[4]
+        return known, banks, balances
 
-    async def insert_prepared(self, orders: list[tuple[domain.TransferOrder, str]],
-                              now_ms: int, lease_until_ms: int) -> None:
-        await self.conn.execute(
-            INSERT_PREPARED, [o.transfer_id for o, _ in orders], [o.from_bank for o, _ in orders],
-            [o.to_bank for o, _ in orders], [o.amount_fen for o, _ in orders],
-            [o.payee_wallet for o, _ in orders],
-            [None if o.details is None else canonical_bytes(o.details).decode()
-             for o, _ in orders],
-            [digest for _, digest in orders], now_ms, lease_until_ms)
+    async def prepare_and_post(self, orders: list[tuple[domain.TransferOrder, str]],
+                               entries: Entries, now_ms: int, lease_until_ms: int) -> None:
+        """Insert the prepared transfers' rows and post the entries: one round trip."""
+        await self.post_entries(entries, now_ms, prepared=(orders, lease_until_ms))
 
-    async def post_entries(self, entries: Entries, now_ms: int) -> None:
+    async def post_entries(self, entries: Entries, now_ms: int, *,
+                           prepared: tuple[list, int] | None = None) -> None:
         if len({reference for _entry, reference in entries}) != len(entries):
             raise AssertionError("entries posted together need distinct references")
         deltas = _deltas(entries)
         accounts = sorted(deltas)
-        moved = await self.conn.fetch(
-            POST_ENTRIES, [e.kind for e, _ in entries], [e.bank_id for e, _ in entries],
-            [reference for _, reference in entries], now_ms,
-            [reference for e, reference in entries for _ in e.postings],
-            [p.account for e, _ in entries for p in e.postings],
-            [p.amount_fen for e, _ in entries for p in e.postings],
-            accounts, [deltas[a] for a in accounts],
-            [deltas[a] < 0 and domain.is_guarded(a) for a in accounts])
+        args = [[e.kind for e, _ in entries], [e.bank_id for e, _ in entries],
+                [reference for _, reference in entries], now_ms,
+                [reference for e, reference in entries for _ in e.postings],
+                [p.account for e, _ in entries for p in e.postings],
+                [p.amount_fen for e, _ in entries for p in e.postings],
+                accounts, [deltas[a] for a in accounts],
+                [deltas[a] < 0 and domain.is_guarded(a) for a in accounts]]
+        if prepared is None:
+            moved = await self.conn.fetch(POST_ENTRIES, *args)
+        else:
+            orders, lease_until_ms = prepared
+            moved = await self.conn.fetch(
+                PREPARE_AND_POST, *args, [o.transfer_id for o, _ in orders],
+                [o.from_bank for o, _ in orders], [o.to_bank for o, _ in orders],
+                [o.amount_fen for o, _ in orders], [o.payee_wallet for o, _ in orders],
+                [None if o.details is None else canonical_bytes(o.details).decode()
+                 for o, _ in orders],
+                [digest for _, digest in orders], lease_until_ms)
         _shortfall(deltas, {row[0] for row in moved})
 
     async def finish(self, outcomes: list[tuple[str, str, str | None]],
@@ -331,12 +372,16 @@ class SqlTx:
         rows = await sql.find_banks(self.conn, bank_ids)
         return {bid: BankRow(row.bank_id, row.url, row.public_key) for bid, row in rows.items()}
 
-    async def lock_balances(self, accounts) -> dict[str, int]:
-        return await sql.balances(self.conn, list(accounts), lock=True)
+    async def read_for_prepare(self, transfer_ids, bank_ids, accounts
+                               ) -> tuple[dict[str, TransferRow], dict[str, BankRow],
+                                          dict[str, int]]:
+        return (await self.find_transfers(transfer_ids), await self.find_banks(bank_ids),
+                await sql.balances(self.conn, sorted(accounts), lock=True))
 
-    async def insert_prepared(self, orders: list[tuple[domain.TransferOrder, str]],
-                              now_ms: int, lease_until_ms: int) -> None:
+    async def prepare_and_post(self, orders: list[tuple[domain.TransferOrder, str]],
+                               entries: Entries, now_ms: int, lease_until_ms: int) -> None:
         await tsql.insert_prepared(self.conn, orders, now_ms, lease_until_ms)
+        await self.post_entries(entries, now_ms)
 
     async def post_entries(self, entries: Entries, now_ms: int) -> None:
         await sql.post_entries(self.conn, entries)
