@@ -109,8 +109,11 @@ class BankDashboard:
 def _stages(state) -> dict:
     """The payment engine's batchers and calls, and the credit batches (message 2s)."""
     stages = state.payments.stages()
-    credits = state.credits
-    stages["batches"]["credit-batch"] = {"batches": credits.batches, "items": credits.booked}
+    credits = state.credits.stats()
+    stages["batches"]["credit-batch"] = {"batches": credits["batches"],
+                                         "items": credits["items"]}
+    stages["calls"]["from central"] = {"calls": credits["calls"], "unreachable": 0,
+                                       "call_us": credits["call_us"]}
     return stages
 
 

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import orjson
 
-from bank.adapters import batch_sql as sql
 from bank.adapters.batch_store import BatchStore
 from bank.common import (
     CENTRAL_FINAL_REFUSALS,
@@ -36,6 +35,9 @@ from rail_service.batcher import Batcher, NotDone, fail_all
 from rail_service.crash import crash_point
 
 log = logging.getLogger("yuanrail.bank.transfer_sender")
+# The postings of a settled interbank payment, per fen of it (the rule is linear in the
+# amount): the settle batch writes them times each payment's recorded amount.
+SETTLED_PER_FEN = [(p.account, p.amount_fen) for p in ledger.interbank_out_settled(1)]
 
 
 def tell(item, status: str) -> None:
@@ -209,19 +211,14 @@ class TransferSender:
                                  [at + retry_delay_ms(i.at, at) for i in items])
 
     async def _run_settles(self, batch: list[_Settled], conn=None) -> None:
-        """`Outbox.finish_transfer(.., settled)` for many payments in one transaction, each
+        """`Outbox.finish_transfer(.., settled)` for many payments in one statement, each
         exactly once; then the payers' live notifications in one Redis pipeline. One that
         another finisher (the outbox) recorded first is settled all the same: central's
         answer is final."""
         at = now_ms()
-        async with self.store.transaction(conn) as tx:
-            rows = await tx.settle([i.txn_id for i in batch], at)
-            postings = sql.columns(sql.POSTING_COLUMNS)
-            for r in rows:
-                sql.add_postings(postings, r["txn_id"],
-                                 ledger.interbank_out_settled(r["amount_fen"]))
-            if rows:
-                await tx.insert_postings(postings)
+        async with self.store.single(conn) as tx:   # one statement on PostgreSQL
+            rows = await tx.settle_with_postings([i.txn_id for i in batch], at,
+                                                 SETTLED_PER_FEN)
         finished = {r["txn_id"] for r in rows}
         await self.bank.hot.after_commit([], [
             (i.payer_id, events.payment_finished(SETTLED, f"P{i.txn_id}", i.order_id))

@@ -400,8 +400,9 @@ def stage_deltas(before: dict, after: dict) -> dict:
         for name, c in now.get("calls", {}).items():
             a = then.get("calls", {}).get(name, {})
             calls = c["calls"] - a.get("calls", 0)
-            if calls > 0:
-                mine[f"calls to {name}"] = {
+            if calls > 0:   # calls made ("to central"), or answered ("from central")
+                label = f"calls {name}" if name.startswith("from ") else f"calls to {name}"
+                mine[label] = {
                     "calls": calls, "unreachable": c["unreachable"] - a.get("unreachable", 0),
                     "call_ms": round((c["call_us"] - a.get("call_us", 0)) / calls / 1000, 2)}
         out[service] = mine

@@ -184,6 +184,18 @@ FROM (SELECT txn_id FROM transactions
 WHERE transactions.txn_id = l.txn_id AND transactions.status = 'processing'
 RETURNING transactions.txn_id, transactions.amount_fen"""
 
+# SETTLE and the settled payments' postings in one statement (atomic by itself: no
+# BEGIN/COMMIT round trips): each settled row gets the postings of one fen of it ($3, $4:
+# account, fen per fen), times its recorded amount.
+SETTLE_WITH_POSTINGS = """
+WITH s AS (""" + SETTLE + """),
+p AS (
+    INSERT INTO postings (txn_id, account, amount_fen)
+    SELECT s.txn_id, t.account, t.per_fen * s.amount_fen
+    FROM s CROSS JOIN unnest($3::text[], $4::bigint[]) WITH ORDINALITY AS t(account, per_fen, n)
+    ORDER BY s.txn_id, t.n)
+SELECT txn_id, amount_fen FROM s"""
+
 # The outbox's next try of payments central gave no final answer (`Bank._retry_later`).
 RETRY_LATER = """
 UPDATE transactions SET next_attempt_ms = u.next_attempt

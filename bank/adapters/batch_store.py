@@ -157,6 +157,14 @@ class PgTx:
     async def insert_postings(self, postings: dict[str, list]) -> None:
         await self.conn.execute(sql.INSERT_POSTINGS, *postings.values())
 
+    async def settle_with_postings(self, txn_ids: list[int], at_ms: int,
+                                   per_fen: list[tuple[str, int]]) -> list[dict]:
+        """`settle`, and each settled payment's postings (`per_fen`: the postings of one
+        fen, times its amount): one statement."""
+        return [dict(r) for r in await self.conn.fetch(
+            sql.SETTLE_WITH_POSTINGS, txn_ids, at_ms, [a for a, _ in per_fen],
+            [f for _, f in per_fen])]
+
     async def insert_orders(self, columns: list[tuple]) -> set[str]:
         return {r["order_id"] for r in await self.conn.fetch(sql.INSERT_ORDERS, *columns)}
 
@@ -400,6 +408,15 @@ class SqlTx:
         await self.conn.execute(t.postings.insert(), [
             {"txn_id": n, "account": a, "amount_fen": v}
             for n, a, v in zip(*(postings[k] for k in sql.POSTING_COLUMNS), strict=True)])
+
+    async def settle_with_postings(self, txn_ids: list[int], at_ms: int,
+                                   per_fen: list[tuple[str, int]]) -> list[dict]:
+        rows = await self.settle(txn_ids, at_ms)
+        if rows:
+            await self.conn.execute(t.postings.insert(), [
+                {"txn_id": r["txn_id"], "account": account, "amount_fen": fen * r["amount_fen"]}
+                for r in rows for account, fen in per_fen])
+        return rows
 
     async def insert_orders(self, columns: list[tuple]) -> set[str]:
         inserted: set[str] = set()
