@@ -453,9 +453,6 @@ class PaymentEngine:
         if away:
             crash_point("bank.interbank.after_debit")
             self.sender.send_after_commit(away)
-        settled = [i for i in done if i.to_bank is None]   # interbank ones are processing
-        if settled:
-            await self._after_commit(settled)
         for item in batch:
             if item.future.done():
                 continue
@@ -465,6 +462,11 @@ class PaymentEngine:
                 item.future.set_exception(item.error)
             else:
                 item.future.set_result(item.outcome)
+        # Then Redis (best effort, after the answers: it is not on a payment's path), before
+        # the next batch, so that a wallet's notifications stay in the order of its batches.
+        settled = [i for i in done if i.to_bank is None]   # interbank ones are processing
+        if settled:
+            await self._after_commit(settled)
 
     async def _decide(self, tx, batch: list[_Payment]) -> sql.Plan:
         """Lock (in the order every path takes: refunded payments, mandates, orders,

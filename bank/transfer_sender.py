@@ -220,10 +220,11 @@ class TransferSender:
             rows = await tx.settle_with_postings([i.txn_id for i in batch], at,
                                                  SETTLED_PER_FEN)
         finished = {r["txn_id"] for r in rows}
-        await self.bank.hot.after_commit([], [
-            (i.payer_id, events.payment_finished(SETTLED, f"P{i.txn_id}", i.order_id))
-            for i in batch if i.txn_id in finished], now_ms())
         for item in batch:
             if not item.future.done():
                 item.future.set_result(None)
+        # The payers' notifications after the answers (best effort, in batch order).
+        await self.bank.hot.after_commit([], [
+            (i.payer_id, events.payment_finished(SETTLED, f"P{i.txn_id}", i.order_id))
+            for i in batch if i.txn_id in finished], now_ms())
 
