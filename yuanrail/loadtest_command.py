@@ -13,7 +13,9 @@ own limits measured in the same run.
    progress line, and after each the conservation audit across central and both banks.
 3. The report: payments/s, p50/p95/p99 latency, failures (business refusals apart), the CPU
    of the generator, the rail, PostgreSQL and Redis, each payments/s as a ratio to each limit,
-   and the issue's targets; Locust's CSV and HTML and a PNG per scenario under `--out`.
+   the hot path's stages (each batcher's items per batch, wait and run; each client's calls
+   and their time; with one process per service), and the issue's targets; Locust's CSV and
+   HTML and a PNG per scenario under `--out`.
 
 These figures are noisy on a shared machine: only ratios within one run compare. Everything
 started here stops by itself (bounded durations) and the databases are dropped afterwards

@@ -558,6 +558,16 @@ async def two_payers(rail, central_app):
     return rail
 
 
+async def assert_settled_once(rail, envs: list[Envelope], *, a_fen: int, c_fen: int) -> None:
+    """Alpha and gamma paid `a_fen` and `c_fen` to beta, every transfer settled once (its
+    two entries), nothing left in flight, the audit balanced."""
+    assert await holdings(rail.central) == {A: A_FLOAT_FEN - a_fen, C: C_FLOAT_FEN - c_fen,
+                                            B: B_FLOAT_FEN + a_fen + c_fen, "in_flight": 0}
+    for env in envs[::7]:
+        assert await entries_of(rail.central, env.id) == ["transfer_prepare", "transfer_settle"]
+    await assert_balanced(rail.central)
+
+
 async def test_many_concurrent_transfers_from_two_banks_land_in_few_batches_and_settle(
         two_payers):
     rail = two_payers
@@ -573,12 +583,8 @@ async def test_many_concurrent_transfers_from_two_banks_land_in_few_batches_and_
     assert batches <= 20, f"{len(envs)} transfers took {batches} batches"
     assert rail.b.batch_calls <= 20 and max(rail.b.batch_sizes) > 1
     assert rail.b.credits == 80
-    a_total, c_total = sum(100 + i for i in range(40)), sum(200 + i for i in range(40))
-    assert await holdings(rail.central) == {A: A_FLOAT_FEN - a_total, C: C_FLOAT_FEN - c_total,
-                                            B: B_FLOAT_FEN + a_total + c_total, "in_flight": 0}
-    for env in envs[::13]:
-        assert await entries_of(rail.central, env.id) == ["transfer_prepare", "transfer_settle"]
-    await assert_balanced(rail.central)
+    await assert_settled_once(rail, envs, a_fen=sum(100 + i for i in range(40)),
+                              c_fen=sum(200 + i for i in range(40)))
 
 
 async def test_a_mixed_batch_answers_each_transfer_on_its_own(two_payers, network):
@@ -801,12 +807,8 @@ async def test_a_first_delivery_is_finished_in_the_next_prepare_batchs_transacti
     assert [a["status"] for a in answers] == ["settled"] * len(envs)
     assert alone == []
     assert rail.b.credits == len(envs)
-    a_total, c_total = sum(300 + i for i in range(30)), sum(400 + i for i in range(30))
-    assert await holdings(rail.central) == {A: A_FLOAT_FEN - a_total, C: C_FLOAT_FEN - c_total,
-                                            B: B_FLOAT_FEN + a_total + c_total, "in_flight": 0}
-    for env in envs[::7]:
-        assert await entries_of(rail.central, env.id) == ["transfer_prepare", "transfer_settle"]
-    await assert_balanced(rail.central)
+    await assert_settled_once(rail, envs, a_fen=sum(300 + i for i in range(30)),
+                              c_fen=sum(400 + i for i in range(30)))
 
 
 async def test_when_the_batch_that_took_a_finish_fails_the_finish_goes_alone(
