@@ -101,7 +101,11 @@ async def test_a_hold_past_its_deadline_expires_back_to_the_payer_once(rail):
     with clock_at(rail, deadline + 1):
         answer = await rail.post_raw(BANK, f"/v1/holds/{hold['hold_id']}/release", late)
     assert outcomes([answer]) == {"hold_expired": 1}
-    assert await holds_of(rail).expire_due(deadline + 1) >= 1
+    # The bank's own expiry loop runs in the background on the same clock: if it came round
+    # while the clock stood past the deadline, it has expired the hold already (and the
+    # count covers every hold of the module's rail), so the count is not the point: the
+    # hold's status and the balances are, and that nothing expires twice.
+    await holds_of(rail).expire_due(deadline + 1)
     assert (await holds_of(rail).view(hold["hold_id"]))["status"] == "expired"
     assert await holds_of(rail).expire_due(deadline + 1) == 0      # once
     assert await rail.balance(payer) == yuan(500) and await rail.balance(shop) == 0
