@@ -278,13 +278,18 @@ class Transfers:
             banks: dict = {}
             outcomes: list = []
             if firsts:
-                # One read: the known ids, the payee banks, the paying banks' holdings
-                # locked (those of a repeat too: harmless). Read before this batch's finishes
-                # move them: a finish only adds to a holding, so the prepares are decided
-                # on no more than there will be.
+                # One read: the known ids, the payee banks, and, locked in account order,
+                # every account this transaction will move: the paying banks' holdings
+                # (those of a repeat too: harmless) and the accounts of the finishes' entries.
+                # Locking the latter only later, in the posting, would let this batch hold
+                # one holding while waiting for another that a finisher elsewhere (the
+                # worker) holds while waiting for this one: a deadlock. Read before the
+                # finishes move them: a finish only adds to a holding, so the prepares are
+                # decided on no more than there will be.
+                accounts = {domain.holding_account(i.order.from_bank) for i in firsts.values()}
+                accounts |= {p.account for entry, _ref in entries for p in entry.postings}
                 known, banks, balances = await tx.read_for_prepare(
-                    firsts, {i.order.to_bank for i in firsts.values()},
-                    {domain.holding_account(i.order.from_bank) for i in firsts.values()})
+                    firsts, {i.order.to_bank for i in firsts.values()}, accounts)
                 new = [item for tid, item in firsts.items() if tid not in known]
                 outcomes = domain.prepare_in_turn([i.order for i in new], set(banks),
                                                   balances)
