@@ -25,7 +25,7 @@ class JSONClient:
             headers["authorization"] = f"Bearer {operator_token}"
         self.calls = ServiceHTTP(base_url, timeout_s=timeout_s, headers=headers,
                                  transport=transport)
-        # httpx's own client, for the few callers that want it (signed reads, images).
+        # httpx's own client, for the few callers that want it (a QR image, tests).
         self.http = httpx.AsyncClient(base_url=base_url.rstrip("/"), headers=headers,
                                       timeout=timeout_s, transport=transport)
 
@@ -46,18 +46,16 @@ class JSONClient:
     async def request_bytes(self, method: str, path: str, content: bytes | None,
                             **params: Any) -> Any:
         """Send exactly these bytes (a retry of a stored request, or a test of the edge)."""
-        try:
-            reply = await self.calls.request(method, path, content=content,
-                                             params=params or None)
-        except Unreachable as exc:
-            raise RailError("upstream_unavailable", str(exc)) from None
-        return self._decode(reply.status, reply.content)
+        return await self._call(method, path, content=content, params=params or None)
 
     async def signed_request(self, key: SigningKey, method: str, path: str) -> Any:
         """A request signed by `key` over its method and exact path (query included)."""
+        return await self._call(method, path,
+                                headers={"authorization": sign_read(key, method, path)})
+
+    async def _call(self, method: str, path: str, **options: Any) -> Any:
         try:
-            reply = await self.calls.request(method, path, headers={
-                "authorization": sign_read(key, method, path)})
+            reply = await self.calls.request(method, path, **options)
         except Unreachable as exc:
             raise RailError("upstream_unavailable", str(exc)) from None
         return self._decode(reply.status, reply.content)
