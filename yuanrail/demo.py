@@ -723,6 +723,15 @@ async def run_scenario(rail: Rail) -> bool:
                 check(figures["registry"]["status"] == "match",
                       f"{name}'s dashboard: checkpoint {figures['registry']['status']}")
             lines.append(dashboard_line(name, url, token))
+            # The hot path's stages (its batches, their waits and runs): the tour's payments
+            # went through them, the interbank ones through central's transfer batcher.
+            batches = figures["stages"]["batches"]
+            busiest = "transfer-batcher" if name == "central" else "pay-batch"
+            check(batches.get(busiest, {}).get("items", 0) >= 1,
+                  f"{name}'s dashboard: no {busiest} items in its stages")
+            lines.append("         stages: " + ", ".join(
+                f"{stage} {b['items']} in {b['batches']} batches"
+                for stage, b in sorted(batches.items()) if b["batches"]))
         return "\n".join(lines)
 
     try:
@@ -765,7 +774,8 @@ async def run_scenario(rail: Rail) -> bool:
                         "hash-chained journal checks out offline", checkpoints)
         await tour.step("Conservation audit across central and both banks", audit)
         await tour.step("Operator dashboards, each logged in with its own service's operator "
-                        "token (no alarm; the figures agree with the API)", dashboards)
+                        "token (no alarm; the figures agree with the API; the hot path's "
+                        "stages counted)", dashboards)
     finally:
         await central.aclose()
         for client in banks.values():
