@@ -4,8 +4,9 @@ The payment engine (bank/payment_engine.py) debits a payer into `interbank_out` 
 after the commit it hands the batch's interbank payments here (`send_after_commit`). They go
 to central in ONE call per MAX_ITEMS (`POST /v1/transfers/batch`), each sealed from what the
 batch wrote, with the same content as the outbox's retry from the stored row
-(`Outbox.transfer_envelope`). The payments central settled are finished many to one
-transaction (the settle batch, only those still processing); a refusal goes through
+(`Outbox.transfer_envelope`). The payments central settled are answered `settled` at once
+and finished many to one transaction (the settle batch, only those still processing;
+docs/interbank.md, "Answering before the finish"); a refusal goes through
 `Outbox.finish_transfer` (rare); no answer within FORWARD_WAIT_MS leaves `processing` to the
 outbox. The request of each payment waits for its outcome here (`forward`)."""
 
@@ -194,12 +195,15 @@ class TransferSender:
         settled = _Settled(item.txn_id, item.payer_id, item.order_id,
                            asyncio.get_running_loop().create_future())
         self.settles.submit(settled)
+        # The payer hears `settled` now, not after the settle batch commits: central's
+        # signed statement is final, and the debit it settles is durable here. Should the
+        # settle fail, the row stays processing and the outbox gets the same statement
+        # again (docs/interbank.md, "Answering before the finish").
+        tell(item, SETTLED)
         try:
             await asyncio.shield(settled.future)
         except NotDone:        # the batch failed: the row is processing, the outbox retries
-            tell(item, PROCESSING)
-            return
-        tell(item, SETTLED)
+            log.info("transfer %s: settle left to the outbox", item.transfer_id)
 
     async def _retry_later(self, items: list) -> None:
         """`Outbox._retry_later` for many payments, in one statement."""

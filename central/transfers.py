@@ -11,7 +11,9 @@ moves. Nothing is decided by a timeout; a party that is down only delays the tra
 Under load this runs in batches (group commit): message 1s that arrive while a batch is in
 the database are prepared together in the next one transaction, their message 2s go to each
 payee bank in one batch call, and the answers are finished in the transaction of the next
-prepare batch (one commit for both, not two that take turns on the same accounts); every
+prepare batch (one commit for both, not two that take turns on the same accounts; bank A
+hears `settled` as soon as B has accepted, before that commit: docs/interbank.md, "Answering
+before the finish"); every
 account (the hot `in_flight` above all) is written once per batch. Each transfer is still decided,
 recorded and finished exactly as alone, and anything a batch cannot take goes one at a time."""
 
@@ -344,7 +346,9 @@ class Transfers:
         try:
             banks = {item.order.to_bank: item.bank for item in items}
             statuses = await self._deliver([(item.order, 1) for item in items], banks,
-                                           with_next_batch=True)
+                                           with_next_batch=True,
+                                           on_answers=lambda answered: self._answer_settled(
+                                               items, answered))
             rest = [item.order.transfer_id for item in items
                     if item.order.transfer_id not in statuses]
             if rest:
@@ -358,6 +362,22 @@ class Transfers:
                     status = statuses.get(item.order.transfer_id)
                     item.future.set_result(self.status_answer(
                         status or _Status.of(item.order, domain.TRANSFER_PREPARED)))
+
+    def _answer_settled(self, items: list[_Item],
+                        answered: list[tuple[domain.TransferOrder, domain.CreditAnswer]]
+                        ) -> None:
+        """Answer bank A `settled` for each transfer bank B accepted, before central's own
+        finish commits (docs/interbank.md, "Answering before the finish"): B's signed
+        acceptance is durable at B and fixes the outcome, and the finish follows from it
+        (in the next prepare batch, or, after a crash, by the worker's redelivery, which B
+        answers the same). Rejections wait for the finish: bank A gives a rejected payment's
+        money back at once, and central's books must show it back in A's holding first."""
+        accepted = {order.transfer_id for order, answer in answered
+                    if answer.status == domain.TRANSFER_SETTLED}
+        for item in items:
+            if item.order.transfer_id in accepted and not item.future.done():
+                item.future.set_result(self.status_answer(
+                    _Status.of(item.order, domain.TRANSFER_SETTLED)))
 
     def status_answer(self, row) -> dict:
         statement = {
@@ -373,12 +393,14 @@ class Transfers:
 
     async def _deliver(self, claimed: list[tuple[domain.TransferOrder, int]],
                        banks: dict | None = None, *,
-                       with_next_batch: bool = False) -> dict[str, _Status]:
+                       with_next_batch: bool = False,
+                       on_answers=None) -> dict[str, _Status]:
         """One delivery of message 2 for transfers this process has claimed (each with its
         try number): one batch call per payee bank, the banks called concurrently. The
         answers finish their transfers in one transaction (`with_next_batch`: the next
         prepare batch's); the rest are put off (unless another worker has claimed them
-        since). Returns what this delivery finished."""
+        since). `on_answers` sees the answers before the finish. Returns what this delivery
+        finished."""
         if banks is None:
             async with self.store.reading() as tx:
                 banks = await tx.find_banks({order.to_bank for order, _ in claimed})
@@ -394,6 +416,8 @@ class Transfers:
         answered = [pair for pairs in await asyncio.gather(*calls) for pair in pairs]
         if answered:
             crash_point("central.transfer.after_answer")
+            if on_answers is not None:
+                on_answers(answered)
         done = {order.transfer_id for order, _ in answered}
         unanswered = [(order.transfer_id, attempts) for order, attempts in claimed
                       if order.transfer_id not in done]

@@ -209,6 +209,14 @@ async def wait_status(central: CentralClient, transfer_id: str, status: str,
         await asyncio.sleep(0.05)
 
 
+async def recorded(central: CentralClient, *envs: Envelope) -> None:
+    """Wait for central's own record of transfers it answered `settled`: it answers once
+    bank B has accepted, and its finish commits a moment later (docs/interbank.md,
+    "Answering before the finish")."""
+    for env in envs:
+        await wait_status(central, env.id, "settled", timeout_s=5)
+
+
 async def refused(code: str, action) -> RailError:
     with pytest.raises(RailError) as err:
         await action
@@ -233,6 +241,7 @@ async def test_settle_moves_the_money_from_a_to_b(rail):
     env = message1(rail, 12_345)
     answer = await rail.central.transfer(env)
     check_statement(rail, answer, env, "settled")
+    await recorded(rail.central, env)
     assert await holdings(rail.central) == {A: A_FLOAT_FEN - 12_345, B: B_FLOAT_FEN + 12_345,
                                             "in_flight": 0}
     assert rail.b.wallets[PAYEE] == 12_345 and rail.b.credits == 1
@@ -378,6 +387,7 @@ async def test_an_expired_unknown_transfer_is_refused(rail):
 async def test_same_id_with_other_content_is_instruction_id_reused(rail):
     env = message1(rail, 1_000)
     assert (await rail.central.transfer(env))["status"] == "settled"
+    await recorded(rail.central, env)
     await refused("instruction_id_reused",
                   rail.central.transfer(message1(rail, 1_001, transfer_id=env.id)))
     await refused("instruction_id_reused",
@@ -561,6 +571,7 @@ async def two_payers(rail, central_app):
 async def assert_settled_once(rail, envs: list[Envelope], *, a_fen: int, c_fen: int) -> None:
     """Alpha and gamma paid `a_fen` and `c_fen` to beta, every transfer settled once (its
     two entries), nothing left in flight, the audit balanced."""
+    await recorded(rail.central, *envs)
     assert await holdings(rail.central) == {A: A_FLOAT_FEN - a_fen, C: C_FLOAT_FEN - c_fen,
                                             B: B_FLOAT_FEN + a_fen + c_fen, "in_flight": 0}
     for env in envs[::7]:
@@ -591,6 +602,7 @@ async def test_a_mixed_batch_answers_each_transfer_on_its_own(two_payers, networ
     rail = two_payers
     known = message1(rail, 1_000)
     assert (await rail.central.transfer(known))["status"] == "settled"
+    await recorded(rail.central, known)
     before = await holdings(rail.central)
     good_a, good_c = message1(rail, 300), transfer_envelope(rail.c_key, C, B, 400, PAYEE)
     short = message1(rail, A_FLOAT_FEN + 1)
@@ -611,7 +623,7 @@ async def test_a_mixed_batch_answers_each_transfer_on_its_own(two_payers, networ
     for env, code in ((short, "insufficient_holdings"), (nobank, "unknown_bank"),
                       (reused, "instruction_id_reused")):
         assert isinstance(by_id[id(env)], RailError) and by_id[id(env)].code == code
-    await wait_status(rail.central, twice.id, "settled")
+    await recorded(rail.central, twice, good_a, good_c)
     assert await holdings(rail.central) == {
         A: before[A] - 300 - 600, C: before[C] - 400, B: before[B] + 300 + 400 + 600,
         "in_flight": 0}
@@ -718,6 +730,7 @@ async def test_a_batch_of_the_wrong_shape_is_refused_whole_and_writes_nothing(ra
 async def test_each_transfer_of_a_batch_gets_the_answer_it_gets_alone(rail):
     known = message1(rail, 1_000)
     assert (await rail.central.transfer(known))["status"] == "settled"
+    await recorded(rail.central, known)
     before = await holdings(rail.central)
     good = message1(rail, 300)
     other_bank_key = transfer_envelope(rail.b.key, A, B, 100, PAYEE)   # B's key, A's money
@@ -738,6 +751,7 @@ async def test_each_transfer_of_a_batch_gets_the_answer_it_gets_alone(rail):
         assert without_sig(single) == without_sig(result)
         if "statement" in single:
             verify_statement(rail.central_key, single["statement"])
+    await recorded(rail.central, good)
     assert await holdings(rail.central) == {A: before[A] - 300, B: before[B] + 300,
                                             "in_flight": 0}
     for env in (short, other_bank_key):
@@ -749,7 +763,9 @@ async def test_each_transfer_of_a_batch_gets_the_answer_it_gets_alone(rail):
 
 async def test_a_batch_is_prepared_together_and_delivered_in_few_calls(two_payers):
     rail = two_payers
-    await rail.central.transfer(message1(rail, 1))   # A's key now known to central
+    first = message1(rail, 1)
+    await rail.central.transfer(first)   # A's key now known to central
+    await recorded(rail.central, first)  # and its finish out of the way of the count
     prepares, calls = rail.service.batcher.batches, rail.b.batch_calls
     envs = [message1(rail, 100 + i) for i in range(50)]
     results = await send_batch(rail.central, envs)
@@ -828,6 +844,7 @@ async def test_when_the_batch_that_took_a_finish_fails_the_finish_goes_alone(
     answers = await asyncio.gather(*(rail.central.transfer(env) for env in envs))
     assert failed, "no finish went through a batch"
     assert [a["status"] for a in answers] == ["settled"] * len(envs)
+    await recorded(rail.central, *envs)
     for env in envs:
         assert await entries_of(rail.central, env.id) == ["transfer_prepare", "transfer_settle"]
     assert rail.b.credits == len(envs)

@@ -71,6 +71,7 @@ async def test_an_interbank_payment_settles_and_the_wallet_hears_how(fast_rail):
     assert answer["transfer_id"].startswith(f"{A}.") and len(answer["transfer_id"]) == 40
     assert fast(rail).sender.settles.items == settles + 1, "the engine did not settle it"
     assert await rail.balance(payee) == yuan(40)
+    await rail.quiet()   # the payer heard `settled` before the books recorded it
     assert (await rail.central.get_transfer(answer["transfer_id"]))["status"] == "settled"
     await rail.assert_balanced()
 
@@ -79,15 +80,23 @@ async def test_the_row_and_the_payers_notification_say_settled(fast_rail):
     rail = fast_rail
     payee = await rail.open_wallet(B)
     answer, payer = await pay_across(rail, 1234, payee.wallet_id)
+    assert answer["status"] == "settled"
+    await rail.quiet()   # the payer heard `settled` before the books recorded it
     view = await node(rail).reads.payment(payer.wallet_id, answer["payment_id"])
     assert {k: view[k] for k in ("kind", "status", "amount_fen", "payer_wallet", "payee_wallet",
                                  "counterparty_bank", "memo")} == {
         "kind": "interbank_out", "status": "settled", "amount_fen": 1234,
         "payer_wallet": payer.wallet_id, "payee_wallet": payee.wallet_id,
         "counterparty_bank": B, "memo": "across"}
-    events = await node(rail).hot.read_events(f"wallet:{payer.wallet_id}")
-    assert [(e["payment_id"], e["order_id"]) for _id, e in events
-            if e["event"] == "payment.settled"] == [(answer["payment_id"], None)]
+    settled_events = []
+    for _ in range(100):   # sent right after the settle commits
+        events = await node(rail).hot.read_events(f"wallet:{payer.wallet_id}")
+        settled_events = [(e["payment_id"], e["order_id"]) for _id, e in events
+                          if e["event"] == "payment.settled"]
+        if settled_events:
+            break
+        await asyncio.sleep(0.02)
+    assert settled_events == [(answer["payment_id"], None)]
 
 
 async def test_message_1_has_the_content_the_outbox_seals_from_the_stored_row(

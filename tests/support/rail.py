@@ -296,8 +296,27 @@ class Rail:
         banks = {bank_id: await self.bank_audit(bank_id) for bank_id in self.banks}
         return {"central": central, "banks": banks, "holding": holding, "supply": supply}
 
+    async def quiet(self, timeout_s: float = 10.0) -> None:
+        """Wait (bounded) until nothing is in flight: the books record what the payers
+        already heard (see `quiet_audit`)."""
+        await self.quiet_audit(timeout_s)
+
+    async def quiet_audit(self, timeout_s: float = 10.0) -> dict:
+        """`rail_audit` once nothing is in flight: a payer hears `settled` as soon as bank B's
+        acceptance is in, and central's and bank A's own books record it a few milliseconds
+        later (docs/interbank.md, "Answering before the finish"); wait for that, bounded."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            report = await self.rail_audit()
+            quiet = report["central"]["in_flight_fen"] == 0 and all(
+                not a["processing_out"] and not a["pending_vault_ops"]
+                for a in report["banks"].values())
+            if quiet or asyncio.get_running_loop().time() > deadline:
+                return report
+            await asyncio.sleep(0.02)
+
     async def assert_balanced(self) -> dict:
-        report = await self.rail_audit()
+        report = await self.quiet_audit()
         assert report["central"]["balanced"], report["central"]["problems"]
         assert report["central"]["in_flight_fen"] == 0
         for bank_id, audit in report["banks"].items():
