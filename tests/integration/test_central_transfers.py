@@ -767,12 +767,16 @@ async def test_a_batch_is_prepared_together_and_delivered_in_few_calls(two_payer
     await rail.central.transfer(first)   # A's key now known to central
     await recorded(rail.central, first)  # and its finish out of the way of the count
     prepares, calls = rail.service.batcher.batches, rail.b.batch_calls
+    calls_in = rail.service.stages()["calls"]["from banks"]
     envs = [message1(rail, 100 + i) for i in range(50)]
     results = await send_batch(rail.central, envs)
     for env, result in zip(envs, results):
         check_statement(rail, result, env, "settled")
     assert rail.service.batcher.batches - prepares <= 2
     assert rail.b.batch_calls - calls <= 2
+    # the stages count the call from bank A, with the time central held it
+    after = rail.service.stages()["calls"]["from banks"]
+    assert after["calls"] == calls_in["calls"] + 1 and after["call_us"] > calls_in["call_us"]
     await assert_balanced(rail.central)
 
 
