@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from bank.adapters import books_sql
+from bank.adapters import batch_store, books_sql
 from rail_protocol.envelope import Envelope, seal
 from rail_protocol.errors import RailError
 from rail_protocol.money import yuan
@@ -399,4 +399,37 @@ async def test_with_central_unreachable_a_whole_batch_stays_processing_and_settl
         transfer = await rail.central.get_transfer(answer.json()["transfer_id"])
         assert (transfer["status"], transfer["attempts"]) == ("settled", 1)
     assert await rail.balance(payee) == sum(100 + n for n in range(8))
+    await rail.assert_balanced()
+
+
+async def test_when_the_settle_batch_fails_the_payer_still_heard_settled_and_the_outbox_settles_it(
+        fast_rail, monkeypatch):
+    """The payer hears `settled` once central's statement says so, before bank A's settle
+    batch commits (docs/interbank.md, "Answering before the finish"). If that batch fails,
+    the row stays processing and the outbox, asking central again, settles it once."""
+    rail = fast_rail
+    payee = await rail.open_wallet(B)
+    payer = await rail.funded_wallet(A, yuan(100))
+    failed = []
+
+    def failing_once(real):
+        async def settle_with_postings(self, txn_ids, at_ms, per_fen):
+            if not failed:
+                failed.append(list(txn_ids))
+                raise RuntimeError("the settle batch's statement fails")
+            return await real(self, txn_ids, at_ms, per_fen)
+        return settle_with_postings
+
+    for tx_class in (batch_store.PgTx, batch_store.SqlTx):
+        monkeypatch.setattr(tx_class, "settle_with_postings",
+                            failing_once(tx_class.settle_with_postings))
+    response = await rail.send_payment(A, rail.pay_envelope(payer, payee, yuan(7)))
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["status"] == "settled" and answer["balance_after_fen"] == yuan(93)
+    assert failed, "the settle batch did not run"
+    view = await rail.wait_for_payment(payer, answer["payment_id"])
+    assert view["status"] == "settled"
+    assert await rail.balance(payer) == yuan(93)
+    assert await rail.balance(payee) == yuan(7)
     await rail.assert_balanced()
