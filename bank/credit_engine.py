@@ -43,7 +43,6 @@ hot edge (rail_service/hot_edge.py)."""
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -70,6 +69,7 @@ from rail_protocol.instruction_types import CREDIT_RESULT, INTERBANK_CREDIT
 from rail_protocol.money import parse_fen
 from rail_service.crash import crash_point
 from rail_service.extend import extend_app
+from rail_service.metrics import CallTimes
 
 log = logging.getLogger("yuanrail.bank.credit_engine")
 
@@ -135,7 +135,7 @@ class CreditEngine:
     def __init__(self, bank, store: BatchStore | None = None) -> None:
         self.bank, self.store = bank, store
         self.batches = self.booked = 0     # counted for tests, logs and `stats`
-        self.calls, self.call_s = 0, 0.0   # batch calls answered, and the time they took
+        self.calls_in = CallTimes()   # batch calls answered, and the time they took
 
     @classmethod
     async def start(cls, bank, *, pool_size: int = 2) -> CreditEngine:
@@ -190,21 +190,17 @@ class CreditEngine:
             raise result
         return result
 
-    def stats(self) -> dict[str, int]:
-        """Counts since start, for the dashboard's `stages`: credit batches written, credits
-        booked, batch calls answered and the time they took (from the first check to the
-        signed answers; microseconds in all)."""
-        return {"batches": self.batches, "items": self.booked, "calls": self.calls,
-                "call_us": int(self.call_s * 1e6)}
+    def stages(self) -> dict:
+        """For the dashboard's `stages`: the credit batches written and credits booked, and
+        the batch calls answered with their time (from the first check to the signed
+        answers)."""
+        return {"batches": {"credit-batch": {"batches": self.batches, "items": self.booked}},
+                "calls": {"from central": self.calls_in.stats()}}
 
     async def credit_all(self, items: list) -> list[dict | RailError]:
         """Each item's signed answer, or its typed error, in its place."""
-        started = time.monotonic()
-        try:
+        with self.calls_in.timing():
             return await self._credit_all(items)
-        finally:
-            self.calls += 1
-            self.call_s += time.monotonic() - started
 
     async def _credit_all(self, items: list) -> list[dict | RailError]:
         results: list[dict | RailError | None] = [None] * len(items)

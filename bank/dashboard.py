@@ -109,11 +109,9 @@ class BankDashboard:
 def _stages(state) -> dict:
     """The payment engine's batchers and calls, and the credit batches (message 2s)."""
     stages = state.payments.stages()
-    credits = state.credits.stats()
-    stages["batches"]["credit-batch"] = {"batches": credits["batches"],
-                                         "items": credits["items"]}
-    stages["calls"]["from central"] = {"calls": credits["calls"], "unreachable": 0,
-                                       "call_us": credits["call_us"]}
+    credits = state.credits.stages()
+    stages["batches"].update(credits["batches"])
+    stages["calls"].update(credits["calls"])
     return stages
 
 

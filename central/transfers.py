@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -42,7 +41,7 @@ from rail_protocol.keys import PublicKey, SigningKey
 from rail_service.batcher import Batcher, NotDone, fail_all
 from rail_service.crash import crash_point
 from rail_service.instructions import same_instruction
-from rail_service.metrics import Settlements
+from rail_service.metrics import CallTimes, Settlements
 
 log = logging.getLogger("yuanrail.central.transfers")
 
@@ -137,7 +136,7 @@ class Transfers:
         self._signers: dict[str, tuple[str, PublicKey]] = {}  # key id -> (bank id, key)
         self._deliveries: dict[str, Batcher] = {}  # payee bank id -> its deliveries
         self.interbank = Settlements()   # for the dashboard: in memory, this process's
-        self.calls_in = self.call_in_us = 0   # message 1 batch calls answered, and their time
+        self.calls_in = CallTimes()   # message 1 batch calls answered, and their time
 
     async def start(self, store: BatchStore) -> None:
         """Start the batcher of message 1s; the batches read and write through `store`."""
@@ -151,8 +150,7 @@ class Transfers:
         batchers = [self.batcher, *self._deliveries.values()]
         return {"batches": {b.name: b.stats() for b in batchers if b is not None},
                 "calls": {"banks": self.banks.calls.stats(),
-                          "from banks": {"calls": self.calls_in, "unreachable": 0,
-                                         "call_us": self.call_in_us}}}
+                          "from banks": self.calls_in.stats()}}
 
     async def aclose(self) -> None:
         if self.batcher is not None:
@@ -189,12 +187,10 @@ class Transfers:
         and answered in its place exactly as `submit` answers it alone, or with its typed
         error. An item that fails unexpectedly is answered `service_unavailable` (not an
         answer: bank A sends it again); only when every item fails so does the call."""
-        started = time.perf_counter_ns()
-        envelopes = parse_batch(raw, "transfers")
-        outcomes = await asyncio.gather(*(self.submit(env) for env in envelopes),
-                                        return_exceptions=True)
-        self.calls_in += 1
-        self.call_in_us += (time.perf_counter_ns() - started) // 1000
+        with self.calls_in.timing():
+            envelopes = parse_batch(raw, "transfers")
+            outcomes = await asyncio.gather(*(self.submit(env) for env in envelopes),
+                                            return_exceptions=True)
         unexpected = [o for o in outcomes if isinstance(o, BaseException)
                       and not isinstance(o, RailError)]
         if unexpected and (len(unexpected) == len(outcomes)

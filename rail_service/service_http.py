@@ -11,12 +11,13 @@ way the caller sees the same `Reply`, or `Unreachable` when no answer came."""
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import httpx
+
+from rail_service.metrics import CallTimes
 
 # Idle connections are dropped before the peer's own keep-alive (uvicorn's is 5 s) can close
 # them under a request: a POST sent on a connection the server has just closed gets no answer.
@@ -48,14 +49,11 @@ class ServiceHTTP:
         self._transport = transport
         self._httpx: httpx.AsyncClient | None = None
         self._session: aiohttp.ClientSession | None = None   # made in the running loop
-        self.calls = self.unreachable = 0   # for measurements: counts, and the time taken
-        self.call_s = 0.0
+        self.times = CallTimes()   # for the dashboards' stages
 
     def stats(self) -> dict[str, int]:
-        """Counts since start: calls, those without an answer, and the time calls took, in
-        microseconds in all."""
-        return {"calls": self.calls, "unreachable": self.unreachable,
-                "call_us": int(self.call_s * 1e6)}
+        """Calls made, those without an answer, and their time (`CallTimes.stats`)."""
+        return self.times.stats()
 
     async def request(self, method: str, url: str, *, content: bytes | None = None,
                       params: dict[str, Any] | None = None,
@@ -67,17 +65,14 @@ class ServiceHTTP:
             headers = {**self.headers, **headers}
         else:
             headers = self.headers
-        started = time.monotonic()
-        self.calls += 1
-        try:
-            if self._transport is not None:
-                return await self._via_httpx(method, url, content, params, headers)
-            return await self._via_aiohttp(method, url, content, params, headers)
-        except Unreachable:
-            self.unreachable += 1
-            raise
-        finally:
-            self.call_s += time.monotonic() - started
+        with self.times.timing():
+            try:
+                if self._transport is not None:
+                    return await self._via_httpx(method, url, content, params, headers)
+                return await self._via_aiohttp(method, url, content, params, headers)
+            except Unreachable:
+                self.times.unreachable += 1
+                raise
 
     async def _via_aiohttp(self, method: str, url: str, content: bytes | None,
                            params: dict[str, Any] | None, headers: dict[str, str]) -> Reply:

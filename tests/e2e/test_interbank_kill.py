@@ -35,6 +35,7 @@ from rail_protocol.money import yuan
 from tests.support.processes_rail import (  # noqa: F401 - process_rail is a fixture
     BANK_NAMES, BANK_TOKENS, CENTRAL, CENTRAL_TOKEN, ProcessRail, process_rail)
 from tests.support.rail import new_id_number, new_phone, psycopg_url
+from tests.support.polling import poll
 from yuanrail.audit import audit_rail
 
 pytestmark = pytest.mark.e2e
@@ -398,14 +399,9 @@ _WALLET_LOCK_WAITERS = """
 
 
 async def _wait_for_waiters(monitor, want: int, timeout_s: float) -> int:
-    deadline = time.monotonic() + timeout_s
-    count = -1
-    for _ in range(int(timeout_s / 0.05) + 1):
-        count = (await (await monitor.execute(_WALLET_LOCK_WAITERS)).fetchone())[0]
-        if count >= want or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.05)
-    return count
+    async def waiters() -> int:
+        return (await (await monitor.execute(_WALLET_LOCK_WAITERS)).fetchone())[0]
+    return await poll(waiters, lambda count: count >= want, timeout_s=timeout_s)
 
 
 async def test_wallet_retry_racing_a_refusal_does_not_deadlock(process_rail):

@@ -4,12 +4,12 @@ and back off while there is nothing to do."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
 from rail_service.background import Background, Loop, next_wait
 from rail_service.db import make_engine
+from tests.support.polling import poll
 
 pytestmark = pytest.mark.integration
 
@@ -24,12 +24,7 @@ class Counter:
 
 
 async def _wait_until(predicate, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(0.05)
-    return predicate()
+    return await poll(predicate, timeout_s=timeout_s)
 
 
 async def test_of_two_processes_one_leads_and_the_other_takes_over_when_it_stops(pg_url):

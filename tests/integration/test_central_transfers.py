@@ -20,6 +20,7 @@ from rail_protocol.canonical import parse_json
 from rail_protocol.envelope import Envelope, now_ms, seal, sign_statement, verify, verify_statement
 from rail_protocol.errors import RailError
 from rail_protocol.keys import PublicKey, SigningKey
+from tests.support.polling import poll
 
 pytestmark = pytest.mark.integration
 
@@ -200,13 +201,10 @@ async def assert_balanced(central: CentralClient) -> dict:
 
 async def wait_status(central: CentralClient, transfer_id: str, status: str,
                       timeout_s: float = 15) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        row = await central.get_transfer(transfer_id)
-        if row["status"] == status:
-            return row
-        assert time.monotonic() < deadline, f"still {row['status']} after {timeout_s} s: {row}"
-        await asyncio.sleep(0.05)
+    row = await poll(lambda: central.get_transfer(transfer_id),
+                     lambda row: row["status"] == status, timeout_s=timeout_s)
+    assert row["status"] == status, f"still {row['status']} after {timeout_s} s: {row}"
+    return row
 
 
 async def recorded(central: CentralClient, *envs: Envelope) -> None:

@@ -123,10 +123,18 @@ async def test_a_batch_to_capped_and_uncapped_payees_and_an_order_lands_once(cre
                       order_id=order["order_id"]),
              message2(rail, shop, 400)]
     before = (fast(rail).booked, fast(rail).batches)
+    calls_before = fast(rail).stages()["calls"]["from central"]
     results = await send_batch(rail, batch)
     assert [answer(r, rail) for r in results] == ["accepted"] * 5
     assert [r["result"]["transfer_id"] for r in results] == [e.id for e in batch]
     assert (fast(rail).booked, fast(rail).batches) == (before[0] + 5, before[1] + 1)
+    # the dashboard's stages count the batch and the call from central, with its time
+    stages = fast(rail).stages()
+    assert stages["batches"]["credit-batch"] == {"batches": before[1] + 1,
+                                                 "items": before[0] + 5}
+    calls = stages["calls"]["from central"]
+    assert calls["calls"] == calls_before["calls"] + 1
+    assert calls["call_us"] > calls_before["call_us"]
     assert await rail.balance(person) == yuan(100) + 400
     assert await rail.balance(shop) == 200 + 2580 + 400
     history = await incoming(rail, person)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import inspect
 import threading
 import time
 import uuid
@@ -30,6 +29,7 @@ from rail_protocol.errors import RailError
 from rail_protocol.keys import PublicKey
 from rail_protocol.money import yuan
 from rail_service.client import RemoteError
+from tests.support.polling import eventually
 from tests.support.rail import (  # noqa: F401
     Rail,
     Wallet,
@@ -139,20 +139,6 @@ def receiver() -> Iterator[WebhookReceiver]:
 
 
 # --- helpers --------------------------------------------------------------------------------
-
-async def eventually(check, *, timeout_s: float, what: str, interval_s: float = 0.1):
-    """Poll `check` (sync or async) until it returns something truthy; bounded."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        await asyncio.sleep(interval_s)
-
 
 @dataclass
 class Shop:

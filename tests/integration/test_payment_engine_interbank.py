@@ -14,6 +14,7 @@ from rail_protocol.money import yuan
 from tests.integration.test_payment_engine import fast, fast_rail, send_all  # noqa: F401
 from tests.support.rail import outcomes
 from tests.support import rail as rail_support
+from tests.support.polling import poll
 
 pytestmark = pytest.mark.integration
 
@@ -88,15 +89,12 @@ async def test_the_row_and_the_payers_notification_say_settled(fast_rail):
         "kind": "interbank_out", "status": "settled", "amount_fen": 1234,
         "payer_wallet": payer.wallet_id, "payee_wallet": payee.wallet_id,
         "counterparty_bank": B, "memo": "across"}
-    settled_events = []
-    for _ in range(100):   # sent right after the settle commits
+
+    async def settled_events() -> list:   # sent right after the settle commits
         events = await node(rail).hot.read_events(f"wallet:{payer.wallet_id}")
-        settled_events = [(e["payment_id"], e["order_id"]) for _id, e in events
-                          if e["event"] == "payment.settled"]
-        if settled_events:
-            break
-        await asyncio.sleep(0.02)
-    assert settled_events == [(answer["payment_id"], None)]
+        return [(e["payment_id"], e["order_id"]) for _id, e in events
+                if e["event"] == "payment.settled"]
+    assert await poll(settled_events, timeout_s=2) == [(answer["payment_id"], None)]
 
 
 async def test_message_1_has_the_content_the_outbox_seals_from_the_stored_row(

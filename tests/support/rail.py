@@ -53,6 +53,7 @@ from rail_protocol.envelope import Envelope, now_ms, seal
 from rail_protocol.keys import SigningKey
 from tests.conftest import REDIS_URL
 from tests.support.asgi_net import AsgiNetwork
+from tests.support.polling import poll
 
 BANK_IDS = ("yangtze", "pearl")
 CENTRAL_TOKEN = "test-central-operator-0001"
@@ -305,15 +306,11 @@ class Rail:
         """`rail_audit` once nothing is in flight: a payer hears `settled` as soon as bank B's
         acceptance is in, and central's and bank A's own books record it a few milliseconds
         later (docs/interbank.md, "Answering before the finish"); wait for that, bounded."""
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while True:
-            report = await self.rail_audit()
-            quiet = report["central"]["in_flight_fen"] == 0 and all(
+        def quiet(report: dict) -> bool:
+            return report["central"]["in_flight_fen"] == 0 and all(
                 not a["processing_out"] and not a["pending_vault_ops"]
                 for a in report["banks"].values())
-            if quiet or asyncio.get_running_loop().time() > deadline:
-                return report
-            await asyncio.sleep(0.02)
+        return await poll(self.rail_audit, quiet, timeout_s=timeout_s, interval_s=0.02)
 
     async def assert_balanced(self) -> dict:
         report = await self.quiet_audit()
@@ -331,12 +328,9 @@ class Rail:
                                until: tuple[str, ...] = ("settled", "rejected"),
                                timeout_s: float = 15.0) -> dict:
         """Poll a payment (signed read) until its status is one of `until`."""
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while True:
-            view = await self.client(wallet).payment(wallet.key, wallet.wallet_id, payment_id)
-            if view["status"] in until or asyncio.get_running_loop().time() > deadline:
-                return view
-            await asyncio.sleep(0.1)
+        return await poll(
+            lambda: self.client(wallet).payment(wallet.key, wallet.wallet_id, payment_id),
+            lambda view: view["status"] in until, timeout_s=timeout_s, interval_s=0.1)
 
     def central_text(self) -> str:
         """Every text column of every table of central's database, in one string."""

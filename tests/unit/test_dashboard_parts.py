@@ -3,6 +3,8 @@ cookie, the check of a bank's signed finding at central, and the server-side cha
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from central.dashboard import read_finding
@@ -10,7 +12,7 @@ from rail_protocol.envelope import sign_statement
 from rail_protocol.instruction_types import CHECKPOINT_FINDING
 from rail_protocol.keys import SigningKey
 from rail_service.dashboard import Sessions, bar_chart, line_chart, yuan_axis
-from rail_service.metrics import Latencies, Outcomes, PerSecond, Settlements
+from rail_service.metrics import CallTimes, Latencies, Outcomes, PerSecond, Settlements
 
 pytestmark = pytest.mark.unit
 
@@ -47,6 +49,18 @@ def test_a_second_older_than_the_window_reads_as_zero_not_as_its_slot_reused():
     clock.now_s += 1
     assert rate.recent(9) == (1, 0)
     assert rate.total_count == 2
+
+
+def test_a_call_is_counted_with_its_time_whether_it_answers_or_raises():
+    times = CallTimes()
+    with times.timing():
+        time.sleep(0.002)
+    with pytest.raises(TimeoutError), times.timing():
+        times.unreachable += 1
+        raise TimeoutError
+    stats = times.stats()
+    assert (stats["calls"], stats["unreachable"]) == (2, 1)
+    assert stats["call_us"] >= 2_000
 
 
 def test_refusals_are_counted_by_code():
