@@ -112,13 +112,18 @@ def add_command(commands) -> None:
 
 class CpuMeter:
     """CPU seconds used by groups of processes (a process tree, or processes by name), read
-    from /proc through psutil each tick; a process that starts later counts from zero."""
+    from /proc through psutil each tick; a process that starts later counts from zero.
+    Given `databases` (database name -> role), the `postgres` group is also split by the
+    database each backend serves (its process title names it), so a run shows whose SQL
+    the server's CPU goes to; the server's own processes are `server`."""
 
-    def __init__(self, groups: dict) -> None:
+    def __init__(self, groups: dict, databases: dict[str, str] | None = None) -> None:
         import psutil
 
         self.psutil = psutil
         self.groups = groups   # name -> callable returning a list of root processes / names
+        self.databases = databases or {}
+        self.database_of: dict[int, str] = {}   # postgres pid -> role of its database
         self.started = time.time()
         self.first: dict[int, float] = {}
         self.last: dict[int, float] = {}
@@ -162,12 +167,20 @@ class CpuMeter:
                     self.first[proc.pid] = 0.0 if proc.create_time() >= self.started - 0.5 \
                         else total
                     self.owner[proc.pid] = group
+                    if group == "postgres" and self.databases:
+                        self.database_of[proc.pid] = self._database(proc)
                 self.last[proc.pid] = total
             except psutil.Error:
                 continue
         used = self.used()
         self.series.append((time.time(), used))
         return used
+
+    def _database(self, proc) -> str:
+        """The role of the database a backend serves, from its title ("postgres: 15/main:
+        user dbname host state"); `server` for the server's own processes."""
+        words = " ".join(proc.cmdline()).split()
+        return next((self.databases[w] for w in words if w in self.databases), "server")
 
     def used(self) -> dict[str, float]:
         """CPU seconds by group, and by process of each service (`yangtze[1]`: its processes
@@ -180,6 +193,9 @@ class CpuMeter:
             if group in ("central", *BANKS):
                 index = sum(1 for key in used if key.startswith(f"{group}["))
                 used[f"{group}[{index}]"] = seconds
+            if pid in self.database_of:
+                key = f"postgres[{self.database_of[pid]}]"
+                used[key] = used.get(key, 0.0) + seconds
         used["machine"] = self._machine_busy() - self._machine0
         return used
 
@@ -533,8 +549,10 @@ class LocustRun:
 
 
 def run_locust(name: str, locustfile: Path, classes: list[str], args, out: Path, env: dict,
-               cpu_groups: dict, progress_names: tuple[str, ...]) -> LocustRun:
-    """One headless Locust run with a progress line; its CSV, HTML and JSON under `out`."""
+               cpu_groups: dict, progress_names: tuple[str, ...],
+               databases: dict[str, str] | None = None) -> LocustRun:
+    """One headless Locust run with a progress line; its CSV, HTML and JSON under `out`;
+    PostgreSQL's CPU split by `databases` (name -> role, `CpuMeter`)."""
     prefix = out / name
     spawn = args.spawn_rate or max(args.users, 1)
     command = [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless",
@@ -554,7 +572,8 @@ def run_locust(name: str, locustfile: Path, classes: list[str], args, out: Path,
         process = subprocess.Popen(command, env=run_env, stdout=log, stderr=subprocess.STDOUT,
                                    cwd=str(out), start_new_session=True)
         root = psutil.Process(process.pid)
-        meter = CpuMeter({"generator": lambda: [root], **cpu_groups})
+        meter = CpuMeter({"generator": lambda: [root], **cpu_groups},
+                         databases=databases)
         started = time.monotonic()
         deadline = started + args.duration + 90
         tty = sys.stdout.isatty()
@@ -807,6 +826,8 @@ def _run(args: argparse.Namespace) -> int:
         groups: dict = {s.name: (lambda root=psutil.Process(s.process.pid): [root])
                         for s in rail.services}
         groups.update({"postgres": "postgres", "redis": "redis-server"})
+        databases = {url.rsplit("/", 1)[-1].split("?")[0]: role
+                     for role, url in rail.databases.items()}
         env = {"YUANRAIL_LOAD_PROVISION": str(out / "provision.json")}
         for number in range(rounds):
             tag = "" if rounds == 1 else f"-r{number + 1}"
@@ -823,7 +844,7 @@ def _run(args: argparse.Namespace) -> int:
                 one_process = args.workers == 1 and args.central_workers == 1
                 stages_before = read_stages(rail) if one_process else None
                 run = run_locust(name, LOADTESTS / "locustfile.py", SCENARIOS[scenario], args,
-                                 out, env, groups, PAYMENT_NAMES)
+                                 out, env, groups, PAYMENT_NAMES, databases)
                 summary = summarize(run, PAYMENT_NAMES)
                 summary["reads"] = _reads(run)
                 if stages_before is not None:
@@ -1000,7 +1021,7 @@ def render_report(results: dict) -> str:
         lines.append("")
     lines += ["| scenario | payments/s | p50 ms | p95 ms | p99 ms | failures | refusals | "
               "x pgbench | x verifier | x no-op | CPU cores: generator / rail (Central + Yangtze + "
-              "Pearl) / postgres / redis | audit |",
+              "Pearl) / postgres (by database) / redis | audit |",
               "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
     for name, s in results["scenarios"].items():
         cpu = s["cpu_cores"]
@@ -1011,7 +1032,8 @@ def render_report(results: dict) -> str:
             f"{_fmt_ratio(ratios.get('pgbench'))} | {_fmt_ratio(ratios.get('verifier'))} | "
             f"{_fmt_ratio(ratios.get('noop'))} "
             f"| {cpu.get('generator', 0)} / {cpu.get('rail', 0)} ({_rail_split(cpu)}) / "
-            f"{cpu.get('postgres', 0)} / {cpu.get('redis', 0)} (machine {cpu.get('machine', 0)}) | "
+            f"{cpu.get('postgres', 0)}{_postgres_split(cpu)} / {cpu.get('redis', 0)} "
+            f"(machine {cpu.get('machine', 0)}) | "
             f"{'balanced' if s['audit_balanced'] else 'NOT BALANCED'} |")
     lines.append("")
     for name, s in results["scenarios"].items():
@@ -1087,6 +1109,16 @@ def _rail_split(cpu: dict) -> str:
         each = f" [{' + '.join(str(c) for c in busy)}]" if len(busy) > 1 else ""
         parts.append(f"{name[0].upper()} {cpu.get(name, 0)}{each}")
     return " + ".join(parts)
+
+
+def _postgres_split(cpu: dict) -> str:
+    """` (C 0.42 + Y 0.13 + P 0.13 + server 0.01)`: PostgreSQL's cores by the database its
+    backends served (`CpuMeter`), empty when the run did not split them."""
+    parts = [f"{name[0].upper()} {cpu[f'postgres[{name}]']}" for name in ("central", *BANKS)
+             if f"postgres[{name}]" in cpu]
+    if not parts:
+        return ""
+    return f" ({' + '.join(parts)} + server {cpu.get('postgres[server]', 0)})"
 
 
 def _fmt_ratio(value: float | None) -> str:

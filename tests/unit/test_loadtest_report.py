@@ -4,7 +4,7 @@ processes when it runs several uvicorn workers, `--workers`) and of the hot path
 
 from __future__ import annotations
 
-from yuanrail.loadtest_command import CpuMeter, _rail_split
+from yuanrail.loadtest_command import CpuMeter, _postgres_split, _rail_split
 
 
 def test_a_bank_with_several_busy_workers_shows_each_and_one_process_shows_none():
@@ -18,6 +18,37 @@ def test_workers_are_shown_in_their_order_past_nine():
     cpu = {"yangtze": 1.1, **{f"yangtze[{n}]": 0.1 * n for n in range(1, 12)}}
     shown = _rail_split(cpu).split("Y 1.1 [", 1)[1].split("]")[0].split(" + ")
     assert [float(c) for c in shown] == [0.1 * n for n in range(1, 12)]
+
+
+class Backend:
+    """A process as psutil shows it: PostgreSQL sets its title to say whom it serves."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+
+    def cmdline(self) -> list[str]:
+        return [self.title]
+
+
+def test_postgres_cpu_is_split_by_the_database_each_backend_serves():
+    meter = CpuMeter({"postgres": "postgres"},
+                     databases={"yrload_ab12_central": "central", "yrload_ab12_yangtze": "yangtze"})
+    titles = {1: "postgres: 15/main: postgres yrload_ab12_central 127.0.0.1(5102) idle",
+              2: "postgres: 15/main: postgres yrload_ab12_central 127.0.0.1(5103) COMMIT",
+              3: "postgres: 15/main: postgres yrload_ab12_yangtze 127.0.0.1(5104) idle",
+              4: "postgres: 15/main: walwriter"}
+    meter.database_of = {pid: meter._database(Backend(t)) for pid, t in titles.items()}
+    meter.owner = {pid: "postgres" for pid in titles}
+    meter.first = {1: 0.0, 2: 1.0, 3: 0.0, 4: 0.0}
+    meter.last = {1: 2.0, 2: 2.5, 3: 1.0, 4: 0.25}
+    used = meter.used()
+    assert used["postgres"] == 4.75
+    assert (used["postgres[central]"], used["postgres[yangtze]"], used["postgres[server]"]) \
+        == (3.5, 1.0, 0.25)
+    cores = {"postgres": 0.56, "postgres[central]": 0.42, "postgres[yangtze]": 0.13,
+             "postgres[pearl]": 0.0, "postgres[server]": 0.01}
+    assert _postgres_split(cores) == " (C 0.42 + Y 0.13 + P 0.0 + server 0.01)"
+    assert _postgres_split({"postgres": 0.5}) == ""
 
 
 def test_the_meter_counts_each_process_of_a_service_and_their_sum():
