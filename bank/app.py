@@ -90,7 +90,7 @@ def create_app(settings: BankSettings | None = None, bank: Bank | None = None) -
 
     app = FastAPI(title=f"yuanrail bank node {settings.bank_id}", version="0.1.0",
                   lifespan=lifespan, default_response_class=JSON)
-    install_error_handlers(app)
+    install_error_handlers(app, wrong_tries_per_address=settings.wrong_tries_per_address)
     # The payment engine: payments, orders and charges decided and written in batches (its
     # batchers start in the lifespan, its routes are the hot edge's), and message 2s from
     # central credited the same way.

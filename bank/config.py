@@ -33,6 +33,10 @@ class BankSettings(BaseSettings):
     vault_high_fen: int = 200_000_000
     no_pin_threshold_fen: int = 100_000  # ¥1,000: a payment code above it needs the PIN
     rate_limit_per_s: int = 50         # signed requests per wallet per second; 0 = off
+    # Wrong operator tokens, PINs and PIN guard ids an address may send per 5 minutes before
+    # its credential-bearing requests are refused until the window ends
+    # (rail_service/guesses.py); 0 = off.
+    wrong_tries_per_address: int = 20
     run_workers: bool = True           # the outbox and vault workers
     db_pool_size: int = 10
     # Central's signed checkpoints (docs/registry.md): fetched and compared with the books

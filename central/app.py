@@ -65,7 +65,7 @@ def create_app(settings: CentralSettings | None = None, *,
 
     app = FastAPI(title="yuanrail central", version="0.1.0", lifespan=lifespan,
                   default_response_class=JSON)
-    install_error_handlers(app)
+    install_error_handlers(app, wrong_tries_per_address=settings.wrong_tries_per_address)
     app.include_router(router)
     dashboard_web.install(app, "central", settings.operator_token)
     return HotRoutes(app, hot_routes())

@@ -30,6 +30,9 @@ class CentralSettings(BaseSettings):
     registry_worker: bool = True
     checkpoint_interval_ms: int = 5_000
     seal_batch_size: int = 1_000
+    # Wrong operator tokens an address may send per 5 minutes before its credential-bearing
+    # requests are refused until the window ends (rail_service/guesses.py); 0 = off.
+    wrong_tries_per_address: int = 20
 
     @model_validator(mode="after")
     def _no_default_secrets_outside_development(self) -> CentralSettings:

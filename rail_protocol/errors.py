@@ -60,6 +60,8 @@ CODES: dict[str, tuple[int, str]] = {
     "vault_empty": (503, "The bank's e-CNY vault is short and central could not refill it; "
                          "retry later."),
     "rate_limited": (429, "Too many requests from this wallet; slow down."),
+    "too_many_tries": (429, "Too many wrong credentials (operator token, PIN, PIN guard) "
+                            "from this address: wait `details.wait_s` seconds."),
     # --- merchants: orders, refunds, payment codes, mandates ---------------------------
     "not_a_merchant": (403, "Only a merchant wallet may do this."),
     "unknown_order": (404, "No order with that id at the merchant's bank."),

@@ -29,6 +29,7 @@ from pygal.style import Style
 
 from rail_protocol.errors import RailError
 from rail_protocol.money import format_fen
+from rail_service.guesses import client_address
 from rail_service.http import JSON, bearer_token
 from rail_service.openapi import MS, TEXT, answers, obj
 
@@ -241,6 +242,7 @@ async def login(request: Request) -> Response:
     try:
         board.check_operator(tokens[0].strip() or None)
     except RailError:
+        request.app.state.wrong_guesses.count(client_address(request.scope))
         html = board.templates.get_template("login.html").render(title=board.title, refused=True)
         return HTMLResponse(html, status_code=401, headers=PAGE_HEADERS)
     response = RedirectResponse("/dashboard", status_code=303)

@@ -19,6 +19,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rail_protocol.canonical import MAX_BODY_BYTES, check_text, parse_json
 from rail_protocol.errors import RailError
+from rail_service.guesses import (LIMIT, GUESS_CODES, RefuseGuessers, WrongGuesses,
+                                  client_address)
 from rail_service.openapi import describe_errors
 
 log = logging.getLogger("yuanrail.http")
@@ -67,13 +69,19 @@ class RefuseControlCharacters:
         await self.app(scope, receive, send)
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI, *, wrong_tries_per_address: int = LIMIT) -> None:
     """Map every failure to a typed JSON error (`error_answer`); an unexpected one is logged,
-    never leaked. The OpenAPI document lists those errors under every route."""
+    never leaked. The OpenAPI document lists those errors under every route. A wrong
+    credential is counted against its address, and an address with too many is refused
+    before any route runs (rail_service/guesses.py)."""
     app.add_middleware(RefuseControlCharacters)
+    app.state.wrong_guesses = guesses = WrongGuesses(wrong_tries_per_address)
+    app.add_middleware(RefuseGuessers, guesses=guesses)
     describe_errors(app)
 
     async def answer(request: Request, exc: Exception) -> JSON:
+        if isinstance(exc, RailError) and exc.code in GUESS_CODES:
+            guesses.count(client_address(request.scope))
         return error_answer(exc, request.method, request.url.path)
 
     for kind in (RailError, RequestValidationError, StarletteHTTPException, Exception):

@@ -235,6 +235,9 @@ def make_process_rail(pg_databases, directory: Path, *, bank_timeout_ms: int = 1
         # Short deadline for one delivery to a bank: the lease a dead central leaves on a
         # transfer it was delivering is this + 1 s, which bounds the wait after a restart.
         "YUANRAIL_CENTRAL_BANK_TIMEOUT_MS": str(bank_timeout_ms),
+        # Every test request comes from loopback, and some try wrong tokens on purpose (the
+        # limit per address is tested on its own: tests/integration/test_wrong_tries.py).
+        "YUANRAIL_CENTRAL_WRONG_TRIES_PER_ADDRESS": "0",
     })
     for bank_id, bank_name in BANK_NAMES.items():
         port = server_port()
@@ -252,7 +255,7 @@ def make_process_rail(pg_databases, directory: Path, *, bank_timeout_ms: int = 1
             # while nothing needs it.
             "YUANRAIL_BANK_VAULT_LOW_FEN": "0", "YUANRAIL_BANK_VAULT_TARGET_FEN": "0",
             "YUANRAIL_BANK_VAULT_HIGH_FEN": str(10**15),
-            "YUANRAIL_BANK_RATE_LIMIT_PER_S": "0",
+            "YUANRAIL_BANK_RATE_LIMIT_PER_S": "0", "YUANRAIL_BANK_WRONG_TRIES_PER_ADDRESS": "0",
             "YUANRAIL_BANK_DB_POOL_SIZE": "4",
             "YUANRAIL_BANK_CODE_ISSUERS": '{"11": "yangtze", "12": "pearl"}',
         })

@@ -386,6 +386,9 @@ async def start_rail(pg_databases, key_dir: Path, *, central_pool: int = 4,
     central_app = create_central_app(CentralSettings(
         database_url=central_db, operator_token=CENTRAL_TOKEN,
         key_file=key_dir / f"central-{run}.key", db_pool_size=central_pool,
+        # Every test request comes from one address, and many try wrong tokens on purpose:
+        # the limit per address is tested on its own (test_wrong_tries.py).
+        wrong_tries_per_address=0,
     ), bank_transport=net)
     central_url = net.add("central.test", central_app)
     banks: dict[str, BankNode] = {}
@@ -405,7 +408,7 @@ async def start_rail(pg_databases, key_dir: Path, *, central_pool: int = 4,
                 # An empty vault refilled by exactly what is short, never swept back: the
                 # rail's books then say exactly what the tests did.
                 "vault_low_fen": 0, "vault_target_fen": 0, "vault_high_fen": 10**15,
-                "rate_limit_per_s": 0, "db_pool_size": 5,
+                "rate_limit_per_s": 0, "db_pool_size": 5, "wrong_tries_per_address": 0,
                 # The tests' webhook receivers listen on loopback; shop.example never resolves.
                 "webhook_allowed_hosts": ["127.0.0.1", "shop.example"],
                 "code_issuers": CODE_ISSUERS, **bank_overrides})

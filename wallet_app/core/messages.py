@@ -86,6 +86,8 @@ MESSAGES: dict[str, str] = {
     "insufficient_deposit": N_("Your bank account holds less than that."),
     "vault_empty": N_("The bank is short of e-CNY just now. Try again in a minute."),
     "rate_limited": N_("Too many requests. Wait a moment and try again."),
+    "too_many_tries": N_("Too many wrong tries from this network. Wait a few minutes, then "
+                         "try again."),
     "not_a_merchant": N_("Only a merchant wallet may do that."),
     "unknown_order": N_("The merchant's bank does not know this order."),
     "order_paid": N_("This order has already been paid."),
