@@ -178,8 +178,12 @@ class CpuMeter:
 
     def _database(self, proc) -> str:
         """The role of the database a backend serves, from its title ("postgres: 15/main:
-        user dbname host state"); `server` for the server's own processes."""
+        user dbname host state"); `autovacuum` for a vacuum worker (whatever database it
+        cleans: its cost follows the rows written, not the statements of the moment),
+        `server` for the server's own processes."""
         words = " ".join(proc.cmdline()).split()
+        if "autovacuum" in words:
+            return "autovacuum"
         return next((self.databases[w] for w in words if w in self.databases), "server")
 
     def used(self) -> dict[str, float]:
@@ -1113,12 +1117,15 @@ def _rail_split(cpu: dict) -> str:
 
 def _postgres_split(cpu: dict) -> str:
     """` (C 0.42 + Y 0.13 + P 0.13 + server 0.01)`: PostgreSQL's cores by the database its
-    backends served (`CpuMeter`), empty when the run did not split them."""
+    backends served (`CpuMeter`), and its vacuum workers' when they ran; empty when the
+    run did not split them."""
     parts = [f"{name[0].upper()} {cpu[f'postgres[{name}]']}" for name in ("central", *BANKS)
              if f"postgres[{name}]" in cpu]
     if not parts:
         return ""
-    return f" ({' + '.join(parts)} + server {cpu.get('postgres[server]', 0)})"
+    vacuum = cpu.get("postgres[autovacuum]", 0)
+    return (f" ({' + '.join(parts)} + server {cpu.get('postgres[server]', 0)}"
+            f"{f' + autovacuum {vacuum}' if vacuum else ''})")
 
 
 def _fmt_ratio(value: float | None) -> str:

@@ -36,18 +36,21 @@ def test_postgres_cpu_is_split_by_the_database_each_backend_serves():
     titles = {1: "postgres: 15/main: postgres yrload_ab12_central 127.0.0.1(5102) idle",
               2: "postgres: 15/main: postgres yrload_ab12_central 127.0.0.1(5103) COMMIT",
               3: "postgres: 15/main: postgres yrload_ab12_yangtze 127.0.0.1(5104) idle",
-              4: "postgres: 15/main: walwriter"}
+              4: "postgres: 15/main: walwriter",
+              5: "postgres: 15/main: autovacuum worker yrload_ab12_central"}
     meter.database_of = {pid: meter._database(Backend(t)) for pid, t in titles.items()}
     meter.owner = {pid: "postgres" for pid in titles}
-    meter.first = {1: 0.0, 2: 1.0, 3: 0.0, 4: 0.0}
-    meter.last = {1: 2.0, 2: 2.5, 3: 1.0, 4: 0.25}
+    meter.first = {1: 0.0, 2: 1.0, 3: 0.0, 4: 0.0, 5: 0.0}
+    meter.last = {1: 2.0, 2: 2.5, 3: 1.0, 4: 0.25, 5: 0.5}
     used = meter.used()
-    assert used["postgres"] == 4.75
-    assert (used["postgres[central]"], used["postgres[yangtze]"], used["postgres[server]"]) \
-        == (3.5, 1.0, 0.25)
+    assert used["postgres"] == 5.25
+    assert (used["postgres[central]"], used["postgres[yangtze]"], used["postgres[server]"],
+            used["postgres[autovacuum]"]) == (3.5, 1.0, 0.25, 0.5)
     cores = {"postgres": 0.56, "postgres[central]": 0.42, "postgres[yangtze]": 0.13,
              "postgres[pearl]": 0.0, "postgres[server]": 0.01}
     assert _postgres_split(cores) == " (C 0.42 + Y 0.13 + P 0.0 + server 0.01)"
+    assert _postgres_split({**cores, "postgres[autovacuum]": 0.05}) == \
+        " (C 0.42 + Y 0.13 + P 0.0 + server 0.01 + autovacuum 0.05)"
     assert _postgres_split({"postgres": 0.5}) == ""
 
 
