@@ -823,10 +823,10 @@ async def test_a_first_delivery_is_finished_in_the_next_prepare_batchs_transacti
             + [transfer_envelope(rail.c_key, C, B, 400 + i, PAYEE) for i in range(30)])
     answers = await asyncio.gather(*(rail.central.transfer(env) for env in envs))
     assert [a["status"] for a in answers] == ["settled"] * len(envs)
-    assert alone == []
     assert rail.b.credits == len(envs)
     await assert_settled_once(rail, envs, a_fen=sum(300 + i for i in range(30)),
                               c_fen=sum(400 + i for i in range(30)))
+    assert alone == []   # checked once the finishes, which follow the answers, are in
 
 
 async def test_when_the_batch_that_took_a_finish_fails_the_finish_goes_alone(
@@ -844,9 +844,9 @@ async def test_when_the_batch_that_took_a_finish_fails_the_finish_goes_alone(
     monkeypatch.setattr(rail.service, "_finish_in", fails_once_in_a_batch)
     envs = [message1(rail, 500 + i) for i in range(5)]
     answers = await asyncio.gather(*(rail.central.transfer(env) for env in envs))
-    assert failed, "no finish went through a batch"
     assert [a["status"] for a in answers] == ["settled"] * len(envs)
-    await recorded(rail.central, *envs)
+    await recorded(rail.central, *envs)   # the finishes commit after the answers
+    assert failed, "no finish went through a batch"
     for env in envs:
         assert await entries_of(rail.central, env.id) == ["transfer_prepare", "transfer_settle"]
     assert rail.b.credits == len(envs)
