@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 
-from bank.credit_engine import credits_route
+from bank.credit_engine import credits_route, sealed_credits_route
 from bank.payment_engine import pay_route
 from bank.services import Bank
 from bank import api_schemas as S
@@ -17,7 +17,8 @@ from rail_protocol.canonical import INT_MAX
 from rail_protocol.keys import PublicKey
 from rail_protocol.request_auth import verify_read
 from rail_service.http import JSON, bearer_token, read_json
-from rail_service.openapi import FEN, TEXT, answers, array, both, obj, plain, signed, signed_batch
+from rail_service.openapi import (FEN, TEXT, answers, array, both, obj, plain, sealed_batch,
+                                  signed, signed_batch)
 
 OperatorToken = Annotated[str | None, Depends(bearer_token)]
 
@@ -171,6 +172,16 @@ async def interbank_credits(request: Request) -> dict:
     """Message 2 in a batch: many credits from central, each answered in its place."""
     return await credits_route(await read_json(request, MAX_BATCH_BODY_BYTES),
                                request.app.state)
+
+
+@router.post("/interbank/credits/sealed-batch", tags=["interbank"],
+             openapi_extra=both(sealed_batch("credits", kinds.INTERBANK_CREDIT),
+                                answers(S.SEALED_CREDIT_RESULTS)))
+async def sealed_interbank_credits(request: Request) -> dict:
+    """Message 2 in a sealed batch: many credits from central under one signature, each
+    answered in its place, the answers under one signature of this bank's."""
+    return await sealed_credits_route(await read_json(request, MAX_BATCH_BODY_BYTES),
+                                      request.app.state)
 
 
 # --- operator ------------------------------------------------------------------------

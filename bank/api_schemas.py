@@ -69,6 +69,10 @@ CREDIT_RESULT = obj({"result": obj({"type": one_of("bank.interbank_credit_result
                                     "sig": TEXT})})
 CREDIT_ERROR = obj({"error": obj({"code": TEXT, "message": TEXT})})
 CREDIT_RESULTS = obj({"results": array({"anyOf": [CREDIT_RESULT, CREDIT_ERROR]})})
+SEALED_CREDIT_RESULTS = obj({"results": array({"anyOf": [
+    obj({"result": obj({"type": one_of("bank.interbank_credit_result"), "transfer_id": TEXT,
+                        "accepted": BOOL, "issuer": TEXT})}), CREDIT_ERROR]}),
+    "issuer": TEXT, "sig": TEXT})
 DEPOSIT_ACCOUNT = obj({"account_id": TEXT, "holder_name": TEXT, "balance_fen": FEN})
 AUDIT = obj({"bank_id": TEXT, "balanced": BOOL, "books_fen": FEN, "vault_fen": FEN,
              "wallets_fen": FEN, "interbank_out_fen": FEN, "redeem_out_fen": FEN,

@@ -62,7 +62,7 @@ from bank.domain.payments import (
 from bank.domain.wallets import CreditPlan, WalletState
 from rail_protocol import envelope
 from rail_protocol.batches import MAX_BODY_BYTES as MAX_BATCH_BODY_BYTES
-from rail_protocol.batches import parse_batch
+from rail_protocol.batches import open_batch, parse_batch, seal_results
 from rail_protocol.envelope import Envelope, now_ms, sign_statement
 from rail_protocol.errors import RailError
 from rail_protocol.instruction_types import CREDIT_RESULT, INTERBANK_CREDIT
@@ -153,10 +153,20 @@ class CreditEngine:
         """Message 2 verified as central's and checked, first error wins: (envelope,
         transfer id, from bank, payee, amount, details)."""
         env = Envelope.parse(raw)
+        envelope.verify(env, self._central_key(), expected_type=INTERBANK_CREDIT,
+                        check_expiry=False)
+        return self.check_credit(env)
+
+    def _central_key(self):
         if self.bank.central_key is None:
             raise RailError("upstream_unavailable", "this bank has not learned central's key")
-        envelope.verify(env, self.bank.central_key, expected_type=INTERBANK_CREDIT,
-                        check_expiry=False)
+        return self.bank.central_key
+
+    def check_credit(self, env: Envelope) -> tuple[Envelope, str, Any, str, int, dict]:
+        """Message 2 whose signature is checked (its own, or its sealed batch's): its type
+        and body, first error wins."""
+        if env.type != INTERBANK_CREDIT:
+            raise RailError("invalid_field", f"expected a {INTERBANK_CREDIT} instruction")
         body = env.body
         transfer_id = body.get("transfer_id")
         if not isinstance(transfer_id, str) or not 3 <= len(transfer_id) <= 80:
@@ -170,12 +180,21 @@ class CreditEngine:
             raise RailError("invalid_field", "details must be an object")
         return env, transfer_id, body.get("from_bank"), payee_id, amount, details
 
-    def credit_answer(self, transfer_id: str, code: str | None) -> dict:
-        """The answer to message 2, signed by this bank: accepted, or refused with `code`."""
-        return {"result": sign_statement(self.bank.key, {
-            "type": CREDIT_RESULT, "transfer_id": transfer_id, "accepted": code is None,
-            **({"code": code} if code else {}),
-        })}
+    def credit_answer(self, transfer_id: str, code: str | None, *, signed: bool = True) -> dict:
+        """The answer to message 2, signed by this bank: accepted, or refused with `code`
+        (unsigned for a sealed batch's answer, whose one signature covers it)."""
+        statement = {"type": CREDIT_RESULT, "transfer_id": transfer_id, "accepted": code is None,
+                     **({"code": code} if code else {})}
+        return {"result": sign_statement(self.bank.key, statement) if signed else statement}
+
+    async def sealed_credits(self, raw: object) -> dict:
+        """A sealed batch (rail_protocol/batches.py, docs/interbank.md "One signature per
+        batch"): one verify of central's signature for all, each item then checked and
+        answered as in `interbank_credits`, and the answers signed together."""
+        envelopes = open_batch(raw, "credits", self._central_key())
+        results = await self.credit_all(envelopes, sealed=True)
+        return seal_results(self.bank.key, [r.to_dict() if isinstance(r, RailError) else r
+                                            for r in results])
 
     async def interbank_credits(self, raw: object) -> dict:
         """A batch (docs/interbank.md): `{"credits": [envelope, ...]}`, each answered in its
@@ -197,18 +216,21 @@ class CreditEngine:
         return {"batches": {"credit-batch": {"batches": self.batches, "items": self.booked}},
                 "calls": {"from central": self.calls_in.stats()}}
 
-    async def credit_all(self, items: list) -> list[dict | RailError]:
-        """Each item's signed answer, or its typed error, in its place."""
+    async def credit_all(self, items: list, *, sealed: bool = False) -> list[dict | RailError]:
+        """Each item's signed answer, or its typed error, in its place; `sealed`: the items
+        are the envelopes of a sealed batch, its signature checked, and the answers are
+        left for the batch's one signature."""
         with self.calls_in.timing():
-            return await self._credit_all(items)
+            return await self._credit_all(items, sealed)
 
-    async def _credit_all(self, items: list) -> list[dict | RailError]:
+    async def _credit_all(self, items: list, sealed: bool) -> list[dict | RailError]:
         results: list[dict | RailError | None] = [None] * len(items)
         first: dict[str, _Credit] = {}
         placed: list[tuple[int, str]] = []
         for n, item in enumerate(items):
             try:
-                credit = _Credit(item, *self.read_credit(item))
+                credit = _Credit(item, *(self.check_credit(item) if sealed
+                                         else self.read_credit(item)))
             except RailError as exc:
                 results[n] = exc
                 continue
@@ -230,7 +252,8 @@ class CreditEngine:
                                              "the credit was not recorded; send it again")
         for n, transfer_id in placed:
             credit = first[transfer_id]
-            results[n] = credit.error or self.credit_answer(transfer_id, credit.code)
+            results[n] = credit.error or self.credit_answer(transfer_id, credit.code,
+                                                            signed=not sealed)
         return results
 
     # --- the transaction -------------------------------------------------------------------
@@ -394,6 +417,11 @@ async def credits_route(body: object, state) -> dict:
     return await state.credits.interbank_credits(body)
 
 
+async def sealed_credits_route(body: object, state) -> dict:
+    """`POST /v1/interbank/credits/sealed-batch`."""
+    return await state.credits.sealed_credits(body)
+
+
 def credit_engine_routes() -> dict:
     """The batch of message 2s in the bank's hot edge (no middleware, no routing, no
     dependency solving). The API's FastAPI route of the same path calls the same handler
@@ -401,7 +429,9 @@ def credit_engine_routes() -> dict:
     from rail_service.hot_edge import HotRoute
 
     return {"/v1/interbank/credits/batch": HotRoute(credits_route,
-                                                    max_bytes=MAX_BATCH_BODY_BYTES)}
+                                                    max_bytes=MAX_BATCH_BODY_BYTES),
+            "/v1/interbank/credits/sealed-batch": HotRoute(sealed_credits_route,
+                                                           max_bytes=MAX_BATCH_BODY_BYTES)}
 
 
 def install(app) -> None:

@@ -35,7 +35,7 @@ from central.adapters.bank_http import BankNodes
 from central.adapters.batch_store import BatchStore
 from rail_protocol import envelope
 from rail_protocol.batches import MAX_ITEMS, parse_batch
-from rail_protocol.envelope import Envelope, check_live, now_ms, seal, sign_statement
+from rail_protocol.envelope import Envelope, check_live, now_ms, sign_statement, unsigned
 from rail_protocol.errors import RailError
 from rail_protocol.keys import PublicKey, SigningKey
 from rail_service.batcher import Batcher, NotDone, fail_all
@@ -436,13 +436,14 @@ class Transfers:
                       ) -> list[tuple[domain.TransferOrder, domain.CreditAnswer]]:
         """Send one bank a batch of credits; the transfers it answered, with the answer.
         Each result must be B's own statement for that transfer (B's signature)."""
-        envs = [seal(self.key, domain.INTERBANK_CREDIT, domain.credit_body(order),
-                     id=order.transfer_id, ttl_ms=CREDIT_TTL_MS) for order in orders]
-        results = await self.banks.credits(bank.url, envs) or [None] * len(orders)
+        envs = [unsigned(self.key.key_id, domain.INTERBANK_CREDIT, domain.credit_body(order),
+                         id=order.transfer_id, ttl_ms=CREDIT_TTL_MS) for order in orders]
         key = PublicKey.from_text(bank.public_key)
+        results, sealed = await self.banks.credits(bank.url, envs, self.key, key)
         answered = []
-        for order, result in zip(orders, results):
-            answer = domain.read_credit_result(result, key, order.transfer_id)
+        for order, result in zip(orders, results or [None] * len(orders)):
+            answer = domain.read_credit_result(result, key, order.transfer_id,
+                                               signature_checked=sealed)
             if answer is not None:
                 answered.append((order, answer))
             elif result is not None:

@@ -83,9 +83,10 @@ def instruction_body(kind: str) -> Schema:
                closed=True)
 
 
-def envelope(kind: str) -> Schema:
-    """The signed instruction envelope (rail_protocol/envelope.py) carrying a `kind` body."""
-    return obj({
+def envelope(kind: str, *, signed: bool = True) -> Schema:
+    """The signed instruction envelope (rail_protocol/envelope.py) carrying a `kind` body;
+    without `sig` as an item of a sealed batch (`signed=False`)."""
+    schema = obj({
         "id": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{8,64}$",
                "description": "made by the signer, unique per signer; a retry reuses it"},
         "type": one_of(kind),
@@ -95,6 +96,10 @@ def envelope(kind: str) -> Schema:
         "sig": {**TEXT, "description": "base64url ECDSA P-256 r||s over the canonical "
                                         "JSON (RFC 8785) of every other field"},
     }, closed=True)
+    if not signed:
+        del schema["properties"]["sig"]
+        schema["required"].remove("sig")
+    return schema
 
 
 def _request(schema: Schema, description: str) -> dict:
@@ -112,6 +117,18 @@ def signed_batch(field: str, kind: str) -> dict:
     return {INSTRUCTION: kind, **_request(
         obj({field: {**array(envelope(kind)), "minItems": 1}}, closed=True),
         f"`{field}`: `{kind}` instructions, each signed, each answered in its place.")}
+
+
+def sealed_batch(field: str, kind: str) -> dict:
+    """`openapi_extra` of a route whose body lists `kind` instructions under `field`, signed
+    together by one signature over their digests (rail_protocol/batches.py)."""
+    return {INSTRUCTION: kind, **_request(
+        obj({field: {**array(envelope(kind, signed=False)), "minItems": 1},
+             "signer": {**TEXT, "description": "the signing key's id, every item's signer"},
+             "sig": {**TEXT, "description": "base64url ECDSA P-256 r||s over the canonical "
+                                            "JSON of {\"batch\": [each item's SHA-256, "
+                                            "hex]}"}}, closed=True),
+        f"`{field}`: `{kind}` instructions, signed together, each answered in its place.")}
 
 
 def plain(schema: Schema, description: str = "") -> dict:

@@ -10,6 +10,7 @@ checks the whole rail's conservation."""
 
 import asyncio
 import secrets
+from types import SimpleNamespace
 
 import httpx
 import orjson
@@ -19,7 +20,8 @@ import pytest
 from bank import credit_engine
 from bank.adapters.batch_store import PgTx
 from bank.app import create_app as create_bank_app
-from rail_protocol.envelope import MAX_TTL_MS, Envelope, seal, verify_statement
+from rail_protocol.batches import open_results, seal_batch
+from rail_protocol.envelope import MAX_TTL_MS, Envelope, seal, unsigned, verify_statement
 from rail_protocol.instruction_types import INTERBANK_CREDIT
 from rail_protocol.keys import SigningKey
 from rail_protocol.money import yuan
@@ -365,6 +367,63 @@ async def test_a_credit_the_database_keeps_failing_gets_a_typed_error_and_moves_
     await assert_pearl_balanced(rail)
 
 
+async def send_sealed(rail, envelopes: list, key: SigningKey | None = None
+                      ) -> httpx.Response:
+    """Message 2s as central sends them: one sealed batch (rail_protocol/batches.py)."""
+    return await rail.post_raw(B, "/v1/interbank/credits/sealed-batch",
+                               seal_batch(key or rail.central_key, "credits", envelopes))
+
+
+def unsigned_message2(rail, payee, amount_fen: int) -> Envelope:
+    transfer_id = f"yangtze.{secrets.token_hex(16)}"
+    return unsigned(rail.central_key.key_id, INTERBANK_CREDIT, {
+        "transfer_id": transfer_id, "from_bank": "yangtze", "to_bank": B,
+        "amount_fen": amount_fen, "payee_wallet": payee.wallet_id}, id=transfer_id,
+        ttl_ms=MAX_TTL_MS)
+
+
+async def test_a_sealed_batch_credits_as_the_signed_one_does_under_one_signature_each_way(
+        credit_rail):
+    rail = credit_rail
+    person = await rail.open_wallet(B, kyc_class=3)
+    envs = [unsigned_message2(rail, person, 100 + n) for n in range(3)]
+    envs.append(unsigned_message2(rail, SimpleNamespace(wallet_id="pearl.00000000000badee"), 7))
+    before = fast(rail).booked
+    response = await send_sealed(rail, envs)
+    assert response.status_code == 200, response.text
+    pearl_key = rail.banks[B].node.key.public_key
+    statements = open_results(response.json(), pearl_key, len(envs))
+    assert statements is not None, "the answer is not under pearl's one signature"
+    assert [(s["transfer_id"], s["accepted"], s.get("code")) for s in statements] == [
+        *((e.id, True, None) for e in envs[:3]), (envs[3].id, False, "unknown_wallet")]
+    assert all("sig" not in item["result"] for item in response.json()["results"])
+    assert fast(rail).booked == before + 4 and await rail.balance(person) == 303
+    # the same message 2 sent again, signed alone, is the same instruction: answered the same
+    again = seal(rail.central_key, INTERBANK_CREDIT, envs[0].body, id=envs[0].id,
+                 created_ms=envs[0].created_ms, ttl_ms=MAX_TTL_MS)
+    assert await single_answer(rail, again) == "accepted"
+    assert await rail.balance(person) == 303
+    await assert_pearl_balanced(rail)
+
+
+async def test_a_sealed_batch_not_sealed_by_central_is_refused_whole_and_moves_nothing(
+        credit_rail):
+    rail = credit_rail
+    person = await rail.open_wallet(B, kyc_class=3)
+    forger = SigningKey.generate()
+    envs = [unsigned(forger.key_id, INTERBANK_CREDIT, unsigned_message2(rail, person, 500).body,
+                     id=f"yangtze.{secrets.token_hex(16)}", ttl_ms=MAX_TTL_MS)]
+    forged = await send_sealed(rail, envs, key=forger)
+    assert forged.status_code in (401, 403) and forged.json()["error"]["code"] == "unknown_key"
+    good = [unsigned_message2(rail, person, 500), unsigned_message2(rail, person, 600)]
+    sealed = seal_batch(rail.central_key, "credits", good)
+    sealed["credits"][1]["body"]["amount_fen"] = 60_000       # altered on the way
+    altered = await rail.post_raw(B, "/v1/interbank/credits/sealed-batch", sealed)
+    assert altered.json()["error"]["code"] == "bad_signature"
+    assert await rail.balance(person) == 0
+    await assert_pearl_balanced(rail)
+
+
 async def test_real_interbank_payments_credited_in_a_batch_keep_the_rail_balanced(
         pg_databases, tmp_path, monkeypatch):
     """Payments from yangtze to pearl while central cannot reach pearl: central prepares
@@ -415,6 +474,9 @@ async def test_real_interbank_payments_credited_in_a_batch_keep_the_rail_balance
         assert await rail.balance(payers[2]) == yuan(100)
         assert (await rail.client(shop).order(order["order_id"]))["status"] == "paid"
         await rail.assert_balanced()
+        # central delivered the rest in sealed batches: pearl has the route
+        central = rail.net.apps["central.test"].app.state.central
+        assert central.transfers.banks.without_sealed_route == set()
 
 
 async def test_a_transfer_recorded_by_another_delivery_mid_batch_is_answered_from_the_record(

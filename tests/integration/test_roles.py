@@ -25,7 +25,8 @@ import pytest
 from central.client import registration_envelope, transfer_envelope
 from rail_protocol import instruction_types as kinds
 from rail_protocol import offline, pin_guard
-from rail_protocol.envelope import MAX_TTL_MS, now_ms, seal
+from rail_protocol.batches import seal_batch
+from rail_protocol.envelope import MAX_TTL_MS, now_ms, seal, unsigned
 from rail_protocol.errors import CODES
 from rail_protocol.keys import SigningKey
 from rail_protocol.money import yuan
@@ -458,6 +459,16 @@ async def _interbank_credit(w: World, c: Caller) -> Request:
 async def _interbank_credits(w: World, c: Caller) -> Request:
     return Request("POST", "/v1/interbank/credits/batch", c.read_auth("POST", "/x"),
                    {"credits": [_credit(w, c)]})
+
+
+@route("bank", "POST", "/v1/interbank/credits/sealed-batch")
+async def _sealed_credits(w: World, c: Caller) -> Request:
+    """The same message 2 in a sealed batch, under one signature of the caller's."""
+    key = c.signing_key()
+    env = unsigned(key.key_id, kinds.INTERBANK_CREDIT, w.credit["body"],
+                   id=w.credit["body"]["transfer_id"], ttl_ms=MAX_TTL_MS)
+    return Request("POST", "/v1/interbank/credits/sealed-batch", c.read_auth("POST", "/x"),
+                   seal_batch(key, "credits", [env]))
 
 
 @route("bank", "POST", "/v1/operator/deposit-accounts")
