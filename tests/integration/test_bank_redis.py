@@ -22,14 +22,18 @@ async def test_losing_redis_in_the_middle_lets_no_instruction_act_twice(rail):
     here, there = await rail.open_wallet("yangtze"), await rail.open_wallet("pearl")
     local = rail.pay_envelope(payer, here, yuan(10))
     remote = rail.pay_envelope(payer, there, yuan(20))
-    short_lived = rail.pay_envelope(payer, here, yuan(1), ttl_ms=1_500)
     too_much = rail.pay_envelope(payer, here, yuan(2_001))
-    first = {}
-    for name, envelope in (("local", local), ("remote", remote), ("short", short_lived)):
+
+    async def first_send(envelope) -> str:
         response = await rail.send_payment("yangtze", envelope)
         assert response.status_code == 200
         assert (await rail.finished(payer, response.json()))["status"] == "settled"
-        first[name] = response.json()["payment_id"]
+        return response.json()["payment_id"]
+
+    first = {"local": await first_send(local), "remote": await first_send(remote)}
+    # its 1.5 s start now, not before the payments ahead of it (a slow interbank settle)
+    short_lived = rail.pay_envelope(payer, here, yuan(1), ttl_ms=1_500)
+    first["short"] = await first_send(short_lived)
     assert_refused(await rail.send_payment("yangtze", too_much), 409, "per_payment_cap_exceeded")
     before = await rail.snapshot(payer, here, there)
 
