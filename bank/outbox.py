@@ -24,7 +24,7 @@ from bank.common import (
 from bank.domain import events, ledger, orders
 from bank.domain.wallets import china_day
 from rail_protocol import envelope
-from rail_protocol.envelope import Envelope, now_ms, seal
+from rail_protocol.envelope import Envelope, now_ms, seal, unsigned
 from rail_protocol.errors import RailError
 from rail_protocol.instruction_types import TRANSFER
 from rail_service.crash import crash_point
@@ -38,18 +38,22 @@ class Outbox:
     def __init__(self, bank) -> None:
         self.bank = bank
 
-    def transfer_envelope(self, row: Any) -> Envelope:
-        """Message 1, rebuilt the same way on every retry so central sees one instruction."""
+    def transfer_envelope(self, row: Any, *, signed: bool = True) -> Envelope:
+        """Message 1, rebuilt the same way on every retry so central sees one instruction
+        (unsigned for a sealed batch, whose one signature covers it)."""
         details = {"payer_wallet": row.payer_wallet}
         if row.order_id and not row.refund_of:
             details["order_id"] = row.order_id
         if row.refund_of:
             details["refund_of"] = orjson.loads(row.result).get("refund_of_transfer")
-        return seal(self.bank.key, TRANSFER, {
-            "transfer_id": row.transfer_id, "from_bank": self.bank.bank_id,
-            "to_bank": row.counterparty_bank, "amount_fen": row.amount_fen,
-            "payee_wallet": row.payee_wallet, "details": details,
-        }, id=row.transfer_id, ttl_ms=TRANSFER_TTL_MS, created_ms=row.created_ms)
+        body = {"transfer_id": row.transfer_id, "from_bank": self.bank.bank_id,
+                "to_bank": row.counterparty_bank, "amount_fen": row.amount_fen,
+                "payee_wallet": row.payee_wallet, "details": details}
+        if not signed:
+            return unsigned(self.bank.key.key_id, TRANSFER, body, id=row.transfer_id,
+                            ttl_ms=TRANSFER_TTL_MS, created_ms=row.created_ms)
+        return seal(self.bank.key, TRANSFER, body, id=row.transfer_id, ttl_ms=TRANSFER_TTL_MS,
+                    created_ms=row.created_ms)
 
     async def forward_transfer(self, txn_id: int) -> str:
         """Send (or re-send) message 1 for a processing payment; record a final answer."""

@@ -15,7 +15,8 @@ from rail_protocol.errors import RailError
 from rail_protocol import instruction_types as kinds
 from rail_service.hot_edge import HotRoute
 from rail_service.http import JSON, bearer_token, read_json
-from rail_service.openapi import FEN, TEXT, answers, both, obj, plain, signed, signed_batch
+from rail_service.openapi import (FEN, TEXT, answers, both, obj, plain, sealed_batch, signed,
+                                  signed_batch)
 
 OperatorToken = Annotated[str | None, Depends(bearer_token)]
 
@@ -169,6 +170,16 @@ async def transfers_batch(request: Request) -> dict:
                                  request.app.state)
 
 
+@router.post("/transfers/sealed-batch", tags=["interbank"],
+             openapi_extra=both(sealed_batch("transfers", kinds.TRANSFER),
+                                answers(S.SEALED_STATEMENTS)))
+async def transfers_sealed_batch(request: Request) -> dict:
+    """Message 1 in a sealed batch: many transfers of the signing bank under one signature,
+    each answered in its place, the statements under one signature of central's."""
+    return await sealed_transfers_route(await read_json(request, MAX_BATCH_BODY_BYTES),
+                                        request.app.state)
+
+
 @router.get("/transfers/{transfer_id}", tags=["interbank"],
             openapi_extra=answers(S.TRANSFER))
 async def transfer_view(transfer_id: str, central: CentralDep, reader: Reader) -> dict:
@@ -205,8 +216,15 @@ async def transfers_route(body: object, state) -> dict:
     return await state.central.transfers.submit_many(body)
 
 
+async def sealed_transfers_route(body: object, state) -> dict:
+    """`POST /v1/transfers/sealed-batch`."""
+    return await state.central.transfers.submit_sealed(body)
+
+
 def hot_routes() -> dict[str, HotRoute]:
     """Central's hot edge; the routes above of the same paths call the same handlers (for a
     request the edge passes on) and stay in the OpenAPI page."""
     return {"/v1/transfers": HotRoute(transfer_route),
-            "/v1/transfers/batch": HotRoute(transfers_route, max_bytes=MAX_BATCH_BODY_BYTES)}
+            "/v1/transfers/batch": HotRoute(transfers_route, max_bytes=MAX_BATCH_BODY_BYTES),
+            "/v1/transfers/sealed-batch": HotRoute(sealed_transfers_route,
+                                                   max_bytes=MAX_BATCH_BODY_BYTES)}

@@ -40,6 +40,11 @@ STATEMENT = obj({"status": TRANSFER_STATUS, "statement": obj({
     "amount_fen": FEN, "from_bank": TEXT, "to_bank": TEXT, "issuer": TEXT, "sig": TEXT})})
 STATEMENT_ERROR = obj({"error": obj({"code": TEXT, "message": TEXT})})
 STATEMENTS = obj({"results": array({"anyOf": [STATEMENT, STATEMENT_ERROR]})})
+SEALED_STATEMENTS = obj({"results": array({"anyOf": [obj({
+    "status": TRANSFER_STATUS, "statement": obj({
+        "type": one_of("central.transfer_status"), "transfer_id": TEXT,
+        "status": TRANSFER_STATUS, "amount_fen": FEN, "from_bank": TEXT, "to_bank": TEXT,
+        "issuer": TEXT})}), STATEMENT_ERROR]}), "issuer": TEXT, "sig": TEXT})
 TRANSFER = obj({"transfer_id": TEXT, "from_bank": TEXT, "to_bank": TEXT, "amount_fen": FEN,
                 "payee_wallet": TEXT, "status": TRANSFER_STATUS, "code": nullable(TEXT),
                 "created_ms": MS, "updated_ms": MS})

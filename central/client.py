@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
-from rail_protocol.batches import batch_results
+from rail_protocol.batches import batch_results, open_results, seal_batch
 from rail_protocol.envelope import MAX_TTL_MS, Envelope, new_id, now_ms, seal
 from rail_protocol.errors import CODES, RailError
-from rail_protocol.keys import SigningKey
+from rail_protocol.keys import PublicKey, SigningKey
 from rail_service.client import JSONClient, RemoteError
 
 from rail_protocol.instruction_types import CENTRAL_ISSUE, CENTRAL_REDEEM, REGISTER_BANK, TRANSFER
@@ -49,6 +49,7 @@ class CentralClient(JSONClient):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._sealed: OrderedDict[tuple[str, str, str], Envelope] = OrderedDict()
+        self.without_sealed_route = False   # central answered 404 to a sealed batch
 
     def _seal_once(self, key: SigningKey, kind: str, body: dict,
                    instruction_id: str | None) -> Envelope:
@@ -108,6 +109,34 @@ class CentralClient(JSONClient):
             raise RailError("upstream_unavailable", "central's batch answer has not one "
                                                     "item per transfer")
         return [_answer_of(item) for item in results]
+
+    async def transfers_sealed(self, key: SigningKey, central_key: PublicKey,
+                               envs: list[Envelope]) -> tuple[list[dict | RailError], bool]:
+        """Message 1s (made with `envelope.unsigned` for the bank's `key`) in one sealed
+        batch (`POST /v1/transfers/sealed-batch`, rail_protocol/batches.py): per envelope,
+        in order, what `transfers_batch` would return for it, the statements checked by the
+        answer's one signature from `central_key`. To a central without that route (a 404,
+        remembered for this client's life) each is signed and `transfers_batch` used. The
+        second value says whether the statements came sealed. An answer that is not
+        central's, or not one item per envelope, raises: nothing in it is an answer."""
+        if not self.without_sealed_route:
+            try:
+                answer = await self.request("POST", "/v1/transfers/sealed-batch",
+                                            seal_batch(key, "transfers", envs))
+            except RailError as exc:
+                if exc.code != "not_found":
+                    raise
+                self.without_sealed_route = True
+            else:
+                results = batch_results(answer, len(envs))
+                if results is None or open_results(answer, central_key, len(envs),
+                                                   field="statement") is None:
+                    raise RailError("upstream_unavailable", "central's sealed answer is not "
+                                    "central's, or has not one item per transfer")
+                return [_answer_of(item) for item in results], True
+        signed = [seal(key, env.type, env.body, id=env.id, created_ms=env.created_ms,
+                       ttl_ms=env.expires_ms - env.created_ms) for env in envs]
+        return await self.transfers_batch(signed), False
 
     async def get_transfer(self, transfer_id: str) -> dict:
         return await self.request("GET", f"/v1/transfers/{transfer_id}")

@@ -34,7 +34,7 @@ from central.adapters import transfers_sql as tsql
 from central.adapters.bank_http import BankNodes
 from central.adapters.batch_store import BatchStore
 from rail_protocol import envelope
-from rail_protocol.batches import MAX_ITEMS, parse_batch
+from rail_protocol.batches import MAX_ITEMS, open_batch, parse_batch, seal_results
 from rail_protocol.envelope import Envelope, check_live, now_ms, sign_statement, unsigned
 from rail_protocol.errors import RailError
 from rail_protocol.keys import PublicKey, SigningKey
@@ -90,6 +90,7 @@ class _Item:
     digest: str
     future: asyncio.Future
     bank: Any = None  # the payee bank's row, once prepared (where to deliver)
+    signed: bool = True  # its answer signed alone (False: in a sealed batch's answer)
 
 
 @dataclass(slots=True)
@@ -106,6 +107,20 @@ class _Finishing:
 # A message 1 its batch did not finish (`NotDone`) goes the one-at-a-time way, which finds
 # its row or prepares it: its batch wrote nothing for it, or (closing down) did not get to
 # deliver it.
+
+
+def _batch_answers(outcomes: list) -> list[dict]:
+    """A batch's items answered in place (`_answer_or_error`); when every item failed
+    unexpectedly (or one was not an Exception), the call fails as a single one would (e.g.
+    the database unavailable: 503)."""
+    unexpected = [o for o in outcomes if isinstance(o, BaseException)
+                  and not isinstance(o, RailError)]
+    if unexpected and (len(unexpected) == len(outcomes)
+                       or not all(isinstance(o, Exception) for o in unexpected)):
+        raise unexpected[0]
+    for exc in unexpected:
+        log.error("a message 1 in a batch failed", exc_info=exc)
+    return [_answer_or_error(o) for o in outcomes]
 
 
 def _answer_or_error(outcome: dict | BaseException) -> dict:
@@ -170,16 +185,25 @@ class Transfers:
         env = Envelope.parse(raw)
         bank_id, public_key = await self._signer(env.signer)
         envelope.verify(env, public_key, expected_type=domain.TRANSFER, check_expiry=False)
+        return await self._submit_checked(env, bank_id)
+
+    async def _submit_checked(self, env: Envelope, bank_id: str, *,
+                              signed: bool = True) -> dict:
+        """`submit` once the signature is checked (the envelope's own, or its sealed
+        batch's: then the answer's statement is left for the batch's one signature)."""
+        if env.type != domain.TRANSFER:
+            raise RailError("invalid_field", f"expected a {domain.TRANSFER} instruction")
         order = domain.transfer_order(env.body, env.id, bank_id)
         digest = env.digest()
         if self.batcher is not None and _is_live(env):
-            item = _Item(env, order, digest, asyncio.get_running_loop().create_future())
+            item = _Item(env, order, digest, asyncio.get_running_loop().create_future(),
+                         signed=signed)
             self.batcher.submit(item)
             try:
                 return await item.future
             except NotDone:
                 pass
-        return await self._submit_one(env, order, digest)
+        return await self._submit_one(env, order, digest, signed=signed)
 
     async def submit_many(self, raw: object) -> dict:
         """Message 1 in a batch (docs/interbank.md, "Batches"): `{"transfers": [envelope,
@@ -191,14 +215,23 @@ class Transfers:
             envelopes = parse_batch(raw, "transfers")
             outcomes = await asyncio.gather(*(self.submit(env) for env in envelopes),
                                             return_exceptions=True)
-        unexpected = [o for o in outcomes if isinstance(o, BaseException)
-                      and not isinstance(o, RailError)]
-        if unexpected and (len(unexpected) == len(outcomes)
-                           or not all(isinstance(o, Exception) for o in unexpected)):
-            raise unexpected[0]   # as alone: e.g. the database unavailable (503)
-        for exc in unexpected:
-            log.error("a message 1 in a batch failed", exc_info=exc)
-        return {"results": [_answer_or_error(o) for o in outcomes]}
+        return {"results": _batch_answers(outcomes)}
+
+    async def submit_sealed(self, raw: object) -> dict:
+        """Message 1 in a sealed batch (rail_protocol/batches.py, docs/interbank.md "One
+        signature per batch"): one verify of the paying bank's signature for all, each item
+        then handled as `submit_many` handles it, and the answers' statements signed
+        together."""
+        with self.calls_in.timing():
+            signer = raw.get("signer") if isinstance(raw, dict) else None
+            if not isinstance(signer, str):
+                raise RailError("invalid_field", "a sealed batch names its signer")
+            bank_id, public_key = await self._signer(signer)
+            envelopes = open_batch(raw, "transfers", public_key)
+            outcomes = await asyncio.gather(
+                *(self._submit_checked(env, bank_id, signed=False) for env in envelopes),
+                return_exceptions=True)
+        return seal_results(self.key, _batch_answers(outcomes), field="statement")
 
     async def _signer(self, key_id: str) -> tuple[str, PublicKey]:
         """The bank that registered this key, looked up once per process: a registered key
@@ -213,7 +246,7 @@ class Transfers:
         return known
 
     async def _submit_one(self, env: Envelope, order: domain.TransferOrder,
-                          digest: str) -> dict:
+                          digest: str, *, signed: bool = True) -> dict:
         """Message 1 on its own: find, else prepare (in one transaction) and deliver once."""
         row = await self._find(order.transfer_id)
         if row is None:
@@ -228,7 +261,7 @@ class Transfers:
             if row is None:  # pragma: no cover - the primary key guarantees a row
                 raise RailError("upstream_unavailable", "transfer outcome unknown; retry")
         same_instruction(row.digest, env)
-        return self.status_answer(row)
+        return self.status_answer(row, signed=signed)
 
     async def _prepare(self, order: domain.TransferOrder, digest: str) -> bool:
         """Record the transfer and move A's e-CNY into in_flight, in one transaction; false
@@ -318,7 +351,7 @@ class Transfers:
             if not item.future.done():
                 try:
                     same_instruction(row.digest, item.env)
-                    item.future.set_result(self.status_answer(row))
+                    item.future.set_result(self.status_answer(row, signed=item.signed))
                 except RailError as refusal:
                     item.future.set_exception(refusal)
         for item, outcome in zip(new, outcomes):
@@ -364,7 +397,8 @@ class Transfers:
                 if not item.future.done():
                     status = statuses.get(item.order.transfer_id)
                     item.future.set_result(self.status_answer(
-                        status or _Status.of(item.order, domain.TRANSFER_PREPARED)))
+                        status or _Status.of(item.order, domain.TRANSFER_PREPARED),
+                        signed=item.signed))
 
     def _answer_settled(self, items: list[_Item],
                         answered: list[tuple[domain.TransferOrder, domain.CreditAnswer]]
@@ -380,9 +414,9 @@ class Transfers:
         for item in items:
             if item.order.transfer_id in accepted and not item.future.done():
                 item.future.set_result(self.status_answer(
-                    _Status.of(item.order, domain.TRANSFER_SETTLED)))
+                    _Status.of(item.order, domain.TRANSFER_SETTLED), signed=item.signed))
 
-    def status_answer(self, row) -> dict:
+    def status_answer(self, row, *, signed: bool = True) -> dict:
         statement = {
             "type": domain.TRANSFER_STATUS, "transfer_id": row.transfer_id,
             "status": row.status, "amount_fen": row.amount_fen,
@@ -390,6 +424,8 @@ class Transfers:
         }
         if row.status == domain.TRANSFER_REJECTED:
             statement["code"] = row.code
+        if not signed:   # in a sealed batch's answer, whose one signature covers it
+            return {"status": row.status, "statement": statement}
         return {"status": row.status, "statement": sign_statement(self.key, statement)}
 
     # --- message 2 --------------------------------------------------------------------

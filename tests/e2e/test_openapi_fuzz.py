@@ -318,7 +318,8 @@ def prepare(world: World, service: str, operation, case) -> tuple[SigningKey | N
         return reader, headers                       # signed in `send`, over the exact path
     if any(operation.path.startswith(p) for p in OPERATOR_PATHS) and \
             not (service == "central" and operation.method.lower() == "post"
-                 and operation.path in ("/v1/transfers", "/v1/transfers/batch")):
+                 and operation.path in ("/v1/transfers", "/v1/transfers/batch",
+                                        "/v1/transfers/sealed-batch")):
         headers["authorization"] = f"Bearer {token}"
     return None, headers
 

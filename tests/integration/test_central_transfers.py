@@ -17,9 +17,12 @@ from central import domain
 from central.app import create_app as create_central_app
 from central.client import CentralClient, new_transfer_id, transfer_envelope
 from rail_protocol.canonical import parse_json
-from rail_protocol.envelope import Envelope, now_ms, seal, sign_statement, verify, verify_statement
+from rail_protocol.batches import open_results, seal_batch
+from rail_protocol.envelope import (Envelope, now_ms, seal, sign_statement, unsigned, verify,
+                                   verify_statement)
 from rail_protocol.errors import RailError
 from rail_protocol.keys import PublicKey, SigningKey
+from rail_service.http import install_error_handlers
 from tests.support.polling import poll
 
 pytestmark = pytest.mark.integration
@@ -723,6 +726,90 @@ async def test_a_batch_of_the_wrong_shape_is_refused_whole_and_writes_nothing(ra
     assert error.status == 422
     assert (await rail.central.audit())["entries"] == before
     assert (await rail.central.transfers())["transfers"] == []
+
+
+def unsigned_message1(rail, amount_fen: int, payee: str = PAYEE) -> Envelope:
+    """Message 1 as bank A puts it in a sealed batch: no signature of its own."""
+    env = message1(rail, amount_fen, payee)
+    return unsigned(rail.a_key.key_id, env.type, env.body, id=env.id,
+                    created_ms=env.created_ms, ttl_ms=env.expires_ms - env.created_ms)
+
+
+async def test_a_sealed_batch_is_answered_as_the_signed_one_under_one_signature(rail):
+    """Message 1 under one signature of bank A's (rail_protocol/batches.py): each item
+    answered as alone, the statements under one signature of central's; a retry of an
+    item, signed alone, is the same instruction and gets the same answer."""
+    known = message1(rail, 1_000)
+    assert (await rail.central.transfer(known))["status"] == "settled"
+    await recorded(rail.central, known)
+    before = await holdings(rail.central)
+    known_again = unsigned(rail.a_key.key_id, known.type, known.body, id=known.id,
+                           created_ms=known.created_ms,
+                           ttl_ms=known.expires_ms - known.created_ms)
+    good, short, refused_by_b = (unsigned_message1(rail, 300),
+                                 unsigned_message1(rail, A_FLOAT_FEN + 1),
+                                 unsigned_message1(rail, 500, payee="w-nobody-here"))
+    sends = [good, known_again, short, refused_by_b]
+    answer = await rail.central.request("POST", "/v1/transfers/sealed-batch",
+                                        seal_batch(rail.a_key, "transfers", sends))
+    statements = open_results(answer, rail.central_key, len(sends), field="statement")
+    assert statements is not None, "not under central's one signature"
+    assert [s and (s["transfer_id"], s["status"]) for s in statements] == [
+        (good.id, "settled"), (known.id, "settled"), None, (refused_by_b.id, "rejected")]
+    assert answer["results"][2]["error"]["code"] == "insufficient_holdings"
+    assert all("sig" not in r.get("statement", {}) for r in answer["results"])
+    # each item again alone, signed by A: the same instruction, the same answer
+    for env, item in zip(sends, answer["results"]):
+        single = await alone(rail.central, seal(rail.a_key, env.type, env.body, id=env.id,
+                                                created_ms=env.created_ms,
+                                                ttl_ms=env.expires_ms - env.created_ms))
+        assert without_sig(single) == item
+    await recorded(rail.central, good)
+    assert await holdings(rail.central) == {A: before[A] - 300, B: before[B] + 300,
+                                            "in_flight": 0}
+    assert rail.b.credits == 2   # known, good
+    await assert_balanced(rail.central)
+
+
+async def test_a_sealed_batch_not_sealed_by_its_bank_is_refused_whole_and_writes_nothing(rail):
+    before = (await rail.central.audit())["entries"]
+    stranger = SigningKey.generate()
+    env = transfer_envelope(stranger, A, B, 100, PAYEE)
+    foreign = unsigned(stranger.key_id, env.type, env.body, id=env.id,
+                       created_ms=env.created_ms, ttl_ms=env.expires_ms - env.created_ms)
+    await refused("unknown_key", rail.central.request(
+        "POST", "/v1/transfers/sealed-batch", seal_batch(stranger, "transfers", [foreign])))
+    sealed = seal_batch(rail.a_key, "transfers", [unsigned_message1(rail, 100),
+                                                  unsigned_message1(rail, 200)])
+    sealed["transfers"][0]["body"]["payee_wallet"] = "w-somebody-else"   # altered on the way
+    await refused("bad_signature", rail.central.request("POST", "/v1/transfers/sealed-batch",
+                                                        sealed))
+    assert (await rail.central.audit())["entries"] == before
+    assert (await rail.central.transfers())["transfers"] == []
+
+
+async def test_a_bank_falls_back_to_signed_items_where_central_has_no_sealed_route(rail):
+    """Bank A's client: a central without the sealed route (a 404) gets the plain batch,
+    each item signed, and is remembered; the answers read the same."""
+    without = FastAPI()
+    install_error_handlers(without)   # a 404 in the rail's shape, as a central answers it
+
+    @without.post("/v1/transfers/batch")
+    async def plain(request: Request):
+        body = await request.json()
+        return await rail.central.request("POST", "/v1/transfers/batch", body)
+
+    client = CentralClient("http://old-central.test",
+                           transport=httpx.ASGITransport(app=without))
+    try:
+        envs = [unsigned_message1(rail, 100 + n) for n in range(2)]
+        answers, sealed = await client.transfers_sealed(rail.a_key, rail.central_key, envs)
+        assert not sealed and client.without_sealed_route
+        for env, answer in zip(envs, answers):
+            check_statement(rail, answer, env, "settled")
+    finally:
+        await client.aclose()
+    await recorded(rail.central, *envs)
 
 
 async def test_each_transfer_of_a_batch_gets_the_answer_it_gets_alone(rail):

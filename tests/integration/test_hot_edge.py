@@ -208,7 +208,8 @@ async def test_the_edge_stands_in_for_the_app(module_rail):
 async def test_central_serves_its_transfers_at_its_edge(module_rail):
     host = "central.test"
     edge = edge_of(module_rail, host)
-    assert set(edge.hot_routes) == {"/v1/transfers", "/v1/transfers/batch"}
+    assert set(edge.hot_routes) == {"/v1/transfers", "/v1/transfers/batch",
+                                    "/v1/transfers/sealed-batch"}
     assert_refused(await both_ways(module_rail, "/v1/transfers", b"", host=host),
                    400, "malformed_json")
     big = b" " * (MAX_BODY_BYTES + 1) + b"{}"

@@ -217,6 +217,18 @@ async def _transfers(w: World, c: Caller) -> Request:
         Request("POST", "/v1/transfers/batch", {}, body)
 
 
+@route("central", "POST", "/v1/transfers/sealed-batch")
+async def _sealed_transfers(w: World, c: Caller) -> Request:
+    """The same message 1 in a sealed batch, under one signature of the caller's."""
+    key = c.signing_key()
+    env = transfer_envelope(key, BANK, OTHER, 1, w.pearl_merchant.wallet_id)
+    item = unsigned(key.key_id, env.type, env.body, id=env.id, created_ms=env.created_ms,
+                    ttl_ms=env.expires_ms - env.created_ms)
+    body = seal_batch(key, "transfers", [item])
+    return with_token(c, "POST", "/v1/transfers/sealed-batch", body) if c.token else \
+        Request("POST", "/v1/transfers/sealed-batch", {}, body)
+
+
 @route("central", "GET", "/v1/transfers/{transfer_id}")
 async def _transfer_view(w: World, c: Caller) -> Request:
     return read(c, f"/v1/transfers/{w.transfer_id}")
