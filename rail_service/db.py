@@ -30,14 +30,25 @@ def make_engine(url: str, *, pool_size: int = 10, pool_timeout_s: float = 10) ->
                                pool_timeout=pool_timeout_s, pool_pre_ping=True)
 
 
-async def open_asyncpg_pool(engine: AsyncEngine, size: int):
+async def open_asyncpg_pool(engine: AsyncEngine, size: int, *, custom_plans: bool = False):
     """A small asyncpg pool on `engine`'s PostgreSQL database, for the batches' raw
     statements over arrays (bank/adapters/batch_store.py, central/adapters/batch_store.py):
-    no SQLAlchemy between, no pre-ping per checkout."""
+    no SQLAlchemy between, no pre-ping per checkout.
+
+    `custom_plans`: every execution planned for its own arguments (`plan_cache_mode =
+    force_custom_plan`). A prepared statement's generic plan is made once, after its fifth
+    run, and kept for the connection's life; made on a new database before the first
+    ANALYZE, it saw empty tables and scanned them whole, so a batch cost more with every
+    row the day added (central's prepare batch read all of `transfers` every time:
+    docs/performance.md, "A generic plan made on empty tables"). Planning each run costs
+    some tens of microseconds of PostgreSQL's CPU per statement: worth it at central; the
+    banks' batches showed no such plan, and pay that cost on every payment."""
     import asyncpg
 
     dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    return await asyncpg.create_pool(dsn, min_size=min(2, size), max_size=size)
+    settings = {"plan_cache_mode": "force_custom_plan"} if custom_plans else None
+    return await asyncpg.create_pool(dsn, min_size=min(2, size), max_size=size,
+                                     server_settings=settings)
 
 
 def serialize_sqlite_writers(engine: AsyncEngine) -> None:

@@ -324,7 +324,7 @@ class PgBatchStore:
 
     @classmethod
     async def open(cls, engine: AsyncEngine, size: int) -> PgBatchStore:
-        return cls(await open_asyncpg_pool(engine, size))
+        return cls(await open_asyncpg_pool(engine, size, custom_plans=True))
 
     @property
     def loop_pool(self) -> Any:
