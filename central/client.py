@@ -6,7 +6,7 @@ from collections import OrderedDict
 from typing import Any
 
 from rail_protocol.batches import batch_results, open_results, seal_batch
-from rail_protocol.envelope import MAX_TTL_MS, Envelope, new_id, now_ms, seal
+from rail_protocol.envelope import MAX_TTL_MS, Envelope, new_id, now_ms, seal, sign
 from rail_protocol.errors import CODES, RailError
 from rail_protocol.keys import PublicKey, SigningKey
 from rail_service.client import JSONClient, RemoteError
@@ -128,15 +128,11 @@ class CentralClient(JSONClient):
                     raise
                 self.without_sealed_route = True
             else:
-                results = batch_results(answer, len(envs))
-                if results is None or open_results(answer, central_key, len(envs),
-                                                   field="statement") is None:
+                if open_results(answer, central_key, len(envs), field="statement") is None:
                     raise RailError("upstream_unavailable", "central's sealed answer is not "
                                     "central's, or has not one item per transfer")
-                return [_answer_of(item) for item in results], True
-        signed = [seal(key, env.type, env.body, id=env.id, created_ms=env.created_ms,
-                       ttl_ms=env.expires_ms - env.created_ms) for env in envs]
-        return await self.transfers_batch(signed), False
+                return [_answer_of(item) for item in answer["results"]], True
+        return await self.transfers_batch([sign(key, env) for env in envs]), False
 
     async def get_transfer(self, transfer_id: str) -> dict:
         return await self.request("GET", f"/v1/transfers/{transfer_id}")

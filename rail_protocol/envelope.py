@@ -132,19 +132,17 @@ def seal(
 ) -> Envelope:
     """Sign an instruction with `key`. To retry, resend the same sealed envelope (or seal
     again with the same `id` and `created_ms`): other content under one id is refused."""
-    created = now_ms() if created_ms is None else created_ms
-    unsigned = Envelope(
-        id=id or new_id(),
-        type=type,
-        signer=key.key_id,
-        created_ms=created,
-        expires_ms=created + ttl_ms,
-        body=body,
-    )
-    signed = unsigned.signed_bytes()
-    env = Envelope(**{**unsigned.signed_fields(), "sig": b64encode(key.sign(signed))})
-    object.__setattr__(env, "_signed", signed)
-    return env
+    return sign(key, unsigned(key.key_id, type, body, id=id or new_id(), ttl_ms=ttl_ms,
+                              created_ms=created_ms))
+
+
+def sign(key: SigningKey, env: Envelope) -> Envelope:
+    """`env` (from `unsigned`, or an item of a sealed batch) with `key`'s own signature:
+    the same instruction (the same digest), to send alone or in a plain batch."""
+    signed = env.signed_bytes()
+    sealed = Envelope(**{**env.signed_fields(), "sig": b64encode(key.sign(signed))})
+    object.__setattr__(sealed, "_signed", signed)
+    return sealed
 
 
 def verify(

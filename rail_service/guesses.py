@@ -16,9 +16,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import orjson
-from starlette.responses import Response
-
 from rail_protocol.errors import RailError
 
 # The refusals that mean a wrong credential was tried.
@@ -101,22 +98,3 @@ def carries_credential(scope) -> bool:
         if name == b"authorization":
             return value[:7].lower() == b"bearer "
     return False
-
-
-class RefuseGuessers:
-    """An ASGI edge that refuses a credential-bearing request from an address that has
-    used up its wrong credentials (`WrongGuesses`), before any route runs."""
-
-    def __init__(self, app, guesses: WrongGuesses) -> None:
-        self.app, self.guesses = app, guesses
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and self.guesses.watching() and carries_credential(scope):
-            try:
-                self.guesses.check(client_address(scope))
-            except RailError as refusal:
-                answer = Response(orjson.dumps(refusal.to_dict()), status_code=refusal.status,
-                                  media_type="application/json")
-                await answer(scope, receive, send)
-                return
-        await self.app(scope, receive, send)

@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rail_protocol.canonical import MAX_BODY_BYTES, check_text, parse_json
 from rail_protocol.errors import RailError
-from rail_service.guesses import (LIMIT, GUESS_CODES, RefuseGuessers, WrongGuesses,
+from rail_service.guesses import (LIMIT, GUESS_CODES, WrongGuesses, carries_credential,
                                   client_address)
 from rail_service.openapi import describe_errors
 
@@ -65,6 +65,23 @@ class RefuseControlCharacters:
                     problem = "the path or query holds a control character or is not UTF-8"
             if problem is not None:
                 await error_response(422, "invalid_field", problem)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class RefuseGuessers:
+    """An ASGI edge that refuses a credential-bearing request from an address that has
+    used up its wrong credentials (rail_service/guesses.py), before any route runs."""
+
+    def __init__(self, app, guesses: WrongGuesses) -> None:
+        self.app, self.guesses = app, guesses
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and self.guesses.watching() and carries_credential(scope):
+            try:
+                self.guesses.check(client_address(scope))
+            except RailError as refusal:
+                await JSON(refusal.to_dict(), status_code=refusal.status)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 

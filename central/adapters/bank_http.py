@@ -17,7 +17,7 @@ import orjson
 
 from rail_protocol.batches import MAX_BODY_BYTES, batch_results, open_results, seal_batch
 from rail_protocol.canonical import parse_json
-from rail_protocol.envelope import Envelope, seal
+from rail_protocol.envelope import Envelope, sign
 from rail_protocol.errors import RailError
 from rail_protocol.keys import PublicKey, SigningKey
 from rail_protocol.request_auth import sign_read
@@ -81,10 +81,8 @@ class BankNodes:
             else:
                 log.warning("%s: the sealed batch was refused (HTTP %s); each signed instead",
                             label, reply.status)
-        signed = [seal(key, env.type, env.body, id=env.id, created_ms=env.created_ms,
-                       ttl_ms=env.expires_ms - env.created_ms) for env in envs]
-        reply = await self._post(url + BATCH_PATH,
-                                 orjson.dumps({"credits": [e.to_dict() for e in signed]}), label)
+        reply = await self._post(url + BATCH_PATH, orjson.dumps(
+            {"credits": [sign(key, env).to_dict() for env in envs]}), label)
         if reply is None:
             return None, False
         if reply.status != 200:

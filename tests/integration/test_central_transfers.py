@@ -18,8 +18,8 @@ from central.app import create_app as create_central_app
 from central.client import CentralClient, new_transfer_id, transfer_envelope
 from rail_protocol.canonical import parse_json
 from rail_protocol.batches import open_results, seal_batch
-from rail_protocol.envelope import (Envelope, now_ms, seal, sign_statement, unsigned, verify,
-                                   verify_statement)
+from rail_protocol.envelope import (Envelope, now_ms, seal, sign, sign_statement, unsigned,
+                                   verify, verify_statement)
 from rail_protocol.errors import RailError
 from rail_protocol.keys import PublicKey, SigningKey
 from rail_service.http import install_error_handlers
@@ -760,9 +760,7 @@ async def test_a_sealed_batch_is_answered_as_the_signed_one_under_one_signature(
     assert all("sig" not in r.get("statement", {}) for r in answer["results"])
     # each item again alone, signed by A: the same instruction, the same answer
     for env, item in zip(sends, answer["results"]):
-        single = await alone(rail.central, seal(rail.a_key, env.type, env.body, id=env.id,
-                                                created_ms=env.created_ms,
-                                                ttl_ms=env.expires_ms - env.created_ms))
+        single = await alone(rail.central, sign(rail.a_key, env))
         assert without_sig(single) == item
     await recorded(rail.central, good)
     assert await holdings(rail.central) == {A: before[A] - 300, B: before[B] + 300,

@@ -21,7 +21,7 @@ from bank import credit_engine
 from bank.adapters.batch_store import PgTx
 from bank.app import create_app as create_bank_app
 from rail_protocol.batches import open_results, seal_batch
-from rail_protocol.envelope import MAX_TTL_MS, Envelope, seal, unsigned, verify_statement
+from rail_protocol.envelope import MAX_TTL_MS, Envelope, seal, sign, unsigned, verify_statement
 from rail_protocol.instruction_types import INTERBANK_CREDIT
 from rail_protocol.keys import SigningKey
 from rail_protocol.money import yuan
@@ -399,8 +399,7 @@ async def test_a_sealed_batch_credits_as_the_signed_one_does_under_one_signature
     assert all("sig" not in item["result"] for item in response.json()["results"])
     assert fast(rail).booked == before + 4 and await rail.balance(person) == 303
     # the same message 2 sent again, signed alone, is the same instruction: answered the same
-    again = seal(rail.central_key, INTERBANK_CREDIT, envs[0].body, id=envs[0].id,
-                 created_ms=envs[0].created_ms, ttl_ms=MAX_TTL_MS)
+    again = sign(rail.central_key, envs[0])
     assert await single_answer(rail, again) == "accepted"
     assert await rail.balance(person) == 303
     await assert_pearl_balanced(rail)
