@@ -100,7 +100,7 @@ from rail_service.batcher import Batcher, NotDone, fail_all
 from rail_service.crash import crash_point
 from rail_service.extend import extend_app
 from rail_service.instructions import answer_repeat
-from rail_service.metrics import Outcomes
+from rail_service.metrics import CallTimes, Outcomes
 
 log = logging.getLogger("yuanrail.bank.payment_engine")
 
@@ -209,6 +209,7 @@ class PaymentEngine:
         self.orders: Batcher | None = None
         self.sender: TransferSender | None = None   # message 1s of committed batches
         self.outcomes = Outcomes()   # movements accepted per second, refusals by code
+        self.calls_in = CallTimes()   # wallets' payments answered, and the time they took
 
     @classmethod
     async def start(cls, bank, desk=None, charges=None, *, concurrency: int | None = None,
@@ -238,7 +239,8 @@ class PaymentEngine:
         batchers = [self.payments, self.orders,
                     self.sender.settles if self.sender is not None else None]
         return {"batches": {b.name: b.stats() for b in batchers if b is not None},
-                "calls": {"central": self.bank.central.calls.stats()}}
+                "calls": {"central": self.bank.central.calls.stats(),
+                          "from wallets": self.calls_in.stats()}}
 
     async def aclose(self) -> None:
         if self.sender is not None:
@@ -788,7 +790,8 @@ class PaymentEngine:
 
 async def pay_route(body: object, state) -> dict:
     """`POST /v1/payments`."""
-    return await state.payments.pay(body)
+    with state.payments.calls_in.timing():
+        return await state.payments.pay(body)
 
 
 async def order_route(body: object, state) -> dict:

@@ -54,6 +54,10 @@ LEASE_MARGIN_MS = 1_000
 MAX_BATCH = 256
 # Loops delivering to each payee bank: a batch can start while another waits on the bank.
 DELIVERY_LOOPS = 2
+# A first delivery's finish rides with the next prepare batch (one commit for both); with
+# no prepare batch starting meanwhile, it goes alone after this long. Only a rejection's
+# answer to bank A waits for it: an acceptance is answered before the finish.
+FINISH_RIDE_S = 0.025
 
 
 def _is_live(env: Envelope) -> bool:
@@ -150,6 +154,7 @@ class Transfers:
         self.store: BatchStore | None = None   # where the batches read and write
         self._signers: dict[str, tuple[str, PublicKey]] = {}  # key id -> (bank id, key)
         self._deliveries: dict[str, Batcher] = {}  # payee bank id -> its deliveries
+        self._finishers: set[asyncio.Task] = set()  # first deliveries being finished
         self.interbank = Settlements()   # for the dashboard: in memory, this process's
         self.calls_in = CallTimes()   # message 1 batch calls answered, and their time
 
@@ -157,7 +162,8 @@ class Transfers:
         """Start the batcher of message 1s; the batches read and write through `store`."""
         self.store = store
         self.batcher = Batcher(self._run_batch, fail_all, pool=store.loop_pool,
-                               max_items=self.max_batch, name="transfer-batcher")
+                               max_items=self.max_batch, name="transfer-batcher",
+                               ride_s=FINISH_RIDE_S)
 
     def stages(self) -> dict:
         """The prepare batcher's and the deliveries' counts and the calls to the banks
@@ -174,6 +180,7 @@ class Transfers:
         for deliveries in self._deliveries.values():
             await deliveries.aclose()
         self._deliveries.clear()
+        await asyncio.gather(*self._finishers, return_exceptions=True)
 
     # --- message 1 --------------------------------------------------------------------
 
@@ -376,29 +383,52 @@ class Transfers:
         return deliveries
 
     async def _deliver_new(self, items: list[_Item]) -> None:
-        """Deliver newly prepared transfers (to one bank), then answer their requests: with
-        the outcome when this delivery finished them, else with the row as it stands."""
-        statuses: dict = {}  # _Status of those finished here, rows of the others
+        """Deliver newly prepared transfers (to one bank) and answer bank A `settled` for
+        those B accepted. Their finish, and the answers that wait for it, go on in a task
+        of their own (`_finish_new`): the next delivery need not wait for the prepare batch
+        that the finish rides with."""
         try:
             banks = {item.order.to_bank: item.bank for item in items}
-            statuses = await self._deliver([(item.order, 1) for item in items], banks,
-                                           with_next_batch=True,
-                                           on_answers=lambda answered: self._answer_settled(
-                                               items, answered))
+            answered, unanswered = await self._call_banks(
+                [(item.order, 1) for item in items], banks)
+        except Exception:  # the prepare is durable: answer `prepared`, the worker goes on
+            log.exception("first delivery of %d transfer(s) failed", len(items))
+            self._answer_as_they_stand(items, {})
+            return
+        self._answer_settled(items, answered)
+        task = asyncio.get_running_loop().create_task(
+            self._finish_new(items, answered, unanswered))
+        self._finishers.add(task)
+        task.add_done_callback(self._finishers.discard)
+
+    async def _finish_new(self, items: list[_Item], answered, unanswered) -> None:
+        """Finish a first delivery in the next prepare batch, then answer the requests not
+        answered yet: with the outcome when this delivery finished them, else with the row
+        as it stands."""
+        statuses: dict = {}  # _Status of those finished here, rows of the others
+        try:
+            statuses = await self._finish_with_next_batch(answered, unanswered)
+            if answered:
+                crash_point("central.transfer.after_settle")
             rest = [item.order.transfer_id for item in items
-                    if item.order.transfer_id not in statuses]
+                    if item.order.transfer_id not in statuses and not item.future.done()]
             if rest:
                 async with self.store.reading() as tx:
                     statuses |= await tx.find_transfers(rest)
         except Exception:  # the prepare is durable: answer `prepared`, the worker goes on
-            log.exception("first delivery of %d transfer(s) failed", len(items))
+            log.exception("finishing a first delivery of %d transfer(s) failed", len(items))
         finally:
-            for item in items:
-                if not item.future.done():
-                    status = statuses.get(item.order.transfer_id)
-                    item.future.set_result(self.status_answer(
-                        status or _Status.of(item.order, domain.TRANSFER_PREPARED),
-                        signed=item.signed))
+            self._answer_as_they_stand(items, statuses)
+
+    def _answer_as_they_stand(self, items: list[_Item], statuses: dict) -> None:
+        """Answer each request not answered yet: with its transfer's status as known here,
+        else `prepared` (durable; the worker delivers it again)."""
+        for item in items:
+            if not item.future.done():
+                status = statuses.get(item.order.transfer_id)
+                item.future.set_result(self.status_answer(
+                    status or _Status.of(item.order, domain.TRANSFER_PREPARED),
+                    signed=item.signed))
 
     def _answer_settled(self, items: list[_Item],
                         answered: list[tuple[domain.TransferOrder, domain.CreditAnswer]]
@@ -430,19 +460,26 @@ class Transfers:
 
     # --- message 2 --------------------------------------------------------------------
 
-    async def _deliver(self, claimed: list[tuple[domain.TransferOrder, int]],
-                       banks: dict | None = None, *,
-                       with_next_batch: bool = False,
-                       on_answers=None) -> dict[str, _Status]:
+    async def _deliver(self, claimed: list[tuple[domain.TransferOrder, int]]
+                       ) -> dict[str, _Status]:
         """One delivery of message 2 for transfers this process has claimed (each with its
-        try number): one batch call per payee bank, the banks called concurrently. The
-        answers finish their transfers in one transaction (`with_next_batch`: the next
-        prepare batch's); the rest are put off (unless another worker has claimed them
-        since). `on_answers` sees the answers before the finish. Returns what this delivery
+        try number), then the answers finished in one transaction and the rest put off
+        (unless another worker has claimed them since). Returns what this delivery
         finished."""
-        if banks is None:
-            async with self.store.reading() as tx:
-                banks = await tx.find_banks({order.to_bank for order, _ in claimed})
+        async with self.store.reading() as tx:
+            banks = await tx.find_banks({order.to_bank for order, _ in claimed})
+        answered, unanswered = await self._call_banks(claimed, banks)
+        finished = await self._finish(answered, unanswered)
+        if answered:
+            crash_point("central.transfer.after_settle")
+        return finished
+
+    async def _call_banks(self, claimed: list[tuple[domain.TransferOrder, int]], banks: dict
+                          ) -> tuple[list[tuple[domain.TransferOrder, domain.CreditAnswer]],
+                                     list[tuple[str, int]]]:
+        """Message 2 for claimed transfers: one batch call per payee bank, the banks called
+        concurrently. Returns the answered transfers with B's answers, and the unanswered
+        ones with their try number."""
         calls = []
         for to_bank in sorted({order.to_bank for order, _ in claimed}):
             bank = banks.get(to_bank)
@@ -455,18 +492,10 @@ class Transfers:
         answered = [pair for pairs in await asyncio.gather(*calls) for pair in pairs]
         if answered:
             crash_point("central.transfer.after_answer")
-            if on_answers is not None:
-                on_answers(answered)
         done = {order.transfer_id for order, _ in answered}
         unanswered = [(order.transfer_id, attempts) for order, attempts in claimed
                       if order.transfer_id not in done]
-        if with_next_batch:
-            finished = await self._finish_with_next_batch(answered, unanswered)
-        else:
-            finished = await self._finish(answered, unanswered)
-        if answered:
-            crash_point("central.transfer.after_settle")
-        return finished
+        return answered, unanswered
 
     async def _credit(self, bank, orders: list[domain.TransferOrder]
                       ) -> list[tuple[domain.TransferOrder, domain.CreditAnswer]]:
@@ -490,11 +519,12 @@ class Transfers:
     async def _finish_with_next_batch(
             self, answered: list[tuple[domain.TransferOrder, domain.CreditAnswer]],
             unanswered: list[tuple[str, int]]) -> dict[str, _Status]:
-        """`_finish`, in the next prepare batch's transaction (`_Finishing`); alone when that
-        batch did not take it (it failed, or the batcher is closing)."""
+        """`_finish`, in the next prepare batch's transaction (`_Finishing`, a rider: it
+        starts no batch of its own before `FINISH_RIDE_S`); alone when that batch did not
+        take it (it failed, or the batcher is closing)."""
         if self.batcher is not None:
             item = _Finishing(answered, unanswered, asyncio.get_running_loop().create_future())
-            self.batcher.submit(item)
+            self.batcher.submit_rider(item)
             try:
                 return await item.future
             except NotDone:

@@ -3,7 +3,11 @@
 A request that can be decided together with others is queued; one loop takes whatever has
 queued while the previous batch was in the database and hands it to `run` as the next
 batch. There is no fixed wait: under light load a batch is one item and adds nothing, under
-heavy load batches grow by themselves (up to `max_items`)."""
+heavy load batches grow by themselves (up to `max_items`).
+
+A *rider* (`submit_rider`) is work that costs less inside another batch than as a batch of
+its own, and that can wait a little: it goes with the next batch that starts for other
+items, and starts one itself only after `ride_s`."""
 
 from __future__ import annotations
 
@@ -42,10 +46,13 @@ class Batcher:
 
     def __init__(self, run: Callable[..., Awaitable[None]],
                  fail: Callable[[list], None], *, max_items: int, name: str,
-                 loops: int = 1, pool: Any = None) -> None:
+                 loops: int = 1, pool: Any = None, ride_s: float = 0.0) -> None:
         self._run, self._fail, self._max, self._pool = run, fail, max_items, pool
         self.name = name
         self._queue: asyncio.Queue = asyncio.Queue()
+        self._riders: list[tuple[float, Any]] = []   # (queued at, item), for the next batch
+        self._ride_s = ride_s
+        self._ride_timer: asyncio.TimerHandle | None = None
         self._tasks = [asyncio.get_running_loop().create_task(self._loop(), name=f"{name}-{i}")
                        for i in range(loops)]
         # For tests and measurements (the dashboards' `stages`, the load test's report): the
@@ -61,6 +68,29 @@ class Batcher:
             return
         self._queue.put_nowait((time.monotonic(), item))
 
+    def submit_rider(self, item: Any) -> None:
+        """Queue `item` to go with the next batch that starts for other items; if none has
+        started within `ride_s`, the riders waiting then go as a batch of their own."""
+        if self._closed:
+            self._fail([item])
+            return
+        self._riders.append((time.monotonic(), item))
+        if self._ride_timer is None:
+            self._ride_timer = asyncio.get_running_loop().call_later(
+                self._ride_s, self._release_riders)
+
+    def _release_riders(self) -> None:
+        self._ride_timer = None
+        for queued in self._take_riders():
+            self._queue.put_nowait(queued)
+
+    def _take_riders(self) -> list[tuple[float, Any]]:
+        riders, self._riders = self._riders, []
+        if self._ride_timer is not None:
+            self._ride_timer.cancel()
+            self._ride_timer = None
+        return riders
+
     def stats(self) -> dict[str, int]:
         """Counts since start: batches, items, the largest batch, and the time items waited
         for a batch and batches ran, in microseconds in all (whole numbers: a reader takes
@@ -75,6 +105,7 @@ class Batcher:
                 queued = [await self._queue.get()]
                 while len(queued) < self._max and not self._queue.empty():
                     queued.append(self._queue.get_nowait())
+                queued += self._take_riders()
                 started = time.monotonic()
                 batch = [item for _at, item in queued]
                 self.batches += 1
@@ -104,10 +135,11 @@ class Batcher:
 
     async def aclose(self) -> None:
         self._closed = True
+        riders = [item for _at, item in self._take_riders()]
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        pending = []
+        pending = riders
         while not self._queue.empty():
             pending.append(self._queue.get_nowait()[1])
         self._fail(pending)

@@ -67,6 +67,7 @@ async def test_a_payment_to_another_bank_settles_and_the_payee_there_sees_it(rai
     history = await rail.client(payee).history(payee.key, payee.wallet_id)
     assert [(i["kind"], i["status"], i["amount_fen"], i.get("counterparty_bank"))
             for i in history["items"]] == [("interbank_in", "settled", yuan(40), "yangtze")]
+    await rail.quiet()   # the payer heard `settled` before central's books recorded it
     transfer = await rail.central.get_transfer(paid["transfer_id"])
     assert transfer["status"] == "settled"
 

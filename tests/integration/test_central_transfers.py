@@ -914,6 +914,25 @@ async def test_a_first_delivery_is_finished_in_the_next_prepare_batchs_transacti
     assert alone == []   # checked once the finishes, which follow the answers, are in
 
 
+async def test_with_no_prepare_batch_to_ride_a_finish_goes_alone_soon_after(
+        two_payers, monkeypatch):
+    """A finish waits for a prepare batch to ride with only `FINISH_RIDE_S`; then it is a
+    batch of its own (not left to the worker), and the transfer is settled in the books."""
+    from central import transfers
+
+    rail = two_payers
+    monkeypatch.setattr(rail.service, "_finish", None)   # not the alone-path: the batcher's
+    batches = rail.service.batcher.batches
+    env = message1(rail, 321)
+    answer = await rail.central.transfer(env)
+    assert answer["status"] == "settled"          # answered before the finish
+    await recorded(rail.central, env)
+    assert rail.service.batcher.batches - batches == 2   # the prepare, the finish riding alone
+    assert await entries_of(rail.central, env.id) == ["transfer_prepare", "transfer_settle"]
+    assert transfers.FINISH_RIDE_S <= 0.05
+    await assert_balanced(rail.central)
+
+
 async def test_when_the_batch_that_took_a_finish_fails_the_finish_goes_alone(
         two_payers, monkeypatch):
     rail = two_payers

@@ -57,10 +57,14 @@ async def test_a_payment_is_batched_settles_and_answers_with_every_field(fast_ra
     before = fast(rail).payments.items
     payer = await rail.funded_wallet("yangtze", yuan(100))
     payee = await rail.open_wallet("yangtze")
+    answered = fast(rail).stages()["calls"]["from wallets"]
     paid = await rail.pay(payer, payee, 1234, memo="lunch")
     assert set(paid) == ANSWER_KEYS
     assert paid["status"] == "settled" and paid["balance_after_fen"] == yuan(100) - 1234
     assert fast(rail).payments.items > before, "the payment did not go through the batcher"
+    # the dashboard's stages count the wallet's call, with its time
+    calls = fast(rail).stages()["calls"]["from wallets"]
+    assert calls["calls"] == answered["calls"] + 1 and calls["call_us"] > answered["call_us"]
     assert await rail.balance(payee) == 1234
     view = await rail.client(payer).payment(payer.key, payer.wallet_id, paid["payment_id"])
     assert view["memo"] == "lunch" and view["status"] == "settled"

@@ -275,7 +275,9 @@ class Rail:
 
     async def snapshot(self, *wallets: Wallet) -> dict:
         """Everything a refused request must leave as it was: the wallets' balances and
-        daily spend, their deposit accounts, every bank's audit and central's supply."""
+        daily spend, their deposit accounts, every bank's audit and central's supply; taken
+        once nothing is in flight (`quiet`), so a payment settled before it is in the books."""
+        await self.quiet()
         state: dict[str, Any] = {}
         for wallet in wallets:
             view = await self.wallet_view(wallet)
