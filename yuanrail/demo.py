@@ -734,6 +734,38 @@ async def run_scenario(rail: Rail) -> bool:
                 for stage, b in sorted(batches.items()) if b["batches"]))
         return "\n".join(lines)
 
+    async def guessing() -> str:
+        """docs/roles.md, "Guessing is slowed per address": a guesser at another loopback
+        address (127.0.0.2) tries operator tokens at Yangtze until even the right token is
+        refused there; a wallet's signed request from that address still goes through, and
+        the tour's own address (127.0.0.1) is not slowed."""
+        def from_guesser(token: str) -> BankClient:
+            return BankClient(rail.bank_urls["yangtze"], operator_token=token,
+                              transport=httpx.AsyncHTTPTransport(local_address="127.0.0.2"))
+
+        async with from_guesser("not-the-token") as wrong, \
+                from_guesser(BANK_TOKENS["yangtze"]) as right:
+            tries = 0
+            while True:
+                try:
+                    await wrong.operator_wallet(li.wallet_id)
+                except RailError as exc:
+                    if exc.code != "unauthorized":
+                        check(exc.code == "too_many_tries", f"a wrong token: {exc.code}")
+                        break
+                tries += 1
+                check(tries <= 100, "100 wrong operator tokens and no brake")
+            lines = [f"127.0.0.2: {tries} wrong operator tokens refused (unauthorized), then "
+                     "even the right one -> " + await expect_refusal(
+                         "too_many_tries", right.operator_wallet(li.wallet_id))]
+            view = await right.wallet(li.key, li.wallet_id)   # signed by Li's key: no token
+            lines.append(f"127.0.0.2: Li Lei's own signed balance read still answered "
+                         f"({format_fen(view['balance_fen'])})")
+        seen = await banks["yangtze"].operator_wallet(li.wallet_id)
+        check(seen["wallet_id"] == li.wallet_id, "the operator's own address was slowed")
+        lines.append("127.0.0.1: Yangtze's operator not slowed (its own address)")
+        return "\n".join(lines)
+
     try:
         await tour.step("Central's operator enrolled both bank nodes from requests signed by "
                         "their keys, certified the keys and credited ¥10,000,000 of reserves "
@@ -748,6 +780,8 @@ async def run_scenario(rail: Rail) -> bool:
         await tour.step("A payment sent twice is paid once", retried_payment)
         await tour.step("Refusals move nothing", refusals)
         await tour.step("Hostile input: a typed refusal each, and nothing written", hostile_input)
+        await tour.step("Guessing operator tokens is slowed per address; signed wallets and "
+                        "other addresses go on", guessing)
         await tour.step("A payment to an unknown wallet at the other bank is refused and "
                         "refunded", interbank_refused)
         await tour.step("Han Meimei redeems ¥100 back into her deposit account", redeem)
