@@ -16,9 +16,20 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 
+# Every PostgreSQL session of the rail runs without JIT compilation. PostgreSQL compiles a
+# query whose estimated cost passes `jit_above_cost` (100,000; and inlines and optimizes it
+# past 500,000), and it does so again at every execution. The rail's queries are short,
+# but the estimates of some grow with the tables (central's sealer reads postings once per
+# unsealed entry): in a load test's third round its read crossed 500,000 and took 60-170 ms
+# of compiling each pass for under 1 ms of work (docs/performance.md, "A compiler in the
+# sealer's read"). Short transactions gain nothing from JIT; pgbench's never reach it.
+PG_SESSION_SETTINGS = {"jit": "off"}
+
+
 def make_engine(url: str, *, pool_size: int = 10, pool_timeout_s: float = 10) -> AsyncEngine:
-    """An async engine for `url`; SQLite gets WAL, a busy timeout and foreign keys. A request
-    waits at most `pool_timeout_s` for a free connection, then gets a typed 503."""
+    """An async engine for `url`; SQLite gets WAL, a busy timeout and foreign keys;
+    PostgreSQL sessions `PG_SESSION_SETTINGS`. A request waits at most `pool_timeout_s` for
+    a free connection, then gets a typed 503."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -26,14 +37,17 @@ def make_engine(url: str, *, pool_size: int = 10, pool_timeout_s: float = 10) ->
         engine = create_async_engine(url, connect_args={"timeout": 30})
         serialize_sqlite_writers(engine)
         return engine
+    connect_args = ({"server_settings": dict(PG_SESSION_SETTINGS)}
+                    if url.startswith("postgresql+asyncpg") else {})
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size,
-                               pool_timeout=pool_timeout_s, pool_pre_ping=True)
+                               pool_timeout=pool_timeout_s, pool_pre_ping=True,
+                               connect_args=connect_args)
 
 
 async def open_asyncpg_pool(engine: AsyncEngine, size: int, *, custom_plans: bool = False):
     """A small asyncpg pool on `engine`'s PostgreSQL database, for the batches' raw
     statements over arrays (bank/adapters/batch_store.py, central/adapters/batch_store.py):
-    no SQLAlchemy between, no pre-ping per checkout.
+    no SQLAlchemy between, no pre-ping per checkout; its sessions `PG_SESSION_SETTINGS`.
 
     `custom_plans`: every execution planned for its own arguments (`plan_cache_mode =
     force_custom_plan`). A prepared statement's generic plan is made once, after its fifth
@@ -46,7 +60,9 @@ async def open_asyncpg_pool(engine: AsyncEngine, size: int, *, custom_plans: boo
     import asyncpg
 
     dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    settings = {"plan_cache_mode": "force_custom_plan"} if custom_plans else None
+    settings = dict(PG_SESSION_SETTINGS)
+    if custom_plans:
+        settings["plan_cache_mode"] = "force_custom_plan"
     return await asyncpg.create_pool(dsn, min_size=min(2, size), max_size=size,
                                      server_settings=settings)
 

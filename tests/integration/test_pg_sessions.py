@@ -1,0 +1,59 @@
+"""Every PostgreSQL session the rail opens (SQLAlchemy engines and the batches' asyncpg
+pools) runs without JIT compilation (rail_service/db.py `PG_SESSION_SETTINGS`): a costly
+estimate must not buy a compile at every execution of a short query."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+
+from rail_service.db import make_engine, open_asyncpg_pool
+
+pytestmark = pytest.mark.integration
+
+# Estimated far past jit_above_cost (100,000): 10 million rows of a set-returning function.
+COSTLY = "EXPLAIN SELECT sum(g) FROM generate_series(1, 10000000) AS g"
+
+
+def plan_text(rows) -> str:
+    return "\n".join(row[0] for row in rows)
+
+
+async def test_a_plain_session_would_compile_the_costly_query(pg_url):
+    """The server's default, for contrast: this is what the rail's sessions turn off."""
+    dsn = pg_url.replace("postgresql+asyncpg", "postgresql")
+    conn = await asyncpg.connect(dsn)
+    try:
+        if await conn.fetchval("SHOW jit") != "on" or not await conn.fetchval(
+                "SELECT pg_jit_available()"):
+            pytest.skip("this PostgreSQL has no JIT to turn off")
+        assert "JIT" in plan_text(await conn.fetch(COSTLY))
+    finally:
+        await conn.close()
+
+
+async def test_the_rails_engine_sessions_never_compile(pg_url):
+    engine = make_engine(pg_url, pool_size=2)
+    try:
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SHOW jit"))).scalar() == "off"
+            plan = plan_text((await conn.execute(text(COSTLY))).all())
+        assert "JIT" not in plan
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("custom_plans", [False, True])
+async def test_the_batches_pool_sessions_never_compile(pg_url, custom_plans):
+    engine = make_engine(pg_url, pool_size=1)
+    pool = await open_asyncpg_pool(engine, 2, custom_plans=custom_plans)
+    try:
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SHOW jit") == "off"
+            assert "JIT" not in plan_text(await conn.fetch(COSTLY))
+            assert await conn.fetchval("SHOW plan_cache_mode") == (
+                "force_custom_plan" if custom_plans else "auto")
+    finally:
+        await pool.close()
+        await engine.dispose()
