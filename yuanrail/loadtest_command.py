@@ -1,7 +1,7 @@
 """`yuanrail loadtest`: the rail in its production shape under Locust, beside this machine's
 own limits measured in the same run.
 
-    yuanrail loadtest --duration 60 --users 32 --workers 2 --out var/loadtest/run1
+    yuanrail loadtest --duration 60 --users 32 --workers 1 --out var/loadtest/run1
 
 1. The machine's limits first, with nothing else running: pgbench's TPC-B-like TPS on the
    same PostgreSQL with as many clients as Locust has users; the hot-path verifier's
@@ -71,7 +71,9 @@ def add_command(commands) -> None:
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--duration", type=int, default=60, help="seconds per Locust run (default 60)")
     p.add_argument("--users", type=int, default=32, help="Locust users = pgbench clients")
-    p.add_argument("--workers", type=int, default=2, help="uvicorn workers per bank node")
+    p.add_argument("--workers", type=int, default=1,
+                   help="uvicorn workers per bank node (default 1: on 2 cores a second one "
+                        "only splits the batches; more pay where cores are idle)")
     p.add_argument("--central-workers", type=int, default=1, help="uvicorn workers of central")
     p.add_argument("--scenario", default="mix,qr,interbank",
                    help=f"comma-separated, run in turn: {', '.join(SCENARIOS)} (default "
