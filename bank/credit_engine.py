@@ -21,7 +21,8 @@ Every envelope is verified as central's and checked (`read_credit`), then:
                                                       deposit accounts and the vault swept)
     COMMIT
 
-then one Redis pipeline of live notifications, and each answer signed by this bank.
+then each answer signed by this bank, and after the answer one Redis pipeline of live
+notifications (in the order of the batches).
 
 - A refusal (unknown payee, closed, order not payable, past the cap with no deposit account
   to sweep to, a refund of nothing refundable, details that are not what a payment carries)
@@ -42,6 +43,7 @@ hot edge (rail_service/hot_edge.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, replace
 from typing import Any
@@ -136,6 +138,7 @@ class CreditEngine:
         self.bank, self.store = bank, store
         self.batches = self.booked = 0     # counted for tests, logs and `stats`
         self.calls_in = CallTimes()   # batch calls answered, and the time they took
+        self._notifying: asyncio.Task | None = None   # the latest batch's notifications
 
     @classmethod
     async def start(cls, bank, *, pool_size: int = 2) -> CreditEngine:
@@ -144,6 +147,8 @@ class CreditEngine:
 
     async def aclose(self) -> None:
         log.info("credits: %d booked in %d batches", self.booked, self.batches)
+        if self._notifying is not None:
+            await asyncio.gather(self._notifying, return_exceptions=True)
         if self.store is not None:
             await self.store.aclose()
 
@@ -296,7 +301,7 @@ class CreditEngine:
                     crash_point("bank.interbank_in.after_credit")
                 if len(accepted) < len(plan.written):
                     crash_point("bank.interbank_in.after_refusal")
-                await self._notify(accepted)
+                self._notify_later(accepted)
                 return
             for credit in new:
                 credit.error = RailError("service_unavailable", "too many concurrent changes")
@@ -400,6 +405,21 @@ class CreditEngine:
                 f"P{txn}", credit.amount, credit.order_id, from_bank=credit.from_bank), at)
             plan.add(plan.hooks, sql.HOOK_COLUMNS, (
                 credit.payee_id, txn, orjson.dumps(event).decode(), payee_row["webhook_url"], at))
+
+    def _notify_later(self, credited: list[_Credit]) -> None:
+        """`_notify`, off the credit call's path (central waits for B's answer, not for
+        Redis), in the order of the batches: each batch's pipeline waits for the one
+        before."""
+        if not credited:
+            return
+        before = self._notifying
+
+        async def notify() -> None:
+            if before is not None:
+                await asyncio.gather(before, return_exceptions=True)
+            await self._notify(credited)
+
+        self._notifying = asyncio.get_running_loop().create_task(notify())
 
     async def _notify(self, credited: list[_Credit]) -> None:
         """The payees' live notifications for the credits of a batch, in one Redis pipeline

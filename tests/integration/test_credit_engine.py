@@ -26,6 +26,7 @@ from rail_protocol.instruction_types import INTERBANK_CREDIT
 from rail_protocol.keys import SigningKey
 from rail_protocol.money import yuan
 from tests.support import rail as rail_support
+from tests.support.polling import poll
 
 pytestmark = pytest.mark.integration
 
@@ -150,7 +151,9 @@ async def test_a_batch_to_capped_and_uncapped_payees_and_an_order_lands_once(cre
                      order["order_id"]) == [("yangtze.00000000000000bb",)]
     hooks = await rail.client(shop).webhook_deliveries(shop.key, shop.wallet_id)
     assert sorted(h["event"]["amount_fen"] for h in hooks["deliveries"]) == [200, 400, 2580], hooks
-    events = await rail.banks[B].node.hot.read_events(f"wallet:{shop.wallet_id}")
+    # the live notifications follow the answer (one pipeline per batch, in order)
+    events = await poll(lambda: rail.banks[B].node.hot.read_events(f"wallet:{shop.wallet_id}"),
+                        lambda found: len(found) >= 3, timeout_s=5)
     assert sorted(e["amount_fen"] for _id, e in events) == [200, 400, 2580]
     order_events = await rail.banks[B].node.hot.read_events(f"order:{order['order_id']}")
     assert [e["event"] for _id, e in order_events] == ["payment.received"]
