@@ -10,9 +10,9 @@ Every envelope is verified as central's and checked (`read_credit`), then:
     lock the payments refunded (a refund back)       (`batch_sql.LOCK_REFUNDED`)
     lock the orders being paid                       (`batch_sql.LOCK_ORDERS`)
     lock capped payees, fold their credits, read     (`batch_sql.LOCK_WALLETS`)
-      the uncapped ones
-    transaction ids, what capped payees have in      (`batch_sql.IDS_AND_PENDING`)
-      flight to other banks
+      the uncapped ones, transaction ids
+    what capped payees have in flight to other       (`batch_sql.PENDING_OUT`, only if
+      banks                                           any payee is capped)
     -- bank/domain/payments.py decides each credit in turn --
     write everything                                 (one statement: transactions ON CONFLICT
                                                       DO NOTHING, postings, wallets, appended
@@ -329,13 +329,14 @@ class CreditEngine:
         capped = sorted(k for k, lim in limits.items() if lim.balance_cap_fen is not None)
         locked: dict[str, WalletState] = {}
         rows: dict[str, Any] = {}
-        for r in await tx.lock_wallets([], payees, capped):
+        found, ids = await tx.lock_wallets([], payees, capped, len(credits))
+        for r in found:
             rows[r["wallet_id"]] = r
             if r["locked"]:
                 locked[r["wallet_id"]] = WalletState(
                     r["wallet_id"], r["status"], r["kyc_class"], r["balance_fen"] + r["folded"],
                     r["day"], r["spent_today_fen"], r["topup_on_use"], r["deposit_account"])
-        ids, pending = await tx.ids_and_pending(len(credits), sorted(locked))
+        pending = await tx.pending_out(sorted(locked))
         for wallet_id, fen in pending.items():
             locked[wallet_id].pending_out_fen = fen
         ids.sort(reverse=True)

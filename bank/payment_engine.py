@@ -13,11 +13,11 @@ it in ONE transaction of a fixed number of round trips, whatever its size
 
     BEGIN
     lock the mandates charged, the orders paid      (.. ORDER BY id FOR UPDATE)
-    lock payers and capped payees, fold credits     (one statement: FOR UPDATE + DELETE ..
-                                                     RETURNING), read uncapped payees
+    lock payers and capped payees, fold credits,    (one statement: FOR UPDATE + DELETE ..
+      read uncapped payees, transaction ids          RETURNING, nextval)
+    what capped payees have in flight to other      (SUM of their processing interbank_out;
+      banks                                          only if the batch pays any)
     lock the deposit accounts of top-up-on-use payers
-    transaction ids, and what capped payees have    (nextval; SUM of their processing
-      in flight to other banks                       interbank_out)
     -- bank/domain/payments.py decides each payment in turn --
     write everything                                (one statement: transactions ON CONFLICT
                                                      DO NOTHING, postings, wallets, appended
@@ -495,7 +495,8 @@ class PaymentEngine:
         states: dict[str, WalletState] = {}
         unlocked: dict[str, Any] = {}
         hooks: dict[str, str | None] = {}
-        for r in await tx.lock_wallets(payers, payees, capped):
+        rows, ids = await tx.lock_wallets(payers, payees, capped, len(batch))
+        for r in rows:
             hooks[r["wallet_id"]] = r["webhook_url"]
             if r["locked"]:
                 states[r["wallet_id"]] = WalletState(
@@ -504,7 +505,7 @@ class PaymentEngine:
             else:
                 unlocked[r["wallet_id"]] = r
         capped_payees = [w for w in payees if w in states]
-        ids, pending = await tx.ids_and_pending(len(batch), capped_payees)
+        pending = await tx.pending_out(capped_payees)   # none: no round trip
         ids.sort(reverse=True)
         for wallet_id in capped_payees:   # as `lock_wallet(for_credit=True)` counts them
             states[wallet_id].pending_out_fen = pending.get(wallet_id, 0)

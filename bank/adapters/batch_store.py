@@ -63,20 +63,22 @@ class PgTx:
         return [dict(r) for r in await self.conn.fetch(sql.LOCK_ORDERS, order_ids)]
 
     async def lock_wallets(self, payers: list[str], payees: list[str],
-                           capped_classes: list[int]) -> list[dict]:
-        return [dict(r) for r in await self.conn.fetch(sql.LOCK_WALLETS, payers, payees,
-                                                       capped_classes)]
-
-    async def ids_and_pending(self, count: int,
-                              wallets: list[str]) -> tuple[list[int], dict[str, int]]:
+                           capped_classes: list[int], new_ids: int
+                           ) -> tuple[list[dict], list[int]]:
+        rows: list[dict] = []
         ids: list[int] = []
-        pending: dict[str, int] = {}
-        for r in await self.conn.fetch(sql.IDS_AND_PENDING, count, wallets):
+        for r in await self.conn.fetch(sql.LOCK_WALLETS, payers, payees, capped_classes,
+                                       new_ids):
             if r["wallet_id"] is None:
-                ids.append(r["value"])
+                ids.append(r["new_txn_id"])
             else:
-                pending[r["wallet_id"]] = r["value"]
-        return ids, pending
+                rows.append(dict(r))
+        return rows, ids
+
+    async def pending_out(self, wallets: list[str]) -> dict[str, int]:
+        if not wallets:
+            return {}
+        return dict(await self.conn.fetch(sql.PENDING_OUT, wallets))
 
     async def lock_mandates(self, mandate_ids: list[str]) -> dict[str, MandateState]:
         if not mandate_ids:
@@ -236,7 +238,8 @@ class SqlTx:
                                 .order_by(o.order_id).with_for_update())
 
     async def lock_wallets(self, payers: list[str], payees: list[str],
-                           capped_classes: list[int]) -> list[dict]:
+                           capped_classes: list[int], new_ids: int
+                           ) -> tuple[list[dict], list[int]]:
         w = t.wallets.c
         columns = [w[name] for name in _WALLET_COLUMNS]
         locked = await self._rows(sa.select(*columns).where(sa.or_(
@@ -253,18 +256,21 @@ class SqlTx:
                 c.wallet_id.in_(list(folded))))
         unlocked = await self._rows(sa.select(*columns).where(
             w.wallet_id.in_(payees), w.wallet_id.not_in(ids)))
-        return [{**r, "locked": True, "folded": int(folded.get(r["wallet_id"], 0))}
-                for r in locked] + [{**r, "locked": False, "folded": 0} for r in unlocked]
-
-    async def ids_and_pending(self, count: int,
-                              wallets: list[str]) -> tuple[list[int], dict[str, int]]:
         x = t.transactions.c
         top = (await self.conn.execute(sa.select(sa.func.max(x.txn_id)))).scalar() or 0
-        pending = dict((await self.conn.execute(
+        return ([{**r, "locked": True, "folded": int(folded.get(r["wallet_id"], 0))}
+                 for r in locked] + [{**r, "locked": False, "folded": 0} for r in unlocked],
+                list(range(top + 1, top + 1 + new_ids)))
+
+    async def pending_out(self, wallets: list[str]) -> dict[str, int]:
+        if not wallets:
+            return {}
+        x = t.transactions.c
+        pending = (await self.conn.execute(
             sa.select(x.payer_wallet, sa.func.sum(x.amount_fen)).where(
                 x.payer_wallet.in_(wallets), x.kind.in_(MAY_COME_BACK),
-                x.status == "processing").group_by(x.payer_wallet))).all()) if wallets else {}
-        return list(range(top + 1, top + 1 + count)), {k: int(v) for k, v in pending.items()}
+                x.status == "processing").group_by(x.payer_wallet))).all()
+        return {k: int(v) for k, v in pending}
 
     async def _insert_new(self, rows: list[dict]) -> set[int]:
         """Transaction rows, each skipped if its instruction (or transfer) is recorded."""
