@@ -505,7 +505,7 @@ class PaymentEngine:
             else:
                 unlocked[r["wallet_id"]] = r
         capped_payees = [w for w in payees if w in states]
-        pending = await tx.pending_out(capped_payees)   # none: no round trip
+        pending = await tx.pending_out(capped_payees)   # no capped payee: no round trip
         ids.sort(reverse=True)
         for wallet_id in capped_payees:   # as `lock_wallet(for_credit=True)` counts them
             states[wallet_id].pending_out_fen = pending.get(wallet_id, 0)
