@@ -335,10 +335,8 @@ class CreditEngine:
             if r["locked"]:
                 locked[r["wallet_id"]] = WalletState(
                     r["wallet_id"], r["status"], r["kyc_class"], r["balance_fen"] + r["folded"],
-                    r["day"], r["spent_today_fen"], r["topup_on_use"], r["deposit_account"])
-        pending = await tx.pending_out(sorted(locked))
-        for wallet_id, fen in pending.items():
-            locked[wallet_id].pending_out_fen = fen
+                    r["day"], r["spent_today_fen"], r["topup_on_use"], r["deposit_account"],
+                    pending_out_fen=r["pending_out"] or 0)
         ids.sort(reverse=True)
         books = LockedBooks(limits, wallets=locked, payees={
             r["wallet_id"]: WalletState(r["wallet_id"], r["status"], r["kyc_class"], 0, 0, 0,

@@ -501,14 +501,11 @@ class PaymentEngine:
             if r["locked"]:
                 states[r["wallet_id"]] = WalletState(
                     r["wallet_id"], r["status"], r["kyc_class"], r["balance_fen"] + r["folded"],
-                    r["day"], r["spent_today_fen"], r["topup_on_use"], r["deposit_account"])
+                    r["day"], r["spent_today_fen"], r["topup_on_use"], r["deposit_account"],
+                    pending_out_fen=r["pending_out"] or 0)   # a capped payee's, else none
             else:
                 unlocked[r["wallet_id"]] = r
-        capped_payees = [w for w in payees if w in states]
-        pending = await tx.pending_out(capped_payees)   # no capped payee: no round trip
         ids.sort(reverse=True)
-        for wallet_id in capped_payees:   # as `lock_wallet(for_credit=True)` counts them
-            states[wallet_id].pending_out_fen = pending.get(wallet_id, 0)
         exchanging = {i.payer_id for i in batch if i.exchange is not None}
         linked = sorted({w.deposit_account for w in states.values() if w.deposit_account
                          and (w.topup_on_use or w.wallet_id in exchanging)})

@@ -56,7 +56,13 @@ async def open_asyncpg_pool(engine: AsyncEngine, size: int, *, custom_plans: boo
     row the day added (central's prepare batch read all of `transfers` every time:
     docs/performance.md, "A generic plan made on empty tables"). Planning each run costs
     some tens of microseconds of PostgreSQL's CPU per statement: worth it at central; the
-    banks' batches showed no such plan, and pay that cost on every payment."""
+    banks' batches showed no such plan, and pay that cost on every payment.
+
+    A connection goes back to the pool without asyncpg's reset query (advisory locks, cursors,
+    LISTEN, `RESET ALL`): the batches' statements leave no session state, and that query was
+    a round trip on every release, one on every interbank payment's path (bank B's credit
+    batch takes a connection per call from central). An open transaction is still rolled
+    back on release (asyncpg does that before any custom reset)."""
     import asyncpg
 
     dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -64,7 +70,11 @@ async def open_asyncpg_pool(engine: AsyncEngine, size: int, *, custom_plans: boo
     if custom_plans:
         settings["plan_cache_mode"] = "force_custom_plan"
     return await asyncpg.create_pool(dsn, min_size=min(2, size), max_size=size,
-                                     server_settings=settings)
+                                     server_settings=settings, reset=_keep_session)
+
+
+async def _keep_session(conn) -> None:
+    """`open_asyncpg_pool`'s release: nothing to undo (see there)."""
 
 
 def serialize_sqlite_writers(engine: AsyncEngine) -> None:

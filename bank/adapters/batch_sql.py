@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bank.domain.wallets import MAY_COME_BACK, WalletState
+from bank.domain.wallets import WalletState
 
 TXN_COLUMNS = ("txn_id", "kind", "signer", "iid", "digest", "status", "code", "amount",
                 "expires", "created", "result", "payer", "payee", "memo", "order_id",
@@ -51,7 +51,10 @@ FROM orders WHERE order_id = ANY($1::text[]) ORDER BY order_id FOR UPDATE"""
 # scan of every credit not yet folded, 5 ms a batch after 20,000 credits to 8 shops: the
 # background fold (`Bank.fold_credits`) keeps that pile small whatever the plan. The
 # batch's transaction ids come in the same round trip (rows with only `new_txn_id`): a
-# sequence needs no snapshot.
+# sequence needs no snapshot. Each locked payee comes with what it has out that may come
+# back (`pending_out`, as `lock_wallet(for_credit=True)` counts it) from a function that
+# reads with a snapshot taken after that row's lock (migration 0009): a payment that held
+# the wallet and committed meanwhile is seen, and no statement of its own is needed.
 LOCK_WALLETS = """
 WITH locked AS (
     SELECT wallet_id, status, kyc_class, balance_fen, day, spent_today_fen, topup_on_use,
@@ -65,28 +68,19 @@ folded AS (
     RETURNING wallet_id, amount_fen)
 SELECT l.*, true AS locked,
        COALESCE((SELECT sum(f.amount_fen) FROM folded f WHERE f.wallet_id = l.wallet_id), 0)
-           ::bigint AS folded, NULL::bigint AS new_txn_id
+           ::bigint AS folded, NULL::bigint AS new_txn_id,
+       CASE WHEN l.wallet_id = ANY($2::text[]) THEN wallet_pending_out(l.wallet_id) END
+           AS pending_out
 FROM locked l
 UNION ALL
 SELECT w.wallet_id, w.status, w.kyc_class, w.balance_fen, w.day, w.spent_today_fen,
-       w.topup_on_use, w.deposit_account, w.webhook_url, false, 0::bigint, NULL
+       w.topup_on_use, w.deposit_account, w.webhook_url, false, 0::bigint, NULL, NULL
 FROM wallets w
 WHERE w.wallet_id = ANY($2::text[]) AND w.wallet_id NOT IN (SELECT wallet_id FROM locked)
 UNION ALL
 SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-       nextval(pg_get_serial_sequence('transactions', 'txn_id'))
+       nextval(pg_get_serial_sequence('transactions', 'txn_id')), NULL
 FROM generate_series(1, $4::int)"""
-
-# What each capped payee has out that may come back (MAY_COME_BACK, as
-# `lock_wallet(for_credit=True)` reads it): a statement of its own after LOCK_WALLETS, so
-# that its snapshot is taken after the lock (a payment that held the wallet and committed
-# meanwhile is seen).
-_MAY_COME_BACK = ", ".join(f"'{kind}'" for kind in MAY_COME_BACK)
-PENDING_OUT = f"""
-SELECT payer_wallet, sum(amount_fen)::bigint
-FROM transactions
-WHERE payer_wallet = ANY($1::text[]) AND kind IN ({_MAY_COME_BACK}) AND status = 'processing'
-GROUP BY payer_wallet"""
 
 # Everything a batch writes, in one statement. A repeated instruction is skipped by the
 # unique key and missing from the answer: the caller then rolls the whole batch back.

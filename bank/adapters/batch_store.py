@@ -65,6 +65,9 @@ class PgTx:
     async def lock_wallets(self, payers: list[str], payees: list[str],
                            capped_classes: list[int], new_ids: int
                            ) -> tuple[list[dict], list[int]]:
+        """The wallets (locked: `payers` and the capped of `payees`; the other payees read)
+        and `new_ids` transaction ids; a locked payee's row carries `pending_out`, what it
+        has out that may come back, read after its lock."""
         rows: list[dict] = []
         ids: list[int] = []
         for r in await self.conn.fetch(sql.LOCK_WALLETS, payers, payees, capped_classes,
@@ -74,11 +77,6 @@ class PgTx:
             else:
                 rows.append(dict(r))
         return rows, ids
-
-    async def pending_out(self, wallets: list[str]) -> dict[str, int]:
-        if not wallets:
-            return {}
-        return dict(await self.conn.fetch(sql.PENDING_OUT, wallets))
 
     async def lock_mandates(self, mandate_ids: list[str]) -> dict[str, MandateState]:
         if not mandate_ids:
@@ -258,19 +256,17 @@ class SqlTx:
             w.wallet_id.in_(payees), w.wallet_id.not_in(ids)))
         x = t.transactions.c
         top = (await self.conn.execute(sa.select(sa.func.max(x.txn_id)))).scalar() or 0
-        return ([{**r, "locked": True, "folded": int(folded.get(r["wallet_id"], 0))}
-                 for r in locked] + [{**r, "locked": False, "folded": 0} for r in unlocked],
-                list(range(top + 1, top + 1 + new_ids)))
-
-    async def pending_out(self, wallets: list[str]) -> dict[str, int]:
-        if not wallets:
-            return {}
-        x = t.transactions.c
-        pending = (await self.conn.execute(
+        locked_payees = [r["wallet_id"] for r in locked if r["wallet_id"] in set(payees)]
+        pending = dict((await self.conn.execute(
             sa.select(x.payer_wallet, sa.func.sum(x.amount_fen)).where(
-                x.payer_wallet.in_(wallets), x.kind.in_(MAY_COME_BACK),
+                x.payer_wallet.in_(locked_payees), x.kind.in_(MAY_COME_BACK),
                 x.status == "processing").group_by(x.payer_wallet))).all()
-        return {k: int(v) for k, v in pending}
+                       ) if locked_payees else {}
+        return ([{**r, "locked": True, "folded": int(folded.get(r["wallet_id"], 0)),
+                  "pending_out": int(pending.get(r["wallet_id"], 0))
+                  if r["wallet_id"] in locked_payees else None} for r in locked]
+                + [{**r, "locked": False, "folded": 0, "pending_out": None} for r in unlocked],
+                list(range(top + 1, top + 1 + new_ids)))
 
     async def _insert_new(self, rows: list[dict]) -> set[int]:
         """Transaction rows, each skipped if its instruction (or transfer) is recorded."""

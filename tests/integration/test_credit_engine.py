@@ -512,3 +512,52 @@ async def test_a_transfer_recorded_by_another_delivery_mid_batch_is_answered_fro
     assert pearl_sql(rail, "SELECT count(*) FROM transactions WHERE transfer_id = %s",
                      raced.id) == [(1,)]
     await assert_pearl_balanced(rail)
+
+
+async def test_money_out_committed_while_the_credit_waited_for_the_wallet_keeps_its_room(
+        credit_rail):
+    """A capped wallet's payment to another bank holds its row and commits while a credit
+    to it waits for that row: the credit counts the amount in flight (it may come back) as
+    if it had come after the payment, and is refused past the cap. The lock's own statement
+    started before the payment committed: what it reads of the payment must not come from
+    that statement's snapshot."""
+    rail = credit_rail
+    full = await rail.funded_wallet(B, yuan(10_000), kyc_class=4)     # capped at 10,000
+    database = rail_support.psycopg_url(rail.banks[B].database_url)
+    payment = await psycopg.AsyncConnection.connect(database)
+    watcher = await psycopg.AsyncConnection.connect(database, autocommit=True)
+    out = yuan(1_000)
+    try:
+        # The payment out as the payment batch writes it: row locked, debited, in flight.
+        await payment.execute("SELECT 1 FROM wallets WHERE wallet_id = %s FOR UPDATE",
+                              (full.wallet_id,))
+        await payment.execute("UPDATE wallets SET balance_fen = balance_fen - %s "
+                              "WHERE wallet_id = %s", (out, full.wallet_id))
+        await payment.execute(
+            "INSERT INTO transactions (kind, signer, instruction_id, digest, status, "
+            "payer_wallet, amount_fen, counterparty_bank, result, expires_ms, created_ms, "
+            "updated_ms) VALUES ('interbank_out', 'k', 'raced-out', 'd', 'processing', %s, "
+            "%s, 'yangtze', '{}', 0, 0, 0)", (full.wallet_id, out))
+        credit = asyncio.create_task(send_batch(rail, [message2(rail, full, out)]))
+
+        async def the_credit_waits_on_the_wallet() -> bool:
+            row = await (await watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND query ILIKE '%FROM wallets%FOR UPDATE%'")
+            ).fetchone()
+            return row[0] >= 1
+        assert await poll(the_credit_waits_on_the_wallet, timeout_s=5), "it did not block"
+        await payment.commit()
+        results = await asyncio.wait_for(credit, 10)
+        assert [answer(r, rail) for r in results] == ["balance_cap_exceeded"]
+    finally:
+        # Undo the stand-in payment (central never saw it), so the books still balance.
+        await payment.rollback()
+        await payment.execute("DELETE FROM transactions WHERE instruction_id = 'raced-out'")
+        await payment.execute("UPDATE wallets SET balance_fen = balance_fen + %s "
+                              "WHERE wallet_id = %s", (out, full.wallet_id))
+        await payment.commit()
+        await payment.close()
+        await watcher.close()
+    assert await rail.balance(full) == yuan(10_000)
+    await assert_pearl_balanced(rail)

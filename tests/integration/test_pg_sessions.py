@@ -57,3 +57,26 @@ async def test_the_batches_pool_sessions_never_compile(pg_url, custom_plans):
     finally:
         await pool.close()
         await engine.dispose()
+
+
+async def test_the_batches_pool_releases_without_a_round_trip_but_never_inside_a_transaction(
+        pg_url):
+    """A release sends no reset query (one round trip fewer per call on the interbank path);
+    an open transaction is still rolled back, so the next holder starts clean."""
+    engine = make_engine(pg_url, pool_size=1)
+    pool = await open_asyncpg_pool(engine, 1)
+    try:
+        async with pool.acquire() as conn:
+            protocol = conn._protocol
+            before = protocol.queries_count
+        assert protocol.queries_count == before
+        async with pool.acquire() as conn:
+            await conn.execute("BEGIN")
+            await conn.execute("CREATE TEMP TABLE left_open (n int)")
+        async with pool.acquire() as conn:
+            assert not conn.is_in_transaction()
+            assert await conn.fetchval("SELECT to_regclass('pg_temp.left_open')") is None
+            assert await conn.fetchval("SHOW jit") == "off"
+    finally:
+        await pool.close()
+        await engine.dispose()

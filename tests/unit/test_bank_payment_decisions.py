@@ -335,3 +335,14 @@ def test_a_redemption_is_refused_with_its_rules_code(state, code):
     with pytest.raises(RailError) as refused:
         decide_redeem(state, yuan(10))
     assert refused.value.code == code
+
+
+def test_the_databases_pending_out_function_counts_the_kinds_the_rules_count():
+    """Migration 0009's `wallet_pending_out` sums the kinds of MAY_COME_BACK: a kind added
+    to the rules needs a migration that replaces the function."""
+    import importlib
+
+    from bank.domain.wallets import MAY_COME_BACK
+
+    migration = importlib.import_module("bank.migrations.versions.0009_pending_out_function")
+    assert set(migration.KINDS) == set(MAY_COME_BACK)
