@@ -30,7 +30,7 @@ from central.adapters import registry_sql as sql
 from central.adapters import transfers_sql as tsql
 from rail_protocol.canonical import canonical_bytes
 from rail_protocol.errors import RailError
-from rail_service.db import open_asyncpg_pool
+from rail_service.db import LoopConnections, open_asyncpg_pool, transaction_begun_ahead
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,14 +327,18 @@ class PgBatchStore:
         return cls(await open_asyncpg_pool(engine, size, custom_plans=True))
 
     @property
-    def loop_pool(self) -> Any:
+    def loop_pool(self) -> LoopConnections:
         """What a `Batcher` keeps a connection of per loop."""
-        return self.pool
+        return LoopConnections(self.pool)
 
     @contextlib.asynccontextmanager
-    async def transaction(self, conn: Any = None) -> AsyncIterator[PgTx]:
+    async def transaction(self, conn: Any = None, *, begin_next: bool = False
+                          ) -> AsyncIterator[PgTx]:
+        """One transaction; `begin_next` (a batch loop's own `conn` only): the next one
+        begun with this one's commit (rail_service/db.py `transaction_begun_ahead`)."""
         if conn is not None:
-            async with conn.transaction():
+            async with (transaction_begun_ahead(conn) if begin_next
+                        else conn.transaction()):
                 yield PgTx(conn)
             return
         async with self.pool.acquire() as acquired, acquired.transaction():
@@ -426,7 +430,8 @@ class SqlBatchStore:
     loop_pool = None   # a `Batcher` loop opens a transaction per batch instead
 
     @contextlib.asynccontextmanager
-    async def transaction(self, conn: Any = None) -> AsyncIterator[SqlTx]:
+    async def transaction(self, conn: Any = None, *, begin_next: bool = False
+                          ) -> AsyncIterator[SqlTx]:
         async with self.engine.begin() as c:
             yield SqlTx(c)
 
