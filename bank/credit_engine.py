@@ -44,9 +44,7 @@ hot edge (rail_service/hot_edge.py)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -141,8 +139,6 @@ class CreditEngine:
         self.batches = self.booked = 0     # counted for tests, logs and `stats`
         self.calls_in = CallTimes()   # batch calls answered, and the time they took
         self._notifying: asyncio.Task | None = None   # the latest batch's notifications
-        self._kept: Any = None   # a connection of its own for batches (`_connection`)
-        self._kept_free = asyncio.Lock()
 
     @classmethod
     async def start(cls, bank, *, pool_size: int = 2) -> CreditEngine:
@@ -153,33 +149,8 @@ class CreditEngine:
         log.info("credits: %d booked in %d batches", self.booked, self.batches)
         if self._notifying is not None:
             await asyncio.gather(self._notifying, return_exceptions=True)
-        if self._kept is not None:
-            kept, self._kept = self._kept, None
-            await self.store.loop_pool.release(kept)
         if self.store is not None:
             await self.store.aclose()
-
-    @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[tuple[Any, bool]]:
-        """A connection for one call's batch, and whether its transactions may be begun
-        ahead: the engine's own (PostgreSQL), whose next transaction is begun with each
-        commit (one round trip fewer on every interbank payment's path), when no other call
-        has it; else one from the pool. After an error the kept one goes back (as a
-        `Batcher` loop's does) and the next call takes a fresh one."""
-        pool = self.store.loop_pool
-        if pool is None or self._kept_free.locked():
-            async with self.store.connection() as conn:
-                yield conn, False
-            return
-        async with self._kept_free:
-            if self._kept is None:
-                self._kept = await pool.acquire()
-            try:
-                yield self._kept, True
-            except BaseException:
-                kept, self._kept = self._kept, None
-                await pool.release(kept)
-                raise
 
     # --- the messages ----------------------------------------------------------------------
 
@@ -300,13 +271,13 @@ class CreditEngine:
         and a read before every batch is a round trip on every interbank payment's path."""
         if not credits:
             return
-        async with self._connection() as (conn, ahead):
+        async with self.store.connection() as conn:
             new = list(credits)
             for _attempt in range(ATTEMPTS):
                 if not new:
                     return
                 try:
-                    async with self.store.transaction(conn, begin_next=ahead) as tx:
+                    async with self.store.transaction(conn) as tx:
                         plan = await self._decide(tx, new)
                         written = await tx.write_credits(plan)
                         conflicts = [c for c in plan.written if c.txn_id not in written]

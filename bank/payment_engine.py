@@ -418,7 +418,7 @@ class PaymentEngine:
             if not live:
                 break
             try:
-                async with self.store.transaction(conn, begin_next=True) as tx:
+                async with self.store.transaction(conn) as tx:
                     plan = await self._decide(tx, live)
                     written = await tx.write_payments(plan)
                     repeats = [i for i in plan.written if i.txn_id not in written]

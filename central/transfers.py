@@ -315,7 +315,7 @@ class Transfers:
         known: dict = {}
         new: list[_Item] = []
         prepared: list = []
-        async with self.store.transaction(conn, begin_next=True) as tx:
+        async with self.store.transaction(conn) as tx:
             # The finishes first: they lock their transfers' rows, then (as the prepares)
             # the accounts, the order every transaction at central takes them in.
             finished, entries, prepared_ms = await self._finish_in(tx, answered, unanswered,

@@ -5,7 +5,6 @@ embedded default. Schema changes go through each service's Alembic migrations.""
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -67,9 +66,7 @@ async def open_asyncpg_pool(engine: AsyncEngine, size: int, *, custom_plans: boo
     import asyncpg
 
     dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    # A batch loop's connection sits in a transaction begun ahead between batches
-    # (`transaction_begun_ahead`): a server-wide idle-in-transaction timeout must not end it.
-    settings = {**PG_SESSION_SETTINGS, "idle_in_transaction_session_timeout": "0"}
+    settings = dict(PG_SESSION_SETTINGS)
     if custom_plans:
         settings["plan_cache_mode"] = "force_custom_plan"
     return await asyncpg.create_pool(dsn, min_size=min(2, size), max_size=size,
@@ -78,55 +75,6 @@ async def open_asyncpg_pool(engine: AsyncEngine, size: int, *, custom_plans: boo
 
 async def _keep_session(conn) -> None:
     """`open_asyncpg_pool`'s release: nothing to undo (see there)."""
-
-
-@asynccontextmanager
-async def transaction_begun_ahead(conn) -> AsyncIterator[None]:
-    """One transaction on a connection that a `Batcher` loop keeps for its batches, the next
-    one begun in the same round trip as this one's commit (`COMMIT; BEGIN`, one simple
-    query), so the next batch goes straight to its first statement: one round trip fewer
-    on each batch of the hot paths (a bank's payment batch, central's prepare batch).
-
-    Safe because in READ COMMITTED a transaction that has run nothing holds no snapshot, no
-    lock and no transaction id: it holds back neither VACUUM nor anyone else; it shows as
-    `idle in transaction` between batches. Its connection must only run batches through
-    here (`single` statements on it would join the open transaction: the stores refuse
-    that), and it goes back to the pool through `LoopConnections`, which ends it. If the
-    batch fails, the transaction is rolled back and the next one begins afresh."""
-    if not conn.is_in_transaction():
-        await conn.execute("BEGIN")
-    try:
-        yield
-    except BaseException:
-        with contextlib.suppress(Exception):   # a broken connection is dropped on release
-            if not conn.is_closed() and conn.is_in_transaction():
-                await conn.execute("ROLLBACK")
-        raise
-    await conn.execute("COMMIT; BEGIN")
-
-
-class LoopConnections:
-    """The pool a `Batcher` keeps a connection of per loop (`loop_pool`): a connection
-    comes back with any transaction begun ahead (`transaction_begun_ahead`) ended."""
-
-    def __init__(self, pool) -> None:
-        self.pool = pool
-
-    async def acquire(self):
-        return await self.pool.acquire()
-
-    async def release(self, conn) -> None:
-        with contextlib.suppress(Exception):   # a broken connection is dropped on release
-            if not conn.is_closed() and conn.is_in_transaction():
-                await conn.execute("ROLLBACK")
-        await self.pool.release(conn)
-
-
-def refuse_open_transaction(conn) -> None:
-    """Statements meant to commit one by one must not run on a connection with a
-    transaction begun ahead: they would wait for the next batch's commit."""
-    if conn is not None and conn.is_in_transaction():
-        raise RuntimeError("single statements on a connection with an open transaction")
 
 
 def serialize_sqlite_writers(engine: AsyncEngine) -> None:

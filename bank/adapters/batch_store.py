@@ -33,8 +33,7 @@ from bank.domain.mandates import MandateTerms
 from bank.domain.payments import MandateState, RefundedPayment
 from bank.domain.wallets import MAY_COME_BACK
 from rail_protocol.errors import RailError
-from rail_service.db import (LoopConnections, open_asyncpg_pool, refuse_open_transaction,
-                             transaction_begun_ahead)
+from rail_service.db import open_asyncpg_pool
 
 _WALLET_COLUMNS = ("wallet_id", "status", "kyc_class", "balance_fen", "day", "spent_today_fen",
                    "topup_on_use", "deposit_account", "webhook_url")
@@ -192,9 +191,9 @@ class PgBatchStore:
         return cls(await open_asyncpg_pool(engine, size))
 
     @property
-    def loop_pool(self) -> LoopConnections:
+    def loop_pool(self) -> Any:
         """What a `Batcher` keeps a connection of per loop."""
-        return LoopConnections(self.pool)
+        return self.pool
 
     @contextlib.asynccontextmanager
     async def connection(self, conn: Any = None) -> AsyncIterator[Any]:
@@ -205,21 +204,13 @@ class PgBatchStore:
             yield acquired
 
     @contextlib.asynccontextmanager
-    async def transaction(self, conn: Any = None, *, begin_next: bool = False
-                          ) -> AsyncIterator[PgTx]:
-        """One transaction; `begin_next` (a batch loop's own `conn` only): the next one
-        begun with this one's commit (rail_service/db.py `transaction_begun_ahead`)."""
-        if begin_next and conn is not None:
-            async with transaction_begun_ahead(conn):
-                yield PgTx(conn)
-            return
+    async def transaction(self, conn: Any = None) -> AsyncIterator[PgTx]:
         async with self.connection(conn) as c, c.transaction():
             yield PgTx(c)
 
     @contextlib.asynccontextmanager
     async def single(self, conn: Any = None) -> AsyncIterator[PgTx]:
         """Single statements, each its own transaction (no BEGIN/COMMIT round trips)."""
-        refuse_open_transaction(conn)
         async with self.connection(conn) as c:
             yield PgTx(c)
 
@@ -474,8 +465,7 @@ class SqlBatchStore:
         yield None
 
     @contextlib.asynccontextmanager
-    async def transaction(self, conn: Any = None, *, begin_next: bool = False
-                          ) -> AsyncIterator[SqlTx]:
+    async def transaction(self, conn: Any = None) -> AsyncIterator[SqlTx]:
         async with self.engine.begin() as c:
             yield SqlTx(c)
 

@@ -30,7 +30,7 @@ from central.adapters import registry_sql as sql
 from central.adapters import transfers_sql as tsql
 from rail_protocol.canonical import canonical_bytes
 from rail_protocol.errors import RailError
-from rail_service.db import LoopConnections, open_asyncpg_pool, transaction_begun_ahead
+from rail_service.db import open_asyncpg_pool
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,18 +327,14 @@ class PgBatchStore:
         return cls(await open_asyncpg_pool(engine, size, custom_plans=True))
 
     @property
-    def loop_pool(self) -> LoopConnections:
+    def loop_pool(self) -> Any:
         """What a `Batcher` keeps a connection of per loop."""
-        return LoopConnections(self.pool)
+        return self.pool
 
     @contextlib.asynccontextmanager
-    async def transaction(self, conn: Any = None, *, begin_next: bool = False
-                          ) -> AsyncIterator[PgTx]:
-        """One transaction; `begin_next` (a batch loop's own `conn` only): the next one
-        begun with this one's commit (rail_service/db.py `transaction_begun_ahead`)."""
+    async def transaction(self, conn: Any = None) -> AsyncIterator[PgTx]:
         if conn is not None:
-            async with (transaction_begun_ahead(conn) if begin_next
-                        else conn.transaction()):
+            async with conn.transaction():
                 yield PgTx(conn)
             return
         async with self.pool.acquire() as acquired, acquired.transaction():
@@ -430,8 +426,7 @@ class SqlBatchStore:
     loop_pool = None   # a `Batcher` loop opens a transaction per batch instead
 
     @contextlib.asynccontextmanager
-    async def transaction(self, conn: Any = None, *, begin_next: bool = False
-                          ) -> AsyncIterator[SqlTx]:
+    async def transaction(self, conn: Any = None) -> AsyncIterator[SqlTx]:
         async with self.engine.begin() as c:
             yield SqlTx(c)
 

@@ -561,24 +561,3 @@ async def test_money_out_committed_while_the_credit_waited_for_the_wallet_keeps_
         await watcher.close()
     assert await rail.balance(full) == yuan(10_000)
     await assert_pearl_balanced(rail)
-
-
-async def test_calls_from_central_reuse_one_connection_with_the_next_transaction_begun(
-        credit_rail):
-    """One call's batch at a time keeps the engine's own connection, its next transaction
-    begun with each commit (one round trip fewer per call); calls at the same moment take
-    pooled connections and land all the same."""
-    rail = credit_rail
-    person = await rail.open_wallet(B, kyc_class=4)
-    assert [answer(r) for r in await send_batch(rail, [message2(rail, person, 10)])] == [
-        "accepted"]
-    kept = fast(rail)._kept
-    assert kept is not None and kept.is_in_transaction()
-    assert [answer(r) for r in await send_batch(rail, [message2(rail, person, 20)])] == [
-        "accepted"]
-    assert fast(rail)._kept is kept
-    together = await asyncio.gather(*(send_batch(rail, [message2(rail, person, 1)])
-                                      for _ in range(4)))
-    assert [answer(r) for results in together for r in results] == ["accepted"] * 4
-    assert await rail.balance(person) == 34
-    await assert_pearl_balanced(rail)
