@@ -5,14 +5,14 @@ a batch of one). The one way this bank credits money from another bank.
 
 Every envelope is verified as central's and checked (`read_credit`), then:
 
-    transfers already recorded                       (one SELECT .. transfer_id = ANY)
-    BEGIN
+    BEGIN                                            (no read of recorded transfers first:
+                                                      a repeat is a unique-key conflict, below)
     lock the payments refunded (a refund back)       (`batch_sql.LOCK_REFUNDED`)
     lock the orders being paid                       (`batch_sql.LOCK_ORDERS`)
     lock capped payees, fold their credits, read     (`batch_sql.LOCK_WALLETS`)
-      the uncapped ones, transaction ids
-    what capped payees have in flight to other       (`batch_sql.PENDING_OUT`, only if
-      banks                                           any payee is capped)
+      what each has in flight to other banks (read
+      after its lock), read the uncapped ones,
+      transaction ids
     -- bank/domain/payments.py decides each credit in turn --
     write everything                                 (one statement: transactions ON CONFLICT
                                                       DO NOTHING, postings, wallets, appended

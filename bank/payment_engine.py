@@ -14,9 +14,9 @@ it in ONE transaction of a fixed number of round trips, whatever its size
     BEGIN
     lock the mandates charged, the orders paid      (.. ORDER BY id FOR UPDATE)
     lock payers and capped payees, fold credits,    (one statement: FOR UPDATE + DELETE ..
-      read uncapped payees, transaction ids          RETURNING, nextval)
-    what capped payees have in flight to other      (SUM of their processing interbank_out;
-      banks                                          only if the batch pays any)
+      read what capped payees have in flight to      RETURNING, `wallet_pending_out` after
+      other banks, read uncapped payees,             each lock, nextval)
+      transaction ids
     lock the deposit accounts of top-up-on-use payers
     -- bank/domain/payments.py decides each payment in turn --
     write everything                                (one statement: transactions ON CONFLICT
