@@ -31,7 +31,6 @@ from bank.adapters import tables as t
 from bank.adapters.books_sql import VaultShort
 from bank.domain.mandates import MandateTerms
 from bank.domain.payments import MandateState, RefundedPayment
-from bank.domain.wallets import MAY_COME_BACK
 from rail_protocol.errors import RailError
 from rail_service.db import open_asyncpg_pool
 
@@ -256,15 +255,12 @@ class SqlTx:
             w.wallet_id.in_(payees), w.wallet_id.not_in(ids)))
         x = t.transactions.c
         top = (await self.conn.execute(sa.select(sa.func.max(x.txn_id)))).scalar() or 0
-        locked_payees = [r["wallet_id"] for r in locked if r["wallet_id"] in set(payees)]
-        pending = dict((await self.conn.execute(
-            sa.select(x.payer_wallet, sa.func.sum(x.amount_fen)).where(
-                x.payer_wallet.in_(locked_payees), x.kind.in_(MAY_COME_BACK),
-                x.status == "processing").group_by(x.payer_wallet))).all()
-                       ) if locked_payees else {}
+        wanted = set(payees)
+        locked_payees = [r["wallet_id"] for r in locked if r["wallet_id"] in wanted]
+        pending = await books_sql.pending_out(self.conn, locked_payees)
         return ([{**r, "locked": True, "folded": int(folded.get(r["wallet_id"], 0)),
-                  "pending_out": int(pending.get(r["wallet_id"], 0))
-                  if r["wallet_id"] in locked_payees else None} for r in locked]
+                  "pending_out": pending.get(r["wallet_id"], 0)
+                  if r["wallet_id"] in wanted else None} for r in locked]
                 + [{**r, "locked": False, "folded": 0, "pending_out": None} for r in unlocked],
                 list(range(top + 1, top + 1 + new_ids)))
 

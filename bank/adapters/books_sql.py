@@ -54,12 +54,22 @@ async def lock_wallet(conn: AsyncConnection, wallet_id: str, *,
         deposit_account=row.deposit_account,
     )
     if for_credit:
-        state.pending_out_fen = int((await conn.execute(
-            sa.select(sa.func.coalesce(sa.func.sum(t.transactions.c.amount_fen), 0)).where(
-                t.transactions.c.payer_wallet == wallet_id,
-                t.transactions.c.kind.in_(MAY_COME_BACK),
-                t.transactions.c.status == "processing"))).scalar_one())
+        state.pending_out_fen = (await pending_out(conn, [wallet_id])).get(wallet_id, 0)
     return row, state
+
+
+async def pending_out(conn: AsyncConnection, wallet_ids: list[str]) -> dict[str, int]:
+    """What each wallet has out that may come back (MAY_COME_BACK, still processing), for
+    those that have any; read after the wallets' locks (PostgreSQL's batches read it in
+    their lock statement instead: bank migration 0009 `wallet_pending_out`)."""
+    if not wallet_ids:
+        return {}
+    x = t.transactions.c
+    rows = await conn.execute(
+        sa.select(x.payer_wallet, sa.func.sum(x.amount_fen)).where(
+            x.payer_wallet.in_(wallet_ids), x.kind.in_(MAY_COME_BACK),
+            x.status == "processing").group_by(x.payer_wallet))
+    return {wallet_id: int(fen) for wallet_id, fen in rows}
 
 
 async def save_wallet(conn: AsyncConnection, state: WalletState) -> None:

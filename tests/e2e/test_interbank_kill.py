@@ -35,7 +35,7 @@ from rail_protocol.money import yuan
 from tests.support.processes_rail import (  # noqa: F401 - process_rail is a fixture
     BANK_NAMES, BANK_TOKENS, CENTRAL, CENTRAL_TOKEN, ProcessRail, process_rail)
 from tests.support.rail import new_id_number, new_phone, psycopg_url
-from tests.support.polling import poll
+from tests.support.polling import lock_waiters, poll
 from yuanrail.audit import audit_rail
 
 pytestmark = pytest.mark.e2e
@@ -392,16 +392,9 @@ async def test_bank_b_down_keeps_payment_processing_until_it_returns(process_rai
 
 # --- a wallet's retry racing the refund of a refused payment ------------------------------
 
-_WALLET_LOCK_WAITERS = """
-    SELECT count(*) FROM pg_stat_activity
-    WHERE datname = current_database() AND pid <> pg_backend_pid()
-      AND wait_event_type = 'Lock' AND query ILIKE '%%FROM wallets%%FOR UPDATE%%'"""
-
-
 async def _wait_for_waiters(monitor, want: int, timeout_s: float) -> int:
-    async def waiters() -> int:
-        return (await (await monitor.execute(_WALLET_LOCK_WAITERS)).fetchone())[0]
-    return await poll(waiters, lambda count: count >= want, timeout_s=timeout_s)
+    return await poll(lambda: lock_waiters(monitor, "%FROM wallets%FOR UPDATE%"),
+                      lambda count: count >= want, timeout_s=timeout_s)
 
 
 async def test_wallet_retry_racing_a_refusal_does_not_deadlock(process_rail):

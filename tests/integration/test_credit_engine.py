@@ -26,7 +26,7 @@ from rail_protocol.instruction_types import INTERBANK_CREDIT
 from rail_protocol.keys import SigningKey
 from rail_protocol.money import yuan
 from tests.support import rail as rail_support
-from tests.support.polling import poll
+from tests.support.polling import eventually, lock_waiters, poll
 
 pytestmark = pytest.mark.integration
 
@@ -540,13 +540,8 @@ async def test_money_out_committed_while_the_credit_waited_for_the_wallet_keeps_
             "%s, 'yangtze', '{}', 0, 0, 0)", (full.wallet_id, out))
         credit = asyncio.create_task(send_batch(rail, [message2(rail, full, out)]))
 
-        async def the_credit_waits_on_the_wallet() -> bool:
-            row = await (await watcher.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock' AND query ILIKE '%FROM wallets%FOR UPDATE%'")
-            ).fetchone()
-            return row[0] >= 1
-        assert await poll(the_credit_waits_on_the_wallet, timeout_s=5), "it did not block"
+        await eventually(lambda: lock_waiters(watcher, "%FROM wallets%FOR UPDATE%"),
+                         timeout_s=5, what="the credit to wait for the wallet")
         await payment.commit()
         results = await asyncio.wait_for(credit, 10)
         assert [answer(r, rail) for r in results] == ["balance_cap_exceeded"]

@@ -29,7 +29,7 @@ from rail_protocol.errors import RailError
 from rail_protocol.keys import PublicKey
 from rail_protocol.money import yuan
 from rail_service.client import RemoteError
-from tests.support.polling import eventually
+from tests.support.polling import eventually, lock_waiters
 from tests.support.rail import (  # noqa: F401
     Rail,
     Wallet,
@@ -414,13 +414,8 @@ async def committed_out_of_order(rail: Rail, receiver: WebhookReceiver) -> None:
         await locker.execute("SELECT 1 FROM system_balances WHERE account = 'vault' FOR UPDATE")
         pay_a = asyncio.create_task(rail.pay(payer_a, shop.wallet, yuan(20)))
 
-        async def a_waits_on_the_lock() -> bool:
-            row = await (await watcher.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock' AND query ILIKE '%UPDATE system_balances%'")
-            ).fetchone()
-            return row[0] >= 1
-        await eventually(a_waits_on_the_lock, timeout_s=5, what="A's payment to block")
+        await eventually(lambda: lock_waiters(watcher, "%UPDATE system_balances%"),
+                         timeout_s=5, what="A's payment to block")
 
         paid_b = await rail.pay(payer_b, shop.wallet, yuan(1))   # commits first, higher id
         await wait_delivered(rail, shop, paid_b["payment_id"], timeout_s=5)

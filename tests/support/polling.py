@@ -33,3 +33,14 @@ async def eventually(check: Callable[[], Any], *, timeout_s: float, what: str,
     if not value:
         raise AssertionError(f"timed out after {timeout_s} s waiting for {what}: {value!r}")
     return value
+
+
+async def lock_waiters(monitor, query_like: str) -> int:
+    """How many other sessions of `monitor`'s database (a psycopg async connection in
+    autocommit) wait on a lock in a statement that matches `query_like` (ILIKE): what a test
+    that holds a row polls for before it lets go."""
+    row = await (await monitor.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid() AND wait_event_type = 'Lock' AND query ILIKE %s",
+        (query_like,))).fetchone()
+    return row[0]
