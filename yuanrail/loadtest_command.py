@@ -859,6 +859,7 @@ def _run(args: argparse.Namespace) -> int:
                 summary["audit_balanced"] = balanced
                 summary["audit"] = lines
                 summary["ratios"] = _ratios(summary["per_s"], this["baselines"])
+                summary["cpu_cost"] = cpu_cost(summary, this["baselines"])
                 draw_png(run, summary, PAYMENT_NAMES, out / f"{name}.png")
                 this["scenarios"][scenario] = summary
                 print(f"  {name}: {summary['per_s']} payments/s, p50/p95/p99 "
@@ -903,6 +904,23 @@ def _ratios(per_s: float, baselines: dict) -> dict:
               "verifier": baselines.get("verifier", {}).get("verifies_per_s"),
               "noop": baselines.get("noop", {}).get("per_s")}
     return {name: round(per_s / value, 3) for name, value in limits.items() if value}
+
+
+def cpu_cost(summary: dict, baselines: dict) -> dict:
+    """What a payment costs of the whole machine's CPU (every process on it, the generator
+    and PostgreSQL included), in ms and in pgbench transactions of the same round (pgbench's
+    machine CPU over its TPS). A scenario that kept the machine as busy as pgbench did would
+    reach 1 / `pgbench_txns` x pgbench: the ratio's ceiling at that cost, whatever the
+    latency. Empty without the figures."""
+    machine = (summary.get("cpu_cores") or {}).get("machine")
+    bench = baselines.get("pgbench") or {}
+    bench_machine = (bench.get("cpu_cores") or {}).get("machine")
+    if not machine or not summary.get("per_s") or not bench.get("tps") or not bench_machine:
+        return {}
+    payment_ms = 1000 * machine / summary["per_s"]
+    txn_ms = 1000 * bench_machine / bench["tps"]
+    return {"payment_ms": round(payment_ms, 3), "pgbench_txn_ms": round(txn_ms, 3),
+            "pgbench_txns": round(payment_ms / txn_ms, 2)}
 
 
 def _median(values: list):
@@ -1072,11 +1090,23 @@ def render_report(results: dict) -> str:
             if name in ("qr", "qr-static"):
                 line += (f"; p99 {s['p99_ms']:.0f} ms, target < {P99_TARGET_MS} ms: "
                          f"{'MET' if s['p99_ms'] < P99_TARGET_MS else 'MISSED'}")
-            lines.append(line)
+            lines.append(line + _cost_line(s.get("cpu_cost") or {}, fraction))
         failures = sum(s["unexpected_count"] for s in results["scenarios"].values())
         lines.append(f"- failures that are not business refusals: {failures} "
                      f"({'MET' if failures == 0 else 'MISSED'})")
     return "\n".join(lines) + "\n"
+
+
+def _cost_line(cost: dict, fraction: float) -> str:
+    """A payment's CPU beside the target's budget: at `fraction` x pgbench on pgbench's share
+    of the machine, a payment may cost at most 1 / `fraction` pgbench transactions."""
+    if not cost:
+        return ""
+    txns = cost["pgbench_txns"]
+    return (f"; CPU per payment {cost['payment_ms']:.2f} ms = {txns:.2f} pgbench "
+            f"transactions (budget {1 / fraction:.2f}: "
+            f"{'within' if txns <= 1 / fraction else 'OVER'}; ceiling at pgbench's CPU "
+            f"{1 / txns:.2f} x)")
 
 
 def _stage_lines(scenarios: dict) -> list[str]:

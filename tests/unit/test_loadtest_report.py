@@ -104,3 +104,17 @@ def test_the_report_has_a_stage_table_only_where_stages_were_read():
     assert "| interbank | central | calls to banks | 683 | | | 18.2 |" in lines
     assert not any("| qr |" in line for line in lines)
     assert _stage_lines({"qr": {}}) == []
+
+
+def test_a_payments_cpu_is_weighed_in_pgbench_transactions_of_the_same_round():
+    from yuanrail.loadtest_command import _cost_line, cpu_cost
+
+    pgbench = {"pgbench": {"tps": 4000.0, "cpu_cores": {"machine": 1.8}}}   # 0.45 ms a txn
+    cost = cpu_cost({"per_s": 900.0, "cpu_cores": {"machine": 1.62}}, pgbench)   # 1.8 ms
+    assert cost == {"payment_ms": 1.8, "pgbench_txn_ms": 0.45, "pgbench_txns": 4.0}
+    assert _cost_line(cost, 0.25) == ("; CPU per payment 1.80 ms = 4.00 pgbench transactions "
+                                      "(budget 4.00: within; ceiling at pgbench's CPU 0.25 x)")
+    dearer = cpu_cost({"per_s": 800.0, "cpu_cores": {"machine": 1.8}}, pgbench)
+    assert dearer["pgbench_txns"] == 5.0 and "OVER" in _cost_line(dearer, 0.25)
+    assert cpu_cost({"per_s": 900.0, "cpu_cores": {"machine": 1.6}}, {}) == {}
+    assert _cost_line({}, 0.25) == ""
