@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
-from rail_protocol.batches import batch_results, open_results, seal_batch
+from rail_protocol.batches import MissingRoutes, batch_results, open_results, seal_batch
 from rail_protocol.envelope import MAX_TTL_MS, Envelope, new_id, now_ms, seal, sign
 from rail_protocol.errors import CODES, RailError
 from rail_protocol.keys import PublicKey, SigningKey
@@ -41,6 +41,9 @@ def registration_envelope(key: SigningKey, bank_id: str, name: str,
     return seal(key, REGISTER_BANK, body)
 
 
+CENTRAL = "central"   # the one peer of a CentralClient, for MissingRoutes
+
+
 class CentralClient(JSONClient):
     # Envelopes sealed for a caller's instruction id, so that calling again with the same id
     # and the same body resends the very same envelope (a retry), not a new one.
@@ -49,7 +52,7 @@ class CentralClient(JSONClient):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._sealed: OrderedDict[tuple[str, str, str], Envelope] = OrderedDict()
-        self.without_sealed_route = False   # central answered 404 to a sealed batch
+        self.without_sealed_route = MissingRoutes()   # central answered 404 to a sealed batch
 
     def _seal_once(self, key: SigningKey, kind: str, body: dict,
                    instruction_id: str | None) -> Envelope:
@@ -116,17 +119,17 @@ class CentralClient(JSONClient):
         batch (`POST /v1/transfers/sealed-batch`, rail_protocol/batches.py): per envelope,
         in order, what `transfers_batch` would return for it, the statements checked by the
         answer's one signature from `central_key`. To a central without that route (a 404,
-        remembered for this client's life) each is signed and `transfers_batch` used. The
+        remembered for SEALED_RECHECK_S, then asked again) each is signed and `transfers_batch` used. The
         second value says whether the statements came sealed. An answer that is not
         central's, or not one item per envelope, raises: nothing in it is an answer."""
-        if not self.without_sealed_route:
+        if not self.without_sealed_route.missing(CENTRAL):
             try:
                 answer = await self.request("POST", "/v1/transfers/sealed-batch",
                                             seal_batch(key, "transfers", envs))
             except RailError as exc:
                 if exc.code != "not_found":
                     raise
-                self.without_sealed_route = True
+                self.without_sealed_route.mark(CENTRAL)
             else:
                 if open_results(answer, central_key, len(envs), field="statement") is None:
                     raise RailError("upstream_unavailable", "central's sealed answer is not "

@@ -14,6 +14,8 @@ it would be alone."""
 from __future__ import annotations
 
 import hashlib
+import time
+from collections.abc import Callable
 
 from rail_protocol.canonical import canonical_bytes
 from rail_protocol.envelope import Envelope
@@ -21,6 +23,7 @@ from rail_protocol.errors import RailError
 from rail_protocol.keys import PublicKey, SigningKey, b64decode, b64encode
 
 MAX_ITEMS = 256                       # envelopes in one batch call at most
+SEALED_RECHECK_S = 600.0              # a peer without the sealed route is asked again after
 # A batch body may hold MAX_ITEMS envelopes of ~0.5 KiB, each with up to 2 KiB of details.
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -130,3 +133,30 @@ def open_results(answer: object, public_key: PublicKey, count: int,
     if not public_key.verify(signature, _batch_bytes(digests)):
         return None
     return statements
+
+
+class MissingRoutes:
+    """The peers that answered 404 to a sealed batch route: the plain batch route is used
+    for them, and after `recheck_s` the sealed one is tried again, so a peer upgraded since
+    gets sealed batches without a restart here."""
+
+    def __init__(self, recheck_s: float = SEALED_RECHECK_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._recheck_s, self._clock = recheck_s, clock
+        self._until: dict[str, float] = {}
+
+    def mark(self, peer: str) -> None:
+        self._until[peer] = self._clock() + self._recheck_s
+
+    def missing(self, peer: str) -> bool:
+        until = self._until.get(peer)
+        if until is None:
+            return False
+        if self._clock() >= until:
+            del self._until[peer]
+            return False
+        return True
+
+    def peers(self) -> set[str]:
+        """The peers marked and not yet due to be asked again."""
+        return {peer for peer in list(self._until) if self.missing(peer)}

@@ -15,7 +15,13 @@ import logging
 import httpx
 import orjson
 
-from rail_protocol.batches import MAX_BODY_BYTES, batch_results, open_results, seal_batch
+from rail_protocol.batches import (
+    MAX_BODY_BYTES,
+    MissingRoutes,
+    batch_results,
+    open_results,
+    seal_batch,
+)
 from rail_protocol.canonical import parse_json
 from rail_protocol.envelope import Envelope, sign
 from rail_protocol.errors import RailError
@@ -42,7 +48,7 @@ class BankNodes:
         self.calls = ServiceHTTP(timeout_s=self.timeout_s, transport=transport,
                                  headers={"content-type": "application/json"})
         self.reads = ServiceHTTP(timeout_s=FINDING_TIMEOUT_S, transport=transport)
-        self.without_sealed_route: set[str] = set()   # bank URLs without the sealed route (a 404)
+        self.without_sealed_route = MissingRoutes()   # bank URLs that answered the sealed route 404
 
     async def aclose(self) -> None:
         await self.calls.aclose()
@@ -55,13 +61,13 @@ class BankNodes:
         where the bank answered that one with an error; None for the whole call when
         nothing readable came back. Sent as a sealed batch (one signature,
         rail_protocol/batches.py), whose answer's one signature by `bank_key` is checked
-        here; to a node without the sealed route (a 404: remembered for this process's
-        life) or that refuses the sealed batch whole (another 4xx), each credit is signed
+        here; to a node without the sealed route (a 404: remembered for SEALED_RECHECK_S,
+        then asked again) or that refuses the sealed batch whole (another 4xx), each credit is signed
         and the batch route used. The second value says whether the statements came
         sealed, their signature checked already."""
         url = base_url.rstrip("/")
         label = f"{len(envs)} credit(s) ({envs[0].id}...) to {url}"
-        if url not in self.without_sealed_route:
+        if not self.without_sealed_route.missing(url):
             body = orjson.dumps(seal_batch(key, "credits", envs))
             reply = await self._post(url + SEALED_PATH, body, label)
             if reply is None:
@@ -74,7 +80,7 @@ class BankNodes:
                                 "credit", label)
                 return results, True
             if reply.status == 404:
-                self.without_sealed_route.add(url)
+                self.without_sealed_route.mark(url)
             elif reply.status >= 500:
                 log.info("%s: HTTP %s", label, reply.status)
                 return None, True

@@ -101,3 +101,19 @@ def test_an_altered_answer_is_no_answer(change):
     else:
         answer["sig"] = "AAAA"
     assert open_results(answer, PEARL.public_key, 2) is None
+
+
+def test_a_peer_without_the_sealed_route_is_asked_again_after_a_while():
+    from rail_protocol.batches import MissingRoutes
+
+    now = [1_000.0]
+    routes = MissingRoutes(recheck_s=600, clock=lambda: now[0])
+    assert not routes.missing("http://pearl") and routes.peers() == set()
+    routes.mark("http://pearl")
+    now[0] += 599
+    assert routes.missing("http://pearl") and not routes.missing("http://yangtze")
+    assert routes.peers() == {"http://pearl"}
+    now[0] += 1                      # upgraded meanwhile, perhaps: try the sealed route
+    assert not routes.missing("http://pearl") and routes.peers() == set()
+    routes.mark("http://pearl")      # still a 404: another while on the plain route
+    assert routes.missing("http://pearl")
