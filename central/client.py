@@ -119,9 +119,10 @@ class CentralClient(JSONClient):
         batch (`POST /v1/transfers/sealed-batch`, rail_protocol/batches.py): per envelope,
         in order, what `transfers_batch` would return for it, the statements checked by the
         answer's one signature from `central_key`. To a central without that route (a 404,
-        remembered for SEALED_RECHECK_S, then asked again) each is signed and `transfers_batch` used. The
-        second value says whether the statements came sealed. An answer that is not
-        central's, or not one item per envelope, raises: nothing in it is an answer."""
+        remembered for SEALED_RECHECK_S, then asked again) each is signed and
+        `transfers_batch` used. The second value says whether the statements came sealed.
+        An answer that is not central's, or not one item per envelope, raises: nothing in it
+        is an answer."""
         if not self.without_sealed_route.missing(CENTRAL):
             try:
                 answer = await self.request("POST", "/v1/transfers/sealed-batch",

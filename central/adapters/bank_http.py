@@ -48,7 +48,7 @@ class BankNodes:
         self.calls = ServiceHTTP(timeout_s=self.timeout_s, transport=transport,
                                  headers={"content-type": "application/json"})
         self.reads = ServiceHTTP(timeout_s=FINDING_TIMEOUT_S, transport=transport)
-        self.without_sealed_route = MissingRoutes()   # bank URLs that answered the sealed route 404
+        self.without_sealed_route = MissingRoutes()   # bank URLs: the sealed route was a 404
 
     async def aclose(self) -> None:
         await self.calls.aclose()
@@ -62,8 +62,8 @@ class BankNodes:
         nothing readable came back. Sent as a sealed batch (one signature,
         rail_protocol/batches.py), whose answer's one signature by `bank_key` is checked
         here; to a node without the sealed route (a 404: remembered for SEALED_RECHECK_S,
-        then asked again) or that refuses the sealed batch whole (another 4xx), each credit is signed
-        and the batch route used. The second value says whether the statements came
+        then asked again) or that refuses the sealed batch whole (another 4xx), each credit
+        is signed and the batch route used. The second value says whether the statements came
         sealed, their signature checked already."""
         url = base_url.rstrip("/")
         label = f"{len(envs)} credit(s) ({envs[0].id}...) to {url}"
