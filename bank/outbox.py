@@ -131,11 +131,7 @@ class Outbox:
     async def run_once(self, limit: int = 50) -> int:
         """Re-send message 1 for due processing payments; how many were tried."""
         async with self.bank.engine.connect() as conn:
-            due = (await conn.execute(
-                sa.select(t.transactions.c.txn_id)
-                .where(t.transactions.c.status == PROCESSING,
-                       t.transactions.c.next_attempt_ms <= now_ms())
-                .order_by(t.transactions.c.next_attempt_ms).limit(limit))).scalars().all()
+            due = await sql.due(conn, PROCESSING, now_ms(), limit)
         for txn_id in due:
             try:
                 await self.forward_transfer(txn_id)

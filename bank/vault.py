@@ -7,7 +7,6 @@ import asyncio
 from typing import Any
 
 import orjson
-import sqlalchemy as sa
 
 from bank.adapters import books_sql as sql
 from bank.adapters import tables as t
@@ -17,6 +16,8 @@ from rail_protocol import envelope
 from rail_protocol.envelope import now_ms, seal
 from rail_protocol.errors import RailError
 from rail_protocol.instruction_types import CENTRAL_ISSUE, CENTRAL_REDEEM
+
+VAULT_DUE_LIMIT = 100   # pending vault instructions finished per pass (the rest next pass)
 
 
 class Vault:
@@ -94,10 +95,7 @@ class Vault:
         """Refill below the low mark, return the surplus above the high mark; finish any
         vault instruction a crash left pending."""
         async with self.bank.engine.connect() as conn:
-            pending = (await conn.execute(
-                sa.select(t.transactions.c.txn_id).where(
-                    t.transactions.c.status == PENDING,
-                    t.transactions.c.next_attempt_ms <= now_ms()))).scalars().all()
+            pending = await sql.due(conn, PENDING, now_ms(), VAULT_DUE_LIMIT)
             vault = await sql.vault_balance(conn)
         for txn_id in pending:
             try:

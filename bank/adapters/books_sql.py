@@ -72,6 +72,21 @@ async def pending_out(conn: AsyncConnection, wallet_ids: list[str]) -> dict[str,
     return {wallet_id: int(fen) for wallet_id, fen in rows}
 
 
+async def due(conn: AsyncConnection, status: str, now_ms: int, limit: int) -> list[int]:
+    """The transactions in `status` (processing: the outbox's; pending: the vault's) whose
+    next attempt is due, soonest first. On PostgreSQL read by an index scan, never a bitmap
+    scan: a payment settled since the last vacuum has left its in-flight version's entry in
+    the index of due rows, and only an index scan marks such an entry dead for the scans
+    after it; by bitmap, every pass read them all again, more with every payment
+    (docs/performance.md, twelfth session)."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(sa.text("SET LOCAL enable_bitmapscan = off"))
+    x = t.transactions.c
+    return list((await conn.execute(
+        sa.select(x.txn_id).where(x.status == status, x.next_attempt_ms <= now_ms)
+        .order_by(x.next_attempt_ms).limit(limit))).scalars().all())
+
+
 async def save_wallet(conn: AsyncConnection, state: WalletState) -> None:
     """Write back a locked wallet's balance and daily spend."""
     await conn.execute(
