@@ -333,14 +333,10 @@ class CreditEngine:
         for r in found:
             rows[r["wallet_id"]] = r
             if r["locked"]:
-                locked[r["wallet_id"]] = WalletState(
-                    r["wallet_id"], r["status"], r["kyc_class"], r["balance_fen"] + r["folded"],
-                    r["day"], r["spent_today_fen"], r["topup_on_use"], r["deposit_account"],
-                    pending_out_fen=r["pending_out"] or 0)
+                locked[r["wallet_id"]] = sql.wallet_state(r)
         ids.sort(reverse=True)
         books = LockedBooks(limits, wallets=locked, payees={
-            r["wallet_id"]: WalletState(r["wallet_id"], r["status"], r["kyc_class"], 0, 0, 0,
-                                        r["topup_on_use"], r["deposit_account"])
+            r["wallet_id"]: sql.wallet_state(r)
             for r in rows.values() if not r["locked"]}, orders={
             r["order_id"]: orders.OrderState(r["order_id"], r["merchant_wallet"],
                                              r["amount_fen"], r["status"], r["expires_ms"])

@@ -499,10 +499,7 @@ class PaymentEngine:
         for r in rows:
             hooks[r["wallet_id"]] = r["webhook_url"]
             if r["locked"]:
-                states[r["wallet_id"]] = WalletState(
-                    r["wallet_id"], r["status"], r["kyc_class"], r["balance_fen"] + r["folded"],
-                    r["day"], r["spent_today_fen"], r["topup_on_use"], r["deposit_account"],
-                    pending_out_fen=r["pending_out"] or 0)   # a capped payee's, else none
+                states[r["wallet_id"]] = sql.wallet_state(r)
             else:
                 unlocked[r["wallet_id"]] = r
         ids.sort(reverse=True)
@@ -511,9 +508,7 @@ class PaymentEngine:
                          and (w.topup_on_use or w.wallet_id in exchanging)})
         books = LockedBooks(limits, wallets=states, mandates=mandates,
                             deposits=await tx.lock_deposits(linked), payees={
-            r["wallet_id"]: WalletState(r["wallet_id"], r["status"], r["kyc_class"], 0, 0, 0,
-                                        r["topup_on_use"], r["deposit_account"])
-            for r in unlocked.values()}, orders={
+            r["wallet_id"]: sql.wallet_state(r) for r in unlocked.values()}, orders={
             r["order_id"]: orders.OrderState(r["order_id"], r["merchant_wallet"],
                                              r["amount_fen"], r["status"], r["expires_ms"])
             for r in order_rows.values()})

@@ -82,6 +82,20 @@ SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
        nextval(pg_get_serial_sequence('transactions', 'txn_id')), NULL
 FROM generate_series(1, $4::int)"""
 
+
+def wallet_state(row) -> WalletState:
+    """A row of LOCK_WALLETS as the domain reads it: a locked wallet with its credits folded
+    in and what it has in flight (a capped payee's; none for a payer); a payee only read,
+    not locked, with its class, status and links but no balance to decide on."""
+    if row["locked"]:
+        return WalletState(row["wallet_id"], row["status"], row["kyc_class"],
+                           row["balance_fen"] + row["folded"], row["day"],
+                           row["spent_today_fen"], row["topup_on_use"],
+                           row["deposit_account"], pending_out_fen=row["pending_out"] or 0)
+    return WalletState(row["wallet_id"], row["status"], row["kyc_class"], 0, 0, 0,
+                       row["topup_on_use"], row["deposit_account"])
+
+
 # Everything a batch writes, in one statement. A repeated instruction is skipped by the
 # unique key and missing from the answer: the caller then rolls the whole batch back.
 WRITE_PAYMENTS = """
