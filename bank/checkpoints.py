@@ -65,7 +65,12 @@ class CheckpointWatch:
                 f"checkpoint seq {checkpoint['seq']} after seq {self.accepted['seq']} was "
                 "accepted: central's registry went back or forked"), now, checkpoint)
         self.accepted = checkpoint
-        found = rules.compare_books(checkpoint, self.bank.bank_id, await self.bank.reads.audit())
+        # The books (a sum over every posting) only when central has nothing in flight for
+        # the bank: under traffic the pass reads no history.
+        line = rules.line_of(checkpoint, self.bank.bank_id)
+        position = await self.bank.reads.position(
+            with_books=not rules.central_in_flight(line))
+        found = rules.compare_books(checkpoint, self.bank.bank_id, position)
         status, self.suspicion = rules.confirm(self.suspicion, found, now, self.confirm_ms)
         return self._record(status, found.detail, now, checkpoint,
                             books_fen=found.books_fen, holding_fen=found.holding_fen)

@@ -9,6 +9,7 @@ from bank.adapters import books_sql as sql
 from bank.adapters import tables as t
 from bank.common import PENDING, SETTLED, payment_txn_id, payment_view
 from bank.domain import audit as bank_audit
+from bank.domain.ledger import CENTRAL, REDEEM_OUT
 from rail_protocol.errors import RailError
 from rail_service.db import read_snapshot
 
@@ -70,10 +71,26 @@ class Reads:
     async def audit(self) -> dict:
         async with read_snapshot(self.bank.engine) as conn:
             inputs = await sql.audit_inputs(conn)
-            pending_vault = (await conn.execute(sa.select(sa.func.count()).where(
-                t.transactions.c.status == PENDING))).scalar_one()
+            pending_vault = await sql.count_status(conn, PENDING)
         report = bank_audit.audit(**inputs).to_dict()
         return {"bank_id": self.bank.bank_id, **report, "pending_vault_ops": pending_vault}
+
+    async def position(self, *, with_books: bool) -> dict:
+        """What the checkpoint watch compares with central's line (bank/domain/registry.py),
+        in one snapshot: the money in flight between the bank and central, read by index,
+        and, only when `with_books` and none is in flight, the bank's books (its central
+        position and redemptions out), summed over every posting. Under traffic something
+        is nearly always in flight, so the watch's pass every few seconds reads no history;
+        the whole audit (`audit`) stays the operator's."""
+        async with read_snapshot(self.bank.engine) as conn:
+            processing = await sql.processing_out(conn)
+            pending_vault = await sql.count_status(conn, PENDING)
+            books = redeem_out = None
+            if with_books and not processing and not pending_vault:
+                sums = await sql.posted_sums(conn, (CENTRAL, REDEEM_OUT))
+                books, redeem_out = -sums.get(CENTRAL, 0), sums.get(REDEEM_OUT, 0)
+        return {"books_fen": books, "redeem_out_fen": redeem_out,
+                "processing_out": processing, "pending_vault_ops": pending_vault}
 
     async def credited_transfers(self, transfer_ids: list[str]) -> list[str]:
         """Which of these inbound transfers this bank has credited (for the rail audit)."""

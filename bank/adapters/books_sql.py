@@ -269,13 +269,7 @@ async def audit_inputs(conn: AsyncConnection) -> dict:
     ]
     deposits = {r.account_id: r.balance_fen
                 for r in await conn.execute(sa.select(t.deposit_accounts))}
-    processing = [
-        {"transfer_id": r.transfer_id, "amount_fen": r.amount_fen}
-        for r in await conn.execute(
-            sa.select(t.transactions.c.transfer_id, t.transactions.c.amount_fen)
-            .where(t.transactions.c.kind == "interbank_out",
-                   t.transactions.c.status == "processing"))
-    ]
+    processing = await processing_out(conn)
     held_pending = int((await conn.execute(
         sa.select(sa.func.coalesce(sa.func.sum(t.transactions.c.amount_fen), 0))
         .where(t.transactions.c.kind.in_(HELD_KINDS),
@@ -284,6 +278,31 @@ async def audit_inputs(conn: AsyncConnection) -> dict:
             "deposits": deposits, "vault_fen": await vault_balance(conn),
             "limits": await class_limits(conn), "processing_out": processing,
             "held_pending_fen": held_pending}
+
+
+async def processing_out(conn: AsyncConnection) -> list[dict]:
+    """Payments to other banks still processing (read by the in-flight index, so only
+    those)."""
+    return [{"transfer_id": r.transfer_id, "amount_fen": r.amount_fen}
+            for r in await conn.execute(
+                sa.select(t.transactions.c.transfer_id, t.transactions.c.amount_fen)
+                .where(t.transactions.c.kind == "interbank_out",
+                       t.transactions.c.status == "processing"))]
+
+
+async def count_status(conn: AsyncConnection, status: str) -> int:
+    """How many transactions are in `status` (pending or processing: the due index holds
+    only those)."""
+    return (await conn.execute(sa.select(sa.func.count()).where(
+        t.transactions.c.status == status))).scalar_one()
+
+
+async def posted_sums(conn: AsyncConnection, accounts: Iterable[str]) -> dict[str, int]:
+    """The sum of every posting to each of these accounts: a scan of all postings (no
+    index on the account: the hot path would pay for it), so read only when needed."""
+    return {r.account: int(r.total) for r in await conn.execute(
+        sa.select(t.postings.c.account, sa.func.sum(t.postings.c.amount_fen).label("total"))
+        .where(t.postings.c.account.in_(sorted(accounts))).group_by(t.postings.c.account))}
 
 
 async def lock_order(conn: AsyncConnection, order_id: str) -> OrderState | None:

@@ -26,7 +26,7 @@ ALARMS = frozenset({MISMATCH, REFUSED, ROLLED_BACK})
 @dataclass(frozen=True, slots=True)
 class Comparison:
     status: str                    # MATCH, IN_FLIGHT or SUSPECT (a difference)
-    books_fen: int
+    books_fen: int | None          # None: not read, money was in flight
     holding_fen: int
     detail: str
 
@@ -35,21 +35,32 @@ def line_of(checkpoint: dict, bank_id: str) -> dict | None:
     return next((line for line in checkpoint["banks"] if line["bank_id"] == bank_id), None)
 
 
-def compare_books(checkpoint: dict, bank_id: str, audit: dict) -> Comparison:
-    """Compare the bank's books (its own audit) with its line in a verified checkpoint. A
-    checkpoint signed before the bank registered has no line for it: it holds nothing."""
-    books = audit["books_fen"]
+def central_in_flight(line: dict | None) -> dict[str, int]:
+    """What central's line says is in flight out of and into the bank (nonzero only)."""
+    line = line or {}
+    moving = {"central: transfers out": line.get("in_flight_out_fen"),
+              "central: transfers in": line.get("in_flight_in_fen")}
+    return {name: value for name, value in moving.items() if value}
+
+
+def compare_books(checkpoint: dict, bank_id: str, position: dict) -> Comparison:
+    """Compare the bank's books with its line in a verified checkpoint. `position` is the
+    bank's side (bank/reads.py `position`, or its whole audit): `books_fen`, which may be
+    None when something is in flight, and what is in flight. A checkpoint signed before the
+    bank registered has no line for it: it holds nothing."""
+    books = position["books_fen"]
     line = line_of(checkpoint, bank_id) or {"holding_fen": 0}
     holding = line.get("holding_fen")
-    moving = {"central: transfers out": line.get("in_flight_out_fen"),
-              "central: transfers in": line.get("in_flight_in_fen"),
-              "payments processing": sum(t["amount_fen"] for t in audit["processing_out"]),
-              "redemptions out": audit.get("redeem_out_fen"),
-              "vault instructions pending": audit.get("pending_vault_ops")}
+    moving = {**central_in_flight(line),
+              "payments processing": sum(t["amount_fen"] for t in position["processing_out"]),
+              "redemptions out": position.get("redeem_out_fen"),
+              "vault instructions pending": position.get("pending_vault_ops")}
     moving = {name: value for name, value in moving.items() if value}
     if moving:
         return Comparison(IN_FLIGHT, books, holding, "not compared, in flight: " + ", ".join(
             f"{name} {value}" for name, value in moving.items()))
+    if books is None:
+        raise ValueError("the books are needed when nothing is in flight")
     if books == holding:
         return Comparison(MATCH, books, holding, f"books {books} = central's holding {holding}")
     return Comparison(SUSPECT, books, holding,

@@ -6,8 +6,10 @@ audit reports."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
+import sqlalchemy as sa
 
 from central.registry import verify_database
 from rail_protocol.envelope import sign_statement
@@ -123,8 +125,36 @@ async def test_a_difference_while_money_is_in_flight_is_not_compared(rail):
     lines = [{**line, "holding_fen": line["holding_fen"] - 700, "in_flight_in_fen": 700}
              if line["bank_id"] == "pearl" else line for line in statement["banks"]]
     serve(rail, "pearl", forge(statement, rail.central_key, banks=lines))
-    found = await rail.client("pearl").check_checkpoint()
+    with statements_run(rail, "pearl") as statements:
+        found = await rail.client("pearl").check_checkpoint()
     assert found["status"] == "in_flight" and not found["alarm"], found
+    # Nothing was compared, so nothing of the bank's history was read: under traffic the
+    # watch's pass every few seconds scans no posting.
+    assert statements and not [s for s in statements if "postings" in s], statements
+    assert found["books_fen"] is None
+
+
+async def test_the_books_are_summed_only_when_nothing_is_in_flight(rail):
+    await rail.funded_wallet("pearl", 1_000)
+    with statements_run(rail, "pearl") as statements:
+        found = await settled_check(rail, "pearl")
+    assert found["status"] == "match" and found["books_fen"] == found["holding_fen"] > 0
+    assert [s for s in statements if "FROM postings" in s]
+
+
+@contextlib.contextmanager
+def statements_run(rail: Rail, bank_id: str):
+    """The SQL the bank node's engine runs meanwhile (its text, one line each)."""
+    engine = rail.banks[bank_id].node.engine.sync_engine
+    seen: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:
+        seen.append(" ".join(statement.split()))
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
 
 
 async def test_a_rewound_registry_raises_the_alarm(rail):

@@ -37,6 +37,17 @@ def test_money_in_flight_either_side_is_not_compared(line, extra):
     assert found.status == rules.IN_FLIGHT and "in flight" in found.detail
 
 
+def test_in_flight_needs_no_books_and_a_comparison_does():
+    moving = checkpoint(in_flight_out_fen=5)
+    assert rules.central_in_flight(rules.line_of(moving, "me")) == {
+        "central: transfers out": 5}
+    assert rules.central_in_flight(rules.line_of(checkpoint(), "me")) == {}
+    found = rules.compare_books(moving, "me", audit(None))
+    assert found.status == rules.IN_FLIGHT and found.books_fen is None
+    with pytest.raises(ValueError):
+        rules.compare_books(checkpoint(), "me", audit(None))
+
+
 def test_a_bank_without_a_line_holds_nothing():
     assert rules.compare_books(checkpoint(), "new", audit(0)).status == rules.MATCH
     assert rules.compare_books(checkpoint(), "new", audit(1)).status == rules.SUSPECT
