@@ -11,6 +11,8 @@ own limits measured in the same run.
    this run's own, central and the banks as uvicorn processes (`--workers` each bank), the
    setup step (`loadtests/provision.py`), then one headless Locust run per scenario with a
    progress line, and after each the conservation audit across central and both banks.
+   Before each scenario the rail's databases are vacuumed and analyzed, as pgbench's fresh
+   tables are in each round (`--no-vacuum` leaves them, as before 2026-12-05).
 3. The report: payments/s, p50/p95/p99 latency, failures (business refusals apart), the CPU
    of the generator, the rail, PostgreSQL and Redis, each payments/s as a ratio to each limit,
    the hot path's stages (each batcher's items per batch, wait and run; each client's calls
@@ -107,6 +109,9 @@ def add_command(commands) -> None:
                    help="repeat the limits and the scenarios, interleaved, and report medians "
                         "(each ratio is taken within its own round)")
     p.add_argument("--keep-databases", action="store_true", help="do not drop the databases")
+    p.add_argument("--no-vacuum", action="store_true",
+                   help="do not vacuum and analyze the rail's databases before each scenario "
+                        "(as before 2026-12-05; for comparison)")
     p.set_defaults(run=_run)
 
 
@@ -290,6 +295,22 @@ class ThrowawayDatabases:
     def drop(self) -> None:
         drop_databases(self.admin, self.made)
         self.made.clear()
+
+
+def vacuum_databases(urls: list[str]) -> float:
+    """VACUUM (ANALYZE) each database; the seconds it took. What autovacuum does between two
+    runs on a server that has it on, and what pgbench's `-i` gives its own fresh tables in
+    each round: without it, on a server with autovacuum off (as this machine's may be: the
+    report says), every round inherits the dead row versions and index entries, and the
+    planner's figures, of all the rounds before it."""
+    import psycopg
+
+    started = time.monotonic()
+    for url in urls:
+        with psycopg.connect(_pg_url(url, _pg_parts(url)["dbname"], driver="postgresql"),
+                             autocommit=True, connect_timeout=10) as conn:
+            conn.execute("VACUUM (ANALYZE)")
+    return time.monotonic() - started
 
 
 def pg_setting(admin: str, name: str) -> str:
@@ -803,6 +824,8 @@ def _run(args: argparse.Namespace) -> int:
                "postgres": pg_setting(args.pg, "server_version"),
                "pg_max_connections": max_conn,
                "synchronous_commit": pg_setting(args.pg, "synchronous_commit"),
+               "autovacuum": pg_setting(args.pg, "autovacuum"),
+               "vacuum_before_scenarios": not args.no_vacuum,
                "python": sys.version.split()[0]}
     results: dict = {"command": "yuanrail loadtest " + " ".join(sys.argv[2:]),
                      "args": {k: str(v) for k, v in vars(args).items() if k != "run"},
@@ -846,6 +869,10 @@ def _run(args: argparse.Namespace) -> int:
                                                psutil)
             for scenario in scenarios:
                 name = f"{scenario}{tag}"
+                if not args.no_vacuum:
+                    took = vacuum_databases(list(rail.databases.values()))
+                    print(f"  vacuumed and analyzed the rail's databases in {took:.1f} s",
+                          flush=True)
                 # A service with several workers answers from one of them: no stages then.
                 one_process = args.workers == 1 and args.central_workers == 1
                 stages_before = read_stages(rail) if one_process else None
@@ -1028,8 +1055,11 @@ def render_report(results: dict) -> str:
     rounds = len(results.get("rounds", [])) or 1
     lines = [f"Command: `{results['command']}`", "",
              f"Machine: {m['cpus']} CPUs ({m['cpu_model']}), PostgreSQL {m['postgres']} "
-             f"(synchronous_commit={m['synchronous_commit']}), Python {m['python']}; the "
-             "generator on the same machine."
+             f"(synchronous_commit={m['synchronous_commit']}, autovacuum="
+             f"{m.get('autovacuum', '?')}), Python {m['python']}; the generator on the same "
+             "machine. The rail's databases "
+             + ("vacuumed and analyzed before each scenario."
+                if m.get("vacuum_before_scenarios") else "not vacuumed between scenarios.")
              + (f" Medians of {rounds} interleaved rounds; each ratio is the median of the "
                 "rounds' own ratios." if rounds > 1 else ""), ""]
     if b:

@@ -50,6 +50,10 @@ def test_a_short_mixed_load_has_no_unexpected_failure_and_the_rail_balances(tmp_
     assert mix["unexpected_count"] == 0, (mix["unexpected_failures"], report)
     assert mix["audit_balanced"], "\n".join(mix["audit"])
     assert mix["succeeded"] > 0, report
+    # The rail's databases were vacuumed before the scenario, as pgbench's tables are.
+    assert results["machine"]["vacuum_before_scenarios"] is True
+    assert "vacuumed and analyzed the rail's databases" in done.stdout, report
+    assert results["machine"]["autovacuum"] in ("on", "off")
     for name in ("mix_stats.csv", "mix_stats_history.csv", "mix_failures.csv", "mix.html",
                  "mix.png", "results.md"):
         assert (out / name).stat().st_size > 0, name
