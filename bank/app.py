@@ -75,6 +75,7 @@ def create_app(settings: BankSettings | None = None, bank: Bank | None = None) -
             Loop("webhooks", desk.deliver_webhooks, busy_s=0.3, idle_s=0.6),
             Loop("holds", holds.expire_due, busy_s=0.5, idle_s=5.0),
             Loop("credits", node.fold_credits, busy_s=1.0, idle_s=2.0),
+            Loop("positions", node.fold_positions, busy_s=1.0, idle_s=2.0),
             Loop("checkpoint", watch.work, busy_s=settings.checkpoint_check_s,
                  idle_s=settings.checkpoint_check_s)])
         if settings.run_workers:

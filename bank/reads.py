@@ -78,16 +78,15 @@ class Reads:
     async def position(self, *, with_books: bool) -> dict:
         """What the checkpoint watch compares with central's line (bank/domain/registry.py),
         in one snapshot: the money in flight between the bank and central, read by index,
-        and, only when `with_books` and none is in flight, the bank's books (its central
-        position and redemptions out), summed over every posting. Under traffic something
-        is nearly always in flight, so the watch's pass every few seconds reads no history;
-        the whole audit (`audit`) stays the operator's."""
+        and, only when `with_books` and none is in flight, the bank's books: its position
+        accounts as appended at posting (migration 0011; a few rows, folded), not a sum of
+        every posting. The whole audit (`audit`) stays the operator's."""
         async with read_snapshot(self.bank.engine) as conn:
             processing = await sql.processing_out(conn)
             pending_vault = await sql.count_status(conn, PENDING)
             books = redeem_out = None
             if with_books and not processing and not pending_vault:
-                sums = await sql.posted_sums(conn, (CENTRAL, REDEEM_OUT))
+                sums = await sql.position(conn)
                 books, redeem_out = -sums.get(CENTRAL, 0), sums.get(REDEEM_OUT, 0)
         return {"books_fen": books, "redeem_out_fen": redeem_out,
                 "processing_out": processing, "pending_vault_ops": pending_vault}

@@ -110,6 +110,18 @@ class Bank:
         async with self.engine.begin() as conn:
             return await sql.fold_piled_credits(conn, at_least, wallets)
 
+    async def fold_positions(self, at_least: int = 100) -> int:
+        """The background fold of the position deltas (migration 0011): each interbank
+        payment appends one, and the watch sums them all when it compares its books. Folds
+        once `at_least` have piled up; returns how many rows there were."""
+        async with self.engine.connect() as conn:
+            rows = await sql.position_rows(conn)
+        if rows < at_least:
+            return 0
+        async with self.engine.begin() as conn:
+            await sql.fold_position(conn)
+        return rows
+
     async def reload_limits(self) -> None:
         async with self.engine.connect() as conn:
             self.limits = await sql.class_limits(conn)

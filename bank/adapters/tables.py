@@ -51,6 +51,11 @@ system_balances = sa.Table(
     sa.Column("account", sa.String(32), primary_key=True),
     sa.Column("balance_fen", sa.BigInteger),
 )
+position_deltas = sa.Table(      # appended by a trigger on postings (migration 0011)
+    "position_deltas", metadata,
+    sa.Column("account", sa.String(32)),
+    sa.Column("amount_fen", sa.BigInteger),
+)
 transactions = sa.Table(
     "transactions", metadata,
     sa.Column("txn_id", sa.BigInteger, primary_key=True, autoincrement=True),

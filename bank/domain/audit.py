@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bank.domain.ledger import CENTRAL, HELD, INTERBANK_OUT, REDEEM_OUT, VAULT
+from bank.domain.ledger import (CENTRAL, HELD, INTERBANK_OUT, POSITION_ACCOUNTS, REDEEM_OUT,
+                                VAULT)
 from bank.domain.wallets import ClassLimits
 
 
@@ -35,8 +36,10 @@ class BankAudit:
 
 def audit(posted: dict[str, int], unbalanced_txns: list[int], wallets: list[dict],
           deposits: dict[str, int], vault_fen: int, limits: dict[int, ClassLimits],
-          processing_out: list[dict], held_pending_fen: int = 0) -> BankAudit:
-    """Every transaction balances in each ledger; every stored balance equals its postings;
+          processing_out: list[dict], held_pending_fen: int = 0,
+          position: dict[str, int] | None = None) -> BankAudit:
+    """Every transaction balances in each ledger; every stored balance equals its postings
+    (`position`, the position accounts as appended at posting, included when given);
     no wallet is negative or over its class's cap; `held` equals what the pending holds and
     vouchers hold; vault + wallets + interbank_out + redeem_out + held equals what the bank
     holds by its books."""
@@ -72,6 +75,10 @@ def audit(posted: dict[str, int], unbalanced_txns: list[int], wallets: list[dict
     if report.held_fen != held_pending_fen:
         report.problems.append(f"held {report.held_fen} != the pending holds and vouchers "
                                f"{held_pending_fen}")
+    for account in POSITION_ACCOUNTS if position is not None else ():
+        if position.get(account, 0) != posted.get(account, 0):
+            report.problems.append(f"position {account} {position.get(account, 0)} != "
+                                   f"journal {posted.get(account, 0)}")
     report.books_fen = -posted.get(CENTRAL, 0)
     total = (report.vault_fen + report.wallets_fen + report.interbank_out_fen
              + report.redeem_out_fen + report.held_fen)

@@ -26,6 +26,9 @@ VAULT, INTERBANK_OUT, CENTRAL, EXCHANGE = "vault", "interbank_out", "central", "
 REDEEM_OUT, CASH = "redeem_out", "dep:cash"
 HELD = "held"
 SYSTEM_ECNY_ACCOUNTS = (VAULT, INTERBANK_OUT, REDEEM_OUT, CENTRAL, HELD)
+# The bank's position with central: what it holds there (-central) and what it has asked
+# central to redeem; their postings are also appended to `position_deltas` (migration 0011).
+POSITION_ACCOUNTS = (CENTRAL, REDEEM_OUT)
 
 
 def deposit_account(account_id: str) -> str:

@@ -269,14 +269,19 @@ async def test_a_checkpoint_mismatch_shows_as_an_alarm_on_both_dashboards(rail, 
     await page.set_viewport_size({"width": 1280, "height": 1400})
     await log_in(page, rail.url(CENTRAL), CENTRAL_TOKEN)
     await expect(page.locator(".alarm")).to_have_count(0)
-    # Someone edits pearl's books behind its back: one fen more from central than central
-    # ever recorded as pearl's.
-    with psycopg.connect(psycopg_url(rail.processes.database_urls[B]), autocommit=True) as db:
-        changed = db.execute(
-            "UPDATE postings SET amount_fen = amount_fen - 1 WHERE posting_id = "
-            "(SELECT min(posting_id) FROM postings WHERE account = %s)",
-            (CENTRAL_ACCOUNT,)).rowcount
+    # Someone edits pearl's books behind its back, and consistently (its own audit still
+    # balances): one fen more from central, into the vault, than central ever recorded as
+    # pearl's. Only the comparison with central's checkpoint can see it.
+    with psycopg.connect(psycopg_url(rail.processes.database_urls[B])) as db:
+        db.execute(
+            "INSERT INTO postings (txn_id, account, amount_fen) "
+            "SELECT txn_id, account, amount FROM (SELECT min(txn_id) AS txn_id FROM postings "
+            "WHERE account = %s) AS t, (VALUES (%s, -1), ('vault', 1)) AS p(account, amount)",
+            (CENTRAL_ACCOUNT, CENTRAL_ACCOUNT))
+        changed = db.execute("UPDATE system_balances SET balance_fen = balance_fen + 1 "
+                             "WHERE account = 'vault'").rowcount
     assert changed == 1
+    assert (await rail.banks[B].audit())["balanced"]
 
     alarm = page.locator(f'.alarm[data-alarm="{B}"]')
     await expect(alarm).to_contain_text("mismatch", timeout=LIVE_TIMEOUT_MS)

@@ -134,12 +134,14 @@ async def test_a_difference_while_money_is_in_flight_is_not_compared(rail):
     assert found["books_fen"] is None
 
 
-async def test_the_books_are_summed_only_when_nothing_is_in_flight(rail):
+async def test_the_books_come_from_the_position_kept_at_posting_never_from_every_posting(
+        rail):
     await rail.funded_wallet("pearl", 1_000)
     with statements_run(rail, "pearl") as statements:
         found = await settled_check(rail, "pearl")
     assert found["status"] == "match" and found["books_fen"] == found["holding_fen"] > 0
-    assert [s for s in statements if "FROM postings" in s]
+    assert [s for s in statements if "FROM position_deltas" in s], statements
+    assert not [s for s in statements if "postings" in s], statements
 
 
 @contextlib.contextmanager

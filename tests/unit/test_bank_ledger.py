@@ -143,7 +143,7 @@ class Books:
         for p in entry:
             self.stored[p.account] += p.amount_fen
 
-    def audit(self, unbalanced: list[int] | None = None):
+    def audit(self, unbalanced: list[int] | None = None, position: dict | None = None):
         posted: dict[str, int] = defaultdict(int)
         for entry in self.entries:
             for p in entry:
@@ -153,7 +153,7 @@ class Books:
         deposits = {a[4:]: b for a, b in self.stored.items() if a.startswith("dep:")
                     and a not in (EXCHANGE, CASH)}
         return audit(dict(posted), unbalanced or [], wallets, deposits, self.stored[VAULT],
-                     DEFAULT_CLASS_LIMITS, list(self.processing_out))
+                     DEFAULT_CLASS_LIMITS, list(self.processing_out), position=position)
 
 
 def healthy_books() -> Books:
@@ -169,6 +169,25 @@ def healthy_books() -> Books:
     books.post(ledger.interbank_out(PAYER, PAYER_DEP, debit(5_000)))
     books.processing_out = [{"transfer_id": "yangtze.t1", "amount_fen": 5_000}]
     return books
+
+
+def test_the_position_kept_at_posting_must_equal_the_journal():
+    books = healthy_books()
+    kept = {"central": -1_000_000}            # what the vault drew; nothing redeemed
+    assert books.audit(position=kept).balanced
+    report = books.audit(position={"central": -999_999})
+    assert report.problems == ["position central -999999 != journal -1000000"]
+    assert books.audit(position={**kept, "redeem_out": 5}).problems == [
+        "position redeem_out 5 != journal 0"]
+
+
+def test_the_trigger_appends_the_position_accounts_of_the_ledger():
+    """Migration 0011's trigger appends the postings of POSITION_ACCOUNTS: an account added
+    there needs a migration that replaces the trigger."""
+    import importlib
+
+    migration = importlib.import_module("bank.migrations.versions.0011_position_deltas")
+    assert migration.ACCOUNTS == ledger.POSITION_ACCOUNTS
 
 
 def test_healthy_books_are_balanced_and_add_up():
