@@ -65,8 +65,8 @@ class CheckpointWatch:
                 f"checkpoint seq {checkpoint['seq']} after seq {self.accepted['seq']} was "
                 "accepted: central's registry went back or forked"), now, checkpoint)
         self.accepted = checkpoint
-        # The books (a sum over every posting) only when central has nothing in flight for
-        # the bank: under traffic the pass reads no history.
+        # The books only when central has nothing in flight for the bank (Reads.position
+        # also reads the bank's own in-flight figures first): otherwise none is compared.
         line = rules.line_of(checkpoint, self.bank.bank_id)
         position = await self.bank.reads.position(
             with_books=not rules.central_in_flight(line))
