@@ -114,7 +114,7 @@ class Bank:
         """The background fold of the position deltas (migration 0011): each interbank
         payment appends one, and the watch sums them all when it compares its books. Folds
         once `at_least` have piled up; returns how many rows there were."""
-        async with self.engine.connect() as conn:
+        async with read_snapshot(self.engine) as conn:   # no write lock on SQLite
             rows = await sql.position_rows(conn)
         if rows < at_least:
             return 0
