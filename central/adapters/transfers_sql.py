@@ -45,7 +45,15 @@ async def insert_prepared(conn: AsyncConnection, orders: list[tuple[domain.Trans
 
 
 async def due(conn: AsyncConnection, now_ms: int, limit: int) -> list:
-    """Prepared transfers whose next delivery is due, oldest due first (a bounded batch)."""
+    """Prepared transfers whose next delivery is due, oldest due first (a bounded batch).
+    On PostgreSQL read by an index scan, never a bitmap scan: a transfer settled since the
+    last vacuum has left its prepared version's entry in the index of due transfers, and
+    only an index scan marks such an entry dead for the scans after it; by bitmap (the
+    planner's choice while the statistics are stale), every pass of the worker, five a
+    second in each process, read them all again (docs/performance.md, thirteenth session;
+    the bank's outbox, `books_sql.due`, had the same)."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(sa.text("SET LOCAL enable_bitmapscan = off"))
     return list((await conn.execute(
         sa.select(_T)
         .where(_T.c.status == domain.TRANSFER_PREPARED, _T.c.next_attempt_ms <= now_ms)

@@ -1,0 +1,73 @@
+"""Central's delivery worker finds the prepared transfers that are due (every ~200 ms, in
+every process) by reading a settled transfer's leftover index entry once, not on every pass:
+until vacuum, each transfer once prepared leaves its prepared version's entry behind in the
+index of due transfers, and only an index scan marks such an entry dead for the scans after
+it (docs/performance.md, thirteenth session; the bank's outbox had the same, twelfth)."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from central.adapters import transfers_sql
+from central.services import MIGRATIONS
+from rail_service.db import make_engine, migrate
+from tests.support import rail as rail_support
+from tests.support.polling import eventually
+
+pytestmark = pytest.mark.integration
+
+SETTLED_BEFORE = 20_000
+INSERT_TRANSFERS = """
+    WITH RECURSIVE n(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM n WHERE g < %(count)s)
+    INSERT INTO transfers (transfer_id, from_bank, to_bank, amount_fen, payee_wallet, digest,
+                           status, created_ms, updated_ms, attempts, next_attempt_ms)
+    SELECT %(prefix)s || g, 'yangtze', 'pearl', 100, 'w', 'd', 'prepared', g, g, 1,
+           %(next_attempt)s FROM n"""
+
+
+async def test_the_workers_due_scan_reads_a_settled_transfers_leftover_entry_once(pg_url):
+    engine = make_engine(pg_url, pool_size=1)
+    try:
+        await migrate(engine, MIGRATIONS, "central_alembic_version")
+    finally:
+        await engine.dispose()
+    database = rail_support.psycopg_url(pg_url)
+    with psycopg.connect(database, autocommit=True) as conn:
+        # 20,000 transfers prepared and settled (their retries would have been due by now),
+        # 30 prepared and not due yet, one due.
+        conn.execute(INSERT_TRANSFERS, {"count": SETTLED_BEFORE, "prefix": "old-",
+                                        "next_attempt": 5_000})
+        conn.execute("UPDATE transfers SET status = 'settled'")
+        conn.execute(INSERT_TRANSFERS, {"count": 30, "prefix": "live-", "next_attempt": 35_000})
+        conn.execute(INSERT_TRANSFERS, {"count": 1, "prefix": "due-", "next_attempt": 20_000})
+        # No ANALYZE: the statistics as a busy database has them between two of
+        # autovacuum's (or a load test's, on a server with it off): the planner then takes
+        # a bitmap scan, which never marks an entry dead.
+
+    def tuples_read(after_scans: int):
+        """Index entries the scans of the due index read, once `after_scans` scans of it
+        are counted (the statistics come a little later)."""
+        with psycopg.connect(database, autocommit=True) as conn:
+            conn.execute("SELECT pg_stat_clear_snapshot()")
+            scans, read = conn.execute(
+                "SELECT idx_scan, idx_tup_read FROM pg_stat_user_indexes "
+                "WHERE indexrelname = 'ix_transfers_due'").fetchone()
+        return read if scans >= after_scans else None
+
+    engine = make_engine(pg_url, pool_size=1)
+    reads = []
+    try:
+        for scans in range(1, 4):
+            async with engine.connect() as conn:
+                due = await transfers_sql.due(conn, 30_000, 50)
+                assert [row.transfer_id for row in due] == ["due-1"]
+                await conn.execute(sa.text("SELECT pg_stat_force_next_flush()"))
+            reads.append(await eventually(lambda n=scans: tuples_read(n), timeout_s=10,
+                                          what="the index statistics"))
+    finally:
+        await engine.dispose()
+    again = [later - earlier for earlier, later in zip(reads, reads[1:])]
+    assert reads[0] >= SETTLED_BEFORE, reads      # the leftovers are there, and read once
+    assert all(n <= 100 for n in again), reads
