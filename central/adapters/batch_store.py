@@ -155,25 +155,31 @@ PREPARE_AND_POST = ("WITH t AS (" + _INSERT_PREPARED.format(
     + "),\n" + POST_ENTRIES.replace("WITH e AS (", "e AS (", 1).lstrip())
 
 # Out of `prepared`, once: the transfers' rows locked in id order (two finishers never
-# deadlock), only those still prepared changed; the answer names those moved here.
+# deadlock), only those still prepared changed; the answer names those moved here. The rows
+# are found by primary key only and their status is tested as locked (`l`): a test of
+# `transfers.status` could be planned through `ix_transfers_due`, which the planner takes
+# once `ANALYZE` has seen nearly every transfer settled, and which holds an entry for every
+# transfer settled since the last vacuum (docs/performance.md, thirteenth session).
 FINISH = """
+WITH l AS MATERIALIZED (
+    SELECT transfer_id, status FROM transfers WHERE transfer_id = ANY($1::text[])
+    ORDER BY transfer_id FOR UPDATE)
 UPDATE transfers SET status = u.status, code = u.code, updated_ms = $4
-FROM unnest($1::text[], $2::text[], $3::text[]) AS u(transfer_id, status, code)
-WHERE transfers.transfer_id = u.transfer_id AND transfers.status = 'prepared'
-  AND transfers.transfer_id IN (SELECT transfer_id FROM transfers
-                                WHERE transfer_id = ANY($1::text[]) AND status = 'prepared'
-                                ORDER BY transfer_id FOR UPDATE)
+FROM unnest($1::text[], $2::text[], $3::text[]) AS u(transfer_id, status, code), l
+WHERE l.status = 'prepared' AND u.transfer_id = l.transfer_id
+  AND transfers.transfer_id = l.transfer_id
 RETURNING transfers.transfer_id, transfers.created_ms"""
 
 # The next try after an unanswered delivery, unless another claimer took it since (its
-# `attempts` moved on; then its lease stands).
+# `attempts` moved on; then its lease stands). Found and tested as FINISH is.
 POSTPONE = """
+WITH l AS MATERIALIZED (
+    SELECT transfer_id, status, attempts FROM transfers WHERE transfer_id = ANY($1::text[])
+    ORDER BY transfer_id FOR UPDATE)
 UPDATE transfers SET next_attempt_ms = $4 + u.delay, updated_ms = $4
-FROM unnest($1::text[], $2::int[], $3::bigint[]) AS u(transfer_id, attempts, delay)
-WHERE transfers.transfer_id = u.transfer_id AND transfers.attempts = u.attempts
-  AND transfers.transfer_id IN (SELECT transfer_id FROM transfers
-                                WHERE transfer_id = ANY($1::text[]) AND status = 'prepared'
-                                ORDER BY transfer_id FOR UPDATE)"""
+FROM unnest($1::text[], $2::int[], $3::bigint[]) AS u(transfer_id, attempts, delay), l
+WHERE l.status = 'prepared' AND l.attempts = u.attempts AND u.transfer_id = l.transfer_id
+  AND transfers.transfer_id = l.transfer_id"""
 
 # The sealer's: the chain's head locked (one sealer at a time), the committed entries not
 # chained yet with their postings in posting order (the partial index holds only these),
