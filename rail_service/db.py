@@ -12,6 +12,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -124,6 +125,17 @@ async def read_snapshot(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         else:
             await conn.execution_options(**{READ_ONLY: True})
         yield conn
+
+
+async def index_scans_only(conn: AsyncConnection) -> None:
+    """No bitmap scans for the rest of this transaction (PostgreSQL; SQLite has none): for a
+    queue's scan of its index of what is due. A row leaves such a queue by an update whose
+    old version's entry stays in the index until vacuum; an index scan marks that entry dead
+    the first time it meets it, a bitmap scan never does, so by bitmap (the planner's choice
+    while its statistics are stale) every pass read again everything that left the queue
+    since the last vacuum (docs/performance.md, twelfth and thirteenth sessions)."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(sa.text("SET LOCAL enable_bitmapscan = off"))
 
 
 async def migrate(engine: AsyncEngine, migrations_dir: Path, version_table: str) -> None:

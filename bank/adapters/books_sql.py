@@ -15,6 +15,7 @@ from bank.domain.wallets import OPEN
 from bank.domain.orders import PAID, OrderState
 from bank.domain.wallets import MAY_COME_BACK, ClassLimits, WalletState
 from rail_protocol.errors import RailError
+from rail_service.db import index_scans_only
 
 
 async def class_limits(conn: AsyncConnection) -> dict[int, ClassLimits]:
@@ -74,13 +75,9 @@ async def pending_out(conn: AsyncConnection, wallet_ids: list[str]) -> dict[str,
 
 async def due(conn: AsyncConnection, status: str, now_ms: int, limit: int) -> list[int]:
     """The transactions in `status` (processing: the outbox's; pending: the vault's) whose
-    next attempt is due, soonest first. On PostgreSQL read by an index scan, never a bitmap
-    scan: a payment settled since the last vacuum has left its in-flight version's entry in
-    the index of due rows, and only an index scan marks such an entry dead for the scans
-    after it; by bitmap, every pass read them all again, more with every payment
-    (docs/performance.md, twelfth session)."""
-    if conn.dialect.name == "postgresql":
-        await conn.execute(sa.text("SET LOCAL enable_bitmapscan = off"))
+    next attempt is due, soonest first; by index scan (`index_scans_only`: a payment settled
+    since the last vacuum left an entry behind in the index of due rows)."""
+    await index_scans_only(conn)
     x = t.transactions.c
     return list((await conn.execute(
         sa.select(x.txn_id).where(x.status == status, x.next_attempt_ms <= now_ms)

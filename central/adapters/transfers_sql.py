@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from central import domain
 from central.adapters import tables as t
 from rail_protocol.canonical import canonical_bytes
+from rail_service.db import index_scans_only
 
 _T = t.transfers
 _VIEW_COLUMNS = ("transfer_id", "from_bank", "to_bank", "amount_fen", "payee_wallet", "status",
@@ -45,15 +46,11 @@ async def insert_prepared(conn: AsyncConnection, orders: list[tuple[domain.Trans
 
 
 async def due(conn: AsyncConnection, now_ms: int, limit: int) -> list:
-    """Prepared transfers whose next delivery is due, oldest due first (a bounded batch).
-    On PostgreSQL read by an index scan, never a bitmap scan: a transfer settled since the
-    last vacuum has left its prepared version's entry in the index of due transfers, and
-    only an index scan marks such an entry dead for the scans after it; by bitmap (the
-    planner's choice while the statistics are stale), every pass of the worker, five a
-    second in each process, read them all again (docs/performance.md, thirteenth session;
-    the bank's outbox, `books_sql.due`, had the same)."""
-    if conn.dialect.name == "postgresql":
-        await conn.execute(sa.text("SET LOCAL enable_bitmapscan = off"))
+    """Prepared transfers whose next delivery is due, oldest due first (a bounded batch);
+    by index scan (`index_scans_only`: a transfer settled since the last vacuum left an
+    entry behind in the index of due transfers, and the worker passes five times a second
+    in each process)."""
+    await index_scans_only(conn)
     return list((await conn.execute(
         sa.select(_T)
         .where(_T.c.status == domain.TRANSFER_PREPARED, _T.c.next_attempt_ms <= now_ms)
