@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-import sqlalchemy as sa
 
 from central.adapters import batch_store, transfers_sql
 from central.services import MIGRATIONS
 from rail_service.db import make_engine, migrate
 from tests.support import rail as rail_support
-from tests.support.polling import eventually
+from tests.support.index_reads import entries_read_by_pass
 
 pytestmark = pytest.mark.integration
 
@@ -28,12 +27,16 @@ INSERT_TRANSFERS = """
            %(next_attempt)s FROM n"""
 
 
-async def test_the_workers_due_scan_reads_a_settled_transfers_leftover_entry_once(pg_url):
-    engine = make_engine(pg_url, pool_size=1)
+async def migrated(url: str) -> None:
+    engine = make_engine(url, pool_size=1)
     try:
         await migrate(engine, MIGRATIONS, "central_alembic_version")
     finally:
         await engine.dispose()
+
+
+async def test_the_workers_due_scan_reads_a_settled_transfers_leftover_entry_once(pg_url):
+    await migrated(pg_url)
     database = rail_support.psycopg_url(pg_url)
     with psycopg.connect(database, autocommit=True) as conn:
         # 20,000 transfers prepared and settled (their retries would have been due by now),
@@ -47,28 +50,12 @@ async def test_the_workers_due_scan_reads_a_settled_transfers_leftover_entry_onc
         # autovacuum's (or a load test's, on a server with it off): the planner then takes
         # a bitmap scan, which never marks an entry dead.
 
-    def tuples_read(after_scans: int):
-        """Index entries the scans of the due index read, once `after_scans` scans of it
-        are counted (the statistics come a little later)."""
-        with psycopg.connect(database, autocommit=True) as conn:
-            conn.execute("SELECT pg_stat_clear_snapshot()")
-            scans, read = conn.execute(
-                "SELECT idx_scan, idx_tup_read FROM pg_stat_user_indexes "
-                "WHERE indexrelname = 'ix_transfers_due'").fetchone()
-        return read if scans >= after_scans else None
+    async def one_pass(conn) -> None:
+        due = await transfers_sql.due(conn, 30_000, 50)
+        assert [row.transfer_id for row in due] == ["due-1"]
 
-    engine = make_engine(pg_url, pool_size=1)
-    reads = []
-    try:
-        for scans in range(1, 4):
-            async with engine.connect() as conn:
-                due = await transfers_sql.due(conn, 30_000, 50)
-                assert [row.transfer_id for row in due] == ["due-1"]
-                await conn.execute(sa.text("SELECT pg_stat_force_next_flush()"))
-            reads.append(await eventually(lambda n=scans: tuples_read(n), timeout_s=10,
-                                          what="the index statistics"))
-    finally:
-        await engine.dispose()
+    # Index entries the scans of the due index read, by pass.
+    reads = await entries_read_by_pass(pg_url, ("ix_transfers_due",), one_pass)
     again = [later - earlier for earlier, later in zip(reads, reads[1:])]
     assert reads[0] >= SETTLED_BEFORE, reads      # the leftovers are there, and read once
     assert all(n <= 100 for n in again), reads
@@ -87,11 +74,7 @@ async def test_a_finish_finds_its_transfers_by_primary_key_whatever_the_statisti
     for every transfer settled since the last vacuum (1.1 ms against 0.2 for 14 transfers
     with 500 such entries). The batch's finish and postpone find their rows by primary key
     and test the status of the rows they locked."""
-    engine = make_engine(pg_url, pool_size=1)
-    try:
-        await migrate(engine, MIGRATIONS, "central_alembic_version")
-    finally:
-        await engine.dispose()
+    await migrated(pg_url)
     ids = [f"live-{n}" for n in range(1, 15)]
     with psycopg.connect(rail_support.psycopg_url(pg_url), autocommit=True) as conn:
         conn.execute(INSERT_TRANSFERS, {"count": SETTLED_BEFORE, "prefix": "old-",
